@@ -1,0 +1,206 @@
+"""The ``kerbside`` command: serve, worker, migrate, seed, openapi, db, users and keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from app.database_setup import DatabaseUnavailable, ResolvedDatabase, resolve_database
+from app.embedded import EmbeddedDatabaseError, port_is_free
+from app.settings import PROJECT_ROOT, Settings, get_settings
+
+
+class CommandError(RuntimeError):
+    """A one-line reason to stop, printed without a traceback."""
+
+
+def _database(settings: Settings) -> ResolvedDatabase:
+    try:
+        resolved = resolve_database(settings)
+    except (EmbeddedDatabaseError, DatabaseUnavailable) as exc:
+        raise CommandError(str(exc)) from exc
+    # Children (uvicorn workers, alembic) read the same URL from the environment.
+    os.environ["KERBSIDE_DATABASE_URL"] = resolved.url
+    get_settings.cache_clear()
+    return resolved
+
+
+def _migrate(url: str) -> None:
+    from app.migrations import upgrade_to_head
+
+    upgrade_to_head(url)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    settings = get_settings()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    if not port_is_free(port, host if host not in ("0.0.0.0", "::") else "127.0.0.1"):
+        raise CommandError(f"port {port} on {host} is in use; stop that program or pass --port")
+    resolved = _database(settings)
+    try:
+        _migrate(resolved.url)
+        if (resolved.cluster is not None and not args.no_seed) or args.seed:
+            from app.seed.demo import seed_demo
+
+            asyncio.run(seed_demo(resolved.url, tickets=args.tickets))
+        print(f"kerbside: serving on http://{host}:{port} (docs at /docs)", file=sys.stderr)
+        uvicorn.run(
+            "app.main:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=args.workers or settings.workers,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            proxy_headers=True,
+            server_header=False,
+        )
+    finally:
+        resolved.close()
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from app.worker import run_worker
+
+    settings = get_settings()
+    resolved = _database(settings)
+    try:
+        asyncio.run(run_worker(get_settings(), once=args.once))
+    finally:
+        resolved.close()
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    resolved = _database(get_settings())
+    try:
+        _migrate(resolved.url)
+        print("kerbside: database schema is at head", file=sys.stderr)
+    finally:
+        resolved.close()
+
+
+def cmd_seed(args: argparse.Namespace) -> None:
+    from app.seed.demo import seed_demo
+
+    resolved = _database(get_settings())
+    try:
+        _migrate(resolved.url)
+        summary = asyncio.run(seed_demo(resolved.url, tickets=args.tickets))
+        print(json.dumps(summary, indent=2))
+    finally:
+        resolved.close()
+
+
+def cmd_openapi(args: argparse.Namespace) -> None:
+    from app.openapi_doc import openapi_json
+
+    target = Path(args.output)
+    generated = openapi_json()
+    if args.check:
+        current = target.read_text() if target.exists() else ""
+        if current != generated:
+            raise CommandError(
+                f"{target} is out of date with the code: run `kerbside openapi` and commit it"
+            )
+        print(f"kerbside: {target} matches the code", file=sys.stderr)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(generated)
+    print(f"kerbside: wrote {target}", file=sys.stderr)
+
+
+def cmd_db(args: argparse.Namespace) -> None:
+    settings = get_settings()
+    if settings.database_url and args.action != "url":
+        raise CommandError("KERBSIDE_DATABASE_URL is set: the embedded cluster is not in use")
+    if args.action == "url":
+        resolved = _database(settings)
+        print(resolved.url)
+        return
+    from app.embedded import EmbeddedCluster
+
+    cluster = EmbeddedCluster(root=settings.embedded_dir, port=settings.embedded_port)
+    if args.action == "start":
+        print(cluster.ensure_running())
+    elif args.action == "stop":
+        cluster.stop()
+        print("kerbside: embedded database stopped", file=sys.stderr)
+    elif args.action == "status":
+        print("running" if cluster.is_running() else "stopped")
+
+
+def _handle_sigterm(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "serve": cmd_serve,
+    "worker": cmd_worker,
+    "migrate": cmd_migrate,
+    "seed": cmd_seed,
+    "openapi": cmd_openapi,
+    "db": cmd_db,
+}
+
+# Other domains add their sub-commands here: name -> (configure parser, run).
+EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kerbside", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP API (embedded database unless configured)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int)
+    serve.add_argument("--no-seed", action="store_true", help="skip demo data (embedded db)")
+    serve.add_argument("--seed", action="store_true", help="load demo data into a configured db")
+    serve.add_argument("--tickets", type=int, default=300, help="demo tickets to create once")
+
+    worker = sub.add_parser("worker", help="run background jobs")
+    worker.add_argument("--once", action="store_true", help="run every job once, then exit")
+
+    sub.add_parser("migrate", help="bring the database schema to the latest revision")
+
+    seed = sub.add_parser("seed", help="load (or complete) the demo jurisdiction")
+    seed.add_argument("--tickets", type=int, default=300)
+
+    openapi = sub.add_parser("openapi", help="write (or --check) openapi/openapi.json")
+    openapi.add_argument("--output", default=str(PROJECT_ROOT / "openapi" / "openapi.json"))
+    openapi.add_argument("--check", action="store_true")
+
+    db = sub.add_parser("db", help="the embedded PostgreSQL cluster")
+    db.add_argument("action", choices=["url", "start", "stop", "status"])
+
+    for configure in EXTRA_COMMANDS:
+        configure(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _handle_sigterm)
+    run = COMMANDS.get(args.command) or args.run
+    try:
+        run(args)
+    except CommandError as exc:
+        print(f"kerbside: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

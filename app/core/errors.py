@@ -1,0 +1,214 @@
+"""One error hierarchy, rendered as RFC 9457 problem+json.
+
+Services raise these; ``install_error_handlers`` maps them (and FastAPI's own validation,
+404 and 405 errors) to ``application/problem+json`` with a stable ``type`` URI, a human
+``detail`` and, for bad input, per-field ``errors``. Stack traces never reach a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("kerbside.errors")
+
+PROBLEM_BASE = "https://kerbside.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class ProblemResponse(Response):
+    media_type = PROBLEM_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class KerbsideError(Exception):
+    """Base of every error a client may see. Subclasses set status and type slug."""
+
+    status: int = 400
+    slug: str = "bad-request"
+    title: str = "Bad request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Sequence[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = list(errors) if errors else None
+        self.headers = headers
+        self.extra = extra
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        if self.errors:
+            body["errors"] = self.errors
+        body.update(self.extra)
+        return body
+
+
+class InvalidInput(KerbsideError):
+    status, slug, title = 422, "invalid-input", "Invalid input"
+
+
+class BadRequest(KerbsideError):
+    status, slug, title = 400, "bad-request", "Bad request"
+
+
+class NotAuthenticated(KerbsideError):
+    status, slug, title = 401, "not-authenticated", "Not authenticated"
+
+    def __init__(self, detail: str = "Sign in or send an API key", **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(detail, **kwargs)
+
+
+class Forbidden(KerbsideError):
+    status, slug, title = 403, "forbidden", "Forbidden"
+
+
+class NotFound(KerbsideError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(KerbsideError):
+    status, slug, title = 409, "conflict", "Conflict"
+
+
+class PayloadTooLarge(KerbsideError):
+    status, slug, title = 413, "payload-too-large", "Payload too large"
+
+
+class UnsupportedMediaType(KerbsideError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
+class TooManyRequests(KerbsideError):
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+
+class ServiceUnavailable(KerbsideError):
+    status, slug, title = 503, "unavailable", "Service unavailable"
+
+
+_HTTP_SLUGS = {
+    400: "bad-request",
+    401: "not-authenticated",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "invalid-input",
+    429: "rate-limited",
+}
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> ProblemResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + (slug or _HTTP_SLUGS.get(status, "error")),
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+def field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Pydantic's error list as ``[{field, message, type}]`` with a dotted field path.
+
+    The leading ``body``/``query``/``path``/``header`` location is kept as ``in``.
+    """
+    out: list[dict[str, Any]] = []
+    for err in errors:
+        loc = [str(part) for part in err.get("loc", ())]
+        where = loc[0] if loc and loc[0] in {"body", "query", "path", "header", "cookie"} else None
+        path = loc[1:] if where else loc
+        item: dict[str, Any] = {
+            "field": ".".join(path) if path else (where or ""),
+            "message": str(err.get("msg", "invalid")).removeprefix("Value error, "),
+            "type": err.get("type", "invalid"),
+        }
+        if where:
+            item["in"] = where
+        out.append(item)
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(KerbsideError)
+    async def _kerbside(request: Request, exc: KerbsideError) -> Response:
+        return ProblemResponse(
+            exc.to_problem(instance=request.url.path), status_code=exc.status, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        errors = field_errors(exc.errors())
+        fields = ", ".join(sorted({e["field"] for e in errors if e["field"]})) or "request"
+        return problem(
+            422,
+            f"The request is not valid: see errors ({fields})",
+            instance=request.url.path,
+            errors=errors,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"No route matches {request.method} {request.url.path}"
+        if exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return problem(
+            exc.status_code,
+            detail,
+            instance=request.url.path,
+            headers=dict(exc.headers) if exc.headers else None,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        request_id = getattr(request.state, "request_id", None)
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return problem(
+            500,
+            "Something went wrong on our side; it has been logged"
+            + (f" (request id {request_id})" if request_id else ""),
+            slug="internal-error",
+            instance=request.url.path,
+            request_id=request_id,
+        )

@@ -1,0 +1,124 @@
+"""Jurisdictions (municipalities), their areas and their services (report categories)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    Interval,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.models import Base, CreatedAt
+
+
+class Jurisdiction(CreatedAt, Base):
+    __tablename__ = "jurisdiction"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)  # Open311 jurisdiction_id
+    name: Mapped[str] = mapped_column(String(200))
+    boundary: Mapped[Any] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False
+    )
+    timezone: Mapped[str] = mapped_column(String(64), server_default="UTC")
+    languages: Mapped[list[str]] = mapped_column(
+        ARRAY(String(16)), server_default=text("ARRAY['en']::varchar[]")
+    )
+    reference_prefix: Mapped[str] = mapped_column(String(8), server_default="K")
+    allow_anonymous: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+
+    __table_args__ = (
+        Index("ix_jurisdiction_boundary", "boundary", postgresql_using="gist"),
+        CheckConstraint("reference_prefix ~ '^[A-Z]{1,8}$'", name="reference_prefix_format"),
+    )
+
+
+class Area(CreatedAt, Base):
+    """A named polygon of a jurisdiction: district, ward, crew territory."""
+
+    __tablename__ = "area"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdiction.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32), server_default="district")
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    geom: Mapped[Any] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False
+    )
+
+    __table_args__ = (
+        UniqueConstraint("jurisdiction_id", "kind", "code"),
+        Index("ix_area_geom", "geom", postgresql_using="gist"),
+    )
+
+
+class AreaPart(Base):
+    """Small pieces of an area (``ST_Subdivide``) for fast point-in-polygon.
+
+    Kept in step with ``area.geom`` by a database trigger (see the initial migration), so
+    every way of writing an area keeps its pieces right.
+    """
+
+    __tablename__ = "area_part"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("area.id", ondelete="CASCADE"), index=True)
+    geom: Mapped[Any] = mapped_column(
+        Geometry("GEOMETRY", srid=4326, spatial_index=False), nullable=False
+    )
+
+    __table_args__ = (Index("ix_area_part_geom", "geom", postgresql_using="gist"),)
+
+
+class Service(CreatedAt, Base):
+    """A report category (Open311 service) of one jurisdiction."""
+
+    __tablename__ = "service"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(
+        ForeignKey("jurisdiction.id", ondelete="CASCADE"), index=True
+    )
+    code: Mapped[str] = mapped_column(String(64))
+    names: Mapped[dict[str, str]] = mapped_column(JSONB)  # {"en": "Pothole", "es": "Bache"}
+    descriptions: Mapped[dict[str, str]] = mapped_column(JSONB, server_default=text("'{}'"))
+    group: Mapped[str | None] = mapped_column(String(100))
+    keywords: Mapped[dict[str, list[str]]] = mapped_column(JSONB, server_default=text("'{}'"))
+    duplicate_radius_m: Mapped[float] = mapped_column(Float, server_default=text("50"))
+    duplicate_window: Mapped[timedelta] = mapped_column(
+        Interval, server_default=text("interval '30 days'")
+    )
+    acknowledge_within: Mapped[timedelta | None] = mapped_column(Interval)
+    resolve_within: Mapped[timedelta | None] = mapped_column(Interval)
+    business_hours: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    hazard_level: Mapped[int] = mapped_column(SmallInteger, server_default=text("1"))
+    attributes: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'"))
+    active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    description_required: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+
+    __table_args__ = (
+        UniqueConstraint("jurisdiction_id", "code"),
+        CheckConstraint(
+            "duplicate_radius_m >= 0 AND duplicate_radius_m <= 2000", name="radius_range"
+        ),
+        CheckConstraint("hazard_level BETWEEN 1 AND 5", name="hazard_range"),
+        CheckConstraint("code ~ '^[a-z0-9_.-]{1,64}$'", name="code_format"),
+    )

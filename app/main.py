@@ -1,0 +1,71 @@
+"""The FastAPI application: routers, middleware, error handlers, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app.core.errors import install_error_handlers
+from app.core.limits import BodySizeLimitMiddleware
+from app.core.logging import RequestContextMiddleware, configure_logging
+from app.db import make_engine, make_sessionmaker
+from app.health.routes import router as health_router
+from app.settings import Settings, get_settings
+
+API_DESCRIPTION = """
+Kerbside: citizens report street problems, reports of the same problem cluster into one
+**ticket**, crews pull geo-filtered work orders, and every reporter hears back.
+
+Errors are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json`.
+Coordinates are WGS84, GeoJSON order (longitude, latitude). Times are UTC, ISO 8601.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Tests install their own engine and sessionmaker before start-up.
+        owns_engine = not hasattr(app.state, "engine")
+        if owns_engine:
+            app.state.engine = make_engine(settings)
+            app.state.sessionmaker = make_sessionmaker(app.state.engine)
+        try:
+            yield
+        finally:
+            if owns_engine:
+                await app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Kerbside",
+        version="0.1.0",
+        summary="Civic issue reporting: reports, tickets, crews, maps, Open311",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        license_info={"name": "AGPL-3.0-or-later"},
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "ETag", "Location"],
+        )
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health_router)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for ``uvicorn --factory app.main:app_factory`` (used by ``kerbside serve``)."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings)

@@ -1,0 +1,100 @@
+"""Configuration, read from the environment with the prefix ``KERBSIDE_``.
+
+Every setting is documented in ``docs/configuration.md``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Secrets that ship in the repository. They are fine on a laptop and refused in production.
+DEV_SECRET = "kerbside-development-secret-change-me"  # noqa: S105
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KERBSIDE_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+
+    # Database. Unset means: start the project-local embedded PostGIS cluster.
+    database_url: str | None = None
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_max_overflow: int = Field(default=10, ge=0, le=200)
+    database_statement_timeout_ms: int = Field(default=15_000, ge=0)
+
+    # Embedded cluster (used only when database_url is unset).
+    embedded_dir: Path = PROJECT_ROOT / ".kerbside"
+    embedded_port: int = Field(default=54329, ge=1024, le=65535)
+
+    # HTTP.
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    public_base_url: str = "http://127.0.0.1:8000"
+    cors_origins: list[str] = []
+    max_request_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
+
+    # Auth.
+    secret_key: SecretStr = SecretStr(DEV_SECRET)
+    jwt_lifetime_seconds: int = Field(default=3600 * 24 * 7, ge=60)
+
+    # Logging.
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Media storage.
+    media_dir: Path = PROJECT_ROOT / ".kerbside" / "media"
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets_in_production(self) -> Settings:
+        if self.env == "production":
+            if self.secret_key.get_secret_value() == DEV_SECRET:
+                raise ValueError("KERBSIDE_SECRET_KEY must be set to a private value in production")
+            if len(self.secret_key.get_secret_value()) < 32:
+                raise ValueError("KERBSIDE_SECRET_KEY must be at least 32 characters in production")
+            if self.database_url is None:
+                raise ValueError(
+                    "KERBSIDE_DATABASE_URL must be set in production "
+                    "(the embedded cluster is for development only)"
+                )
+        return self
+
+    @property
+    def async_database_url(self) -> str:
+        """The configured URL with the psycopg 3 async driver named, as SQLAlchemy wants it."""
+        if self.database_url is None:
+            raise RuntimeError("database_url is not set; start the embedded cluster first")
+        return to_sqlalchemy_url(self.database_url)
+
+
+def to_sqlalchemy_url(url: str) -> str:
+    """Accept ``postgres://``, ``postgresql://`` or an explicit driver; return ``postgresql+psycopg://``."""
+    for prefix in ("postgresql+psycopg://", "postgresql+psycopg_async://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    raise ValueError(f"unsupported database URL scheme in {url.split('://', 1)[0]!r}")
+
+
+def to_libpq_url(url: str) -> str:
+    """The same URL as libpq (psql, pgbench, psycopg.connect) wants it."""
+    return "postgresql://" + to_sqlalchemy_url(url).split("://", 1)[1]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
