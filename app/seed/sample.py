@@ -30,7 +30,7 @@ _INSERT = text(
             resolve_due_at, acknowledged_at, fixed_at, created_at, updated_at)
         SELECT new_id.id,
                :prefix || '-' || to_char(:reported_at AT TIME ZONE 'UTC', 'YYYY') || '-'
-                   || lpad(new_id.id::text, 6, '0'),
+                   || lpad(new_id.id::text, greatest(6, length(new_id.id::text)), '0'),
                :jurisdiction_id, :service_id, (SELECT id FROM area), point.geom, :description,
                :status, 1, :reported_at, :reported_at, :ack_due, :resolve_due, :acknowledged_at,
                :fixed_at, :reported_at, coalesce(:fixed_at, :acknowledged_at, :reported_at)
