@@ -18,6 +18,14 @@ _counter = itertools.count(1)
 _passwords = PasswordHelper()
 CITY = make_city()
 PASSWORD = "correct horse battery staple"
+_hashes: dict[str, str] = {}
+
+
+def password_hash(password: str = PASSWORD) -> str:
+    """Argon2 takes ~0.25 s a hash on purpose; tests hash each distinct password once."""
+    if password not in _hashes:
+        _hashes[password] = _passwords.hash(password)
+    return _hashes[password]
 
 
 async def make_jurisdiction(
@@ -85,7 +93,7 @@ async def make_user(
 ) -> User:
     user = User(
         email=email or f"user{next(_counter)}@example.org",
-        hashed_password=_passwords.hash(password),
+        hashed_password=password_hash(password),
         is_active=True,
         is_verified=True,
         is_superuser=role == Role.admin,

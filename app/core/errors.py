@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from enum import Enum
 from http import HTTPStatus
 from typing import Any
 
@@ -168,6 +169,35 @@ def field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return out
 
 
+# Error codes of fastapi-users (its routes raise HTTPException with these as ``detail``):
+# code -> (status to answer instead, or None to keep it; the sentence a person reads).
+# Weak passwords are 422 like every other invalid input; the rest keep fastapi-users' status.
+_KNOWN_CODES: dict[str, tuple[int | None, str]] = {
+    "LOGIN_BAD_CREDENTIALS": (None, "Wrong email or password"),
+    "LOGIN_USER_NOT_VERIFIED": (None, "Confirm your email address before signing in"),
+    "REGISTER_USER_ALREADY_EXISTS": (None, "An account with this email address already exists"),
+    "REGISTER_INVALID_PASSWORD": (422, "The password is not acceptable"),
+    "RESET_PASSWORD_BAD_TOKEN": (None, "The reset link is invalid or has expired"),
+    "RESET_PASSWORD_INVALID_PASSWORD": (422, "The password is not acceptable"),
+    "VERIFY_USER_BAD_TOKEN": (None, "The verification link is invalid or has expired"),
+    "VERIFY_USER_ALREADY_VERIFIED": (None, "This email address is already verified"),
+    "UPDATE_USER_EMAIL_ALREADY_EXISTS": (None, "An account with this email address already exists"),
+    "UPDATE_USER_INVALID_PASSWORD": (422, "The password is not acceptable"),
+}
+
+
+def _code_and_reason(detail: Any) -> tuple[str | None, str | None]:
+    """A machine code and optional reason from an HTTPException detail, if it carries one."""
+    code, reason = (
+        (detail.get("code"), detail.get("reason")) if isinstance(detail, dict) else (detail, None)
+    )
+    if isinstance(code, Enum):  # fastapi-users' ErrorCode is a str Enum
+        code = code.value
+    if not (isinstance(code, str) and "_" in code and code.replace("_", "").isalpha()):
+        return None, None
+    return code, (str(reason) if reason else None)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(KerbsideError)
     async def _kerbside(request: Request, exc: KerbsideError) -> Response:
@@ -188,17 +218,35 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        if exc.status_code == 404 and detail == "Not Found":
+        status = exc.status_code
+        headers = dict(exc.headers) if exc.headers else None
+        extra: dict[str, Any] = {}
+        # fastapi-users raises HTTPException with detail = CODE or {"code": CODE, "reason": ...}.
+        code, reason = _code_and_reason(exc.detail)
+        if code is not None:
+            extra["code"] = code
+            known = _KNOWN_CODES.get(code)
+            if known is not None:
+                status = known[0] or status
+                detail = f"{known[1]}: {reason}" if reason else known[1]
+            else:
+                detail = reason or code
+        elif isinstance(exc.detail, str) and exc.detail != HTTPStatus(status).phrase:
+            detail = exc.detail
+        elif status == 401:
+            detail = "Sign in or send an API key"
+            headers = headers or {"WWW-Authenticate": "Bearer"}
+        elif status == 403:
+            detail = "Your account may not do this"
+        elif status == 404 and "endpoint" in request.scope:
+            detail = "Nothing with this id exists"  # a route matched; its object did not
+        elif status == 404:
             detail = f"No route matches {request.method} {request.url.path}"
-        if exc.status_code == 405:
+        elif status == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
-        return problem(
-            exc.status_code,
-            detail,
-            instance=request.url.path,
-            headers=dict(exc.headers) if exc.headers else None,
-        )
+        else:
+            detail = HTTPStatus(status).phrase
+        return problem(status, detail, instance=request.url.path, headers=headers, **extra)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -1,0 +1,165 @@
+"""Who is calling: a signed-in user or an API key, as one ``Principal``, and the role gates.
+
+Routes declare what they need in their signature::
+
+    async def assign(ticket_id: int, staff: StaffPrincipal, session: SessionDep) -> ...:
+        ensure_same_jurisdiction(staff, ticket.jurisdiction_id)
+
+Gates (each answers 401 problem+json without credentials, 403 with too few rights):
+
+- ``OptionalPrincipal``: anyone; ``None`` when anonymous (credentials sent but wrong: 401).
+- ``CurrentPrincipal``: any signed-in user or valid API key.
+- ``CitizenPrincipal``: the same people as ``CurrentPrincipal``: every role can act as a citizen.
+- ``CrewPrincipal``: crew, staff and admin. Staff dispatch and act for crews, so crew routes
+  must not assume ``crew_id`` is set.
+- ``StaffPrincipal``: staff and admin.
+- ``AdminPrincipal``: admin only (API keys are never admin).
+
+Staff, crew and API keys act for one jurisdiction: routes that touch a jurisdiction's data
+call ``ensure_same_jurisdiction``. Admins pass every gate and every jurisdiction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import Depends
+from fastapi.security import APIKeyHeader, APIKeyQuery
+from fastapi_users.authentication import JWTStrategy
+
+from app.auth.api_keys import authenticate_api_key
+from app.auth.models import ROLE_RANK, ApiKey, Role, User
+from app.auth.users import UserManager, bearer_transport, get_jwt_strategy, get_user_manager
+from app.core.errors import Forbidden, NotAuthenticated
+from app.db import SessionDep
+
+_api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKeyHeader",
+    description="An API key (`ks_...`) issued by a jurisdiction's staff",
+    auto_error=False,
+)
+_api_key_query = APIKeyQuery(
+    name="api_key",
+    scheme_name="ApiKeyQuery",
+    description="The same API key as a query parameter, for Open311 clients",
+    auto_error=False,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller of one request. ``label`` is stable and unique: use it for audit trails and
+    idempotency records ("user:<uuid>" or "api-key:<id>")."""
+
+    kind: Literal["user", "api_key"]
+    role: Role
+    label: str
+    user_id: uuid.UUID | None = None
+    api_key_id: int | None = None
+    name: str | None = None  # the API key's name, or the user's full name
+    jurisdiction_id: int | None = None
+    crew_id: int | None = None
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.admin
+
+    def at_least(self, role: Role) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+    def allows(self, scope: str) -> bool:
+        """Scopes narrow what an API key may do; people are not scoped."""
+        return self.kind == "user" or scope in self.scopes
+
+    @classmethod
+    def of_user(cls, user: User) -> Principal:
+        return cls(
+            kind="user",
+            role=Role(user.role),
+            label=f"user:{user.id}",
+            user_id=user.id,
+            name=user.full_name,
+            jurisdiction_id=user.jurisdiction_id,
+            crew_id=user.crew_id,
+        )
+
+    @classmethod
+    def of_api_key(cls, key: ApiKey) -> Principal:
+        return cls(
+            kind="api_key",
+            role=Role(key.role),
+            label=f"api-key:{key.id}",
+            api_key_id=key.id,
+            name=key.name,
+            jurisdiction_id=key.jurisdiction_id,
+            scopes=frozenset(key.scopes),
+        )
+
+
+async def get_optional_principal(
+    session: SessionDep,
+    user_manager: Annotated[UserManager, Depends(get_user_manager)],
+    strategy: Annotated[JWTStrategy[User, uuid.UUID], Depends(get_jwt_strategy)],
+    token: Annotated[str | None, Depends(bearer_transport.scheme)],
+    header_key: Annotated[str | None, Depends(_api_key_header)],
+    query_key: Annotated[str | None, Depends(_api_key_query)],
+) -> Principal | None:
+    """The caller, or ``None`` if the request carries no credentials at all.
+
+    Credentials that are present but wrong are a 401 even where anonymous calls are allowed:
+    a client with an expired token must learn it, not be silently treated as anonymous.
+    """
+    if token:
+        user = await strategy.read_token(token, user_manager)
+        if user is None:
+            raise NotAuthenticated("The access token is invalid or has expired; sign in again")
+        if not user.is_active:
+            raise NotAuthenticated("This account has been deactivated")
+        return Principal.of_user(user)
+    raw_key = header_key or query_key
+    if raw_key:
+        return Principal.of_api_key(await authenticate_api_key(session, raw_key))
+    return None
+
+
+async def get_current_principal(
+    principal: Annotated[Principal | None, Depends(get_optional_principal)],
+) -> Principal:
+    if principal is None:
+        raise NotAuthenticated()
+    return principal
+
+
+def require_role(minimum: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency that lets through principals whose role ranks at least ``minimum``."""
+
+    async def role_gate(
+        principal: Annotated[Principal, Depends(get_current_principal)],
+    ) -> Principal:
+        if not principal.at_least(minimum):
+            raise Forbidden(f"This needs the {minimum} role (you are {principal.role})")
+        return principal
+
+    role_gate.__name__ = f"require_{minimum}"
+    return role_gate
+
+
+def ensure_same_jurisdiction(principal: Principal, jurisdiction_id: int) -> None:
+    """403 unless the principal acts for ``jurisdiction_id`` (admins act for every one)."""
+    if principal.is_admin:
+        return
+    if principal.jurisdiction_id != jurisdiction_id:
+        raise Forbidden("You may only act for your own jurisdiction")
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]
+CurrentPrincipal = Annotated[Principal, Depends(get_current_principal)]
+CitizenPrincipal = Annotated[Principal, Depends(require_role(Role.citizen))]
+CrewPrincipal = Annotated[Principal, Depends(require_role(Role.crew))]
+StaffPrincipal = Annotated[Principal, Depends(require_role(Role.staff))]
+AdminPrincipal = Annotated[Principal, Depends(require_role(Role.admin))]
