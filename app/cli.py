@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from app.auth.cli import add_api_key_commands, add_user_commands
 from app.database_setup import DatabaseUnavailable, ResolvedDatabase, resolve_database
 from app.embedded import EmbeddedDatabaseError, port_is_free
 from app.settings import PROJECT_ROOT, Settings, get_settings
@@ -52,7 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         if (resolved.cluster is not None and not args.no_seed) or args.seed:
             from app.seed.demo import seed_demo
 
-            asyncio.run(seed_demo(resolved.url, tickets=args.tickets))
+            asyncio.run(seed_demo(resolved.url, reports=args.reports))
         print(f"kerbside: serving on http://{host}:{port} (docs at /docs)", file=sys.stderr)
         uvicorn.run(
             "app.main:app_factory",
@@ -95,7 +96,7 @@ def cmd_seed(args: argparse.Namespace) -> None:
     resolved = _database(get_settings())
     try:
         _migrate(resolved.url)
-        summary = asyncio.run(seed_demo(resolved.url, tickets=args.tickets))
+        summary = asyncio.run(seed_demo(resolved.url, reports=args.reports))
         print(json.dumps(summary, indent=2))
     finally:
         resolved.close()
@@ -153,7 +154,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
 }
 
 # Other domains add their sub-commands here: name -> (configure parser, run).
-EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+EXTRA_COMMANDS: list[Callable[[Any], None]] = [add_user_commands, add_api_key_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int)
     serve.add_argument("--no-seed", action="store_true", help="skip demo data (embedded db)")
     serve.add_argument("--seed", action="store_true", help="load demo data into a configured db")
-    serve.add_argument("--tickets", type=int, default=300, help="demo tickets to create once")
+    serve.add_argument("--reports", type=int, default=400, help="demo reports to file once")
 
     worker = sub.add_parser("worker", help="run background jobs")
     worker.add_argument("--once", action="store_true", help="run every job once, then exit")
@@ -174,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="bring the database schema to the latest revision")
 
     seed = sub.add_parser("seed", help="load (or complete) the demo jurisdiction")
-    seed.add_argument("--tickets", type=int, default=300)
+    seed.add_argument("--reports", type=int, default=400, help="demo reports to file once")
 
     openapi = sub.add_parser("openapi", help="write (or --check) openapi/openapi.json")
     openapi.add_argument("--output", default=str(PROJECT_ROOT / "openapi" / "openapi.json"))

@@ -8,12 +8,19 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.auth.routes import router as auth_router
 from app.core.errors import install_error_handlers
 from app.core.limits import BodySizeLimitMiddleware
 from app.core.logging import RequestContextMiddleware, configure_logging
 from app.db import make_engine, make_sessionmaker
 from app.health.routes import router as health_router
+from app.jurisdictions.catalog import Catalog
+from app.jurisdictions.routes import router as jurisdictions_router
+from app.media.routes import router as photos_router
+from app.media.service import PhotoPipeline
+from app.reports.routes import router as reports_router
 from app.settings import Settings, get_settings
+from app.tickets.routes import router as tickets_router
 
 API_DESCRIPTION = """
 Kerbside: citizens report street problems, reports of the same problem cluster into one
@@ -49,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         license_info={"name": "AGPL-3.0-or-later"},
     )
     app.state.settings = settings
+    app.state.catalog = Catalog()
+    app.state.photos = PhotoPipeline(settings)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     if settings.cors_origins:
@@ -61,6 +70,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health_router)
+    app.include_router(auth_router)
+    app.include_router(jurisdictions_router)
+    app.include_router(reports_router)
+    app.include_router(tickets_router)
+    app.include_router(photos_router)
     return app
 
 

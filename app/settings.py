@@ -49,8 +49,34 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    # Media storage.
+    # Photos.
     media_dir: Path = PROJECT_ROOT / ".kerbside" / "media"
+    photo_storage: Literal["local", "s3"] = "local"
+    photo_s3_bucket: str | None = None
+    photo_s3_endpoint_url: str | None = None
+    photo_s3_region: str | None = None
+    photo_public_base_url: str | None = None  # a CDN or bucket URL; unset: the API serves them
+    max_photos_per_report: int = Field(default=6, ge=0, le=20)
+    max_photo_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
+    max_photo_pixels: int = Field(default=40_000_000, ge=10_000)
+    photo_max_edge: int = Field(default=2048, ge=256, le=8192)
+    photo_threads: int = Field(default=2, ge=1, le=32)  # concurrent decodes per process
+
+    # Mail (account verification and password reset). Unset host: mail is logged, not sent.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_from: str = "Kerbside <no-reply@localhost>"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    # Rate limits, per client, per API process; 0 turns a limit off.
+    rate_limit_login_per_minute: int = Field(default=10, ge=0)
+    rate_limit_register_per_minute: int = Field(default=10, ge=0)
+    rate_limit_account_mail_per_minute: int = Field(default=5, ge=0)
+    # Reports, supports and follows per client address (carrier NAT shares addresses).
+    rate_limit_reports_per_minute: int = Field(default=60, ge=0)
 
     @field_validator("public_base_url")
     @classmethod

@@ -115,20 +115,20 @@ SAMPLE_TEXT = {
 
 
 async def seed_demo(
-    database_url: str, *, tickets: int = 300, progress: bool = True
+    database_url: str, *, reports: int = 400, progress: bool = True
 ) -> dict[str, Any]:
     engine = create_async_engine(to_sqlalchemy_url(database_url))
     try:
         async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
             # One seeder at a time (two `make run` started together).
             await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('kerbside-seed'))"))
-            summary = await _seed(session, tickets=tickets, progress=progress)
+            summary = await _seed(session, reports=reports, progress=progress)
         return summary
     finally:
         await engine.dispose()
 
 
-async def _seed(session: AsyncSession, *, tickets: int, progress: bool) -> dict[str, Any]:
+async def _seed(session: AsyncSession, *, reports: int, progress: bool) -> dict[str, Any]:
     city = make_city()
     summary: dict[str, Any] = {"jurisdiction": DEMO_SLUG}
     jurisdiction = (
@@ -229,31 +229,31 @@ async def _seed(session: AsyncSession, *, tickets: int, progress: bool) -> dict[
 
     existing = (
         await session.execute(
-            text("SELECT count(*) FROM ticket WHERE jurisdiction_id = :j"), {"j": jurisdiction.id}
+            text("SELECT count(*) FROM report WHERE jurisdiction_id = :j"), {"j": jurisdiction.id}
         )
     ).scalar_one()
     created = 0
-    if existing == 0 and tickets > 0:
-        created = await _sample_tickets(
-            session, jurisdiction.id, list(services.values()), city, tickets, progress
-        )
+    if existing == 0 and reports > 0:
+        created = await _sample_tickets(session, list(services.values()), city, reports, progress)
+    summary["sample_reports_filed"] = reports if existing == 0 else 0
     summary["tickets_created"] = created
-    summary["tickets_total"] = existing + created
     return summary
 
 
 async def _sample_tickets(
     session: AsyncSession,
-    jurisdiction_id: int,
     services: list[Service],
     city: Any,
     count: int,
     progress: bool,
 ) -> int:
+    """File ``count`` demo reports; returns how many tickets they made."""
+    from app.jurisdictions.catalog import Catalog
     from app.seed.sample import submit_sample_report
 
     rng = random.Random(2026)
     now = datetime.now(UTC)
+    catalog = Catalog()
     points = city.random_points(count, seed=11)
     # Oldest first, so clustering windows see reports in the order they happened.
     times = sorted(now - timedelta(minutes=rng.randint(10, 90 * 24 * 60)) for _ in points)
@@ -261,16 +261,18 @@ async def _sample_tickets(
         service = rng.choice(services)
         await submit_sample_report(
             session,
-            jurisdiction_id=jurisdiction_id,
-            service=service,
+            catalog,
+            service_code=service.code,
             lon=lon,
             lat=lat,
             description=rng.choice(SAMPLE_TEXT.get(service.code, ["Problem reported"])),
             reported_at=reported_at,
+            now=now,
             rng=rng,
         )
         if progress and (i % 50 == 0 or i == count):
             print(f"\rkerbside: demo reports {i}/{count}", end="", file=sys.stderr, flush=True)
     if progress:
         print(file=sys.stderr)
-    return count
+    tickets = await session.execute(text("SELECT count(*) FROM ticket"))
+    return int(tickets.scalar_one())

@@ -1,7 +1,7 @@
-"""Sample tickets for the demo city, written straight to the tables.
+"""Sample reports for the demo city, filed through the real intake path.
 
-Each sample is a ticket with one report and its timeline line, in a realistic status for its
-age. (Reports from real channels go through the intake service instead.)
+Reports cluster into tickets exactly as live ones do; older tickets are then moved on to a
+status that fits their age, with the matching timeline lines.
 """
 
 from __future__ import annotations
@@ -9,84 +9,77 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.jurisdictions.models import Service
+from app.jurisdictions.catalog import Catalog
+from app.reports.models import Channel
+from app.reports.schemas import Location, ReportIn
+from app.reports.service import Submitter, submit_report
 
-_INSERT = text(
+SEED = Submitter(label="demo-seed", trusted=True, identified=True)
+
+_MOVE_ON = text(
     """
-    WITH new_id AS (SELECT nextval(pg_get_serial_sequence('ticket', 'id')) AS id),
-    point AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) AS geom),
-    area AS (
-        SELECT a.id FROM area_part p JOIN area a ON a.id = p.area_id, point
-        WHERE a.jurisdiction_id = :jurisdiction_id AND ST_Intersects(p.geom, point.geom)
-        ORDER BY a.id LIMIT 1
-    ),
-    ticket AS (
-        INSERT INTO ticket (
-            id, reference, jurisdiction_id, service_id, area_id, location, description, status,
-            report_count, first_reported_at, last_reported_at, acknowledge_due_at,
-            resolve_due_at, acknowledged_at, fixed_at, created_at, updated_at)
-        SELECT new_id.id,
-               :prefix || '-' || to_char(:reported_at AT TIME ZONE 'UTC', 'YYYY') || '-'
-                   || lpad(new_id.id::text, greatest(6, length(new_id.id::text)), '0'),
-               :jurisdiction_id, :service_id, (SELECT id FROM area), point.geom, :description,
-               :status, 1, :reported_at, :reported_at, :ack_due, :resolve_due, :acknowledged_at,
-               :fixed_at, :reported_at, coalesce(:fixed_at, :acknowledged_at, :reported_at)
-        FROM new_id, point
-        RETURNING id, location
-    ),
-    report AS (
-        INSERT INTO report (
-            ticket_id, jurisdiction_id, service_id, channel, location, description,
-            reported_at, received_at)
-        SELECT ticket.id, :jurisdiction_id, :service_id, 'app', ticket.location, :description,
-               :reported_at, :reported_at
-        FROM ticket
-        RETURNING id, ticket_id
+    WITH moved AS (
+        UPDATE ticket SET status = :status, acknowledged_at = :acknowledged_at,
+                          fixed_at = :fixed_at, updated_at = coalesce(:fixed_at, :acknowledged_at)
+        WHERE reference = :reference AND status = 'open'
+        RETURNING id
     )
-    INSERT INTO ticket_event (ticket_id, kind, public, actor_label, report_id, data, created_at)
-    SELECT report.ticket_id, 'ticket_opened', true, 'demo-seed', report.id,
-           '{"channel": "app"}'::jsonb, :reported_at
-    FROM report
+    INSERT INTO ticket_event (ticket_id, kind, public, actor_label, data, created_at)
+    SELECT moved.id, 'status_changed', true, 'demo-seed', CAST(step.data AS jsonb), step.at
+    FROM moved, (VALUES (:ack_data, CAST(:acknowledged_at AS timestamptz)),
+                        (:fix_data, CAST(:fixed_at AS timestamptz))) AS step(data, at)
+    WHERE step.at IS NOT NULL
     """
 )
 
 
 async def submit_sample_report(
     session: AsyncSession,
+    catalog: Catalog,
     *,
-    jurisdiction_id: int,
-    service: Service,
+    service_code: str,
     lon: float,
     lat: float,
     description: str,
     reported_at: datetime,
+    now: datetime,
     rng: random.Random,
 ) -> None:
-    age = datetime.now(reported_at.tzinfo) - reported_at
-    status, acknowledged_at, fixed_at = "open", None, None
-    if age > timedelta(days=3) and rng.random() < 0.7:
-        status, acknowledged_at = "acknowledged", reported_at + timedelta(hours=rng.randint(2, 40))
-        if age > timedelta(days=10) and rng.random() < 0.6:
-            status, fixed_at = "fixed", acknowledged_at + timedelta(days=rng.randint(1, 8))
+    accepted, _ = await submit_report(
+        session,
+        catalog,
+        SEED,
+        ReportIn(
+            service_code=service_code,
+            location=Location(lon=lon, lat=lat, accuracy_m=rng.choice([5.0, 8.0, 12.0, None])),
+            description=description,
+            reported_at=reported_at,
+        ),
+        channel=rng.choice([Channel.app, Channel.app, Channel.web, Channel.open311]),
+        base_url="",
+        now=now,
+    )
+    if accepted.joined_existing:
+        return
+    age = now - reported_at
+    if age < timedelta(days=3) or rng.random() > 0.7:
+        return
+    acknowledged_at = reported_at + timedelta(hours=rng.randint(2, 40))
+    fixed_at = None
+    if age > timedelta(days=10) and rng.random() < 0.6:
+        fixed_at = acknowledged_at + timedelta(days=rng.randint(1, 8))
     await session.execute(
-        _INSERT,
+        _MOVE_ON,
         {
-            "lon": lon,
-            "lat": lat,
-            "jurisdiction_id": jurisdiction_id,
-            "service_id": service.id,
-            "prefix": "K",
-            "description": description,
-            "status": status,
-            "reported_at": reported_at,
-            "ack_due": reported_at + service.acknowledge_within
-            if service.acknowledge_within
-            else None,
-            "resolve_due": reported_at + service.resolve_within if service.resolve_within else None,
+            "reference": accepted.ticket.reference,
+            "status": "fixed" if fixed_at else "acknowledged",
             "acknowledged_at": acknowledged_at,
             "fixed_at": fixed_at,
+            "ack_data": orjson.dumps({"from": "open", "to": "acknowledged"}).decode(),
+            "fix_data": orjson.dumps({"from": "acknowledged", "to": "fixed"}).decode(),
         },
     )

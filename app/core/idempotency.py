@@ -1,0 +1,116 @@
+"""Idempotency keys: a retried request replays the first answer instead of acting twice.
+
+The claim is a row inserted in the *same transaction* as the work it guards. A concurrent
+retry with the same key blocks on that row's unique index until the first transaction ends:
+if it committed, the retry replays its stored answer; if it rolled back, the retry does the
+work itself. Nothing is ever half-claimed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import Conflict, KerbsideError
+
+KEEP_FOR = timedelta(hours=48)  # at least 24 h, as mobile apps retry after long outages
+
+_CLAIM = text(
+    """
+    INSERT INTO idempotency_record (principal, key, request_hash, expires_at)
+    VALUES (:principal, :key, :request_hash, now() + CAST(:keep AS interval))
+    ON CONFLICT (principal, key) DO UPDATE
+        SET request_hash = EXCLUDED.request_hash, status_code = NULL, response_body = NULL,
+            report_id = NULL, created_at = now(), expires_at = EXCLUDED.expires_at
+        WHERE idempotency_record.expires_at < now()
+    RETURNING 1
+    """
+)
+_READ = text(
+    "SELECT request_hash, status_code, response_body FROM idempotency_record"
+    " WHERE principal = :principal AND key = :key AND expires_at >= now()"
+)
+_FINISH = text(
+    "UPDATE idempotency_record SET status_code = :status, response_body = :body,"
+    " report_id = :report_id WHERE principal = :principal AND key = :key"
+)
+
+
+class IdempotencyKeyReused(KerbsideError):
+    status, slug, title = 422, "idempotency-key-reused", "Idempotency key reused"
+
+
+@dataclass(frozen=True)
+class Replay:
+    status_code: int
+    body: bytes
+
+
+def request_fingerprint(*parts: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+async def peek(session: AsyncSession, principal: str, key: str, request_hash: str) -> Replay | None:
+    """A cheap look before expensive work (photo processing); ``claim`` stays authoritative."""
+    row = (await session.execute(_READ, {"principal": principal, "key": key})).first()
+    if row is None or row.status_code is None:
+        return None
+    if row.request_hash != request_hash:
+        raise _reused()
+    return Replay(row.status_code, bytes(row.response_body))
+
+
+async def claim(
+    session: AsyncSession, principal: str, key: str, request_hash: str
+) -> Replay | None:
+    """Claim ``key`` for this transaction, or return the answer to replay."""
+    params = {"principal": principal, "key": key, "request_hash": request_hash, "keep": KEEP_FOR}
+    if (await session.execute(_CLAIM, params)).first() is not None:
+        return None
+    row = (await session.execute(_READ, {"principal": principal, "key": key})).first()
+    if row is None:  # expired between the two statements: claim again
+        if (await session.execute(_CLAIM, params)).first() is not None:
+            return None
+        row = (await session.execute(_READ, {"principal": principal, "key": key})).one()
+    if row.request_hash != request_hash:
+        raise _reused()
+    if row.status_code is None:
+        raise Conflict(
+            "A request with this Idempotency-Key is still being processed; retry shortly"
+        )
+    return Replay(row.status_code, bytes(row.response_body))
+
+
+async def finish(
+    session: AsyncSession,
+    principal: str,
+    key: str,
+    status_code: int,
+    body: bytes,
+    report_id: int | None = None,
+) -> None:
+    await session.execute(
+        _FINISH,
+        {
+            "principal": principal,
+            "key": key,
+            "status": status_code,
+            "body": body,
+            "report_id": report_id,
+        },
+    )
+
+
+def _reused() -> IdempotencyKeyReused:
+    return IdempotencyKeyReused(
+        "This Idempotency-Key was already used for a different request; "
+        "use a new key for a new report"
+    )

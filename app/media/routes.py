@@ -1,0 +1,63 @@
+"""Serving photos. URLs carry a random id: they say nothing about who reported or when."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+from sqlalchemy import text
+
+from app.core.errors import NotFound
+from app.db import SessionDep
+from app.media.service import PhotoPipeline
+from app.media.storage import PhotoNotFound
+
+router = APIRouter(prefix="/v1/photos", tags=["photos"])
+
+_PHOTO = text(
+    "SELECT storage_key, thumbnail_key, content_type, sha256 FROM photo"
+    " WHERE public_id = :id AND public"
+)
+
+
+async def _serve(
+    request: Request, session: SessionDep, photo_id: uuid.UUID, thumbnail: bool
+) -> Response:
+    row = (await session.execute(_PHOTO, {"id": photo_id})).first()
+    if row is None:
+        raise NotFound(f"No photo {photo_id}")
+    pipeline: PhotoPipeline = request.app.state.photos
+    key = row.thumbnail_key if thumbnail else row.storage_key
+    direct = pipeline.storage.url(key)
+    if direct:
+        return RedirectResponse(direct, status_code=302)
+    etag = f'"{row.sha256[:32]}{"-t" if thumbnail else ""}"'
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=31536000, immutable"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    try:
+        data = await pipeline.storage.get(key)
+    except PhotoNotFound:
+        raise NotFound(f"Photo {photo_id} is missing from storage") from None
+    return Response(data, media_type=row.content_type, headers=headers)
+
+
+@router.get(
+    "/{photo_id}.jpg",
+    summary="A report photo (metadata stripped, long edge capped)",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+async def photo(photo_id: uuid.UUID, request: Request, session: SessionDep) -> Response:
+    return await _serve(request, session, photo_id, thumbnail=False)
+
+
+@router.get(
+    "/{photo_id}/thumbnail.jpg",
+    summary="A report photo's thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+async def thumbnail(photo_id: uuid.UUID, request: Request, session: SessionDep) -> Response:
+    return await _serve(request, session, photo_id, thumbnail=True)

@@ -1,0 +1,149 @@
+"""Reading tickets: by reference with reports, photos and public timeline; nearby open ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import NotFound
+from app.core.models import check_in
+from app.reports.queries import photos_of_reports
+from app.tickets.models import OPEN_STATUSES
+from app.tickets.schemas import (
+    AreaRef,
+    NearbyTicket,
+    PublicReport,
+    TicketDetail,
+    TimelineEntry,
+)
+from geo.distance import degree_box
+
+_TICKET_COLUMNS = """
+    t.id, t.reference, t.status, t.description, ST_X(t.location) AS lon, ST_Y(t.location) AS lat,
+    t.report_count, t.supporter_count, t.first_reported_at, t.last_reported_at,
+    t.acknowledge_due_at, t.resolve_due_at, t.jurisdiction_id, s.code AS service_code,
+    s.names AS service_names, a.code AS area_code, a.name AS area_name
+"""
+_FROM = " FROM ticket t JOIN service s ON s.id = t.service_id LEFT JOIN area a ON a.id = t.area_id"
+
+# Timeline data keys safe to show the public (never contacts, never internal notes).
+PUBLIC_EVENT_KEYS = {"channel", "distance_m", "age_seconds", "photos", "from", "to", "count"}
+
+
+def summary_fields(row: Any, base_url: str) -> dict[str, Any]:
+    names = row.service_names or {}
+    return {
+        "reference": row.reference,
+        "status": row.status,
+        "service_code": row.service_code,
+        "service_name": names.get("en") or next(iter(names.values()), row.service_code),
+        "location": {"lon": row.lon, "lat": row.lat},
+        "area": AreaRef(code=row.area_code, name=row.area_name) if row.area_code else None,
+        "description": row.description,
+        "report_count": row.report_count,
+        "supporter_count": row.supporter_count,
+        "first_reported_at": row.first_reported_at,
+        "last_reported_at": row.last_reported_at,
+        "acknowledge_due_at": row.acknowledge_due_at,
+        "resolve_due_at": row.resolve_due_at,
+        "url": f"{base_url}/v1/tickets/{row.reference}",
+    }
+
+
+async def ticket_row(session: AsyncSession, reference: str) -> Any:
+    row = (
+        await session.execute(
+            text("SELECT " + _TICKET_COLUMNS + _FROM + " WHERE t.reference = :ref"),
+            {"ref": reference.upper()},
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"No ticket {reference}")
+    return row
+
+
+async def ticket_detail(session: AsyncSession, reference: str, base_url: str) -> TicketDetail:
+    row = await ticket_row(session, reference)
+    reports = (
+        await session.execute(
+            text(
+                "SELECT id, public_id, channel, description, reported_at FROM report"
+                " WHERE ticket_id = :t ORDER BY reported_at, id LIMIT 500"
+            ),
+            {"t": row.id},
+        )
+    ).all()
+    photos = await photos_of_reports(session, [r.id for r in reports], base_url)
+    events = await session.execute(
+        text(
+            "SELECT id, kind, created_at, note, data FROM ticket_event"
+            " WHERE ticket_id = :t AND public ORDER BY id LIMIT 1000"
+        ),
+        {"t": row.id},
+    )
+    return TicketDetail(
+        **summary_fields(row, base_url),
+        reports=[
+            PublicReport(
+                id=r.public_id,
+                channel=r.channel,
+                description=r.description,
+                reported_at=r.reported_at,
+                photos=photos.get(r.id, []),
+            )
+            for r in reports
+        ],
+        timeline=[
+            TimelineEntry(
+                id=e.id,
+                kind=e.kind,
+                at=e.created_at,
+                note=e.note,
+                data={k: v for k, v in (e.data or {}).items() if k in PUBLIC_EVENT_KEYS},
+            )
+            for e in events
+        ],
+    )
+
+
+async def nearby_open_tickets(
+    session: AsyncSession,
+    *,
+    service_id: int,
+    lon: float,
+    lat: float,
+    radius_m: float,
+    limit: int,
+    base_url: str,
+) -> list[NearbyTicket]:
+    minx, miny, maxx, maxy = degree_box(lon, lat, radius_m)
+    rows = await session.execute(
+        text(
+            "SELECT " + _TICKET_COLUMNS + ", ST_Distance(t.location::geography,"
+            " ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography) AS distance_m"
+            + _FROM
+            + " WHERE t.service_id = :service_id AND "
+            + check_in("t.status", OPEN_STATUSES)
+            + " AND t.location && ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326)"
+            " AND ST_DWithin(t.location::geography,"
+            " ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, :radius_m)"
+            " ORDER BY distance_m, t.id LIMIT :limit"
+        ),
+        {
+            "service_id": service_id,
+            "lon": lon,
+            "lat": lat,
+            "minx": minx,
+            "miny": miny,
+            "maxx": maxx,
+            "maxy": maxy,
+            "radius_m": radius_m,
+            "limit": limit,
+        },
+    )
+    return [
+        NearbyTicket(**summary_fields(r, base_url), distance_m=round(float(r.distance_m), 1))
+        for r in rows
+    ]

@@ -1,0 +1,48 @@
+"""The demo data: complete, idempotent, and filed through the real intake path."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.seed.demo import DEMO_USERS, seed_demo
+
+
+async def test_demo_seed_is_complete_and_idempotent(
+    database_url: str, committed_db: async_sessionmaker[AsyncSession]
+) -> None:
+    first = await seed_demo(database_url, reports=120, progress=False)
+    second = await seed_demo(database_url, reports=120, progress=False)
+    assert first["areas"] == 8
+    assert first["services"] == ["fly_tipping", "pothole", "streetlight"]
+    assert second["sample_reports_filed"] == 0
+    async with committed_db() as session:
+        counts = (
+            await session.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM jurisdiction), (SELECT count(*) FROM report),"
+                    " (SELECT count(*) FROM ticket), (SELECT sum(report_count) FROM ticket),"
+                    " (SELECT count(*) FROM app_user), (SELECT count(*) FROM ticket"
+                    "  WHERE area_id IS NULL), (SELECT count(DISTINCT status) FROM ticket)"
+                )
+            )
+        ).one()
+    jurisdictions, reports, tickets, attached, users, without_area, statuses = counts
+    assert (jurisdictions, reports, users) == (1, 120, len(DEMO_USERS))
+    assert 60 <= tickets <= 120
+    assert attached == 120  # every report belongs to exactly one ticket
+    assert without_area == 0
+    assert statuses >= 2
+
+
+async def test_demo_users_can_sign_in(
+    database_url: str, committed_db: async_sessionmaker[AsyncSession], client: httpx.AsyncClient
+) -> None:
+    await seed_demo(database_url, reports=0, progress=False)
+    # The rolled-back test connection sees committed rows too.
+    email, password, *_ = DEMO_USERS[1]
+    response = await client.post(
+        "/v1/auth/jwt/login", data={"username": email, "password": password}
+    )
+    assert response.status_code == 200, response.text
