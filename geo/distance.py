@@ -45,3 +45,21 @@ def degree_box(lon: float, lat: float, radius_m: float) -> tuple[float, float, f
     dlon = radius_m * pad / max(m_lon, 1e-9)
     dlat = radius_m * pad / m_lat
     return lon - dlon, lat - dlat, lon + dlon, lat + dlat
+
+
+def near_params(lon: float, lat: float, radius_m: float) -> dict[str, float]:
+    """Bound parameters for an indexed "within ``radius_m`` of (lon, lat)" query.
+
+    ``minx..maxy`` feed ``ST_MakeEnvelope`` (the index prefilter); ``lon``, ``lat`` and
+    ``radius_m`` feed the exact geodesic ``ST_DWithin``.
+    """
+    minx, miny, maxx, maxy = degree_box(lon, lat, radius_m)
+    return {
+        "lon": lon,
+        "lat": lat,
+        "radius_m": radius_m,
+        "minx": minx,
+        "miny": miny,
+        "maxx": maxx,
+        "maxy": maxy,
+    }

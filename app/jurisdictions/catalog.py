@@ -9,6 +9,7 @@ miss, so a new jurisdiction or service is seen at once by the process that looks
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -72,28 +73,23 @@ class Catalog:
             self._loaded_at = time.monotonic()
         return self._jurisdictions
 
+    async def find(
+        self, session: AsyncSession, matches: Callable[[JurisdictionInfo], bool]
+    ) -> JurisdictionInfo | None:
+        """The first jurisdiction that ``matches``, reloading once before saying there is none."""
+        for fresh in (False, True):
+            for jurisdiction in await self.jurisdictions(session, fresh=fresh):
+                if matches(jurisdiction):
+                    return jurisdiction
+        return None
+
     async def by_point(
         self, session: AsyncSession, lon: float, lat: float
     ) -> JurisdictionInfo | None:
-        for fresh in (False, True):
-            for jurisdiction in await self.jurisdictions(session, fresh=fresh):
-                if jurisdiction.contains(lon, lat):
-                    return jurisdiction
-        return None
+        return await self.find(session, lambda j: j.contains(lon, lat))
 
     async def by_slug(self, session: AsyncSession, slug: str) -> JurisdictionInfo | None:
-        for fresh in (False, True):
-            for jurisdiction in await self.jurisdictions(session, fresh=fresh):
-                if jurisdiction.slug == slug:
-                    return jurisdiction
-        return None
-
-    async def by_id(self, session: AsyncSession, jurisdiction_id: int) -> JurisdictionInfo | None:
-        for fresh in (False, True):
-            for jurisdiction in await self.jurisdictions(session, fresh=fresh):
-                if jurisdiction.id == jurisdiction_id:
-                    return jurisdiction
-        return None
+        return await self.find(session, lambda j: j.slug == slug)
 
     async def service(
         self, session: AsyncSession, jurisdiction: JurisdictionInfo, code: str

@@ -31,7 +31,7 @@ from app.reports.schemas import (
 )
 from app.tickets.models import EventKind
 from app.tickets.schemas import AreaRef, PhotoRef, TicketSummary
-from geo.distance import degree_box
+from geo.distance import near_params
 from geo.grid import lock_keys
 from geo.validation import check_lonlat, swapped
 
@@ -80,19 +80,12 @@ async def submit_report(
     # Serialise with every concurrent report of this service nearby, then look.
     keys = lock_keys(lon, lat, service.duplicate_radius_m, service.lock_cell_deg)
     await session.execute(sql.LOCK_NEIGHBOURHOOD, {"service_id": service.id, "keys": keys})
-    minx, miny, maxx, maxy = degree_box(lon, lat, service.duplicate_radius_m)
     match = (
         await session.execute(
             sql.FIND_DUPLICATE,
             {
+                **near_params(lon, lat, service.duplicate_radius_m),
                 "service_id": service.id,
-                "lon": lon,
-                "lat": lat,
-                "minx": minx,
-                "miny": miny,
-                "maxx": maxx,
-                "maxy": maxy,
-                "radius_m": service.duplicate_radius_m,
                 "reported_at": reported_at,
                 "window": service.duplicate_window,
             },

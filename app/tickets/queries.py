@@ -18,7 +18,7 @@ from app.tickets.schemas import (
     TicketDetail,
     TimelineEntry,
 )
-from geo.distance import degree_box
+from geo.distance import near_params
 
 _TICKET_COLUMNS = """
     t.id, t.reference, t.status, t.description, ST_X(t.location) AS lon, ST_Y(t.location) AS lat,
@@ -118,7 +118,6 @@ async def nearby_open_tickets(
     limit: int,
     base_url: str,
 ) -> list[NearbyTicket]:
-    minx, miny, maxx, maxy = degree_box(lon, lat, radius_m)
     rows = await session.execute(
         text(
             "SELECT " + _TICKET_COLUMNS + ", ST_Distance(t.location::geography,"
@@ -131,17 +130,7 @@ async def nearby_open_tickets(
             " ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, :radius_m)"
             " ORDER BY distance_m, t.id LIMIT :limit"
         ),
-        {
-            "service_id": service_id,
-            "lon": lon,
-            "lat": lat,
-            "minx": minx,
-            "miny": miny,
-            "maxx": maxx,
-            "maxy": maxy,
-            "radius_m": radius_m,
-            "limit": limit,
-        },
+        {**near_params(lon, lat, radius_m), "service_id": service_id, "limit": limit},
     )
     return [
         NearbyTicket(**summary_fields(r, base_url), distance_m=round(float(r.distance_m), 1))

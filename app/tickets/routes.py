@@ -99,6 +99,24 @@ _SUPPORT_LIMIT = Depends(
 )
 
 
+async def _subscribe(
+    reference: str,
+    session: SessionDep,
+    principal: OptionalPrincipal,
+    who: SupportIn | None,
+    *,
+    support: bool,
+) -> SupportOut:
+    return await support_or_follow(
+        session,
+        reference,
+        who or SupportIn(),
+        user_id=principal.user_id if principal else None,
+        actor_label=principal.label if principal else "anonymous",
+        support=support,
+    )
+
+
 @router.post(
     "/{reference}/support",
     response_model=SupportOut,
@@ -111,14 +129,7 @@ async def support(
     principal: OptionalPrincipal,
     who: Annotated[SupportIn | None, Body()] = None,
 ) -> Any:
-    return await support_or_follow(
-        session,
-        reference,
-        who or SupportIn(),
-        user_id=principal.user_id if principal else None,
-        actor_label=principal.label if principal else "anonymous",
-        support=True,
-    )
+    return await _subscribe(reference, session, principal, who, support=True)
 
 
 @router.post(
@@ -133,11 +144,4 @@ async def follow(
     principal: OptionalPrincipal,
     who: Annotated[SupportIn | None, Body()] = None,
 ) -> Any:
-    return await support_or_follow(
-        session,
-        reference,
-        who or SupportIn(),
-        user_id=principal.user_id if principal else None,
-        actor_label=principal.label if principal else "anonymous",
-        support=False,
-    )
+    return await _subscribe(reference, session, principal, who, support=False)
