@@ -15,6 +15,7 @@ from typing import Any
 from app.auth.cli import add_api_key_commands, add_user_commands
 from app.database_setup import DatabaseUnavailable, ResolvedDatabase, resolve_database
 from app.embedded import EmbeddedDatabaseError, port_is_free
+from app.reports.importer import add_import_command
 from app.settings import PROJECT_ROOT, Settings, get_settings
 
 
@@ -154,7 +155,11 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
 }
 
 # Other domains add their sub-commands here: name -> (configure parser, run).
-EXTRA_COMMANDS: list[Callable[[Any], None]] = [add_user_commands, add_api_key_commands]
+EXTRA_COMMANDS: list[Callable[[Any], None]] = [
+    add_user_commands,
+    add_api_key_commands,
+    add_import_command,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,4 +209,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m app.cli`: run the importable module's main, not this __main__ copy, so the
+    # CommandError that other modules import from app.cli is the class caught here.
+    from app.cli import main as cli_main
+
+    cli_main()

@@ -18,6 +18,7 @@ from app.jurisdictions.catalog import Catalog
 from app.jurisdictions.routes import router as jurisdictions_router
 from app.media.routes import router as photos_router
 from app.media.service import PhotoPipeline
+from app.reports.import_routes import router as imports_router
 from app.reports.routes import router as reports_router
 from app.settings import Settings, get_settings
 from app.tickets.routes import router as tickets_router
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(jurisdictions_router)
     app.include_router(reports_router)
+    app.include_router(imports_router)
     app.include_router(tickets_router)
     app.include_router(photos_router)
     return app

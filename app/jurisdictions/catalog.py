@@ -57,8 +57,11 @@ class JurisdictionInfo:
 
 
 class Catalog:
-    def __init__(self, ttl: float = 30.0) -> None:
+    def __init__(self, ttl: float = 30.0, min_refresh: float = 1.0) -> None:
         self.ttl = ttl
+        # A miss (unknown service code, point outside every jurisdiction) reloads at most this
+        # often, so made-up codes cannot turn every request into a full catalog load.
+        self.min_refresh = min_refresh
         self._loaded_at = -1e18
         self._jurisdictions: list[JurisdictionInfo] = []
 
@@ -68,7 +71,8 @@ class Catalog:
     async def jurisdictions(
         self, session: AsyncSession, *, fresh: bool = False
     ) -> list[JurisdictionInfo]:
-        if fresh or time.monotonic() - self._loaded_at > self.ttl:
+        age = time.monotonic() - self._loaded_at
+        if age > self.ttl or (fresh and age > self.min_refresh):
             self._jurisdictions = await _load(session)
             self._loaded_at = time.monotonic()
         return self._jurisdictions

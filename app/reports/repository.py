@@ -44,11 +44,13 @@ _REPORT_AND_EVENT = """
         INSERT INTO report (
             ticket_id, jurisdiction_id, service_id, channel, location, location_accuracy_m,
             location_source, address, description, attributes, reporter_id, reporter_name,
-            notify, locale, external_id, reported_at, joined_existing, match_distance_m)
+            notify, locale, external_id, reported_at, joined_existing, match_distance_m,
+            received_at)
         SELECT ticket.id, :jurisdiction_id, :service_id, :channel,
                ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :accuracy_m, :location_source,
                :address, :description, CAST(:attributes AS jsonb), :reporter_id, :reporter_name,
-               :notify, :locale, :external_id, :reported_at, :joined, :distance_m
+               :notify, :locale, :external_id, :reported_at, :joined, :distance_m,
+               statement_timestamp()
         FROM ticket
         RETURNING id, public_id, received_at
     ),
