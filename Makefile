@@ -10,3 +10,5 @@ openapi: bootstrap
 	.venv/bin/kerbside openapi
 format: bootstrap
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+bench:
+	./scripts/bench

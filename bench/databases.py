@@ -1,0 +1,179 @@
+"""Bench databases: one cached PostgreSQL cluster per dataset size, built once, reused.
+
+``.kerbside/bench/<label>/`` holds a cluster of the project's embedded kind (fsync on, as in
+production) whose ``kerbside`` database is the pristine dataset. Workloads that write get a
+fresh copy (``CREATE DATABASE … TEMPLATE``), so every run starts from the same rows and the
+HTTP run and its pgbench ceiling see identical data. The cluster is rebuilt when the schema
+revision, the generator version or the ticket count changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from app.embedded import EmbeddedCluster, free_port
+from app.migrations import head_revision, upgrade_to_head
+from app.settings import PROJECT_ROOT
+from bench import dataset
+from bench.progress import say
+
+BENCH_ROOT = PROJECT_ROOT / ".kerbside" / "bench"
+PRISTINE = "kerbside"
+
+# On top of the embedded cluster's own settings: room for the bulk load without checkpoint
+# storms that would otherwise land in the middle of a measured run.
+CLUSTER_SETTINGS = {"max_wal_size": "4GB"}
+
+
+def database_url(server_url: str, name: str) -> str:
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@dataclass
+class BenchDatabase:
+    """The pristine dataset on some server, and the working copies made from it."""
+
+    label: str
+    server_url: str  # any database on the server (admin statements run on `postgres`)
+    name: str
+    manifest: dict[str, Any]
+    cluster: EmbeddedCluster | None = None
+    copies: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return database_url(self.server_url, self.name)
+
+    @property
+    def tickets(self) -> int:
+        return int(self.manifest["tickets"])
+
+    def admin(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(database_url(self.server_url, "postgres"), autocommit=True)
+
+    def working_copy(self, suffix: str) -> str:
+        """A fresh copy of the pristine database; its URL."""
+        name = f"{self.name}_{suffix}"
+        with self.admin() as conn:
+            _terminate(conn, name)
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            _terminate(conn, self.name)
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.name}" STRATEGY FILE_COPY')
+        self.copies.append(name)
+        return database_url(self.server_url, name)
+
+    def drop_copies(self) -> None:
+        with self.admin() as conn:
+            for name in self.copies:
+                _terminate(conn, name)
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        self.copies.clear()
+
+    def close(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self.drop_copies()
+        if self.cluster is not None:
+            self.cluster.stop()
+
+
+def _terminate(conn: psycopg.Connection[Any], name: str) -> None:
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = %s AND pid <> pg_backend_pid()",
+        (name,),
+    )
+
+
+def wanted_manifest(tickets: int) -> dict[str, Any]:
+    return {
+        "tickets": tickets,
+        "schema_revision": head_revision(),
+        "generator_version": dataset.GENERATOR_VERSION,
+    }
+
+
+def _matches(manifest: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    return all(manifest.get(key) == value for key, value in wanted.items())
+
+
+def open_cached(label: str, tickets: int, *, rebuild: bool = False) -> BenchDatabase:
+    """The cached cluster for ``label``, started; built (a few seconds to ~1.5 min) if needed."""
+    wanted = wanted_manifest(tickets)
+    cluster = EmbeddedCluster(root=BENCH_ROOT / label, port=free_port())
+    manifest_path = cluster.root / "dataset.json"
+    manifest: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        manifest = json.loads(manifest_path.read_text())
+    if rebuild or not _matches(manifest, wanted) or not (cluster.datadir / "PG_VERSION").exists():
+        if manifest:
+            say(f"dataset {label}: out of date ({_why(manifest, wanted)}), rebuilding")
+        cluster.destroy()
+        cluster = EmbeddedCluster(root=BENCH_ROOT / label, port=free_port())
+        url = cluster.ensure_running()
+        with psycopg.connect(database_url(url, "postgres"), autocommit=True) as conn:
+            for name, value in CLUSTER_SETTINGS.items():
+                conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+            conn.execute("SELECT pg_reload_conf()")
+        say(f"dataset {label}: migrating an empty database")
+        upgrade_to_head(url)
+        say(f"dataset {label}: loading {tickets:,} tickets (once; cached in {cluster.root})")
+        loaded = dataset.build(url, tickets)
+        manifest = {
+            **wanted,
+            "open_tickets": loaded.open_tickets,
+            "workload_points": loaded.workload_points,
+            "load_seconds": loaded.seconds,
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+        say(f"dataset {label}: loaded in {loaded.seconds['total']:.0f}s")
+    else:
+        url = cluster.ensure_running()
+        say(f"dataset {label}: cached ({tickets:,} tickets), cluster on port {cluster.port}")
+    return BenchDatabase(label, url, PRISTINE, manifest, cluster=cluster)
+
+
+def _why(manifest: dict[str, Any], wanted: dict[str, Any]) -> str:
+    changed = [k for k, v in wanted.items() if manifest.get(k) != v]
+    return ", ".join(f"{k} {manifest.get(k)} -> {wanted[k]}" for k in changed) or "incomplete"
+
+
+def on_server(server_url: str, label: str, tickets: int) -> BenchDatabase:
+    """A dataset in a new database ``bench_<label>`` on an existing server (the smoke test)."""
+    name = f"bench_{label}"
+    with psycopg.connect(database_url(server_url, "postgres"), autocommit=True) as conn:
+        _terminate(conn, name)
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = database_url(server_url, name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    upgrade_to_head(url)
+    loaded = dataset.build(url, tickets, workload_points=min(2_000, dataset.WORKLOAD_POINTS))
+    manifest = {
+        **wanted_manifest(tickets),
+        "open_tickets": loaded.open_tickets,
+        "workload_points": loaded.workload_points,
+        "load_seconds": loaded.seconds,
+    }
+    return BenchDatabase(label, server_url, name, manifest)
+
+
+def drop_database(db: BenchDatabase) -> None:
+    db.drop_copies()
+    with db.admin() as conn:
+        _terminate(conn, db.name)
+        conn.execute(f'DROP DATABASE IF EXISTS "{db.name}"')
+
+
+def data_dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

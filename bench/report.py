@@ -1,0 +1,398 @@
+"""Results → ``docs/performance.md`` (tables, ratios, method) and one PNG chart per workload."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.workloads import RATIOS
+
+METHOD = """\
+## Method
+
+**Command.** `scripts/bench` (or `make bench`) installs what it needs (Debian `wrk`, the
+`bench` extra with matplotlib and tipg), builds or reuses the datasets, runs every workload and
+writes `bench/results/<timestamp>-default.json`, `bench/results/latest.json`, this page and
+the charts in `docs/performance/`. `scripts/bench --quick` (≈1 minute, 10k tickets, seconds
+per workload) writes under `bench/results/tmp/` instead, which git ignores.
+`python -m bench --render bench/results/latest.json` re-renders this page from a results file.
+
+**Datasets.** The synthetic city of `geo/city.py` (a 6 km-radius city, 8 districts) with the
+demo jurisdiction and its services (`pothole`, `fly_tipping`, `streetlight`) from
+`app.seed.demo`, and 10k, 100k or 1M tickets. Points mix a uniform spread with 40 Gaussian
+hotspots (real potholes cluster), timestamps span a year (more of them recent), statuses
+follow age (most old tickets fixed or closed, ≈17 % open). Each ticket has its report and
+its `ticket_opened` event, the reference `K-YYYY-NNNNNN` and its district; rows are bulk
+loaded (`COPY` + `INSERT … SELECT`, secondary indexes rebuilt afterwards), then
+`VACUUM ANALYZE`. Each dataset is a PostgreSQL cluster of the project's embedded kind
+(`fsync` on, as in production) cached in `.kerbside/bench/<size>/`, rebuilt when the schema
+revision or the generator changes. Workloads that write run on a fresh copy of it
+(`CREATE DATABASE … TEMPLATE`), so every run starts from the same rows. Write workloads draw
+their points from `bench_point`: fresh points of the same city and hotspots, so some reports
+join existing tickets (the share is recorded).
+
+**Servers, one at a time.** Kerbside as in production: `uvicorn app.main:app_factory
+--factory` with uvloop and httptools, 2 worker processes, no access log,
+`KERBSIDE_ENV=production`, the default database pool, and the per-address report rate limit
+off (every request comes from 127.0.0.1). tipg 1.x (`tipg.main:app`, same worker count, its
+default settings) serves the `ticket` table of the same database. Peak RSS is the largest
+sum of resident memory over the server's whole process tree (master and workers), sampled
+five times a second during each workload.
+
+**Load generators.** HTTP: `wrk` (C, an event loop per thread, Lua scripts in
+`bench/wrk/workload.lua` that walk prepared URLs and bodies and give each POST a unique
+`Idempotency-Key`), 2 threads, 32 connections (8 for photo uploads and for z14 tiles, whose
+answers weigh megabytes at 1M tickets); an answer slower than 5 s (15 s for tiles) counts as
+a socket error. A Python client would take most of a core from the server on a 2-core
+machine. wrk is closed-loop: latencies are service times at that concurrency. Database
+ceiling: `pgbench -M prepared -c 32 -j 2` with a script generated from the application's own
+statements (`app.reports.repository`, `app.core.idempotency`); it reads each point's
+precomputed inputs (lock keys, search box) with one primary-key lookup per transaction.
+Latency percentiles for pgbench come from its per-transaction log.
+
+**Ratios.** Always within one run, so the machine's mood cancels out: Kerbside's req/s ÷ the
+comparison's req/s (above 1 is better for Kerbside), and p50/p99 latency ratios (below 1 is
+better for Kerbside). Kerbside ÷ ceiling says how much of the database's own throughput the
+HTTP service delivers; Kerbside ÷ tipg compares with what a city would otherwise deploy.
+
+**Noise.** The machine has 2 shared virtual cores: the server, PostgreSQL and the load
+generator all compete for them, and neighbours on the host come and go. Nothing is pinned
+(pinning is not reliable on a shared VM). Each workload runs once after a warm-up (5 s by
+default), for 60 s (writes) or 30 s (reads); the EXPLAIN figures are medians over 200
+points. Expect ±10 % between runs; compare ratios, not absolute figures, across runs.
+Benchmarks never fail CI; `tests/test_bench_smoke.py` only keeps the harness working.
+"""
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _errors(entry: dict[str, Any]) -> str:
+    errors = entry.get("errors") or {}
+    parts = [f"{k} {v}" for k, v in errors.items() if v]
+    return ", ".join(parts) if parts else "0"
+
+
+def _target(entry: dict[str, Any]) -> str:
+    target = entry.get("target")
+    if not target:
+        return ""
+    words = {
+        "rps_min": "≥ {:g} req/s",
+        "p99_ms_max": "p99 ≤ {:g} ms",
+        "peak_rss_mb_max": "RSS ≤ {:g} MB",
+        "photos_per_s_min": "≥ {:g} photos/s",
+        "median_ms_max": "median ≤ {:g} ms",
+    }
+    text = ", ".join(words[k].format(v) for k, v in target.items() if k in words)
+    met = entry.get("target_met")
+    mark = "" if met is None else (" ✅" if met else " ❌")
+    return text + mark
+
+
+def results_table(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "| workload | server | dataset | conns | req/s | p50 ms | p95 ms | p99 ms | MB/s "
+        "| errors | peak RSS MB | target |",
+        "| --- | --- | --- | --: | --: | --: | --: | --: | --: | --- | --: | --- |",
+    ]
+    for e in results["workloads"]:
+        if e["kind"] == "sql":
+            continue  # its own table below
+        name = f"`{e['name']}`"
+        if e["status"] != "ok":
+            lines.append(
+                f"| {name} | {e.get('server') or ''} | {e.get('dataset') or ''} "
+                f"| | | | | | | | | {e['status']}: {e.get('reason') or ''} |"
+            )
+            continue
+        latency = e.get("latency_ms") or {}
+        mb = e["bytes_per_s"] / 1e6 if e.get("bytes_per_s") else None
+        lines.append(
+            f"| {name} | {e.get('server') or 'in-process'} | {e.get('dataset') or '-'} "
+            f"| {_fmt(e.get('connections'))} | {_fmt(e.get('rps'))} "
+            f"| {_fmt(latency.get('p50'), 2)} | {_fmt(latency.get('p95'), 2)} "
+            f"| {_fmt(latency.get('p99'), 2)} | {_fmt(mb, 2)} | {_errors(e)} "
+            f"| {_fmt(e.get('peak_rss_mb'))} | {_target(e)} |"
+        )
+    return lines
+
+
+def ratio_table(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "| comparison | Kerbside | vs | req/s ratio | p50 ratio | p99 ratio |",
+        "| --- | --- | --- | --: | --: | --: |",
+    ]
+    for r in results.get("ratios", []):
+        if r["status"] != "ok":
+            lines.append(
+                f"| {r['label']} | `{r['numerator']}` | `{r['denominator']}` "
+                f"| n/a ({r.get('reason')}) | | |"
+            )
+            continue
+        lines.append(
+            f"| {r['label']} | `{r['numerator']}` | `{r['denominator']}` "
+            f"| {_fmt(r.get('rps_ratio'), 2)} | {_fmt(r.get('p50_ratio'), 2)} "
+            f"| {_fmt(r.get('p99_ratio'), 2)} |"
+        )
+    return lines
+
+
+def explain_table(results: dict[str, Any]) -> list[str]:
+    rows = [e for e in results["workloads"] if e["kind"] == "sql"]
+    if not rows:
+        return []
+    lines = [
+        "| dataset | points | median ms | p95 ms | max ms | planning ms (median) "
+        "| blocks read (all runs) | indexes used | target |",
+        "| --- | --: | --: | --: | --: | --: | --: | --- | --- |",
+    ]
+    for e in rows:
+        if e["status"] != "ok":
+            lines.append(f"| {e.get('dataset')} | | | | | | | {e['status']}: {e.get('reason')} | |")
+            continue
+        x = e["extra"]
+        lines.append(
+            f"| {e['dataset']} | {x['runs']} | {x['execution_ms']['median']:.3f} "
+            f"| {x['execution_ms']['p95']:.3f} | {x['execution_ms']['max']:.3f} "
+            f"| {x['planning_ms_median']:.3f} | {x.get('shared_read_blocks', '-')} "
+            f"| {', '.join(x['indexes_used']) or 'none'} "
+            f"| {_target(e)} |"
+        )
+    largest = rows[-1]
+    if largest["status"] == "ok" and largest["extra"].get("sample_plan"):
+        lines += [
+            "",
+            f"One of the plans at {largest['dataset']} (`EXPLAIN (ANALYZE, BUFFERS)`):",
+            "",
+            "```",
+            largest["extra"]["sample_plan"],
+            "```",
+        ]
+    return lines
+
+
+def details(results: dict[str, Any]) -> list[str]:
+    lines = []
+    for e in results["workloads"]:
+        x = e.get("extra") or {}
+        if e["status"] == "ok" and "reports" in x:
+            lines.append(
+                f"- `{e['name']}`: {x['reports']:,} reports filed in the measured run, "
+                f"{x['joined']:,} joined an existing ticket ({(x.get('joined_share') or 0):.0%})."
+            )
+        if e["status"] == "ok" and "bbox_side_m_median" in x:
+            lines.append(
+                f"- `{e['name']}`: 2,000 boxes around workload points, each sized to hold about "
+                f"150 tickets (median side {x['bbox_side_m_median']:g} m; tickets per box: "
+                f"median {x.get('bbox_features_median')}, mean {x.get('bbox_features_mean')}), "
+                f"{x.get('bytes_per_response', 0):,} bytes per answer on average."
+            )
+        if e["status"] == "ok" and "tiles" in x and e["name"].endswith("tile_z14"):
+            lines.append(
+                f"- `{e['name']}`: all {x['tiles']} z14 tiles that overlap the city, "
+                f"{x.get('bytes_per_response', 0):,} bytes per answer on average."
+            )
+        if e["status"] == "ok" and e["kind"] == "inprocess":
+            lines.append(
+                f"- `{e['name']}`: a {x['input_bytes'] / 1e6:.1f} MB, "
+                f"{x['input_pixels'] / 1e6:.0f} MP JPEG; {x['photos']} photos in "
+                f"{x['seconds']} s on CPUs {x['cpus']}; peak RSS {x['peak_rss_mb']} MB "
+                f"(from {x['rss_before_mb']} MB before the first photo)."
+            )
+    return lines
+
+
+def render_markdown(results: dict[str, Any], charts: list[Path], markdown: Path) -> str:
+    m = results["machine"]
+    db = results.get("database") or {}
+    servers = results.get("servers") or {}
+    commit = (m.get("git_commit") or "unknown")[:12] + (
+        " (uncommitted changes)" if m.get("git_dirty") else ""
+    )
+    rss = ", ".join(
+        f"{name} {s['peak_rss_mb']:g} MB over {s['processes']} processes"
+        for name, s in servers.items()
+    )
+    datasets = ", ".join(
+        f"{label}: {d['tickets']:,} tickets ({d.get('open_tickets', 0):,} open)"
+        for label, d in (results.get("datasets") or {}).items()
+    )
+    lines = [
+        "# Performance",
+        "",
+        "<!-- Generated by bench/report.py from a results file; run `scripts/bench` to refresh."
+        " Edit the method text in bench/report.py. -->",
+        "",
+        f"Measured {results['started_at']} in mode `{results['mode']}` "
+        f"({results['wall_seconds'] / 60:.1f} min wall time; load average "
+        f"{m.get('load_average_at_start', ['?'])[0]} at the start, "
+        f"{m.get('load_average_at_end', ['?'])[0]} at the end) on {m['cores']} cores "
+        f"({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}, "
+        f"PostgreSQL {db.get('postgresql', '?')}, PostGIS {db.get('postgis', '?')}; "
+        f"commit {commit}. Servers: {results['settings']['workers']} workers each. "
+        f"HTTP load: {results['load_generators'].get('http') or 'wrk missing'}; "
+        f"SQL load: {results['load_generators'].get('sql') or 'pgbench missing'}.",
+        "",
+        f"Datasets: {datasets}." if datasets else "",
+        f"Peak server memory: {rss}." if rss else "",
+        "",
+        "## Results",
+        "",
+        *results_table(results),
+        "",
+        "## Ratios within this run",
+        "",
+        *ratio_table(results),
+        "",
+        "## Duplicate lookup at scale",
+        "",
+        "`app.reports.repository.FIND_DUPLICATE` under `EXPLAIN (ANALYZE, BUFFERS)`, one run per "
+        "point at different workload points (after 20 warm-up runs); times are the database's "
+        "execution time.",
+        "",
+        *explain_table(results),
+        "",
+    ]
+    notes = details(results)
+    if notes:
+        lines += ["## Details", "", *notes, ""]
+    if charts:
+        lines += ["## Charts", ""]
+        for chart in charts:
+            relative = (
+                chart.relative_to(markdown.parent)
+                if chart.is_relative_to(markdown.parent)
+                else chart
+            )
+            lines.append(f"![{chart.stem}]({relative.as_posix()})")
+        lines.append("")
+    lines.append(METHOD)
+    return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def _groups(results: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """One chart per measured workload, with what it is compared against beside it."""
+    by_name = {e["name"]: e for e in results["workloads"] if e["kind"] != "sql"}
+    groups: list[tuple[str, list[dict[str, Any]]]] = []
+    paired = set()
+    for numerator, denominator, _ in RATIOS:
+        members = [by_name[n] for n in (numerator, denominator) if n in by_name]
+        members = [e for e in members if e["status"] == "ok"]
+        if members:
+            groups.append(
+                (
+                    numerator if by_name.get(numerator, {}).get("status") == "ok" else denominator,
+                    members,
+                )
+            )
+            paired |= {e["name"] for e in members}
+    for e in by_name.values():
+        if e["status"] == "ok" and e["name"] not in paired:
+            groups.append((e["name"], [e]))
+    return groups
+
+
+def render_charts(results: dict[str, Any], charts_dir: Path) -> list[Path]:
+    try:
+        import matplotlib
+    except ImportError:
+        return []
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    charts_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name, members in _groups(results):
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
+        labels = [f"{e['name']}\n({e.get('server') or 'in-process'})" for e in members]
+        colours = [
+            "#2b6cb0" if (e.get("server") or "") == "kerbside" else "#a0aec0" for e in members
+        ]
+        left.bar(labels, [e.get("rps") or 0 for e in members], color=colours)
+        left.set_title("throughput (req/s, higher is better)", fontsize=9)
+        for i, e in enumerate(members):
+            left.annotate(
+                f"{e.get('rps') or 0:,.0f}",
+                (i, e.get("rps") or 0),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
+        width = 0.8 / max(1, len(members))
+        for i, e in enumerate(members):
+            latency = e.get("latency_ms") or {}
+            values = [latency.get(p, 0) for p in ("p50", "p95", "p99")]
+            xs = [k + (i - (len(members) - 1) / 2) * width for k in range(3)]
+            right.bar(xs, values, width=width, color=colours[i], label=e["name"])
+        target = members[0].get("target") or {}
+        if "rps_min" in target:
+            left.axhline(target["rps_min"], color="#9b2c2c", linestyle="--", linewidth=1)
+        if "p99_ms_max" in target:
+            right.axhline(target["p99_ms_max"], color="#9b2c2c", linestyle="--", linewidth=1)
+        right.set_xticks(range(3), ["p50", "p95", "p99"])
+        right.set_title("latency (ms, lower is better)", fontsize=9)
+        if len(members) > 1:
+            right.legend(fontsize=7)
+        for axis in (left, right):
+            axis.tick_params(labelsize=7)
+            axis.spines[["top", "right"]].set_visible(False)
+        suffix = " (dashed: target)" if target else ""
+        fig.suptitle(members[0]["title"] + suffix, fontsize=9)
+        fig.tight_layout()
+        path = charts_dir / f"{name}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    explain = [e for e in results["workloads"] if e["kind"] == "sql" and e["status"] == "ok"]
+    if explain:
+        fig, axis = plt.subplots(figsize=(5, 3), dpi=100)
+        labels = [e["dataset"] for e in explain]
+        axis.bar(
+            labels,
+            [e["extra"]["execution_ms"]["median"] for e in explain],
+            color="#2b6cb0",
+            label="median",
+        )
+        axis.plot(
+            labels,
+            [e["extra"]["execution_ms"]["p95"] for e in explain],
+            "o",
+            color="#c05621",
+            label="p95",
+        )
+        axis.axhline(1.0, color="#9b2c2c", linestyle="--", linewidth=1, label="target 1 ms")
+        axis.set_ylabel("execution ms")
+        axis.set_title("duplicate lookup, EXPLAIN ANALYZE", fontsize=9)
+        axis.legend(fontsize=7)
+        axis.spines[["top", "right"]].set_visible(False)
+        fig.tight_layout()
+        path = charts_dir / "duplicate_lookup_explain.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    for stale in charts_dir.glob("*.png"):
+        if stale not in written:
+            stale.unlink()
+    return written
+
+
+def render(results: dict[str, Any], *, markdown: Path, charts_dir: Path) -> list[Path]:
+    charts = render_charts(results, charts_dir)
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    markdown.write_text(render_markdown(results, charts, markdown))
+    return charts
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """The results and ratio tables as plain text, for the terminal."""
+    return "\n".join(
+        [*results_table(results), "", *ratio_table(results), "", *explain_table(results)]
+    )

@@ -1,0 +1,600 @@
+"""One benchmark run: datasets, then each server in turn with its workloads, then the probes.
+
+Phases, in order (one server at a time, one database cluster at a time):
+
+1. every dataset in ``mode.explain_datasets``: EXPLAIN ANALYZE of the duplicate lookup;
+2. the intake dataset (100k): Kerbside on a fresh copy (healthz, readyz, intake_json), then a
+   fresh Kerbside for photo uploads, then pgbench replaying the intake SQL on another fresh copy;
+3. the map dataset (1M): Kerbside (ticket by reference, its map endpoints), then tipg;
+4. photo processing in-process (no database).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from app.settings import PROJECT_ROOT
+from bench import databases, dataset, intake, loadgen, machine, servers
+from bench.databases import BenchDatabase
+from bench.progress import say
+from bench.workloads import (
+    EXPLAIN_TARGET,
+    HTTP_WORKLOADS,
+    INTAKE_TARGET,
+    PHOTO_MEMORY_TARGET,
+    PHOTO_PROCESS_TARGET,
+    RATIOS,
+    WARMUP_SHARE,
+    Context,
+    HttpWorkload,
+    explain_duplicate_lookup,
+    multipart_parts,
+)
+
+RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
+SCRATCH_DIR = RESULTS_DIR / "tmp"  # git-ignored: quick and tiny runs, logs, wrk inputs
+SIZES = {"tiny": 200, "10k": 10_000, "100k": 100_000, "1m": 1_000_000}
+RESULTS_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    intake_dataset: str
+    map_dataset: str
+    explain_datasets: tuple[str, ...]
+    seconds: dict[str, float]  # per duration class: write, read, baseline, photo
+    warmup_s: float
+    explain_runs: int
+    requests_per_second_cap: int = 20_000  # the request bound: seconds times this
+
+
+MODES = {
+    "default": Mode(
+        "default",
+        intake_dataset="100k",
+        map_dataset="1m",
+        explain_datasets=("10k", "100k", "1m"),
+        seconds={"write": 60, "read": 30, "baseline": 10, "photo": 10},
+        warmup_s=5,
+        explain_runs=200,
+    ),
+    "quick": Mode(
+        "quick",
+        intake_dataset="10k",
+        map_dataset="10k",
+        explain_datasets=("10k",),
+        seconds={"write": 5, "read": 3, "baseline": 2, "photo": 2},
+        warmup_s=1,
+        explain_runs=50,
+    ),
+    "tiny": Mode(
+        "tiny",
+        intake_dataset="tiny",
+        map_dataset="tiny",
+        explain_datasets=("tiny",),
+        seconds={"write": 2, "read": 2, "baseline": 1, "photo": 1},
+        warmup_s=0,
+        explain_runs=10,
+    ),
+}
+
+PROBES = (
+    "intake_sql_ceiling",
+    "duplicate_lookup_explain",
+    "photo_process_1core",
+    "photo_process_8threads",
+)
+ALL_WORKLOADS = tuple(w.name for w in HTTP_WORKLOADS) + PROBES
+
+
+def result(name: str, title: str, kind: str, **fields: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": name,
+        "title": title,
+        "kind": kind,
+        "status": "ok",
+        "reason": None,
+        "server": None,
+        "dataset": None,
+        "connections": None,
+        "seconds": None,
+        "requests": None,
+        "rps": None,
+        "bytes_per_s": None,
+        "latency_ms": {},
+        "errors": {},
+        "peak_rss_mb": None,
+        "target": None,
+        "target_met": None,
+        "extra": {},
+    }
+    out.update(fields)
+    return out
+
+
+def skipped(name: str, title: str, kind: str, reason: str, **fields: Any) -> dict[str, Any]:
+    return result(name, title, kind, status="skipped", reason=reason, **fields)
+
+
+def check_target(entry: dict[str, Any]) -> None:
+    target = entry.get("target")
+    if not target or entry["status"] != "ok":
+        return
+    checks = []
+    latency = entry.get("latency_ms") or {}
+    extra = entry.get("extra") or {}
+    for key, limit in target.items():
+        if key == "rps_min":
+            checks.append((entry.get("rps") or 0) >= limit)
+        elif key == "p99_ms_max":
+            checks.append(latency.get("p99", float("inf")) <= limit)
+        elif key == "peak_rss_mb_max":
+            checks.append((entry.get("peak_rss_mb") or float("inf")) <= limit)
+        elif key == "photos_per_s_min":
+            checks.append((entry.get("rps") or 0) >= limit)
+        elif key == "median_ms_max":
+            checks.append(extra.get("execution_ms", {}).get("median", float("inf")) <= limit)
+    entry["target_met"] = all(checks)
+
+
+def ratios(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Kerbside ÷ its comparison, from figures of this same run."""
+    by_name = {e["name"]: e for e in entries}
+    out = []
+    for numerator, denominator, label in RATIOS:
+        a, b = by_name.get(numerator), by_name.get(denominator)
+        row: dict[str, Any] = {"numerator": numerator, "denominator": denominator, "label": label}
+        if not a or not b or a["status"] != "ok" or b["status"] != "ok":
+            missing = [
+                e for e in (numerator, denominator) if by_name.get(e, {}).get("status") != "ok"
+            ]
+            row.update(status="n/a", reason="not measured in this run: " + ", ".join(missing))
+        else:
+            la, lb = a.get("latency_ms") or {}, b.get("latency_ms") or {}
+            row.update(
+                status="ok",
+                rps_ratio=round(a["rps"] / b["rps"], 3) if b.get("rps") else None,
+                p50_ratio=round(la["p50"] / lb["p50"], 3) if lb.get("p50") else None,
+                p99_ratio=round(la["p99"] / lb["p99"], 3) if lb.get("p99") else None,
+            )
+        out.append(row)
+    return out
+
+
+class Harness:
+    def __init__(
+        self,
+        mode: Mode,
+        *,
+        workers: int = 2,
+        only: set[str] | None = None,
+        open_dataset: Callable[[str], BenchDatabase] | None = None,
+        workdir: Path | None = None,
+        rebuild: bool = False,
+        kerbside_settings: dict[str, str] | None = None,
+    ) -> None:
+        self.mode = mode
+        self.workers = workers
+        self.kerbside_settings = kerbside_settings or {}
+        self.only = only
+        self.open_dataset = open_dataset or (
+            lambda label: databases.open_cached(label, SIZES[label], rebuild=rebuild)
+        )
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kerbside-bench-"))
+        self.entries: list[dict[str, Any]] = []
+        self.servers: dict[str, dict[str, Any]] = {}
+        self.datasets: dict[str, dict[str, Any]] = {}
+        self.database: dict[str, Any] = {}
+
+    def wanted(self, name: str) -> bool:
+        return self.only is None or name in self.only
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        started = time.time()
+        facts = machine.machine_facts()
+        if facts["load_average_at_start"][0] > 0.8:
+            say(
+                f"the machine is busy (load average {facts['load_average_at_start'][0]}): "
+                "figures will be noisy; ratios within the run still hold best"
+            )
+        labels = [
+            label
+            for label in SIZES
+            if label in self.mode.explain_datasets
+            or label in (self.mode.intake_dataset, self.mode.map_dataset)
+        ]
+        for label in labels:
+            if not self._dataset_needed(label):
+                continue
+            db = self.open_dataset(label)
+            try:
+                self.datasets[label] = db.manifest
+                if not self.database:
+                    self.database = machine.database_facts(db.url)
+                if label in self.mode.explain_datasets and self.wanted("duplicate_lookup_explain"):
+                    self._explain(db)
+                if label == self.mode.intake_dataset:
+                    self._intake_phase(db)
+                if label == self.mode.map_dataset:
+                    self._map_phase(db)
+            finally:
+                db.close()
+        self._photo_probes()
+        for entry in self.entries:
+            check_target(entry)
+        facts["load_average_at_end"] = machine.load_average()
+        return {
+            "schema": RESULTS_SCHEMA,
+            "mode": self.mode.name,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "wall_seconds": round(time.time() - started, 1),
+            "machine": facts,
+            "database": self.database,
+            "load_generators": {
+                "http": loadgen.wrk_version(),
+                "sql": loadgen.pgbench_version(),
+                "note": "wrk and pgbench share the 2 cores with the server; closed loop",
+            },
+            "settings": {
+                "workers": self.workers,
+                "kerbside_settings": self.kerbside_settings,
+                "seconds": self.mode.seconds,
+                "warmup_s": self.mode.warmup_s,
+                "intake_dataset": self.mode.intake_dataset,
+                "map_dataset": self.mode.map_dataset,
+            },
+            "datasets": self.datasets,
+            "servers": self.servers,
+            "workloads": self.entries,
+            "ratios": ratios(self.entries),
+        }
+
+    def _dataset_needed(self, label: str) -> bool:
+        phase_of = {w.name: w.phase for w in HTTP_WORKLOADS}
+        needs = set()
+        if label in self.mode.explain_datasets:
+            needs.add("duplicate_lookup_explain")
+        if label == self.mode.intake_dataset:
+            needs |= {n for n, p in phase_of.items() if p == "intake"} | {"intake_sql_ceiling"}
+        if label == self.mode.map_dataset:
+            needs |= {n for n, p in phase_of.items() if p == "map"}
+        return any(self.wanted(n) for n in needs)
+
+    # -- phases -----------------------------------------------------------------------------
+
+    def _explain(self, db: BenchDatabase) -> None:
+        name, title = "duplicate_lookup_explain", "EXPLAIN ANALYZE of the duplicate lookup"
+        say(f"{name} on {db.label}: {self.mode.explain_runs} points")
+        try:
+            ctx = self._context(db.url, db)
+            probe = explain_duplicate_lookup(ctx, self.mode.explain_runs)
+        except Exception as exc:  # a probe failing must not end the run
+            self.entries.append(self._failed(name, title, "sql", exc, dataset=db.label))
+            return
+        self.entries.append(
+            result(
+                name,
+                title,
+                "sql",
+                dataset=db.label,
+                requests=probe["runs"],
+                latency_ms={
+                    "p50": probe["execution_ms"]["median"],
+                    "p95": probe["execution_ms"]["p95"],
+                    "max": probe["execution_ms"]["max"],
+                },
+                # Issue 3's target is at 1M tickets; smaller datasets are for the trend.
+                target=EXPLAIN_TARGET if db.tickets >= 1_000_000 else None,
+                extra=probe,
+            )
+        )
+
+    def _intake_phase(self, db: BenchDatabase) -> None:
+        workloads = [w for w in HTTP_WORKLOADS if w.phase == "intake" and self.wanted(w.name)]
+        if workloads:
+            url = db.working_copy("intake")
+            ctx = self._context(url, db)
+            ctx.facts["photo_jpeg"] = self._photo_file().read_bytes()
+            self._serve_kerbside(url, ctx, [w for w in workloads if not w.fresh_server])
+            for workload in (w for w in workloads if w.fresh_server):
+                self._serve_kerbside(url, ctx, [workload])
+        if self.wanted("intake_sql_ceiling"):
+            self._ceiling(db)
+
+    def _map_phase(self, db: BenchDatabase) -> None:
+        workloads = [w for w in HTTP_WORKLOADS if w.phase == "map" and self.wanted(w.name)]
+        ctx = self._context(db.url, db)
+        self._serve_kerbside(db.url, ctx, [w for w in workloads if w.server == "kerbside"])
+        tipg_workloads = [w for w in workloads if w.server == "tipg"]
+        if tipg_workloads:
+            self._serve(
+                "tipg", lambda: servers.tipg(db.url, workers=self.workers), ctx, tipg_workloads
+            )
+
+    def _context(self, url: str, db: BenchDatabase) -> Context:
+        with psycopg.connect(url) as conn:
+            points = dataset.workload_points(conn)
+        return Context(url=url, tickets=db.tickets, points=points, facts={"dataset": db.label})
+
+    def _serve_kerbside(self, url: str, ctx: Context, workloads: list[HttpWorkload]) -> None:
+        if not workloads:
+            return
+        media = self.workdir / "media"
+
+        def start() -> contextlib.AbstractContextManager[servers.Server]:
+            return servers.kerbside(
+                url, workers=self.workers, media_dir=media, settings=self.kerbside_settings
+            )
+
+        self._serve("kerbside", start, ctx, workloads)
+
+    def _serve(
+        self,
+        name: str,
+        start: Callable[[], contextlib.AbstractContextManager[servers.Server]],
+        ctx: Context,
+        workloads: list[HttpWorkload],
+    ) -> None:
+        say(f"starting {name} ({self.workers} workers) on dataset {ctx.facts['dataset']}")
+        try:
+            with start() as server:
+                for workload in workloads:
+                    self.entries.append(self._http(server, workload, ctx))
+                summary = self.servers.setdefault(
+                    name, {"workers": server.workers, "peak_rss_mb": 0.0, "processes": 0}
+                )
+                summary["peak_rss_mb"] = round(
+                    max(summary["peak_rss_mb"], server.memory.overall_peak_mb), 1
+                )
+                summary["processes"] = max(summary["processes"], server.memory.processes)
+        except servers.ServerUnavailable as exc:
+            say(f"{name} unavailable: {exc}")
+            for workload in workloads:
+                self.entries.append(
+                    skipped(
+                        workload.name,
+                        workload.title,
+                        "http",
+                        f"{name} not available: {exc}",
+                        server=name,
+                        dataset=ctx.facts["dataset"],
+                    )
+                )
+
+    def _http(self, server: servers.Server, workload: HttpWorkload, ctx: Context) -> dict[str, Any]:
+        common = {"server": server.name, "dataset": ctx.facts["dataset"], "target": workload.target}
+        kind = "http"
+        if workload.openapi_path and not server.has_path(workload.openapi_path, workload.method):
+            reason = (
+                f"not available: {workload.method} {workload.openapi_path} is not in the API yet"
+            )
+            say(f"{workload.name}: {reason}")
+            return skipped(workload.name, workload.title, kind, reason, **common)
+        if workload.available is not None and (reason := workload.available(server)):
+            say(f"{workload.name}: not available: {reason}")
+            return skipped(
+                workload.name, workload.title, kind, f"not available: {reason}", **common
+            )
+        if workload.name == "photo_upload":
+            ctx.facts["multipart_parts"] = multipart_parts(server.operation("/v1/reports", "post"))
+        seconds = self.mode.seconds[workload.duration]
+        cap = int(seconds * self.mode.requests_per_second_cap)
+        scratch = self.workdir / workload.name
+        try:
+            if self.mode.warmup_s > 0:
+                warm = _warmup_context(ctx)
+                paths, bodies = workload.generate(warm)
+                load = self._load(workload, paths, bodies)
+                loadgen.run_wrk(
+                    server.base_url,
+                    load,
+                    seconds=self.mode.warmup_s,
+                    max_requests=cap,
+                    workdir=scratch,
+                    label=f"{workload.name} warm-up",
+                )
+            paths, bodies = workload.generate(ctx)
+            load = self._load(workload, paths, bodies)
+            before = self._last_report(ctx) if workload.method == "POST" else None
+            server.memory.reset()
+            say(f"{workload.name}: {workload.connections} connections, {seconds:g}s")
+            measured = loadgen.run_wrk(
+                server.base_url,
+                load,
+                seconds=seconds,
+                max_requests=cap,
+                workdir=scratch,
+                label=workload.name,
+            )
+            time.sleep(0.3)  # one more memory sample after the last answer
+            extra = {k: ctx.facts[k] for k in workload.facts if k in ctx.facts}
+            if before is not None:
+                with psycopg.connect(ctx.url) as conn:
+                    counts = intake.report_counts(conn, before)
+                extra.update(counts)
+            return result(
+                workload.name,
+                workload.title,
+                kind,
+                connections=workload.connections,
+                seconds=measured.pop("duration_s"),
+                peak_rss_mb=round(server.memory.peak_mb, 1),
+                extra={**extra, "bytes_per_response": measured.pop("bytes_per_response")},
+                **measured,
+                **common,
+            )
+        except (loadgen.ToolMissing, RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            return self._failed(workload.name, workload.title, kind, exc, **common)
+
+    def _load(
+        self, workload: HttpWorkload, paths: list[str], bodies: list[bytes] | None
+    ) -> loadgen.HttpLoad:
+        return loadgen.HttpLoad(
+            method=workload.method,
+            paths=paths,
+            bodies=bodies,
+            headers=workload.headers,
+            unique_header=workload.unique_header,
+            connections=workload.connections,
+            timeout_s=workload.timeout_s,
+        )
+
+    def _last_report(self, ctx: Context) -> int:
+        with psycopg.connect(ctx.url) as conn:
+            return intake.last_report_id(conn)
+
+    def _ceiling(self, db: BenchDatabase) -> None:
+        name = "intake_sql_ceiling"
+        title = "The intake transaction's SQL through pgbench -M prepared (no HTTP, no Python)"
+        seconds = self.mode.seconds["write"]
+        clients = 32
+        common = {"dataset": db.label, "server": "postgresql", "connections": clients}
+        try:
+            script_points = 0
+            url = db.working_copy("ceiling")
+            with psycopg.connect(url, autocommit=True) as conn:
+                points = dataset.workload_points(conn)
+                intake.store_inputs(conn, points)
+                script_points = len(points)
+            measured_points = int(script_points * (1 - WARMUP_SHARE))
+            script = intake.pgbench_script(measured_points, clients)
+            scratch = self.workdir / name
+            (scratch).mkdir(parents=True, exist_ok=True)
+            if self.mode.warmup_s > 0:
+                # Warm up on the points the measured run does not use (ids after measured_points).
+                warm = script.replace(
+                    f"% {measured_points} + 1",
+                    f"% {script_points - measured_points} + {measured_points + 1}",
+                )
+                loadgen.run_pgbench(
+                    url,
+                    warm,
+                    clients=clients,
+                    threads=2,
+                    seconds=self.mode.warmup_s,
+                    workdir=scratch,
+                    label=f"{name} warm-up",
+                    variables={"n": "0"},
+                )
+            with psycopg.connect(url) as conn:
+                before = intake.last_report_id(conn)
+            say(f"{name}: pgbench, {clients} clients, {seconds:g}s")
+            measured = loadgen.run_pgbench(
+                url,
+                script,
+                clients=clients,
+                threads=2,
+                seconds=seconds,
+                workdir=scratch,
+                label=name,
+                variables={"n": "0"},
+            )
+            with psycopg.connect(url) as conn:
+                counts = intake.report_counts(conn, before)
+            (self.workdir / "intake_pgbench.sql").write_text(script)
+            self.entries.append(
+                result(
+                    name,
+                    title,
+                    "pgbench",
+                    seconds=measured.pop("duration_s"),
+                    target=None,
+                    extra={**counts, "script": "bench/results/tmp/<run>/intake_pgbench.sql"},
+                    **measured,
+                    **common,
+                )
+            )
+        except Exception as exc:  # the ceiling failing must not lose the rest of the run
+            self.entries.append(self._failed(name, title, "pgbench", exc, **common))
+
+    # -- photo processing -------------------------------------------------------------------
+
+    def _photo_file(self) -> Path:
+        path = databases.BENCH_ROOT / "photo-12mp.jpg"
+        if not path.exists():
+            say("making a 12 MP test photo")
+            subprocess.run(
+                [sys.executable, "-m", "bench.photo", str(path), "--make"],
+                cwd=PROJECT_ROOT,
+                check=True,
+            )
+        return path
+
+    def _photo_probes(self) -> None:
+        plans = (
+            ("photo_process_1core", "process_photo, one thread pinned to one core", 1, "0"),
+            ("photo_process_8threads", "process_photo, 8 threads at once (peak memory)", 8, ""),
+        )
+        for name, title, threads, cpus in plans:
+            if not self.wanted(name):
+                continue
+            target = PHOTO_PROCESS_TARGET if threads == 1 else PHOTO_MEMORY_TARGET
+            seconds = self.mode.seconds["photo"]
+            say(f"{name}: {seconds:g}s")
+            try:
+                photo = self._photo_file()
+                argv = [sys.executable, "-m", "bench.photo", str(photo), "--seconds", str(seconds)]
+                argv += ["--threads", str(threads)] + (["--cpus", cpus] if cpus else [])
+                out = subprocess.run(
+                    argv,
+                    cwd=PROJECT_ROOT,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=seconds + 120,
+                )
+                probe = json.loads(out.stdout.strip().splitlines()[-1])
+            except (subprocess.SubprocessError, OSError, ValueError, IndexError) as exc:
+                self.entries.append(self._failed(name, title, "inprocess", exc))
+                continue
+            if "unavailable" in probe:
+                self.entries.append(
+                    skipped(name, title, "inprocess", f"not available: {probe['unavailable']}")
+                )
+                continue
+            latencies = probe.pop("latencies_us")
+            self.entries.append(
+                result(
+                    name,
+                    title,
+                    "inprocess",
+                    connections=threads,
+                    seconds=probe["seconds"],
+                    requests=probe["photos"],
+                    rps=probe["photos_per_s"],
+                    latency_ms=loadgen.percentiles_ms(latencies),
+                    peak_rss_mb=probe["peak_rss_mb"],
+                    target=target,
+                    extra=probe,
+                )
+            )
+
+    def _failed(
+        self, name: str, title: str, kind: str, exc: BaseException, **fields: Any
+    ) -> dict[str, Any]:
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:400]
+        say(f"{name}: FAILED: {reason}")
+        return result(name, title, kind, status="failed", reason=reason, **fields)
+
+
+def _warmup_context(ctx: Context) -> Context:
+    return replace(
+        ctx, points=ctx.points[int(len(ctx.points) * (1 - WARMUP_SHARE)) :] or ctx.points
+    )
+
+
+__all__ = ["ALL_WORKLOADS", "INTAKE_TARGET", "MODES", "Harness", "Mode", "ratios"]

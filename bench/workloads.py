@@ -1,0 +1,476 @@
+"""The workloads: what is sent, to which server, on which dataset, and what it is measured against.
+
+A workload is data: an HTTP workload names its server, method, the OpenAPI path it needs (it is
+skipped as "not available" while the server lacks it), how to generate its URLs and bodies,
+its connections and which duration class it belongs to. A pgbench workload names its script.
+Probes (EXPLAIN, in-process photo processing) are functions. Later capabilities add entries to
+``HTTP_WORKLOADS`` and ``RATIOS``.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import psycopg
+import shapely
+from shapely.geometry import box
+
+from bench import intake
+from geo.city import make_city
+from geo.distance import degree_box, metres_per_degree
+
+# Issue 3's and 6's targets, checked where the workload runs (never a CI failure).
+INTAKE_TARGET = {"rps_min": 1000.0, "p99_ms_max": 50.0}
+PHOTO_UPLOAD_TARGET = {"p99_ms_max": 150.0, "peak_rss_mb_max": 300.0}
+PHOTO_PROCESS_TARGET = {"photos_per_s_min": 8.0}
+PHOTO_MEMORY_TARGET = {"peak_rss_mb_max": 300.0}
+EXPLAIN_TARGET = {"median_ms_max": 1.0}
+BBOX_FEATURES = 150  # a street-sized box, as issue 6 measures
+TILE_ZOOM = 14
+
+
+@dataclass
+class Context:
+    """What the generators may read: the dataset's database and its workload points."""
+
+    url: str
+    tickets: int
+    points: list[tuple[float, float]]
+    facts: dict[str, Any] = field(default_factory=dict)  # what generators found (bbox size, …)
+
+    def connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.url, autocommit=True)
+
+
+Requests = tuple[list[str], list[bytes] | None]
+
+
+@dataclass(frozen=True)
+class HttpWorkload:
+    name: str
+    title: str
+    server: str  # "kerbside" | "tipg"
+    phase: str  # "intake": the write dataset (100k); "map": the read dataset (1M)
+    method: str
+    openapi_path: str | None  # skipped while the server's OpenAPI lacks it (None: no check)
+    generate: Callable[[Context], Requests]
+    duration: str  # "write" | "read" | "baseline": the mode says how long each is
+    connections: int = 32
+    headers: dict[str, str] = field(default_factory=dict)
+    unique_header: str | None = None
+    fresh_server: bool = False  # its own server process (a clean memory peak)
+    timeout_s: float = 5.0  # an answer slower than this counts as a socket error (timeout)
+    facts: tuple[str, ...] = ()  # what its generator found, copied into the results
+    target: dict[str, float] | None = None
+    available: Callable[[Any], str | None] | None = None  # extra check: reason when not
+
+
+# -- generators --------------------------------------------------------------------------------
+
+
+def _fixed(path: str) -> Callable[[Context], Requests]:
+    return lambda _ctx: ([path], None)
+
+
+# The last fifth of the points warms the server up; the measured run starts at the first.
+WARMUP_SHARE = 0.2
+
+
+def measured_points(ctx: Context) -> list[tuple[float, float]]:
+    return ctx.points[: int(len(ctx.points) * (1 - WARMUP_SHARE))]
+
+
+def warmup_points(ctx: Context) -> list[tuple[float, float]]:
+    return ctx.points[int(len(ctx.points) * (1 - WARMUP_SHARE)) :]
+
+
+def _intake_json(ctx: Context) -> Requests:
+    return ["/v1/reports"], intake.json_bodies(measured_points(ctx))
+
+
+def _references(ctx: Context) -> Requests:
+    with ctx.connect() as conn:
+        rows = conn.execute(
+            "SELECT reference FROM ticket WHERE id IN (SELECT (random() *"
+            " (SELECT max(id) FROM ticket))::bigint FROM generate_series(1, 5000))"
+        ).fetchall()
+    return [f"/v1/tickets/{r[0]}" for r in rows], None
+
+
+def street_bboxes(ctx: Context, count: int = 2000) -> list[tuple[float, float, float, float]]:
+    """Boxes around workload points, each sized to hold about 150 tickets.
+
+    Density varies tenfold between hotspots and the rest, so one size for all boxes would
+    give either empty boxes or thousands of features; a dashboard zoomed to street level
+    over either sees on the order of 150. Each box is counted at a probe size and scaled by
+    the square root of 150 / count (a box's count grows with its area at street scale).
+    """
+    cached = ctx.facts.get("_bboxes")
+    if cached is not None:
+        return list(cached)
+    probe = 150.0
+    boxes = []
+    with ctx.connect() as conn:
+        for centre in ctx.points[:count]:
+            found = _count_in(conn, _bbox(centre, probe))
+            side = probe * math.sqrt(BBOX_FEATURES / found) if found else 600.0
+            boxes.append(_bbox(centre, min(max(side, 10.0), 600.0)))
+        check = [_count_in(conn, b) for b in boxes[:300]]
+    sides = sorted(_side_m(b) for b in boxes)
+    ctx.facts["_bboxes"] = boxes
+    ctx.facts["bbox_side_m_median"] = round(sides[len(sides) // 2], 1) if sides else 0
+    ctx.facts["bbox_features_median"] = statistics.median(check) if check else 0
+    ctx.facts["bbox_features_mean"] = round(statistics.mean(check), 1) if check else 0
+    return boxes
+
+
+def _side_m(b: tuple[float, float, float, float]) -> float:
+    m_lon, _ = metres_per_degree((b[1] + b[3]) / 2)
+    return (b[2] - b[0]) * m_lon
+
+
+def _bbox(centre: tuple[float, float], side_m: float) -> tuple[float, float, float, float]:
+    m_lon, m_lat = metres_per_degree(centre[1])
+    half_lon, half_lat = side_m / 2 / m_lon, side_m / 2 / m_lat
+    return (
+        round(centre[0] - half_lon, 6),
+        round(centre[1] - half_lat, 6),
+        round(centre[0] + half_lon, 6),
+        round(centre[1] + half_lat, 6),
+    )
+
+
+def _count_in(conn: psycopg.Connection[Any], bbox: tuple[float, float, float, float]) -> int:
+    row = conn.execute(
+        "SELECT count(*) FROM ticket WHERE location && ST_MakeEnvelope(%s, %s, %s, %s, 4326)",
+        bbox,
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def city_tiles(zoom: int = TILE_ZOOM) -> list[tuple[int, int, int]]:
+    """Every WebMercatorQuad tile at ``zoom`` that overlaps the synthetic city."""
+    city = make_city()
+    minx, miny, maxx, maxy = city.boundary.bounds
+    x0, y1 = _tile_xy(minx, miny, zoom)
+    x1, y0 = _tile_xy(maxx, maxy, zoom)
+    prepared = city.boundary
+    shapely.prepare(prepared)
+    out = []
+    for x in range(x0, x1 + 1):
+        for y in range(y0, y1 + 1):
+            if prepared.intersects(box(*_tile_bounds(x, y, zoom))):
+                out.append((zoom, x, y))
+    return out
+
+
+def _tile_xy(lon: float, lat: float, zoom: int) -> tuple[int, int]:
+    n = 2**zoom
+    x = int((lon + 180.0) / 360.0 * n)
+    y = int((1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * n)
+    return x, y
+
+
+def _tile_bounds(x: int, y: int, zoom: int) -> tuple[float, float, float, float]:
+    n = 2**zoom
+
+    def lat(row: int) -> float:
+        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * row / n))))
+
+    return x / n * 360.0 - 180.0, lat(y + 1), (x + 1) / n * 360.0 - 180.0, lat(y)
+
+
+def _bbox_param(b: tuple[float, float, float, float]) -> str:
+    return ",".join(f"{v:.6f}" for v in b)
+
+
+def _tipg_items(ctx: Context) -> Requests:
+    return [
+        f"/collections/public.ticket/items?bbox={_bbox_param(b)}&limit=1000"
+        for b in street_bboxes(ctx)
+    ], None
+
+
+def _kerbside_items(ctx: Context) -> Requests:
+    return [f"/v1/tickets.geojson?bbox={_bbox_param(b)}" for b in street_bboxes(ctx)], None
+
+
+def _tipg_tiles(ctx: Context) -> Requests:
+    tiles = city_tiles()
+    ctx.facts["tiles"] = len(tiles)
+    return [
+        f"/collections/public.ticket/tiles/WebMercatorQuad/{z}/{x}/{y}" for z, x, y in tiles
+    ], None
+
+
+def _kerbside_tiles(ctx: Context) -> Requests:
+    tiles = city_tiles()
+    ctx.facts["tiles"] = len(tiles)
+    return [f"/v1/tiles/{z}/{x}/{y}.mvt" for z, x, y in tiles], None
+
+
+# -- photo upload (multipart) ---------------------------------------------------------------------
+
+_BOUNDARY = "kerbside-bench-" + uuid.uuid4().hex
+
+
+def multipart_parts(operation: dict[str, Any]) -> tuple[str, str] | None:
+    """(JSON part, photo part) names from the operation's multipart schema, if it has one."""
+    content = operation.get("requestBody", {}).get("content", {})
+    schema = content.get("multipart/form-data", {}).get("schema", {})
+    properties: dict[str, Any] = schema.get("properties", {})
+    photo = next(
+        (n for n, p in properties.items() if p.get("items", {}).get("format") == "binary"), None
+    )
+    report = next(
+        (n for n, p in properties.items() if n != photo and p.get("type") == "string"), None
+    )
+    return (report, photo) if report and photo else None
+
+
+def photo_upload_body(jpeg: bytes, parts: tuple[str, str], lon: float, lat: float) -> bytes:
+    report_part, photo_part = parts
+    report = orjson.dumps(
+        {"service_code": "fly_tipping", "location": {"lon": lon, "lat": lat}, "description": "Sofa"}
+    )
+    return b"".join(
+        [
+            f"--{_BOUNDARY}\r\n".encode(),
+            f'Content-Disposition: form-data; name="{report_part}"\r\n'.encode(),
+            b"Content-Type: application/json\r\n\r\n",
+            report,
+            f"\r\n--{_BOUNDARY}\r\n".encode(),
+            f'Content-Disposition: form-data; name="{photo_part}"; filename="p.jpg"\r\n'.encode(),
+            b"Content-Type: image/jpeg\r\n\r\n",
+            jpeg,
+            f"\r\n--{_BOUNDARY}--\r\n".encode(),
+        ]
+    )
+
+
+def _photo_upload(ctx: Context) -> Requests:
+    parts = ctx.facts["multipart_parts"]
+    jpeg = ctx.facts["photo_jpeg"]
+    bodies = [photo_upload_body(jpeg, parts, lon, lat) for lon, lat in measured_points(ctx)[:8]]
+    return ["/v1/reports"], bodies
+
+
+def _multipart_available(server: Any) -> str | None:
+    if multipart_parts(server.operation("/v1/reports", "post")) is None:
+        return "POST /v1/reports takes no multipart/form-data with photos yet"
+    return None
+
+
+HTTP_WORKLOADS: tuple[HttpWorkload, ...] = (
+    HttpWorkload(
+        "healthz",
+        "GET /healthz (HTTP stack baseline, no database)",
+        "kerbside",
+        "intake",
+        "GET",
+        "/healthz",
+        _fixed("/healthz"),
+        "baseline",
+    ),
+    HttpWorkload(
+        "readyz",
+        "GET /readyz (one database round trip)",
+        "kerbside",
+        "intake",
+        "GET",
+        "/readyz",
+        _fixed("/readyz"),
+        "baseline",
+    ),
+    HttpWorkload(
+        "intake_json",
+        "POST /v1/reports, JSON, duplicate check + event",
+        "kerbside",
+        "intake",
+        "POST",
+        "/v1/reports",
+        _intake_json,
+        "write",
+        headers={"Content-Type": "application/json"},
+        unique_header="Idempotency-Key",
+        target=INTAKE_TARGET,
+    ),
+    HttpWorkload(
+        "photo_upload",
+        "POST /v1/reports, multipart with one 12 MP JPEG, 8 connections",
+        "kerbside",
+        "intake",
+        "POST",
+        "/v1/reports",
+        _photo_upload,
+        "write",
+        connections=8,
+        headers={"Content-Type": f"multipart/form-data; boundary={_BOUNDARY}"},
+        unique_header="Idempotency-Key",
+        fresh_server=True,
+        target=PHOTO_UPLOAD_TARGET,
+        available=_multipart_available,
+    ),
+    HttpWorkload(
+        "ticket_by_reference",
+        "GET /v1/tickets/{reference}",
+        "kerbside",
+        "map",
+        "GET",
+        "/v1/tickets/{reference}",
+        _references,
+        "read",
+    ),
+    HttpWorkload(
+        "kerbside_items_bbox",
+        "GET /v1/tickets.geojson?bbox= (street-sized box, ~150 features)",
+        "kerbside",
+        "map",
+        "GET",
+        "/v1/tickets.geojson",
+        _kerbside_items,
+        "read",
+        facts=("bbox_side_m_median", "bbox_features_median", "bbox_features_mean"),
+    ),
+    HttpWorkload(
+        "kerbside_tile_z14",
+        "GET /v1/tiles/14/{x}/{y}.mvt (every z14 tile of the city)",
+        "kerbside",
+        "map",
+        "GET",
+        "/v1/tiles/{z}/{x}/{y}.mvt",
+        _kerbside_tiles,
+        "read",
+        # A z14 tile of 1M tickets holds thousands of points (megabytes): fewer
+        # connections, or they queue past any sensible timeout.
+        connections=8,
+        timeout_s=15.0,
+        facts=("tiles",),
+    ),
+    HttpWorkload(
+        "tipg_items_bbox",
+        "tipg GET /collections/public.ticket/items?bbox= (same boxes)",
+        "tipg",
+        "map",
+        "GET",
+        None,
+        _tipg_items,
+        "read",
+        facts=("bbox_side_m_median", "bbox_features_median", "bbox_features_mean"),
+    ),
+    HttpWorkload(
+        "tipg_tile_z14",
+        "tipg GET /collections/public.ticket/tiles/WebMercatorQuad/14/{x}/{y} (same tiles)",
+        "tipg",
+        "map",
+        "GET",
+        None,
+        _tipg_tiles,
+        "read",
+        # A z14 tile of 1M tickets holds thousands of points (megabytes): fewer
+        # connections, or they queue past any sensible timeout.
+        connections=8,
+        timeout_s=15.0,
+        facts=("tiles",),
+    ),
+)
+
+# (numerator, denominator, label): computed within one run.
+RATIOS: tuple[tuple[str, str, str], ...] = (
+    ("intake_json", "intake_sql_ceiling", "Kerbside ÷ database ceiling"),
+    ("kerbside_items_bbox", "tipg_items_bbox", "Kerbside ÷ tipg"),
+    ("kerbside_tile_z14", "tipg_tile_z14", "Kerbside ÷ tipg"),
+)
+
+
+# -- probes -------------------------------------------------------------------------------------
+
+
+def explain_duplicate_lookup(ctx: Context, runs: int) -> dict[str, Any]:
+    """EXPLAIN (ANALYZE, BUFFERS) of the duplicate check at ``runs`` different points."""
+    from sqlalchemy import create_engine, text
+
+    from app.settings import to_sqlalchemy_url
+
+    find = intake.statements().find
+    engine = create_engine(to_sqlalchemy_url(ctx.url), connect_args={"prepare_threshold": None})
+    now = datetime.now(UTC)
+    execution, planning, indexes, rows, read_blocks = [], [], set(), 0, 0
+    sample_plan = ""
+    try:
+        with engine.connect() as conn:
+            services = {
+                code: (sid, radius, window)
+                for sid, code, radius, window in conn.execute(
+                    text(
+                        "SELECT s.id, s.code, s.duplicate_radius_m, s.duplicate_window"
+                        " FROM service s JOIN jurisdiction j ON j.id = s.jurisdiction_id"
+                        " WHERE j.slug = 'demo'"
+                    )
+                )
+            }
+
+            def params(i: int) -> dict[str, Any]:
+                lon, lat = ctx.points[i % len(ctx.points)]
+                sid, radius, window = services[intake.service_for(i)]
+                minx, miny, maxx, maxy = degree_box(lon, lat, radius)
+                return {
+                    "service_id": sid,
+                    "lon": lon,
+                    "lat": lat,
+                    "minx": minx,
+                    "miny": miny,
+                    "maxx": maxx,
+                    "maxy": maxy,
+                    "radius_m": radius,
+                    "reported_at": now,
+                    "window": window,
+                }
+
+            explain = text("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + find.text)
+            for i in range(min(runs, 20)):  # warm the cache the way a running server has it
+                conn.execute(explain, params(i))
+            for i in range(runs):
+                plan = conn.execute(explain, params(i)).scalar_one()[0]
+                execution.append(float(plan["Execution Time"]))
+                planning.append(float(plan["Planning Time"]))
+                rows += int(plan["Plan"].get("Actual Rows", 0))
+                read_blocks += int(plan["Plan"].get("Shared Read Blocks", 0))
+                indexes.update(_index_names(plan["Plan"]))
+            sample_plan = "\n".join(
+                r[0]
+                for r in conn.execute(
+                    text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + find.text), params(runs // 2)
+                )
+            )
+    finally:
+        engine.dispose()
+    execution.sort()
+    return {
+        "runs": runs,
+        "execution_ms": {
+            "median": round(statistics.median(execution), 4),
+            "p95": round(execution[min(len(execution) - 1, int(0.95 * len(execution)))], 4),
+            "max": round(execution[-1], 4),
+        },
+        "planning_ms_median": round(statistics.median(planning), 4),
+        "indexes_used": sorted(indexes),
+        "matches_found": rows,
+        # Blocks read from outside shared_buffers (OS cache or disk): a cold-cache tail.
+        "shared_read_blocks": read_blocks,
+        "sample_plan": sample_plan,
+    }
+
+
+def _index_names(node: dict[str, Any]) -> set[str]:
+    found = {node["Index Name"]} if "Index Name" in node else set()
+    for child in node.get("Plans", []):
+        found |= _index_names(child)
+    return found
