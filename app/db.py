@@ -26,7 +26,9 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEng
         settings.async_database_url,
         pool_size=pool_size or settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
-        pool_pre_ping=True,
+        # A ping costs a round trip on every request; recycling stale connections and the
+        # statement timeout cover most failures. Turn it on where connections get cut often.
+        pool_pre_ping=settings.database_pre_ping,
         pool_recycle=1800,
         connect_args={
             "options": f"-c statement_timeout={settings.database_statement_timeout_ms}"

@@ -25,9 +25,10 @@ class Settings(BaseSettings):
 
     # Database. Unset means: start the project-local embedded PostGIS cluster.
     database_url: str | None = None
-    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_pool_size: int = Field(default=20, ge=1, le=200)
     database_max_overflow: int = Field(default=10, ge=0, le=200)
     database_statement_timeout_ms: int = Field(default=15_000, ge=0)
+    database_pre_ping: bool = False
 
     # Embedded cluster (used only when database_url is unset).
     embedded_dir: Path = PROJECT_ROOT / ".kerbside"

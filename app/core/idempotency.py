@@ -1,9 +1,9 @@
 """Idempotency keys: a retried request replays the first answer instead of acting twice.
 
-The claim is a row inserted in the *same transaction* as the work it guards. A concurrent
-retry with the same key blocks on that row's unique index until the first transaction ends:
-if it committed, the retry replays its stored answer; if it rolled back, the retry does the
-work itself. Nothing is ever half-claimed.
+The claim (``CLAIM_SQL``) is a row inserted in the *same transaction* as the work it guards.
+A concurrent retry with the same key blocks on that row's unique index until the first
+transaction ends: if it committed, the retry replays its stored answer; if it rolled back,
+the retry does the work itself. Nothing is ever half-claimed.
 """
 
 from __future__ import annotations
@@ -19,22 +19,25 @@ from app.core.errors import Conflict, KerbsideError
 
 KEEP_FOR = timedelta(hours=48)  # at least 24 h, as mobile apps retry after long outages
 
-_CLAIM = text(
-    """
+# Claims a key for the current transaction; returns a row only when it did. A concurrent claim
+# of the same key waits on the unique index until the other transaction ends. Used as a CTE by
+# the statement that starts the guarded work (e.g. intake's LOCK_NEIGHBOURHOOD).
+CLAIM_SQL = """
     INSERT INTO idempotency_record (principal, key, request_hash, expires_at)
-    VALUES (:principal, :key, :request_hash, now() + CAST(:keep AS interval))
+    SELECT CAST(:principal AS varchar), CAST(:key AS varchar), CAST(:request_hash AS varchar),
+           now() + CAST(:keep AS interval)
+    WHERE CAST(:key AS varchar) IS NOT NULL
     ON CONFLICT (principal, key) DO UPDATE
         SET request_hash = EXCLUDED.request_hash, status_code = NULL, response_body = NULL,
             report_id = NULL, created_at = now(), expires_at = EXCLUDED.expires_at
         WHERE idempotency_record.expires_at < now()
     RETURNING 1
-    """
-)
+"""
 _READ = text(
     "SELECT request_hash, status_code, response_body FROM idempotency_record"
     " WHERE principal = :principal AND key = :key AND expires_at >= now()"
 )
-_FINISH = text(
+FINISH = text(
     "UPDATE idempotency_record SET status_code = :status, response_body = :body,"
     " report_id = :report_id WHERE principal = :principal AND key = :key"
 )
@@ -42,6 +45,19 @@ _FINISH = text(
 
 class IdempotencyKeyReused(KerbsideError):
     status, slug, title = 422, "idempotency-key-reused", "Idempotency key reused"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A request's key, to claim in the transaction that does its work."""
+
+    principal: str
+    key: str
+    request_hash: str
+
+
+class AlreadyClaimed(Exception):
+    """An earlier request holds this key: replay its answer instead of acting."""
 
 
 @dataclass(frozen=True)
@@ -68,18 +84,11 @@ async def peek(session: AsyncSession, principal: str, key: str, request_hash: st
     return Replay(row.status_code, bytes(row.response_body))
 
 
-async def claim(
-    session: AsyncSession, principal: str, key: str, request_hash: str
-) -> Replay | None:
-    """Claim ``key`` for this transaction, or return the answer to replay."""
-    params = {"principal": principal, "key": key, "request_hash": request_hash, "keep": KEEP_FOR}
-    if (await session.execute(_CLAIM, params)).first() is not None:
-        return None
+async def replay(session: AsyncSession, principal: str, key: str, request_hash: str) -> Replay:
+    """The stored answer for a key that another, committed transaction claimed."""
     row = (await session.execute(_READ, {"principal": principal, "key": key})).first()
-    if row is None:  # expired between the two statements: claim again
-        if (await session.execute(_CLAIM, params)).first() is not None:
-            return None
-        row = (await session.execute(_READ, {"principal": principal, "key": key})).one()
+    if row is None:
+        raise Conflict("That Idempotency-Key expired a moment ago; send the request again")
     if row.request_hash != request_hash:
         raise _reused()
     if row.status_code is None:
@@ -98,7 +107,7 @@ async def finish(
     report_id: int | None = None,
 ) -> None:
     await session.execute(
-        _FINISH,
+        FINISH,
         {
             "principal": principal,
             "key": key,

@@ -120,16 +120,19 @@ async def create_report(
         orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS), *uploads
     )
     who = submitter.idempotency_principal
-    if key and (replay := await idempotency.peek(session, who, key, fingerprint)):
-        return _replayed(replay)
+    claim = idempotency.Claim(who, key, fingerprint) if key else None
+    # Before processing photos (the expensive part), answer a plain retry at once.
+    if (
+        claim
+        and uploads
+        and (early := await idempotency.peek(session, who, claim.key, fingerprint))
+    ):
+        return _replayed(early)
 
     stored: list[StoredPhoto] = []
     if uploads:
         stored = await pipeline.store(await pipeline.process(uploads))
     try:
-        if key and (replay := await idempotency.claim(session, who, key, fingerprint)):
-            await pipeline.discard(stored)
-            return _replayed(replay)
         accepted, report_id = await submit_report(
             session,
             request.app.state.catalog,
@@ -138,11 +141,15 @@ async def create_report(
             channel=Channel.app,
             base_url=settings.public_base_url,
             photos=stored,
+            claim=claim,
         )
         body = accepted.model_dump_json().encode()
-        if key:
-            await idempotency.finish(session, who, key, 201, body, report_id)
-        await session.flush()
+        if claim:
+            await idempotency.finish(session, who, claim.key, 201, body, report_id)
+    except idempotency.AlreadyClaimed:
+        await pipeline.discard(stored)
+        assert claim is not None
+        return _replayed(await idempotency.replay(session, who, claim.key, fingerprint))
     except BaseException:
         await pipeline.discard(stored)
         raise

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import idempotency
 from app.core.errors import InvalidInput, NotAuthenticated
 from app.jurisdictions.catalog import Catalog, JurisdictionInfo, ServiceInfo
 from app.media.service import StoredPhoto
@@ -29,7 +30,6 @@ from app.reports.schemas import (
     ReportIn,
     ReportOut,
 )
-from app.tickets.models import EventKind
 from app.tickets.schemas import AreaRef, PhotoRef, TicketSummary
 from geo.distance import near_params
 from geo.grid import lock_keys
@@ -64,8 +64,14 @@ async def submit_report(
     base_url: str,
     photos: Sequence[StoredPhoto] = (),
     now: datetime | None = None,
+    claim: idempotency.Claim | None = None,
 ) -> tuple[ReportAccepted, int]:
-    """File ``report``; returns the answer for the client and the new report's id."""
+    """File ``report``; returns the answer for the client and the new report's id.
+
+    With ``claim``, the idempotency key is claimed in the same transaction; if an earlier
+    request already holds it, ``idempotency.AlreadyClaimed`` is raised before anything is
+    written, and the caller replays that request's answer.
+    """
     now = now or datetime.now(UTC)
     lon, lat, accuracy, source = _location(report, photos)
     jurisdiction = await _jurisdiction(session, catalog, report, lon, lat)
@@ -77,87 +83,77 @@ async def submit_report(
     attributes = _check_attributes(service, report.attributes)
     reported_at = _reported_at(report.reported_at, now, trusted=submitter.trusted)
 
-    # Serialise with every concurrent report of this service nearby, then look.
+    contact = report.contact
+    new_ticket_due = (
+        _due(reported_at, service.acknowledge_within),
+        _due(reported_at, service.resolve_within),
+    )
+    # Serialise with every concurrent report of this service nearby (and claim the key).
     keys = lock_keys(lon, lat, service.duplicate_radius_m, service.lock_cell_deg)
-    await session.execute(sql.LOCK_NEIGHBOURHOOD, {"service_id": service.id, "keys": keys})
-    match = (
+    claimed = (
         await session.execute(
-            sql.FIND_DUPLICATE,
+            sql.LOCK_NEIGHBOURHOOD,
+            {
+                "service_id": service.id,
+                "keys": keys,
+                "principal": claim.principal if claim else None,
+                "key": claim.key if claim else None,
+                "request_hash": claim.request_hash if claim else None,
+                "keep": idempotency.KEEP_FOR,
+            },
+        )
+    ).scalar_one()
+    if not claimed:
+        raise idempotency.AlreadyClaimed
+    row = (
+        await session.execute(
+            sql.FILE_REPORT,
             {
                 **near_params(lon, lat, service.duplicate_radius_m),
                 "service_id": service.id,
-                "reported_at": reported_at,
                 "window": service.duplicate_window,
+                "jurisdiction_id": jurisdiction.id,
+                "prefix": jurisdiction.reference_prefix,
+                "acknowledge_due_at": new_ticket_due[0],
+                "resolve_due_at": new_ticket_due[1],
+                "channel": channel.value,
+                "accuracy_m": accuracy,
+                "location_source": source.value,
+                "address": report.address,
+                "description": report.description,
+                "attributes": orjson.dumps(attributes).decode(),
+                "reporter_id": submitter.user_id,
+                "reporter_name": contact.name if contact else None,
+                "notify": bool(contact.updates) if contact else submitter.user_id is not None,
+                "locale": report.locale,
+                "external_id": report.client_id,
+                "reported_at": reported_at,
+                "actor_label": submitter.label,
+                "photos": len(photos),
             },
         )
-    ).first()
-
-    contact = report.contact
-    params: dict[str, Any] = {
-        "jurisdiction_id": jurisdiction.id,
-        "service_id": service.id,
-        "channel": channel.value,
-        "lon": lon,
-        "lat": lat,
-        "accuracy_m": accuracy,
-        "location_source": source.value,
-        "address": report.address,
-        "description": report.description,
-        "attributes": orjson.dumps(attributes).decode(),
-        "reporter_id": submitter.user_id,
-        "reporter_name": contact.name if contact else None,
-        "notify": bool(contact.updates) if contact else submitter.user_id is not None,
-        "locale": report.locale,
-        "external_id": report.client_id,
-        "reported_at": reported_at,
-        "actor_label": submitter.label,
-    }
-    if match is None:
-        params.update(
-            prefix=jurisdiction.reference_prefix,
-            acknowledge_due_at=_due(reported_at, service.acknowledge_within),
-            resolve_due_at=_due(reported_at, service.resolve_within),
-            joined=False,
-            distance_m=None,
-            event_kind=EventKind.ticket_opened.value,
-            event_data=orjson.dumps({"channel": channel.value, "photos": len(photos)}).decode(),
-        )
-        row = (await session.execute(sql.OPEN_TICKET, params)).one()
-        matched: Match | None = None
-        explanation = (
-            f"Opened {row.reference}: no open {service.name().lower()} ticket within "
-            f"{service.duplicate_radius_m:g} m was reported within "
-            f"{_human(service.duplicate_window)} of this report"
-        )
-    else:
-        age = (reported_at - match.last_reported_at).total_seconds()
+    ).one()
+    matched: Match | None = None
+    if row.joined:
         matched = Match(
-            distance_m=round(float(match.distance_m), 1),
-            age_seconds=round(age, 1),
+            distance_m=row.distance_m,
+            age_seconds=row.age_seconds,
             radius_m=service.duplicate_radius_m,
             window_seconds=service.duplicate_window.total_seconds(),
         )
-        params.update(
-            ticket_id=match.id,
-            joined=True,
-            distance_m=matched.distance_m,
-            event_kind=EventKind.report_attached.value,
-            event_data=orjson.dumps(
-                {
-                    "channel": channel.value,
-                    "distance_m": matched.distance_m,
-                    "age_seconds": matched.age_seconds,
-                    "photos": len(photos),
-                }
-            ).decode(),
-        )
-        row = (await session.execute(sql.ATTACH_TO_TICKET, params)).one()
+        age = row.age_seconds
         explanation = (
             f"Joined {row.reference}: an open {service.name().lower()} ticket "
             f"{matched.distance_m:g} m away (within {service.duplicate_radius_m:g} m), "
             f"last reported {_human(timedelta(seconds=abs(age)))} "
             f"{'before' if age >= 0 else 'after'} this report "
             f"(window {_human(service.duplicate_window)})"
+        )
+    else:
+        explanation = (
+            f"Opened {row.reference}: no open {service.name().lower()} ticket within "
+            f"{service.duplicate_radius_m:g} m was reported within "
+            f"{_human(service.duplicate_window)} of this report"
         )
 
     contacts = await _store_contacts(session, report, row.ticket_id, row.report_id, submitter)

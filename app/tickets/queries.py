@@ -123,7 +123,7 @@ async def nearby_open_tickets(
             "SELECT " + _TICKET_COLUMNS + ", ST_Distance(t.location::geography,"
             " ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography) AS distance_m"
             + _FROM
-            + " WHERE t.service_id = :service_id AND "
+            + " WHERE t.service_id = CAST(:service_id AS int4) AND "
             + check_in("t.status", OPEN_STATUSES)
             + " AND t.location && ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326)"
             " AND ST_DWithin(t.location::geography,"
