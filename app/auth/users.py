@@ -213,7 +213,9 @@ async def create_user(
     )
 
 
-def request_settings(request: Request) -> Settings:
+# Dependencies are `async def` even when they do not await: FastAPI runs plain `def`
+# dependencies in a thread pool, a hop per request on every route that identifies its caller.
+async def request_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -231,7 +233,7 @@ async def get_user_manager(
     return UserManager(user_db, settings, background)
 
 
-def get_jwt_strategy(
+async def get_jwt_strategy(
     settings: Annotated[Settings, Depends(request_settings)],
 ) -> JWTStrategy[User, uuid.UUID]:
     return JWTStrategy(
