@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, KerbsideError
+from app.db import HotStatement
 
 KEEP_FOR = timedelta(hours=48)  # at least 24 h, as mobile apps retry after long outages
 
@@ -37,7 +38,7 @@ _READ = text(
     "SELECT request_hash, status_code, response_body FROM idempotency_record"
     " WHERE principal = :principal AND key = :key AND expires_at >= now()"
 )
-FINISH = text(
+FINISH = HotStatement(
     "UPDATE idempotency_record SET status_code = :status, response_body = :body,"
     " report_id = :report_id WHERE principal = :principal AND key = :key"
 )
@@ -106,8 +107,8 @@ async def finish(
     body: bytes,
     report_id: int | None = None,
 ) -> None:
-    await session.execute(
-        FINISH,
+    await FINISH.one(
+        session,
         {
             "principal": principal,
             "key": key,

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from app.core.idempotency import CLAIM_SQL
 from app.core.models import check_in
+from app.db import HotStatement
 from app.tickets.models import OPEN_STATUSES
 
 # Serialise reports of one service in one neighbourhood (see geo/grid.py). The same round trip
@@ -17,7 +18,7 @@ from app.tickets.models import OPEN_STATUSES
 # is false when an earlier request with that key already committed. The claim runs first (an
 # InitPlan, evaluated before any row of `locks`), so two requests with one key never hold a
 # cell lock while waiting for the key: no deadlock.
-LOCK_NEIGHBOURHOOD = text(
+LOCK_NEIGHBOURHOOD = HotStatement(
     """
     WITH claim AS ("""  # noqa: S608 (joins constant strings)
     + CLAIM_SQL
@@ -58,7 +59,7 @@ FIND_DUPLICATE = text(_MATCH)
 # report to it or opens a new ticket (reference K-YYYY-NNNNNN from its id), then writes the
 # report, its timeline line and the signed-in reporter's subscription. Running after the lock
 # statement, its snapshot sees every ticket committed by reports that held the lock before us.
-FILE_REPORT = text(
+FILE_REPORT = HotStatement(
     f"""
     WITH match AS ({_MATCH}),
     attached AS (

@@ -91,8 +91,8 @@ async def submit_report(
     # Serialise with every concurrent report of this service nearby (and claim the key).
     keys = lock_keys(lon, lat, service.duplicate_radius_m, service.lock_cell_deg)
     claimed = (
-        await session.execute(
-            sql.LOCK_NEIGHBOURHOOD,
+        await sql.LOCK_NEIGHBOURHOOD.one(
+            session,
             {
                 "service_id": service.id,
                 "keys": keys,
@@ -102,37 +102,35 @@ async def submit_report(
                 "keep": idempotency.KEEP_FOR,
             },
         )
-    ).scalar_one()
+    ).claimed
     if not claimed:
         raise idempotency.AlreadyClaimed
-    row = (
-        await session.execute(
-            sql.FILE_REPORT,
-            {
-                **near_params(lon, lat, service.duplicate_radius_m),
-                "service_id": service.id,
-                "window": service.duplicate_window,
-                "jurisdiction_id": jurisdiction.id,
-                "prefix": jurisdiction.reference_prefix,
-                "acknowledge_due_at": new_ticket_due[0],
-                "resolve_due_at": new_ticket_due[1],
-                "channel": channel.value,
-                "accuracy_m": accuracy,
-                "location_source": source.value,
-                "address": report.address,
-                "description": report.description,
-                "attributes": orjson.dumps(attributes).decode(),
-                "reporter_id": submitter.user_id,
-                "reporter_name": contact.name if contact else None,
-                "notify": bool(contact.updates) if contact else submitter.user_id is not None,
-                "locale": report.locale,
-                "external_id": report.client_id,
-                "reported_at": reported_at,
-                "actor_label": submitter.label,
-                "photos": len(photos),
-            },
-        )
-    ).one()
+    row = await sql.FILE_REPORT.one(
+        session,
+        {
+            **near_params(lon, lat, service.duplicate_radius_m),
+            "service_id": service.id,
+            "window": service.duplicate_window,
+            "jurisdiction_id": jurisdiction.id,
+            "prefix": jurisdiction.reference_prefix,
+            "acknowledge_due_at": new_ticket_due[0],
+            "resolve_due_at": new_ticket_due[1],
+            "channel": channel.value,
+            "accuracy_m": accuracy,
+            "location_source": source.value,
+            "address": report.address,
+            "description": report.description,
+            "attributes": orjson.dumps(attributes).decode(),
+            "reporter_id": submitter.user_id,
+            "reporter_name": contact.name if contact else None,
+            "notify": bool(contact.updates) if contact else submitter.user_id is not None,
+            "locale": report.locale,
+            "external_id": report.client_id,
+            "reported_at": reported_at,
+            "actor_label": submitter.label,
+            "photos": len(photos),
+        },
+    )
     matched: Match | None = None
     if row.joined:
         matched = Match(
