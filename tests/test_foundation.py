@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import httpx
 import pytest
@@ -265,3 +266,27 @@ def test_database_check_reports_postgis(database_url: str) -> None:
     assert check_database(database_url).startswith("3.")
     with pytest.raises(DatabaseUnavailable, match="cannot reach"):
         check_database("postgresql://nobody@127.0.0.1:9/none")
+
+
+async def test_worker_runs_each_job_once_under_its_lock(
+    settings: Settings, committed_db: Any
+) -> None:
+    from datetime import timedelta
+
+    from app.worker import Job, run_job, run_worker
+
+    ran: list[str] = []
+
+    async def count(session: AsyncSession) -> int:
+        ran.append("count")
+        return 1
+
+    job = Job("test-count", timedelta(hours=1), count)
+    await run_worker(settings, once=True, jobs=[job])
+    assert ran == ["count"]
+    # While another worker holds a job's lock, this one skips it.
+    async with committed_db() as holder, holder.begin():
+        await holder.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": job.lock_id})
+        assert await run_job(committed_db, job) is None
+    assert ran == ["count"]
+    assert await run_job(committed_db, job) == 1
