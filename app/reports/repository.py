@@ -138,9 +138,9 @@ FILE_REPORT = HotStatement(
         WHERE CAST(:reporter_id AS uuid) IS NOT NULL AND :notify
         ON CONFLICT DO NOTHING
     )
-    SELECT ticket.id AS ticket_id, ticket.reference, ticket.status,
-           ticket.description AS ticket_description, ST_X(ticket.location) AS ticket_lon,
-           ST_Y(ticket.location) AS ticket_lat, ticket.report_count, ticket.supporter_count,
+    SELECT ticket.id AS ticket_id, ticket.reference, ticket.status, ticket.description,
+           ST_X(ticket.location) AS lon, ST_Y(ticket.location) AS lat,
+           ticket.report_count, ticket.supporter_count,
            ticket.first_reported_at, ticket.last_reported_at, ticket.acknowledge_due_at,
            ticket.resolve_due_at, area.code AS area_code, area.name AS area_name,
            report.id AS report_id, report.public_id, report.received_at,

@@ -116,16 +116,18 @@ async def create_report(
 
     submitter = submitter_for(principal)
     key = idempotency_key or (f"client-id:{report.client_id}" if report.client_id else None)
-    fingerprint = idempotency.request_fingerprint(
-        orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS), *uploads
-    )
     who = submitter.idempotency_principal
-    claim = idempotency.Claim(who, key, fingerprint) if key else None
+    claim = None
+    if key:  # the fingerprint (a canonical re-encoding of the body) only matters with a key
+        fingerprint = idempotency.request_fingerprint(
+            orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS), *uploads
+        )
+        claim = idempotency.Claim(who, key, fingerprint)
     # Before processing photos (the expensive part), answer a plain retry at once.
     if (
         claim
         and uploads
-        and (early := await idempotency.peek(session, who, claim.key, fingerprint))
+        and (early := await idempotency.peek(session, who, claim.key, claim.request_hash))
     ):
         return _replayed(early)
 
@@ -149,7 +151,7 @@ async def create_report(
     except idempotency.AlreadyClaimed:
         await pipeline.discard(stored)
         assert claim is not None
-        return _replayed(await idempotency.replay(session, who, claim.key, fingerprint))
+        return _replayed(await idempotency.replay(session, who, claim.key, claim.request_hash))
     except BaseException:
         await pipeline.discard(stored)
         raise

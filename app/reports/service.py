@@ -30,7 +30,7 @@ from app.reports.schemas import (
     ReportIn,
     ReportOut,
 )
-from app.tickets.schemas import AreaRef, PhotoRef, TicketSummary
+from app.tickets.schemas import PhotoRef, TicketSummary, summary_fields
 from geo.distance import near_params
 from geo.grid import lock_keys
 from geo.validation import check_lonlat, swapped
@@ -194,20 +194,7 @@ async def submit_report(
             reporter_name=contact.name if contact else None,
         ),
         ticket=TicketSummary(
-            reference=row.reference,
-            status=row.status,
-            service_code=service.code,
-            service_name=service.name(),
-            location={"lon": row.ticket_lon, "lat": row.ticket_lat},
-            area=AreaRef(code=row.area_code, name=row.area_name) if row.area_code else None,
-            description=row.ticket_description,
-            report_count=row.report_count,
-            supporter_count=row.supporter_count,
-            first_reported_at=row.first_reported_at,
-            last_reported_at=row.last_reported_at,
-            acknowledge_due_at=row.acknowledge_due_at,
-            resolve_due_at=row.resolve_due_at,
-            url=f"{base_url}/v1/tickets/{row.reference}",
+            **summary_fields(row, base_url, service_code=service.code, service_name=service.name())
         ),
         joined_existing=matched is not None,
         match=matched,

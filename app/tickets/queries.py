@@ -12,11 +12,11 @@ from app.core.models import check_in
 from app.reports.queries import photos_of_reports
 from app.tickets.models import OPEN_STATUSES
 from app.tickets.schemas import (
-    AreaRef,
     NearbyTicket,
     PublicReport,
     TicketDetail,
     TimelineEntry,
+    summary_fields,
 )
 from geo.distance import near_params
 
@@ -32,24 +32,10 @@ _FROM = " FROM ticket t JOIN service s ON s.id = t.service_id LEFT JOIN area a O
 PUBLIC_EVENT_KEYS = {"channel", "distance_m", "age_seconds", "photos", "from", "to", "count"}
 
 
-def summary_fields(row: Any, base_url: str) -> dict[str, Any]:
+def _summary(row: Any, base_url: str) -> dict[str, Any]:
     names = row.service_names or {}
-    return {
-        "reference": row.reference,
-        "status": row.status,
-        "service_code": row.service_code,
-        "service_name": names.get("en") or next(iter(names.values()), row.service_code),
-        "location": {"lon": row.lon, "lat": row.lat},
-        "area": AreaRef(code=row.area_code, name=row.area_name) if row.area_code else None,
-        "description": row.description,
-        "report_count": row.report_count,
-        "supporter_count": row.supporter_count,
-        "first_reported_at": row.first_reported_at,
-        "last_reported_at": row.last_reported_at,
-        "acknowledge_due_at": row.acknowledge_due_at,
-        "resolve_due_at": row.resolve_due_at,
-        "url": f"{base_url}/v1/tickets/{row.reference}",
-    }
+    name = names.get("en") or next(iter(names.values()), row.service_code)
+    return summary_fields(row, base_url, service_code=row.service_code, service_name=name)
 
 
 async def ticket_row(session: AsyncSession, reference: str) -> Any:
@@ -84,7 +70,7 @@ async def ticket_detail(session: AsyncSession, reference: str, base_url: str) ->
         {"t": row.id},
     )
     return TicketDetail(
-        **summary_fields(row, base_url),
+        **_summary(row, base_url),
         reports=[
             PublicReport(
                 id=r.public_id,
@@ -133,6 +119,6 @@ async def nearby_open_tickets(
         {**near_params(lon, lat, radius_m), "service_id": service_id, "limit": limit},
     )
     return [
-        NearbyTicket(**summary_fields(r, base_url), distance_m=round(float(r.distance_m), 1))
+        NearbyTicket(**_summary(r, base_url), distance_m=round(float(r.distance_m), 1))
         for r in rows
     ]

@@ -31,6 +31,29 @@ class TicketSummary(BaseModel):
     url: str
 
 
+def summary_fields(
+    row: Any, base_url: str, *, service_code: str, service_name: str
+) -> dict[str, Any]:
+    """A ``TicketSummary``'s fields from a row with the ticket's columns (``lon``, ``lat``,
+    ``area_code``, ``area_name`` and the counts and times, as the ticket queries name them)."""
+    return {
+        "reference": row.reference,
+        "status": row.status,
+        "service_code": service_code,
+        "service_name": service_name,
+        "location": {"lon": row.lon, "lat": row.lat},
+        "area": AreaRef(code=row.area_code, name=row.area_name) if row.area_code else None,
+        "description": row.description,
+        "report_count": row.report_count,
+        "supporter_count": row.supporter_count,
+        "first_reported_at": row.first_reported_at,
+        "last_reported_at": row.last_reported_at,
+        "acknowledge_due_at": row.acknowledge_due_at,
+        "resolve_due_at": row.resolve_due_at,
+        "url": f"{base_url}/v1/tickets/{row.reference}",
+    }
+
+
 class NearbyTicket(TicketSummary):
     distance_m: float
 
