@@ -600,3 +600,57 @@ async def test_the_command_imports_a_file_and_a_rerun_skips_it(
     unknown = kerbside(database_url, "import", str(path), "--jurisdiction", "atlantis")
     assert unknown.returncode == 2
     assert unknown.stderr.strip().splitlines() == ["kerbside: error: No jurisdiction 'atlantis'"]
+
+
+@pytest.mark.usefixtures("city")
+async def test_legacy_statuses_are_set_at_their_historical_times(db: AsyncSession) -> None:
+    near = offset_lonlat(*CENTER, 6.0, 8.0)
+    east = offset_lonlat(*CENTER, 900.0, 0.0)
+    west = offset_lonlat(*CENTER, -900.0, 0.0)
+    north = offset_lonlat(*CENTER, 0.0, 900.0)
+    header = ["id", "Category", "Longitude", "Latitude", "CreatedDate", "Status", "ClosedDate"]
+    data = csv_bytes(
+        [
+            ["S-1", "pothole", *CENTER, "2024-01-01T09:00:00Z", "Closed", "2024-01-05T10:00:00Z"],
+            # Reported 10 m away five days after the fix: the fixed ticket is reopened.
+            ["S-2", "pothole", *near, "2024-01-10T09:00:00Z", "Open", ""],
+            ["S-3", "fly_tipping", *east, "2024-01-02T09:00:00Z", "Cancelled", "2024-01-03T00:00Z"],
+            ["S-4", "fly_tipping", *west, "2024-01-02T09:00:00Z", "Waiting on Godot", ""],
+            ["S-5", "pothole", *north, "2024-01-02T09:00:00Z", "In Progress", ""],
+        ],
+        header,
+    )
+    summary = await run(db, data)
+    assert summary.rejected.total == 0
+    assert summary.statuses_set == {"closed": 1, "rejected": 1, "in_progress": 1}
+    assert summary.unknown_statuses == {"Waiting on Godot": 1}
+    rows = {
+        r.ids[0]: r
+        for r in (
+            await db.execute(
+                text(
+                    "SELECT array_agg(r.external_id ORDER BY r.reported_at) AS ids, t.status,"
+                    " t.fixed_at, t.closed_at, t.reopened_count FROM ticket t"
+                    " JOIN report r ON r.ticket_id = t.id GROUP BY t.id"
+                )
+            )
+        ).all()
+    }
+    assert rows["S-1"].ids == ["S-1", "S-2"]
+    assert rows["S-1"].status == "reopened"
+    assert rows["S-1"].reopened_count == 1
+    assert rows["S-3"].status == "rejected"
+    assert rows["S-3"].closed_at == datetime(2024, 1, 3, tzinfo=UTC)
+    assert rows["S-4"].status == "open"
+    assert rows["S-5"].status == "in_progress"
+    closing = (
+        await db.execute(
+            text(
+                "SELECT e.created_at, e.data FROM ticket_event e JOIN report r"
+                " ON r.ticket_id = e.ticket_id WHERE r.external_id = 'S-1'"
+                " AND e.kind = 'status_changed' ORDER BY e.id LIMIT 1"
+            )
+        )
+    ).one()
+    assert closing.created_at == datetime(2024, 1, 5, 10, 0, tzinfo=UTC)
+    assert closing.data == {"from": "open", "to": "closed", "legacy_status": "Closed"}

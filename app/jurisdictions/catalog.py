@@ -8,6 +8,7 @@ miss, so a new jurisdiction or service is seen at once by the process that looks
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,10 @@ from shapely.geometry import Point
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.tickets.sla import BusinessCalendar
 from geo.grid import cell_size_degrees
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,9 @@ class ServiceInfo:
     attributes: list[dict[str, Any]]
     description_required: bool
     lock_cell_deg: float
+    hazard_level: int = 1
+    reopen_within: timedelta = timedelta(days=14)
+    counts_business_hours: bool = False
 
     def name(self, language: str = "en") -> str:
         return self.names.get(language) or self.names.get("en") or next(iter(self.names.values()))
@@ -51,6 +58,7 @@ class JurisdictionInfo:
     boundary: Any  # prepared shapely geometry
     max_abs_lat: float
     services: dict[str, ServiceInfo] = field(default_factory=dict)
+    calendar: BusinessCalendar | None = None  # working hours, for business-time levels
 
     def contains(self, lon: float, lat: float) -> bool:
         return bool(self.boundary.covers(Point(lon, lat)))
@@ -110,6 +118,7 @@ async def _load(session: AsyncSession) -> list[JurisdictionInfo]:
     rows = await session.execute(
         text(
             "SELECT id, slug, name, reference_prefix, allow_anonymous, ST_AsBinary(boundary) AS b,"
+            " timezone, business_hours, holidays,"
             " greatest(abs(ST_YMin(boundary)), abs(ST_YMax(boundary))) AS max_abs_lat"
             " FROM jurisdiction ORDER BY id"
         )
@@ -118,7 +127,8 @@ async def _load(session: AsyncSession) -> list[JurisdictionInfo]:
         text(
             'SELECT id, jurisdiction_id, code, names, "group", duplicate_radius_m,'
             " duplicate_window, acknowledge_within, resolve_within, attributes,"
-            " description_required FROM service WHERE active ORDER BY jurisdiction_id, code"
+            " description_required, hazard_level, reopen_within, business_hours"
+            " FROM service WHERE active ORDER BY jurisdiction_id, code"
         )
     )
     by_jurisdiction: dict[int, dict[str, ServiceInfo]] = {}
@@ -138,6 +148,7 @@ async def _load(session: AsyncSession) -> list[JurisdictionInfo]:
                 boundary=geom,
                 max_abs_lat=float(row.max_abs_lat),
                 services=by_jurisdiction.setdefault(row.id, {}),
+                calendar=_calendar(row),
             )
         )
     for s in services:
@@ -157,5 +168,17 @@ async def _load(session: AsyncSession) -> list[JurisdictionInfo]:
             lock_cell_deg=cell_size_degrees(
                 float(s.duplicate_radius_m), max_lat[s.jurisdiction_id]
             ),
+            hazard_level=s.hazard_level,
+            reopen_within=s.reopen_within,
+            counts_business_hours=s.business_hours,
         )
     return jurisdictions
+
+
+def _calendar(row: Any) -> BusinessCalendar | None:
+    try:
+        return BusinessCalendar.parse(row.timezone, row.business_hours, row.holidays)
+    except (ValueError, KeyError) as exc:
+        # A broken calendar must not stop intake: levels fall back to clock time.
+        logger.warning("jurisdiction %s: business hours ignored: %s", row.slug, exc)
+        return None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from geoalchemy2 import Geometry
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Date,
     Float,
     ForeignKey,
     Identity,
@@ -24,6 +25,11 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.models import Base, CreatedAt
+
+DEFAULT_BUSINESS_HOURS = (
+    '{"mon": [["08:00", "18:00"]], "tue": [["08:00", "18:00"]], "wed": [["08:00", "18:00"]],'
+    ' "thu": [["08:00", "18:00"]], "fri": [["08:00", "18:00"]]}'
+)
 
 
 class Jurisdiction(CreatedAt, Base):
@@ -41,6 +47,14 @@ class Jurisdiction(CreatedAt, Base):
     )
     reference_prefix: Mapped[str] = mapped_column(String(8), server_default="K")
     allow_anonymous: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    # Working hours for services whose levels count business time only, in local time:
+    # {"mon": [["08:00", "18:00"]], ...}; days left out are closed. Plus closed dates.
+    business_hours: Mapped[dict[str, list[list[str]]]] = mapped_column(
+        JSONB, server_default=text("'" + DEFAULT_BUSINESS_HOURS + "'")
+    )
+    holidays: Mapped[list[date]] = mapped_column(
+        ARRAY(Date), server_default=text("ARRAY[]::date[]")
+    )
 
     __table_args__ = (
         Index("ix_jurisdiction_boundary", "boundary", postgresql_using="gist"),
@@ -113,6 +127,14 @@ class Service(CreatedAt, Base):
     attributes: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'"))
     active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     description_required: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # Crews must attach an after-photo to finish a work order of this service.
+    completion_photo_required: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # A reporter may reopen a fixed ticket, and a new report nearby reopens it, within this.
+    reopen_within: Mapped[timedelta] = mapped_column(
+        Interval, server_default=text("interval '14 days'")
+    )
+    # Public outputs snap locations to this grid (metres); 0 = exact. For sensitive services.
+    public_location_snap_m: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
     __table_args__ = (
         UniqueConstraint("jurisdiction_id", "code"),
@@ -120,5 +142,8 @@ class Service(CreatedAt, Base):
             "duplicate_radius_m >= 0 AND duplicate_radius_m <= 2000", name="radius_range"
         ),
         CheckConstraint("hazard_level BETWEEN 1 AND 5", name="hazard_range"),
+        CheckConstraint(
+            "public_location_snap_m BETWEEN 0 AND 5000", name="public_location_snap_range"
+        ),
         CheckConstraint("code ~ '^[a-z0-9_.-]{1,64}$'", name="code_format"),
     )

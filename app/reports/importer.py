@@ -90,7 +90,49 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "description": ("description", "details", "text"),
     "address": ("address", "location_text"),
     "external_id": ("external_id", "id", "service_request_id", "srnumber", "unique_key"),
+    "status": ("status", "request_status"),
+    "closed_at": ("closed_at", "closeddate", "closed_date", "closed_datetime"),
 }
+
+# A legacy status (lower-cased, first matching word wins) → what the ticket becomes. Statuses
+# that mean "still open" (open, new, pending ...) leave the ticket open; a duplicate clusters
+# into its original by itself. Anything else is counted as unknown and left open.
+LEGACY_STATUSES: tuple[tuple[str, str | None], ...] = (
+    ("not our", "not_our_responsibility"),
+    ("referred", "not_our_responsibility"),
+    ("transferred", "not_our_responsibility"),
+    ("cancel", "rejected"),
+    ("reject", "rejected"),
+    ("invalid", "rejected"),
+    ("void", "rejected"),
+    ("duplicate", None),
+    ("closed", "closed"),
+    ("complete", "closed"),
+    ("resolved", "closed"),
+    ("fixed", "closed"),
+    ("done", "closed"),
+    ("progress", "in_progress"),
+    ("started", "in_progress"),
+    ("scheduled", "scheduled"),
+    ("assigned", "acknowledged"),
+    ("acknowledged", "acknowledged"),
+    ("open", None),
+    ("new", None),
+    ("pending", None),
+    ("submitted", None),
+    ("received", None),
+)
+
+
+def legacy_status(raw: str) -> tuple[bool, str | None]:
+    """(understood, status to set or None to leave open) for a legacy status text."""
+    lowered = raw.casefold()
+    for word, status in LEGACY_STATUSES:
+        if word in lowered:
+            return True, status
+    return False, None
+
+
 REQUIRED_COLUMNS = ("service_code", "lon", "lat", "reported_at")
 
 # Rows already filed by an earlier run (or earlier in this one); served by the unique index
@@ -160,6 +202,14 @@ class ImportSummary(BaseModel):
     reports_joined: int = Field(description="Reports that joined an open ticket")
     skipped_already_imported: int
     rejected: Rejections
+    statuses_set: dict[str, int] = Field(
+        default_factory=dict,
+        description="Tickets given a legacy status (closed, rejected, ...), by status",
+    )
+    unknown_statuses: dict[str, int] = Field(
+        default_factory=dict,
+        description="Legacy statuses not understood (their tickets stay open), with counts",
+    )
     reported_from: datetime | None = Field(default=None, description="The oldest row filed")
     reported_to: datetime | None = Field(default=None, description="The newest row filed")
     elapsed_seconds: float
@@ -177,6 +227,8 @@ class ImportRow:
     description: str | None
     address: str | None
     external_id: str
+    status: str | None = None  # the legacy status text, as in the file
+    closed_at: datetime | None = None  # UTC
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +250,8 @@ class _Tally:
     last: datetime | None = None
     reasons: Counter[str] = field(default_factory=Counter)
     unknown_services: Counter[str] = field(default_factory=Counter)
+    statuses_set: Counter[str] = field(default_factory=Counter)
+    unknown_statuses: Counter[str] = field(default_factory=Counter)
     _earliest: list[tuple[int, str, str]] = field(default_factory=list)  # max-heap by position
     _first_of_reason: dict[str, tuple[int, str, str]] = field(default_factory=dict)
 
@@ -358,6 +412,10 @@ class RowReader:
             external_id = _row_hash(category, lon, lat, reported_at, description, address)
         elif len(external_id) > MAX_EXTERNAL_ID:
             raise RowError("bad_id", f"The id is longer than {MAX_EXTERNAL_ID} characters")
+        raw_closed = _text(values.get("closed_at"))
+        closed_at = self.parse_time(raw_closed)[0] if raw_closed else None
+        if closed_at is not None and closed_at < reported_at:
+            raise RowError("bad_date", f"Closed ({raw_closed}) before it was reported")
         return ImportRow(
             position=position,
             category=category,
@@ -368,6 +426,8 @@ class RowReader:
             description=description,
             address=address,
             external_id=external_id,
+            status=_text(values.get("status")),
+            closed_at=closed_at,
         )
 
     def parse_time(self, raw: str) -> tuple[datetime, bool]:
@@ -716,6 +776,8 @@ async def import_reports(
         reports_joined=tally.joined,
         skipped_already_imported=tally.skipped,
         rejected=tally.rejections(),
+        statuses_set=dict(tally.statuses_set.most_common()),
+        unknown_statuses=dict(tally.unknown_statuses.most_common(20)),
         reported_from=tally.first,
         reported_to=tally.last,
         elapsed_seconds=round(elapsed, 3),
@@ -772,6 +834,9 @@ async def _file(
                 channel=Channel.import_,
                 base_url=options.base_url,
             )
+            status_set = await _legacy_status(
+                session, accepted.ticket.reference, row, tally, submitter.label
+            )
     except KerbsideError as exc:
         tally.reject(Rejection(row.position, _reason(exc), exc.detail))
     except IntegrityError as exc:
@@ -783,6 +848,30 @@ async def _file(
         tally.reject(Rejection(row.position, "database_refused", str(exc.orig)))
     else:
         tally.filed(row, joined=accepted.joined_existing)
+        if status_set:
+            tally.statuses_set[status_set] += 1
+
+
+async def _legacy_status(
+    session: AsyncSession, reference: str, row: ImportRow, tally: _Tally, label: str
+) -> str | None:
+    """Give the row's ticket the legacy system's status, at its historical time."""
+    from app.tickets.models import TicketStatus
+    from app.tickets.workflow import record_legacy_status
+
+    if row.status is None:
+        return None
+    understood, status = legacy_status(row.status)
+    if not understood:
+        tally.unknown_statuses[row.status] += 1
+        return None
+    if status is None:
+        return None
+    at = row.closed_at or row.reported_at
+    done = await record_legacy_status(
+        session, reference, TicketStatus(status), at=at, legacy=row.status, actor_label=label
+    )
+    return status if done else None
 
 
 def _reason(exc: KerbsideError) -> str:

@@ -11,7 +11,9 @@ from sqlalchemy import text
 from app.core.idempotency import CLAIM_SQL
 from app.core.models import check_in
 from app.db import HotStatement
-from app.tickets.models import OPEN_STATUSES
+from app.tickets.models import DONE_STATUSES, OPEN_STATUSES
+from app.tickets.repository import area_at_sql, reference_sql
+from app.tickets.sla import expected_by_sql, sla_state_sql
 
 # Serialise reports of one service in one neighbourhood (see geo/grid.py). The same round trip
 # claims the request's idempotency key when it has one (see app/core/idempotency.py): `claimed`
@@ -33,22 +35,36 @@ LOCK_NEIGHBOURHOOD = HotStatement(
     """
 )
 
-# The nearest open ticket of the service within the radius and time window.
-# `location && box` uses the partial GiST index (service_id, location) WHERE status is open;
-# the status list is spelled out so the planner can prove the index's predicate.
-_MATCH = f"""
-    SELECT t.id, t.reference, t.first_reported_at, t.last_reported_at,
+# The ticket a new report joins: the nearest open ticket of the service within the radius and
+# time window; failing that, the nearest one fixed (or closed) within the service's reopen
+# window before the report, which the report reopens ("it is back"). `location && box` uses
+# the partial GiST indexes (service_id, location) on open, and on fixed/closed, tickets; the
+# status lists are spelled out so the planner can prove their predicates. The second branch
+# runs only when the first finds nothing (Append under LIMIT stops at the first row).
+_NEAR = """
+    SELECT t.id, t.reference, t.status, t.first_reported_at, t.last_reported_at, t.fixed_at,
            ST_Distance(t.location::geography,
                        ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography) AS distance_m
     FROM ticket t
     WHERE t.service_id = CAST(:service_id AS int4)
-      AND {check_in("t.status", OPEN_STATUSES)}
       AND t.location && ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326)
       AND ST_DWithin(t.location::geography,
                      ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, :radius_m)
-      AND t.first_reported_at <= CAST(:reported_at AS timestamptz) + CAST(:window AS interval)
-      AND t.last_reported_at >= CAST(:reported_at AS timestamptz) - CAST(:window AS interval)
-    ORDER BY distance_m, t.id
+"""
+_MATCH = f"""
+    SELECT * FROM (
+        ({_NEAR}
+          AND {check_in("t.status", OPEN_STATUSES)}
+          AND t.first_reported_at <= CAST(:reported_at AS timestamptz) + CAST(:window AS interval)
+          AND t.last_reported_at >= CAST(:reported_at AS timestamptz) - CAST(:window AS interval)
+         ORDER BY distance_m, t.id LIMIT 1)
+        UNION ALL
+        ({_NEAR}
+          AND {check_in("t.status", DONE_STATUSES)}
+          AND t.fixed_at <= CAST(:reported_at AS timestamptz)
+          AND t.fixed_at >= CAST(:reported_at AS timestamptz) - CAST(:reopen_within AS interval)
+         ORDER BY distance_m, t.id LIMIT 1)
+    ) AS candidate
     LIMIT 1
 """  # noqa: S608 (formats code constants only, never input)
 
@@ -62,13 +78,28 @@ FIND_DUPLICATE = text(_MATCH)
 FILE_REPORT = HotStatement(
     f"""
     WITH match AS ({_MATCH}),
+    reopening AS (SELECT {check_in("match.status", DONE_STATUSES)} AS yes FROM match),
     attached AS (
         UPDATE ticket SET
             report_count = ticket.report_count + 1,
             first_reported_at = least(ticket.first_reported_at, :reported_at),
             last_reported_at = greatest(ticket.last_reported_at, :reported_at),
+            status = CASE WHEN reopening.yes THEN 'reopened' ELSE ticket.status END,
+            reopened_count = ticket.reopened_count + CAST(reopening.yes AS int),
+            fixed_at = CASE WHEN reopening.yes THEN NULL ELSE ticket.fixed_at END,
+            closed_at = CASE WHEN reopening.yes THEN NULL ELSE ticket.closed_at END,
+            resolve_due_at = CASE WHEN reopening.yes THEN :resolve_due_at
+                                  ELSE ticket.resolve_due_at END,
+            resolve_warn_at = CASE WHEN reopening.yes THEN :resolve_warn_at
+                                   ELSE ticket.resolve_warn_at END,
+            sla_flags = CASE WHEN reopening.yes THEN ticket.sla_flags & ~12
+                             ELSE ticket.sla_flags END,
+            sla_next_at = CASE WHEN reopening.yes THEN CAST(:resolve_warn_at AS timestamptz)
+                               ELSE ticket.sla_next_at END,
+            work_status = CASE WHEN reopening.yes AND ticket.crew_id IS NOT NULL
+                               THEN 'assigned' ELSE ticket.work_status END,
             updated_at = now()
-        FROM match WHERE ticket.id = match.id
+        FROM match, reopening WHERE ticket.id = match.id
         RETURNING ticket.*
     ),
     new_id AS (
@@ -77,26 +108,38 @@ FILE_REPORT = HotStatement(
     ),
     opened AS (
         INSERT INTO ticket (
-            id, reference, jurisdiction_id, service_id, area_id, location, address,
-            description, status, report_count, first_reported_at, last_reported_at,
-            acknowledge_due_at, resolve_due_at, created_at, updated_at)
-        SELECT new_id.id,
-               :prefix || '-' || to_char(CAST(:reported_at AS timestamptz) AT TIME ZONE 'UTC',
-                                         'YYYY')
-                   || '-' || lpad(new_id.id::text, greatest(6, length(new_id.id::text)), '0'),
-               :jurisdiction_id, :service_id,
-               (SELECT a.id FROM area_part p JOIN area a ON a.id = p.area_id
-                WHERE a.jurisdiction_id = :jurisdiction_id
-                  AND ST_Intersects(p.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))
-                ORDER BY (a.kind = 'district') DESC, a.id LIMIT 1),
-               ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :address, :description, 'open', 1,
-               :reported_at, :reported_at, :acknowledge_due_at, :resolve_due_at, now(), now()
+            id, reference, jurisdiction_id, service_id, area_id, crew_id, work_status,
+            assigned_at, location, address, description, status, priority, report_count,
+            first_reported_at, last_reported_at, acknowledge_due_at, acknowledge_warn_at,
+            resolve_due_at, resolve_warn_at, sla_next_at, created_at, updated_at)
+        SELECT new_id.id, {reference_sql("new_id.id", ":reported_at")},
+               :jurisdiction_id, :service_id, place.area_id, rule.crew_id,
+               CASE WHEN rule.crew_id IS NOT NULL THEN 'assigned' END,
+               CASE WHEN rule.crew_id IS NOT NULL THEN now() END,
+               ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :address, :description, 'open',
+               :priority, 1, :reported_at, :reported_at, :acknowledge_due_at,
+               :acknowledge_warn_at, :resolve_due_at, :resolve_warn_at,
+               least(CAST(:acknowledge_warn_at AS timestamptz),
+                     CAST(:resolve_warn_at AS timestamptz)),
+               now(), now()
         FROM new_id
+        CROSS JOIN LATERAL (
+            SELECT {area_at_sql("ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)", ":jurisdiction_id")}
+                AS area_id) AS place
+        -- Automatic assignment: the most specific rule for this area and service.
+        LEFT JOIN LATERAL (
+            SELECT r.crew_id FROM assignment_rule r JOIN crew c ON c.id = r.crew_id AND c.active
+            WHERE r.jurisdiction_id = :jurisdiction_id
+              AND (r.area_id = place.area_id OR r.area_id IS NULL)
+              AND (r.service_id = :service_id OR r.service_id IS NULL)
+            ORDER BY r.area_id IS NULL, r.service_id IS NULL LIMIT 1) AS rule ON true
         RETURNING *
     ),
     ticket AS (SELECT * FROM attached UNION ALL SELECT * FROM opened),
     decision AS (
         SELECT match.id IS NOT NULL AS joined,
+               coalesce({check_in("match.status", DONE_STATUSES)}, false) AS reopened,
+               match.status AS previous_status,
                round(CAST(match.distance_m AS numeric), 1) AS distance_m,
                round(CAST(extract(epoch FROM CAST(:reported_at AS timestamptz)
                                               - match.last_reported_at) AS numeric), 1)
@@ -132,6 +175,25 @@ FILE_REPORT = HotStatement(
                report.received_at
         FROM ticket, report, decision
     ),
+    reopened AS (
+        INSERT INTO ticket_event (ticket_id, kind, public, actor_user_id, actor_label, report_id,
+                                  note, data, created_at)
+        SELECT ticket.id, 'status_changed', true, :reporter_id, :actor_label, report.id,
+               'Reported again after the fix: reopened',
+               jsonb_build_object('from', decision.previous_status, 'to', 'reopened',
+                                  'channel', CAST(:channel AS text)),
+               report.received_at
+        FROM ticket, report, decision
+        WHERE decision.reopened
+    ),
+    auto_assigned AS (
+        INSERT INTO ticket_event (ticket_id, kind, public, actor_label, report_id, data,
+                                  created_at)
+        SELECT opened.id, 'assigned', false, 'system', report.id,
+               jsonb_build_object('crew_id', opened.crew_id, 'rule', true), report.received_at
+        FROM opened, report
+        WHERE opened.crew_id IS NOT NULL
+    ),
     reporter AS (
         INSERT INTO subscription (ticket_id, user_id, reason)
         SELECT ticket.id, :reporter_id, 'reporter' FROM ticket
@@ -143,8 +205,10 @@ FILE_REPORT = HotStatement(
            ticket.report_count, ticket.supporter_count,
            ticket.first_reported_at, ticket.last_reported_at, ticket.acknowledge_due_at,
            ticket.resolve_due_at, area.code AS area_code, area.name AS area_name,
+           ticket.priority, {sla_state_sql("ticket")} AS sla_state,
+           {expected_by_sql("ticket")} AS expected_by, CAST(NULL AS text) AS merged_into,
            report.id AS report_id, report.public_id, report.received_at,
-           decision.joined, CAST(decision.distance_m AS float8) AS distance_m,
+           decision.joined, decision.reopened, CAST(decision.distance_m AS float8) AS distance_m,
            CAST(decision.age_seconds AS float8) AS age_seconds
     FROM ticket CROSS JOIN report CROSS JOIN decision LEFT JOIN area ON area.id = ticket.area_id
     """  # noqa: S608 (formats code constants only, never input)
@@ -173,12 +237,13 @@ LINK_CONTACT = text(
     """
 )
 
+# Accepted, not yet processed: app.media.service makes the stored files after the commit.
 INSERT_PHOTO = text(
     """
-    INSERT INTO photo (ticket_id, report_id, kind, storage_key, thumbnail_key, content_type,
-                       width, height, bytes, sha256, taken_at)
-    VALUES (:ticket_id, :report_id, 'report', :storage_key, :thumbnail_key, :content_type,
-            :width, :height, :bytes, :sha256, :taken_at)
+    INSERT INTO photo (ticket_id, report_id, kind, status, storage_key, thumbnail_key,
+                       original_key, content_type, width, height, taken_at)
+    VALUES (:ticket_id, :report_id, 'report', 'pending', :storage_key, :thumbnail_key,
+            :original_key, :content_type, :width, :height, :taken_at)
     RETURNING public_id
     """
 )

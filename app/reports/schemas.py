@@ -180,5 +180,9 @@ class ReportAccepted(BaseModel):
     report: ReportOut
     ticket: TicketSummary
     joined_existing: bool
+    reopened: bool = Field(
+        default=False,
+        description="True when the report joined a recently fixed ticket and reopened it",
+    )
     match: Match | None = None
     explanation: str = Field(description="Why the report joined that ticket or opened a new one")

@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from app.auth.models import Role, User
-from app.crews.models import Crew, crew_area
+from app.crews.models import AssignmentRule, Crew, crew_area
 from app.jurisdictions.models import Area, Jurisdiction, Service
 from app.settings import to_sqlalchemy_url
 from geo.city import make_city
@@ -201,8 +201,16 @@ async def _seed(session: AsyncSession, *, reports: int, progress: bool) -> dict[
                 crew_area.insert(),
                 [{"crew_id": crew.id, "area_id": areas[code].id} for code in area_codes],
             )
+            # New tickets in the crew's districts go to it (app/tickets/workflow.py).
+            session.add_all(
+                AssignmentRule(
+                    jurisdiction_id=jurisdiction.id, area_id=areas[code].id, crew_id=crew.id
+                )
+                for code in area_codes
+            )
             crews[name] = crew
     summary["crews"] = sorted(crews)
+    await _response_templates(session, jurisdiction.id)
 
     helper = PasswordHelper()
     for email, password, role, full_name, crew_name in DEMO_USERS:
@@ -238,6 +246,26 @@ async def _seed(session: AsyncSession, *, reports: int, progress: bool) -> dict[
     summary["sample_reports_filed"] = reports if existing == 0 else 0
     summary["tickets_created"] = created
     return summary
+
+
+DEMO_TEMPLATES = {
+    "acknowledged": "Thank you: we have {reference} ({service}) on our list.",
+    "scheduled": "{reference}: a crew is booked to fix this {service} by {expected_date}.",
+    "in_progress": "{reference}: our crew is working on it now.",
+    "fixed": "{reference} is fixed. Not fixed? Reopen it within 14 days from the app.",
+    "closed": "{reference} is closed. Thank you for reporting it.",
+    "not_our_responsibility": "{reference}: this is not ours to fix; we have passed it on.",
+}
+
+
+async def _response_templates(session: AsyncSession, jurisdiction_id: int) -> None:
+    await session.execute(
+        text(
+            "INSERT INTO response_template (jurisdiction_id, status, language, body)"
+            " VALUES (:j, :status, 'en', :body) ON CONFLICT DO NOTHING"
+        ),
+        [{"j": jurisdiction_id, "status": k, "body": v} for k, v in DEMO_TEMPLATES.items()],
+    )
 
 
 async def _sample_tickets(

@@ -9,32 +9,21 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-import orjson
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.models import Role
+from app.auth.principal import Principal
 from app.jurisdictions.catalog import Catalog
 from app.reports.models import Channel
 from app.reports.schemas import Location, ReportIn
 from app.reports.service import Submitter, submit_report
+from app.tickets import workflow
+from app.tickets.models import TicketStatus as S
 
 SEED = Submitter(label="demo-seed", trusted=True, identified=True)
 
-_MOVE_ON = text(
-    """
-    WITH moved AS (
-        UPDATE ticket SET status = :status, acknowledged_at = :acknowledged_at,
-                          fixed_at = :fixed_at, updated_at = coalesce(:fixed_at, :acknowledged_at)
-        WHERE reference = :reference AND status = 'open'
-        RETURNING id
-    )
-    INSERT INTO ticket_event (ticket_id, kind, public, actor_label, data, created_at)
-    SELECT moved.id, 'status_changed', true, 'demo-seed', CAST(step.data AS jsonb), step.at
-    FROM moved, (VALUES (:ack_data, CAST(:acknowledged_at AS timestamptz)),
-                        (:fix_data, CAST(:fixed_at AS timestamptz))) AS step(data, at)
-    WHERE step.at IS NOT NULL
-    """
-)
+# The seed acts as an admin would, through the real workflow (events, templates, times).
+SEEDER = Principal(kind="user", role=Role.admin, label="demo-seed")
 
 
 async def submit_sample_report(
@@ -66,20 +55,20 @@ async def submit_sample_report(
     if accepted.joined_existing:
         return
     age = now - reported_at
-    if age < timedelta(days=3) or rng.random() > 0.7:
+    if age < timedelta(days=2) or rng.random() > 0.75:
         return
-    acknowledged_at = reported_at + timedelta(hours=rng.randint(2, 40))
-    fixed_at = None
-    if age > timedelta(days=10) and rng.random() < 0.6:
-        fixed_at = acknowledged_at + timedelta(days=rng.randint(1, 8))
-    await session.execute(
-        _MOVE_ON,
-        {
-            "reference": accepted.ticket.reference,
-            "status": "fixed" if fixed_at else "acknowledged",
-            "acknowledged_at": acknowledged_at,
-            "fixed_at": fixed_at,
-            "ack_data": orjson.dumps({"from": "open", "to": "acknowledged"}).decode(),
-            "fix_data": orjson.dumps({"from": "acknowledged", "to": "fixed"}).decode(),
-        },
-    )
+    if rng.random() < 0.05:
+        path = [S.not_our_responsibility]
+    elif age > timedelta(days=45):
+        path = [S.acknowledged, S.scheduled, S.fixed, S.closed]
+    elif age > timedelta(days=12):
+        path = [S.acknowledged, S.in_progress, S.fixed]
+    elif age > timedelta(days=5):
+        path = [S.acknowledged, S.scheduled]
+    else:
+        path = [S.acknowledged]
+    ticket_id = await workflow.ticket_id(session, accepted.ticket.reference)
+    at = reported_at
+    for status in path:
+        at = min(now, at + timedelta(hours=rng.uniform(2, 24 * 5)))
+        await workflow.change_status(session, ticket_id, status, actor=SEEDER, now=at)

@@ -52,6 +52,37 @@ OPEN_STATUSES: tuple[str, ...] = (
 )
 
 
+# Fixed or closed: a new report of the same problem soon after reopens the ticket.
+DONE_STATUSES: tuple[str, ...] = (TicketStatus.fixed, TicketStatus.closed)
+
+# Ended without a fix: no service level applies any more.
+DISMISSED_STATUSES: tuple[str, ...] = (
+    TicketStatus.duplicate,
+    TicketStatus.not_our_responsibility,
+    TicketStatus.rejected,
+)
+
+
+class WorkStatus(StrEnum):
+    """Where a crew is with a ticket assigned to it (the work order's lifecycle)."""
+
+    assigned = "assigned"
+    accepted = "accepted"
+    en_route = "en_route"
+    on_site = "on_site"
+    done = "done"
+    unable = "unable"
+
+
+class SlaFlag:
+    """Bits of ``ticket.sla_flags``: which service-level events the sweep has recorded."""
+
+    acknowledge_warning = 1
+    acknowledge_breached = 2
+    resolve_warning = 4
+    resolve_breached = 8
+
+
 class Ticket(Base):
     __tablename__ = "ticket"
 
@@ -71,16 +102,31 @@ class Ticket(Base):
     address: Mapped[str | None] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(32), server_default=TicketStatus.open.value)
+    # 1 (most urgent) to 5. Set by staff (`priority_manual`) or kept in step with the
+    # computed signal by the service-level sweep (see app/tickets/priority.py).
     priority: Mapped[int] = mapped_column(SmallInteger, server_default=text("3"))
+    priority_manual: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     report_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     supporter_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     first_reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_reported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     acknowledge_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resolve_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # 80 % of the way to each deadline (in business time when the service counts it).
+    acknowledge_warn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolve_warn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sla_flags: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
+    # When the service-level sweep must next look at this ticket (the earliest warning or
+    # deadline it has not recorded yet); NULL when nothing is left to watch.
+    sla_next_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     fixed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reopened_count: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
+    # The work order: set while a crew holds the ticket.
+    work_status: Mapped[str | None] = mapped_column(String(16))
+    assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    scheduled_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -88,6 +134,10 @@ class Ticket(Base):
     __table_args__ = (
         CheckConstraint(check_in("status", tuple(TicketStatus)), name="status_known"),
         CheckConstraint("priority BETWEEN 1 AND 5", name="priority_range"),
+        CheckConstraint(
+            "work_status IS NULL OR " + check_in("work_status", tuple(WorkStatus)),
+            name="work_status_known",
+        ),
         CheckConstraint("report_count >= 0 AND supporter_count >= 0", name="counts_positive"),
         Index("ix_ticket_location", "location", postgresql_using="gist"),
         # The duplicate check: open tickets of one service near a point (needs btree_gist).
@@ -100,6 +150,28 @@ class Ticket(Base):
         ),
         Index("ix_ticket_jurisdiction_updated", "jurisdiction_id", "updated_at", "id"),
         Index("ix_ticket_status_service", "status", "service_id"),
+        # "A new report soon after a fix reopens the ticket": fixed/closed ones near a point.
+        Index(
+            "ix_ticket_done_service_location",
+            "service_id",
+            "location",
+            postgresql_using="gist",
+            postgresql_where=text(check_in("status", DONE_STATUSES)),
+        ),
+        # Work orders and queues in priority order, then by due time.
+        Index(
+            "ix_ticket_open_priority_due",
+            "priority",
+            "resolve_due_at",
+            "id",
+            postgresql_where=text(check_in("status", OPEN_STATUSES)),
+        ),
+        # The service-level sweep: open tickets with a warning or deadline still to record.
+        Index(
+            "ix_ticket_open_sla_next",
+            "sla_next_at",
+            postgresql_where=text(check_in("status", OPEN_STATUSES)),
+        ),
     )
 
 
@@ -120,6 +192,7 @@ class EventKind(StrEnum):
     notification_failed = "notification_failed"
     sla_warning = "sla_warning"
     sla_breached = "sla_breached"
+    work_progress = "work_progress"
 
 
 class TicketEvent(Base):
@@ -189,5 +262,37 @@ class Subscription(Base):
             "contact_id",
             unique=True,
             postgresql_where=text("contact_id IS NOT NULL"),
+        ),
+    )
+
+
+class ResponseTemplate(Base):
+    """The public note sent with a status change, per service (or any) and language.
+
+    Placeholders: ``{reference}``, ``{service}``, ``{status}``, ``{expected_date}``,
+    ``{area}``, ``{jurisdiction}``.
+    """
+
+    __tablename__ = "response_template"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdiction.id", ondelete="CASCADE"))
+    service_id: Mapped[int | None] = mapped_column(ForeignKey("service.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(32))
+    language: Mapped[str] = mapped_column(String(16))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(check_in("status", tuple(TicketStatus)), name="status_known"),
+        Index(
+            "uq_response_template_scope",
+            "jurisdiction_id",
+            "service_id",
+            "status",
+            "language",
+            unique=True,
+            postgresql_nulls_not_distinct=True,
         ),
     )

@@ -2,34 +2,56 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.principal import Principal
 from app.core.errors import NotFound
 from app.core.models import check_in
 from app.reports.queries import photos_of_reports
+from app.reports.service import photo_ref
+from app.tickets import priority
 from app.tickets.models import OPEN_STATUSES
 from app.tickets.schemas import (
     NearbyTicket,
+    PhotoRef,
+    PrioritySignal,
     PublicReport,
+    StaffTicketDetail,
+    StaffTimelineEntry,
     TicketDetail,
     TimelineEntry,
     summary_fields,
 )
+from app.tickets.sla import expected_by_sql, sla_state_sql
+from app.tickets.workflow import allowed_targets, ensure_may_act
 from geo.distance import near_params
 
-_TICKET_COLUMNS = """
+_TICKET_COLUMNS = f"""
     t.id, t.reference, t.status, t.description, ST_X(t.location) AS lon, ST_Y(t.location) AS lat,
     t.report_count, t.supporter_count, t.first_reported_at, t.last_reported_at,
     t.acknowledge_due_at, t.resolve_due_at, t.jurisdiction_id, s.code AS service_code,
-    s.names AS service_names, a.code AS area_code, a.name AS area_name
-"""
+    s.names AS service_names, a.code AS area_code, a.name AS area_name, t.priority,
+    {sla_state_sql("t")} AS sla_state, {expected_by_sql("t")} AS expected_by,
+    (SELECT m.reference FROM ticket m WHERE m.id = t.merged_into_id) AS merged_into
+"""  # noqa: S608 (formats code constants only)
 _FROM = " FROM ticket t JOIN service s ON s.id = t.service_id LEFT JOIN area a ON a.id = t.area_id"
 
 # Timeline data keys safe to show the public (never contacts, never internal notes).
-PUBLIC_EVENT_KEYS = {"channel", "distance_m", "age_seconds", "photos", "from", "to", "count"}
+PUBLIC_EVENT_KEYS = {
+    "channel",
+    "distance_m",
+    "age_seconds",
+    "photos",
+    "from",
+    "to",
+    "count",
+    "into",
+    "notes",
+}
 
 
 def _summary(row: Any, base_url: str) -> dict[str, Any]:
@@ -52,35 +74,11 @@ async def ticket_row(session: AsyncSession, reference: str) -> Any:
 
 async def ticket_detail(session: AsyncSession, reference: str, base_url: str) -> TicketDetail:
     row = await ticket_row(session, reference)
-    reports = (
-        await session.execute(
-            text(
-                "SELECT id, public_id, channel, description, reported_at FROM report"
-                " WHERE ticket_id = :t ORDER BY reported_at, id LIMIT 500"
-            ),
-            {"t": row.id},
-        )
-    ).all()
-    photos = await photos_of_reports(session, [r.id for r in reports], base_url)
-    events = await session.execute(
-        text(
-            "SELECT id, kind, created_at, note, data FROM ticket_event"
-            " WHERE ticket_id = :t AND public ORDER BY id LIMIT 1000"
-        ),
-        {"t": row.id},
-    )
+    reports, events = await _reports_and_events(session, row.id, base_url, public_only=True)
     return TicketDetail(
         **_summary(row, base_url),
-        reports=[
-            PublicReport(
-                id=r.public_id,
-                channel=r.channel,
-                description=r.description,
-                reported_at=r.reported_at,
-                photos=photos.get(r.id, []),
-            )
-            for r in reports
-        ],
+        reports=reports,
+        completion_photos=await completion_photos(session, row.id, base_url),
         timeline=[
             TimelineEntry(
                 id=e.id,
@@ -91,6 +89,106 @@ async def ticket_detail(session: AsyncSession, reference: str, base_url: str) ->
             )
             for e in events
         ],
+    )
+
+
+async def staff_ticket_detail(
+    session: AsyncSession, reference: str, base_url: str, *, actor: Principal, now: datetime
+) -> StaffTicketDetail:
+    """Everything about a ticket for staff and crews: internal timeline, crew, priority
+    signal, and the moves ``actor`` may make now. Checks that ``actor`` may act on it."""
+    row = await ticket_row(session, reference)
+    extra = (
+        await session.execute(
+            text(
+                "SELECT t.*, c.name AS crew_name, s.reopen_within FROM ticket t"
+                " JOIN service s ON s.id = t.service_id"
+                " LEFT JOIN crew c ON c.id = t.crew_id WHERE t.id = :t"
+            ),
+            {"t": row.id},
+        )
+    ).one()
+    await ensure_may_act(session, actor, extra)
+    reports, events = await _reports_and_events(session, row.id, base_url, public_only=False)
+    signal = await priority.explain(session, row.id, now)
+    return StaffTicketDetail(
+        **_summary(row, base_url),
+        reports=reports,
+        completion_photos=await completion_photos(session, row.id, base_url),
+        timeline=[
+            StaffTimelineEntry(
+                id=e.id,
+                kind=e.kind,
+                at=e.created_at,
+                note=e.note,
+                data=e.data or {},
+                public=e.public,
+                actor=e.actor_label,
+            )
+            for e in events
+        ],
+        crew_id=extra.crew_id,
+        crew=extra.crew_name,
+        work_status=extra.work_status,
+        assigned_at=extra.assigned_at,
+        scheduled_for=extra.scheduled_for,
+        acknowledged_at=extra.acknowledged_at,
+        fixed_at=extra.fixed_at,
+        closed_at=extra.closed_at,
+        reopened_count=extra.reopened_count,
+        priority_signal=PrioritySignal(
+            score=signal.score,
+            suggested=signal.suggested,
+            factors=signal.factors,
+            manual=signal.manual,
+        ),
+        allowed_transitions=await allowed_targets(session, actor, extra, now),
+    )
+
+
+async def completion_photos(session: AsyncSession, ticket_id: int, base_url: str) -> list[PhotoRef]:
+    rows = await session.execute(
+        text(
+            "SELECT public_id, width, height, status FROM photo"
+            " WHERE ticket_id = :t AND kind = 'completion' AND public ORDER BY id LIMIT 50"
+        ),
+        {"t": ticket_id},
+    )
+    return [photo_ref(base_url, r.public_id, r.width, r.height, status=r.status) for r in rows]
+
+
+async def _reports_and_events(
+    session: AsyncSession, ticket_id: int, base_url: str, *, public_only: bool
+) -> tuple[list[PublicReport], list[Any]]:
+    reports = (
+        await session.execute(
+            text(
+                "SELECT id, public_id, channel, description, reported_at FROM report"
+                " WHERE ticket_id = :t ORDER BY reported_at, id LIMIT 500"
+            ),
+            {"t": ticket_id},
+        )
+    ).all()
+    photos = await photos_of_reports(session, [r.id for r in reports], base_url)
+    events = await session.execute(
+        text(
+            "SELECT id, kind, created_at, note, data, public, actor_label FROM ticket_event"
+            " WHERE ticket_id = :t AND (public OR NOT :public_only) ORDER BY id LIMIT 1000"
+        ),
+        {"t": ticket_id, "public_only": public_only},
+    )
+    return (
+        [
+            PublicReport(
+                id=r.public_id,
+                channel=r.channel,
+                description=r.description,
+                reported_at=r.reported_at,
+                photos=photos.get(r.id, []),
+            )
+            for r in reports
+        ],
+        list(events),
     )
 
 

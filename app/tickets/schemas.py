@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+
+from app.tickets.models import TicketStatus
 
 
 class AreaRef(BaseModel):
@@ -28,6 +30,18 @@ class TicketSummary(BaseModel):
     last_reported_at: datetime
     acknowledge_due_at: datetime | None = None
     resolve_due_at: datetime | None = None
+    sla_state: str | None = Field(
+        default=None,
+        description="ok, warning (80 % of the time to the current deadline gone) or breached;"
+        " null when no service level applies",
+    )
+    expected_by: datetime | None = Field(
+        default=None, description="When the city expects to have fixed it (open tickets)"
+    )
+    priority: int = Field(description="1 (most urgent) to 5")
+    merged_into: str | None = Field(
+        default=None, description="For a duplicate: the reference of the ticket it joined"
+    )
     url: str
 
 
@@ -50,6 +64,10 @@ def summary_fields(
         "last_reported_at": row.last_reported_at,
         "acknowledge_due_at": row.acknowledge_due_at,
         "resolve_due_at": row.resolve_due_at,
+        "sla_state": row.sla_state,
+        "expected_by": row.expected_by,
+        "priority": row.priority,
+        "merged_into": row.merged_into,
         "url": f"{base_url}/v1/tickets/{row.reference}",
     }
 
@@ -67,11 +85,22 @@ class PublicReport(BaseModel):
 
 
 class PhotoRef(BaseModel):
+    # Always in answers, so documented as required there.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     id: uuid.UUID
     url: str
     thumbnail_url: str
     width: int
     height: int
+    status: Literal["pending", "ready", "failed"] = Field(
+        default="ready",
+        description=(
+            "pending: accepted, its files are still being made (the URLs answer 503 with "
+            "Retry-After; width and height are already final); ready: served; failed: it could "
+            "not be processed, and the URLs answer 410"
+        ),
+    )
 
 
 class TimelineEntry(BaseModel):
@@ -84,7 +113,112 @@ class TimelineEntry(BaseModel):
 
 class TicketDetail(TicketSummary):
     reports: list[PublicReport]
+    completion_photos: list[PhotoRef] = Field(
+        default_factory=list, description="After-photos the crew took when it finished"
+    )
     timeline: list[TimelineEntry]
+
+
+class StaffTimelineEntry(TimelineEntry):
+    public: bool
+    actor: str | None = Field(default=None, description='"user:<id>", "api-key:<id>", "system"')
+
+
+class PrioritySignal(BaseModel):
+    score: int
+    suggested: int = Field(description="The priority the score maps to")
+    factors: dict[str, int] = Field(description="Points per factor: hazard, reports, ...")
+    manual: bool = Field(description="True when staff set the priority by hand")
+
+
+class StaffTicketDetail(TicketDetail):
+    """What staff (own jurisdiction) and crews (own territory) see: internal lines too."""
+
+    timeline: list[StaffTimelineEntry]  # type: ignore[assignment]
+    crew_id: int | None = None
+    crew: str | None = None
+    work_status: str | None = None
+    assigned_at: datetime | None = None
+    scheduled_for: datetime | None = None
+    acknowledged_at: datetime | None = None
+    fixed_at: datetime | None = None
+    closed_at: datetime | None = None
+    reopened_count: int = 0
+    priority_signal: PrioritySignal
+    allowed_transitions: list[str] = Field(
+        description="The statuses you may move this ticket to now"
+    )
+
+
+class StatusChangeIn(BaseModel):
+    status: TicketStatus
+    note: str | None = Field(
+        default=None,
+        max_length=4000,
+        description="Public note to reporters; when absent, the response template is used",
+    )
+    internal_note: str | None = Field(default=None, max_length=4000)
+    use_template: bool = True
+
+
+class ReopenIn(BaseModel):
+    reason: str = Field(min_length=3, max_length=4000, description="Why it is not fixed")
+
+
+class AssignIn(BaseModel):
+    crew_id: int | None = Field(description="The crew; null takes the ticket back")
+    note: str | None = Field(default=None, max_length=4000)
+
+
+class PriorityIn(BaseModel):
+    priority: int | None = Field(
+        ge=1, le=5, description="1 (most urgent) to 5; null: follow the computed signal"
+    )
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class CommentIn(BaseModel):
+    note: str = Field(min_length=1, max_length=4000)
+    public: bool = False
+
+
+class MergeIn(BaseModel):
+    into: str = Field(description="Reference of the ticket this one duplicates")
+    note: str | None = Field(default=None, max_length=4000)
+
+
+class MergeOut(BaseModel):
+    reference: str
+    merged_into: str
+    reports_moved: int
+    photos_moved: int
+    subscribers_moved: int
+
+
+class SplitIn(BaseModel):
+    report_id: uuid.UUID = Field(description="The report to move into a new ticket")
+    note: str | None = Field(default=None, max_length=4000)
+
+
+class SplitOut(BaseModel):
+    reference: str
+    new_reference: str
+
+
+class ResponseTemplateIn(BaseModel):
+    service_code: str | None = Field(default=None, description="Null: every service")
+    status: TicketStatus
+    language: str = Field(min_length=2, max_length=16, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]+)*$")
+    body: str = Field(
+        min_length=1,
+        max_length=4000,
+        examples=["{reference}: your {service} report is fixed. Thank you!"],
+    )
+
+
+class ResponseTemplateOut(ResponseTemplateIn):
+    id: int
+    updated_at: datetime
 
 
 class SupportIn(BaseModel):

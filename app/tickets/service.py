@@ -1,19 +1,26 @@
-"""Ticket use cases for citizens: support ("me too") and follow."""
+"""Ticket use cases: support ("me too") and follow (citizens); merge and split (staff)."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import Conflict, InvalidInput
+from app.auth.models import Role
+from app.auth.principal import Principal
+from app.core import clock
+from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.reports import repository as report_sql
 from app.reports.models import ContactKind
-from app.tickets.models import OPEN_STATUSES, EventKind, SubscriptionReason
+from app.tickets import repository as tickets_sql
+from app.tickets.models import OPEN_STATUSES, EventKind, SubscriptionReason, TicketStatus
 from app.tickets.queries import ticket_row
-from app.tickets.schemas import SupportIn, SupportOut
+from app.tickets.schemas import MergeOut, SplitOut, SupportIn, SupportOut
+from app.tickets.sla import calendar_of, deadline
+from app.tickets.workflow import ensure_may_act, locked_ticket
 
 _EXISTING = text(
     "SELECT id, reason FROM subscription WHERE ticket_id = :t"
@@ -114,3 +121,220 @@ async def support_or_follow(
     return SupportOut(
         reference=ticket.reference, supporter_count=count, subscribed=True, already=already
     )
+
+
+# -- merge and split (staff) -------------------------------------------------------------------
+
+_MERGE_SUBSCRIPTIONS = text(
+    """
+    WITH moved AS (
+        INSERT INTO subscription (ticket_id, user_id, contact_id, reason, created_at)
+        SELECT :into, user_id, contact_id, reason, created_at FROM subscription
+        WHERE ticket_id = :from AND ended_at IS NULL
+        ON CONFLICT DO NOTHING
+        RETURNING reason
+    ),
+    ended AS (
+        UPDATE subscription SET ended_at = :now
+        WHERE ticket_id = :from AND ended_at IS NULL
+        RETURNING id
+    )
+    SELECT count(*) FILTER (WHERE reason = 'supporter') AS new_supporters,
+           count(*) AS moved, (SELECT count(*) FROM ended) AS ended
+    FROM moved
+    """
+)
+
+
+async def merge(
+    session: AsyncSession,
+    duplicate_id: int,
+    into_id: int,
+    *,
+    actor: Principal,
+    note: str | None = None,
+    now: datetime | None = None,
+) -> MergeOut:
+    """Merge ticket ``duplicate_id`` into ``into_id``: its reports, photos, subscribers and
+    counts move; it becomes ``duplicate`` pointing at the other; its followers follow the
+    other from now on. Both timelines record it."""
+    now = now or clock.now()
+    if duplicate_id == into_id:
+        raise Conflict("A ticket cannot be merged into itself")
+    # Lock both in id order: two merges of the same pair in opposite directions cannot deadlock.
+    first, second = sorted((duplicate_id, into_id))
+    locked = {
+        first: await locked_ticket(session, first),
+        second: await locked_ticket(session, second),
+    }
+    dup, into = locked[duplicate_id], locked[into_id]
+    if not actor.at_least(Role.staff):
+        raise Forbidden("Only staff merge tickets")
+    await ensure_may_act(session, actor, dup)
+    await ensure_may_act(session, actor, into)
+    if dup.jurisdiction_id != into.jurisdiction_id:
+        raise Conflict("Tickets of different jurisdictions cannot be merged")
+    for t in (dup, into):
+        if t.status == TicketStatus.duplicate:
+            raise Conflict(f"{t.reference} is already merged into another ticket")
+    reports = (
+        await session.execute(
+            text("UPDATE report SET ticket_id = :into WHERE ticket_id = :from RETURNING id"),
+            {"into": into.id, "from": dup.id},
+        )
+    ).all()
+    photos = (
+        await session.execute(
+            text("UPDATE photo SET ticket_id = :into WHERE ticket_id = :from RETURNING id"),
+            {"into": into.id, "from": dup.id},
+        )
+    ).all()
+    subs = (
+        await session.execute(_MERGE_SUBSCRIPTIONS, {"into": into.id, "from": dup.id, "now": now})
+    ).one()
+    await session.execute(
+        text(
+            """
+            UPDATE ticket SET
+                report_count = report_count + :reports,
+                supporter_count = supporter_count + :supporters,
+                first_reported_at = least(first_reported_at, :first),
+                last_reported_at = greatest(last_reported_at, :last),
+                priority = least(priority, :priority),
+                updated_at = :now
+            WHERE id = :id
+            """
+        ),
+        {
+            "reports": len(reports),
+            "supporters": subs.new_supporters,
+            "first": dup.first_reported_at,
+            "last": dup.last_reported_at,
+            "priority": dup.priority,
+            "now": now,
+            "id": into.id,
+        },
+    )
+    await session.execute(
+        text(
+            """
+            UPDATE ticket SET status = 'duplicate', merged_into_id = :into, closed_at = :now,
+                report_count = 0, supporter_count = 0, crew_id = NULL, work_status = NULL,
+                updated_at = :now
+            WHERE id = :id
+            """
+        ),
+        {"into": into.id, "now": now, "id": dup.id},
+    )
+    await tickets_sql.add_event(
+        session,
+        into.id,
+        EventKind.merged,
+        note=note,
+        data={
+            "from": dup.reference,
+            "count": len(reports),
+            "photos": len(photos),
+            "subscribers": subs.moved,
+        },
+        at=now,
+        actor=actor,
+    )
+    await tickets_sql.add_event(
+        session,
+        dup.id,
+        EventKind.merged,
+        note=note or f"Merged into {into.reference}: the same problem",
+        data={"into": into.reference, "from": dup.status, "to": TicketStatus.duplicate.value},
+        at=now,
+        actor=actor,
+    )
+    return MergeOut(
+        reference=dup.reference,
+        merged_into=into.reference,
+        reports_moved=len(reports),
+        photos_moved=len(photos),
+        subscribers_moved=subs.moved,
+    )
+
+
+async def split(
+    session: AsyncSession,
+    ticket_id: int,
+    report_public_id: uuid.UUID,
+    *,
+    actor: Principal,
+    note: str | None = None,
+    now: datetime | None = None,
+) -> SplitOut:
+    """Move one report out of the ticket into a new ticket of its own (a different problem
+    that was clustered in by mistake). Its reporters follow the new ticket."""
+    now = now or clock.now()
+    ticket = await locked_ticket(session, ticket_id)
+    if not actor.at_least(Role.staff):
+        raise Forbidden("Only staff split tickets")
+    await ensure_may_act(session, actor, ticket)
+    report = (
+        await session.execute(
+            text(
+                "SELECT id, service_id, reporter_id, reported_at FROM report"
+                " WHERE public_id = :pid AND ticket_id = :t FOR UPDATE"
+            ),
+            {"pid": report_public_id, "t": ticket.id},
+        )
+    ).first()
+    if report is None:
+        raise NotFound(f"No report {report_public_id} on {ticket.reference}")
+    if ticket.report_count <= 1:
+        raise Conflict(f"{report_public_id} is the only report of {ticket.reference}")
+    new = (
+        await session.execute(
+            tickets_sql.OPEN_TICKET_FOR_REPORT,
+            {"report_id": report.id, "prefix": ticket.reference_prefix, "now": now},
+        )
+    ).one()
+    # Due dates of the new ticket from its report's time, as intake would have set them.
+    ack = deadline(report.reported_at, ticket.acknowledge_within, calendar_of(ticket))
+    res = deadline(report.reported_at, ticket.resolve_within, calendar_of(ticket))
+    await session.execute(
+        text(
+            "UPDATE ticket SET acknowledge_due_at = :ad, acknowledge_warn_at = :aw,"
+            " resolve_due_at = :rd, resolve_warn_at = :rw,"
+            " sla_next_at = least(CAST(:aw AS timestamptz), CAST(:rw AS timestamptz))"
+            " WHERE id = :id"
+        ),
+        {
+            "ad": ack.due_at if ack else None,
+            "aw": ack.warn_at if ack else None,
+            "rd": res.due_at if res else None,
+            "rw": res.warn_at if res else None,
+            "id": new.id,
+        },
+    )
+    moved = (
+        await session.execute(
+            tickets_sql.MOVE_REPORT,
+            {"report_id": report.id, "to": new.id, "from": ticket.id, "now": now},
+        )
+    ).one()
+    await tickets_sql.add_event(
+        session,
+        ticket.id,
+        EventKind.split_off,
+        report_id=report.id,
+        note=note,
+        data={"to": new.reference, "count": 1},
+        at=now,
+        actor=actor,
+    )
+    await tickets_sql.add_event(
+        session,
+        new.id,
+        EventKind.split_off,
+        report_id=report.id,
+        note=note or f"Split off {ticket.reference}: a different problem",
+        data={"from": ticket.reference, "count": 1, "photos": moved.photos},
+        at=now,
+        actor=actor,
+    )
+    return SplitOut(reference=ticket.reference, new_reference=new.reference)

@@ -1,0 +1,158 @@
+"""Service levels: deadlines (optionally in business time) and a ticket's ``sla_state``.
+
+A service promises to acknowledge a ticket within ``acknowledge_within`` and to resolve it
+within ``resolve_within``. Each ticket stores both deadlines and, beside each, the moment 80 %
+of the time has gone (``*_warn_at``), so every read can say ``ok`` / ``warning`` /
+``breached`` with two comparisons, in SQL (``sla_state_sql``) or in Python (``sla_state``).
+
+The state follows the ticket's current phase: before acknowledgement it is measured against
+the acknowledge deadline, then against the resolve deadline; a fixed or closed ticket keeps
+the outcome (fixed in time or not); tickets dismissed as duplicate, rejected or not our
+responsibility have no state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from app.core.models import check_in
+from app.tickets.models import DISMISSED_STATUSES, DONE_STATUSES, OPEN_STATUSES
+
+WARNING_SHARE = 0.8
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class SlaState(StrEnum):
+    ok = "ok"
+    warning = "warning"
+    breached = "breached"
+
+
+@dataclass(frozen=True)
+class BusinessCalendar:
+    """Working hours per weekday in the jurisdiction's local time, and closed dates."""
+
+    tz: ZoneInfo
+    hours: tuple[tuple[tuple[time, time], ...], ...]  # index 0 = Monday
+    holidays: frozenset[date] = frozenset()
+
+    @classmethod
+    def parse(
+        cls, timezone: str, hours: Mapping[str, Sequence[Sequence[str]]], holidays: Sequence[date]
+    ) -> BusinessCalendar:
+        """From the jurisdiction's ``business_hours`` JSON ({"mon": [["08:00", "18:00"]]})."""
+        days: list[tuple[tuple[time, time], ...]] = []
+        for name in _DAYS:
+            spans = []
+            for start, end in hours.get(name, ()):
+                a, b = time.fromisoformat(start), time.fromisoformat(end)
+                if b <= a:
+                    raise ValueError(f"business_hours {name}: {start}-{end} ends before it starts")
+                spans.append((a, b))
+            days.append(tuple(sorted(spans)))
+        if not any(days):
+            raise ValueError("business_hours: no working time in the week")
+        return cls(ZoneInfo(timezone), tuple(days), frozenset(holidays))
+
+    def add(self, start: datetime, span: timedelta) -> datetime:
+        """``start`` plus ``span`` of working time (UTC in, UTC out)."""
+        left = span
+        local = start.astimezone(self.tz)
+        day = local.date()
+        for _ in range(3660):  # ten years of days: a closed calendar cannot loop forever
+            if day not in self.holidays:
+                for a, b in self.hours[day.weekday()]:
+                    open_at = datetime.combine(day, a, self.tz)
+                    close_at = datetime.combine(day, b, self.tz)
+                    begin = max(open_at, local)
+                    if begin >= close_at:
+                        continue
+                    available = close_at - begin
+                    if left <= available:
+                        return (begin + left).astimezone(UTC)
+                    left -= available
+            day += timedelta(days=1)
+            local = datetime.combine(day, time.min, self.tz)
+        raise ValueError("business_hours: deadline more than ten years away")
+
+
+@dataclass(frozen=True)
+class Deadline:
+    warn_at: datetime
+    due_at: datetime
+
+
+def deadline(
+    start: datetime, within: timedelta | None, calendar: BusinessCalendar | None = None
+) -> Deadline | None:
+    """When ``within`` from ``start`` runs out, and when 80 % of it has (business time if given)."""
+    if within is None:
+        return None
+    if calendar is None:
+        return Deadline(start + within * WARNING_SHARE, start + within)
+    return Deadline(calendar.add(start, within * WARNING_SHARE), calendar.add(start, within))
+
+
+def calendar_of(row: Any) -> BusinessCalendar | None:
+    """The business calendar for a row with the service's ``counts_business_hours`` and the
+    jurisdiction's ``timezone``, ``working_hours`` and ``holidays``; None for clock time."""
+    if not row.counts_business_hours:
+        return None
+    return BusinessCalendar.parse(row.timezone, row.working_hours, row.holidays)
+
+
+def sla_state(ticket: Any, now: datetime) -> SlaState | None:
+    """The state of ``ticket`` (any object with the ticket's columns) at ``now``."""
+    if ticket.status in DISMISSED_STATUSES:
+        return None
+    if ticket.status in DONE_STATUSES:
+        if ticket.resolve_due_at is None or ticket.fixed_at is None:
+            return None
+        return SlaState.breached if ticket.fixed_at > ticket.resolve_due_at else SlaState.ok
+    if ticket.acknowledged_at is None and ticket.acknowledge_due_at is not None:
+        return _against(now, ticket.acknowledge_warn_at, ticket.acknowledge_due_at)
+    if ticket.resolve_due_at is None:
+        return None
+    return _against(now, ticket.resolve_warn_at, ticket.resolve_due_at)
+
+
+def _against(now: datetime, warn_at: datetime | None, due_at: datetime) -> SlaState:
+    if now >= due_at:
+        return SlaState.breached
+    if warn_at is not None and now >= warn_at:
+        return SlaState.warning
+    return SlaState.ok
+
+
+def sla_state_sql(alias: str = "t", now: str = "now()") -> str:
+    """The same rule as ``sla_state`` as an SQL expression over ticket ``alias``.
+
+    ``now`` is SQL text too: ``now()`` by default, or a bound parameter such as
+    ``CAST(:now AS timestamptz)`` for a controllable clock. Never pass input here.
+    """
+    t = alias
+    return f"""(CASE
+        WHEN {check_in(f"{t}.status", DISMISSED_STATUSES)} THEN NULL
+        WHEN {check_in(f"{t}.status", DONE_STATUSES)} THEN
+            CASE WHEN {t}.resolve_due_at IS NULL OR {t}.fixed_at IS NULL THEN NULL
+                 WHEN {t}.fixed_at > {t}.resolve_due_at THEN 'breached' ELSE 'ok' END
+        WHEN {t}.acknowledged_at IS NULL AND {t}.acknowledge_due_at IS NOT NULL THEN
+            CASE WHEN {now} >= {t}.acknowledge_due_at THEN 'breached'
+                 WHEN {now} >= {t}.acknowledge_warn_at THEN 'warning' ELSE 'ok' END
+        WHEN {t}.resolve_due_at IS NULL THEN NULL
+        WHEN {now} >= {t}.resolve_due_at THEN 'breached'
+        WHEN {now} >= {t}.resolve_warn_at THEN 'warning'
+        ELSE 'ok' END)"""
+
+
+def expected_by_sql(alias: str = "t") -> str:
+    """The public "expected by": the scheduled visit, else the resolve deadline (open only)."""
+    return (
+        f"(CASE WHEN {check_in(f'{alias}.status', OPEN_STATUSES)}"
+        f" THEN coalesce({alias}.scheduled_for, {alias}.resolve_due_at) END)"
+    )

@@ -1,0 +1,374 @@
+"""Work-order queries: hand-written SQL with bound parameters, JSON and GeoJSON built by PostGIS.
+
+A search is one statement. The inner query finds the page's ticket ids in sort order (the
+indexes decide how: ``ix_ticket_open_priority_due`` walks open tickets in priority order,
+``ix_ticket_open_due`` in due order, the GiST index on ``location`` finds a small area); the
+outer query turns just those rows into JSON. Filter text comes from this module only;
+every value is a bound parameter.
+
+Searches run as unnamed (unprepared) statements, so each is planned with its own values: a
+street-sized box and a whole district want different plans, and a generic plan would guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.models import check_in
+from app.crews.repository import territory_sql
+from app.db import HotStatement
+from app.tickets.models import OPEN_STATUSES
+from app.tickets.sla import sla_state_sql
+from app.workorders.schemas import Scope, Search, Sort
+from geo.distance import near_params
+
+NOW = "CAST(:now AS timestamptz)"
+_POINT = "ST_SetSRID(ST_MakePoint(:near_lon, :near_lat), 4326)"
+# Great-circle metres (PostGIS's sphere, as geo.route's haversine): half the cost of the
+# spheroid, and the same distances the day route adds up.
+DISTANCE = f"ST_Distance(t.location::geography, {_POINT}::geography, false)"
+ACTIVE_WORK = ("assigned", "accepted", "en_route", "on_site")
+
+
+def _iso(column: str) -> str:
+    """A timestamptz as ISO 8601 UTC with ``Z`` (NULL stays NULL)."""
+    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+
+def _properties(*, location: bool, distance: bool) -> str:
+    pairs = [
+        ("reference", "t.reference"),
+        ("url", ":base_url || '/v1/workorders/' || t.reference"),
+        ("ticket_url", ":base_url || '/v1/tickets/' || t.reference"),
+        ("status", "t.status"),
+        ("work_status", "t.work_status"),
+        ("priority", "t.priority"),
+        ("service_code", "s.code"),
+        ("service_name", "coalesce(s.names->>'en', s.code)"),
+        (
+            "area",
+            "CASE WHEN a.id IS NULL THEN NULL"
+            " ELSE json_build_object('id', a.id, 'code', a.code, 'name', a.name) END",
+        ),
+        (
+            "crew",
+            "CASE WHEN c.id IS NULL THEN NULL"
+            " ELSE json_build_object('id', c.id, 'name', c.name) END",
+        ),
+        ("description", "t.description"),
+        ("address", "t.address"),
+        ("report_count", "t.report_count"),
+        ("supporter_count", "t.supporter_count"),
+        ("first_reported_at", _iso("t.first_reported_at")),
+        ("last_reported_at", _iso("t.last_reported_at")),
+        ("acknowledge_due_at", _iso("t.acknowledge_due_at")),
+        ("resolve_due_at", _iso("t.resolve_due_at")),
+        ("assigned_at", _iso("t.assigned_at")),
+        ("scheduled_for", _iso("t.scheduled_for")),
+        ("sla_state", sla_state_sql("t", NOW)),
+    ]
+    if location:
+        pairs.insert(
+            8, ("location", "json_build_object('lon', ST_X(t.location), 'lat', ST_Y(t.location))")
+        )
+    if distance:
+        pairs.append(("distance_m", "round(CAST(p.distance_m AS numeric), 1)"))
+    return "json_build_object(" + ", ".join(f"'{k}', {v}" for k, v in pairs) + ")"
+
+
+def _body(*, geojson: bool, distance: bool) -> str:
+    if not geojson:
+        return _properties(location=True, distance=distance)
+    return (
+        "json_build_object('type', 'Feature', 'id', t.reference,"
+        " 'geometry', CAST(ST_AsGeoJSON(t.location) AS json),"
+        f" 'properties', {_properties(location=False, distance=distance)})"
+    )
+
+
+_JOINS = (
+    " JOIN ticket t ON t.id = p.id"
+    " JOIN service s ON s.id = t.service_id"
+    " LEFT JOIN area a ON a.id = t.area_id"
+    " LEFT JOIN crew c ON c.id = t.crew_id"
+)
+
+_ORDER = {
+    Sort.priority: ("t.priority, t.resolve_due_at, t.id", "p.priority, p.resolve_due_at, p.id"),
+    Sort.due: ("t.resolve_due_at, t.id", "p.resolve_due_at, p.id"),
+    Sort.distance: ("distance_m, t.id", "p.distance_m, p.id"),
+}
+
+
+def scope_conditions(scope: Scope, params: dict[str, Any]) -> list[str]:
+    where = []
+    if scope.jurisdiction_id is not None:
+        where.append("t.jurisdiction_id = :jurisdiction_id")
+        params["jurisdiction_id"] = scope.jurisdiction_id
+    if scope.crew_id is not None:
+        where.append(territory_sql("t", "crew_id"))
+        params["crew_id"] = scope.crew_id
+    return where
+
+
+def search_statement(
+    scope: Scope,
+    search: Search,
+    *,
+    now: datetime,
+    base_url: str,
+    geojson: bool,
+    within_m: float | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The SQL and parameters of one page of a work-order search (``limit + 1`` rows).
+
+    ``within_m`` narrows the ``near`` circle below ``search.radius_m`` (see
+    ``app.workorders.service`` for why distance pages search in widening rings).
+    """
+    params: dict[str, Any] = {"now": now, "base_url": base_url, "limit": search.limit + 1}
+    where = [check_in("t.status", OPEN_STATUSES), *scope_conditions(scope, params)]
+    if search.statuses:
+        where.append("t.status = ANY(CAST(:statuses AS text[]))")
+        params["statuses"] = list(search.statuses)
+    if search.work_statuses:
+        named = [w for w in search.work_statuses if w != "none"]
+        either = []
+        if named:
+            either.append("t.work_status = ANY(CAST(:work_statuses AS text[]))")
+            params["work_statuses"] = named
+        if "none" in search.work_statuses:
+            either.append("t.work_status IS NULL")
+        where.append("(" + " OR ".join(either) + ")")
+    if search.area_ids:
+        where.append("t.area_id = ANY(CAST(:area_ids AS int[]))")
+        params["area_ids"] = list(search.area_ids)
+    if search.service_codes:
+        where.append(
+            "t.service_id IN (SELECT sv.id FROM service sv"
+            " WHERE sv.code = ANY(CAST(:service_codes AS text[])))"
+        )
+        params["service_codes"] = list(search.service_codes)
+    if search.priorities:
+        where.append("t.priority = ANY(CAST(:priorities AS int[]))")
+        params["priorities"] = list(search.priorities)
+    if search.sla_states:
+        where.append(sla_state_sql("t", NOW) + " = ANY(CAST(:sla_states AS text[]))")
+        params["sla_states"] = list(search.sla_states)
+    if search.due_before is not None:
+        where.append("t.resolve_due_at < :due_before")
+        params["due_before"] = search.due_before
+    if search.due_after is not None:
+        where.append("t.resolve_due_at >= :due_after")
+        params["due_after"] = search.due_after
+    if search.bbox is not None:
+        # Exact, edges included (&& alone compares float4 boxes: ~1 cm off at the edge).
+        where.append("ST_Intersects(t.location, ST_MakeEnvelope(:bx0, :by0, :bx1, :by1, 4326))")
+        params.update(zip(("bx0", "by0", "bx1", "by1"), search.bbox, strict=True))
+    if search.polygon_wkb is not None:
+        where.append("ST_Intersects(t.location, ST_GeomFromWKB(:polygon, 4326))")
+        params["polygon"] = search.polygon_wkb
+    distance = search.near is not None
+    if search.near is not None:
+        lon, lat = search.near
+        params.update(near_lon=lon, near_lat=lat)
+        radius = within_m if within_m is not None else search.radius_m
+        if radius is not None:
+            box = near_params(lon, lat, radius)
+            where.append(
+                "t.location && ST_MakeEnvelope(:nx0, :ny0, :nx1, :ny1, 4326)"
+                f" AND ST_DWithin(t.location::geography, {_POINT}::geography, :radius_m, false)"
+            )
+            params.update(
+                nx0=box["minx"], ny0=box["miny"], nx1=box["maxx"], ny1=box["maxy"],
+                radius_m=radius,
+            )  # fmt: skip
+    # Past a cursor, each branch is one range of an index (see _after); without one, one branch.
+    branches = _after(search.sort, search.after, params) if search.after is not None else [""]
+    inner_order, outer_order = _ORDER[search.sort]
+    selects = [
+        f"(SELECT t.id, t.priority, t.resolve_due_at,"  # noqa: S608
+        f" {DISTANCE if distance else 'CAST(NULL AS float8)'} AS distance_m"
+        f" FROM ticket t WHERE {' AND '.join(where)}{branch}"
+        f" ORDER BY {inner_order} LIMIT :limit)"
+        for branch in branches
+    ]
+    page = (
+        selects[0]
+        if len(selects) == 1
+        else f"(SELECT * FROM ({' UNION ALL '.join(selects)}) b"  # noqa: S608
+        f" ORDER BY {inner_order.replace('t.', 'b.')} LIMIT :limit)"
+    )
+    sql = (
+        f"SELECT CAST({_body(geojson=geojson, distance=distance)} AS text) AS body,"  # noqa: S608
+        " CAST(json_build_array(p.priority, p.resolve_due_at, p.distance_m, p.id) AS text)"
+        " AS sort_key"
+        f" FROM {page} p{_JOINS} ORDER BY {outer_order}"
+    )
+    return sql, params
+
+
+def _after(sort: Sort, key: tuple[object, ...], params: dict[str, Any]) -> list[str]:
+    """Conditions for the rows strictly after the cursor's sort key, as disjoint branches.
+
+    NULL due times sort last, and a row comparison with a NULL is never true, so rows with no
+    due time get a branch of their own. Each branch is a plain range of the sort's index
+    (``(a, b, c) > (x, y, z)`` is an index condition; an OR of conditions would not be), so a
+    deep page costs what the first one does.
+    """
+    due_pair = "(CAST(:c_due AS timestamptz), CAST(:c_id AS bigint))"
+    if sort == Sort.priority:
+        priority, due, last_id = key
+        params.update(c_priority=priority, c_due=due, c_id=last_id)
+        if due is None:
+            return [
+                " AND t.priority = CAST(:c_priority AS int2) AND t.resolve_due_at IS NULL"
+                " AND t.id > CAST(:c_id AS bigint)",
+                " AND t.priority > CAST(:c_priority AS int2)",
+            ]
+        return [
+            " AND (t.priority, t.resolve_due_at, t.id)"
+            " > (CAST(:c_priority AS int2), CAST(:c_due AS timestamptz), CAST(:c_id AS bigint))",
+            " AND t.priority = CAST(:c_priority AS int2) AND t.resolve_due_at IS NULL",
+        ]
+    if sort == Sort.due:
+        due, last_id = key
+        params.update(c_due=due, c_id=last_id)
+        if due is None:
+            return [" AND t.resolve_due_at IS NULL AND t.id > CAST(:c_id AS bigint)"]
+        return [
+            f" AND (t.resolve_due_at, t.id) > {due_pair}",
+            " AND t.resolve_due_at IS NULL",
+        ]
+    distance_m, last_id = key
+    params.update(c_distance=distance_m, c_id=last_id)
+    return [f" AND ({DISTANCE}, t.id) > (CAST(:c_distance AS float8), CAST(:c_id AS bigint))"]
+
+
+def one_statement(
+    scope: Scope, reference: str, *, now: datetime, base_url: str, geojson: bool
+) -> tuple[str, dict[str, Any]]:
+    """One work order by reference, in any status, if the scope sees it."""
+    params: dict[str, Any] = {"now": now, "base_url": base_url, "reference": reference.upper()}
+    where = ["t.reference = :reference", *scope_conditions(scope, params)]
+    sql = (
+        f"SELECT CAST({_body(geojson=geojson, distance=False)} AS text) AS body"  # noqa: S608
+        f" FROM (SELECT t.id FROM ticket t WHERE {' AND '.join(where)}) p{_JOINS}"
+    )
+    return sql, params
+
+
+def route_statement(
+    crew_id: int, limit: int, *, now: datetime, base_url: str
+) -> tuple[str, dict[str, Any]]:
+    """The crew's open, unfinished work orders (most urgent first), with their coordinates."""
+    params: dict[str, Any] = {
+        "now": now,
+        "base_url": base_url,
+        "route_crew": crew_id,
+        "active": list(ACTIVE_WORK),
+        "limit": limit,
+    }
+    sql = (
+        f"SELECT CAST({_body(geojson=False, distance=False)} AS text) AS body,"  # noqa: S608
+        " ST_X(t.location) AS lon, ST_Y(t.location) AS lat"
+        " FROM (SELECT t.id, t.priority, t.resolve_due_at FROM ticket t"
+        f" WHERE t.crew_id = :route_crew AND {check_in('t.status', OPEN_STATUSES)}"
+        " AND t.work_status = ANY(CAST(:active AS text[]))"
+        " ORDER BY t.priority, t.resolve_due_at, t.id LIMIT :limit) p"
+        f"{_JOINS} ORDER BY p.priority, p.resolve_due_at, p.id"
+    )
+    return sql, params
+
+
+async def fetch(session: AsyncSession, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Run ``sql`` (``:name`` parameters) unprepared on the session's psycopg connection.
+
+    Rows are plain tuples of text and numbers: the JSON comes ready-made from the database,
+    so nothing is parsed per row here.
+    """
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    async with driver.cursor() as cursor:
+        # A page is a few dozen rows found in a few milliseconds: parallel workers (which the
+        # planner picks for the costly polygon test) take tens of milliseconds just to start
+        # and compete for the same cores under load, and JIT compiling (which the same cost
+        # estimates trigger) takes hundreds. Both off, for this transaction only.
+        await cursor.execute(_NO_PARALLEL, prepare=True)
+        await cursor.execute(_pyformat(sql), params, prepare=False)
+        return await cursor.fetchall()
+
+
+_NO_PARALLEL = (
+    "SELECT set_config('max_parallel_workers_per_gather', '0', true) AS parallel,"
+    " set_config('jit', 'off', true) AS jit"
+)
+
+
+@lru_cache(maxsize=256)
+def _pyformat(sql: str) -> str:
+    # The same ``:name`` → ``%(name)s`` translation as the intake's hot statements.
+    return HotStatement(sql).sql
+
+
+# -- the lifecycle ---------------------------------------------------------------------------------
+
+LOCK = text(
+    """
+    SELECT t.id, t.reference, t.jurisdiction_id, t.area_id, t.crew_id, t.status, t.work_status,
+           s.completion_photo_required
+    FROM ticket t JOIN service s ON s.id = t.service_id
+    WHERE t.reference = :reference
+    FOR UPDATE OF t
+    """
+)
+
+
+async def lock_work_order(session: AsyncSession, reference: str) -> Any:
+    return (await session.execute(LOCK, {"reference": reference.upper()})).first()
+
+
+async def set_work_status(
+    session: AsyncSession,
+    ticket_id: int,
+    work_status: str,
+    *,
+    scheduled_for: datetime | None,
+    now: datetime,
+) -> None:
+    await session.execute(
+        text(
+            "UPDATE ticket SET work_status = :work_status,"
+            " scheduled_for = coalesce(:scheduled_for, scheduled_for), updated_at = :now"
+            " WHERE id = :id"
+        ),
+        {"id": ticket_id, "work_status": work_status, "scheduled_for": scheduled_for, "now": now},
+    )
+
+
+INSERT_COMPLETION_PHOTO = text(
+    """
+    INSERT INTO photo (ticket_id, report_id, kind, storage_key, thumbnail_key, content_type,
+                       width, height, bytes, sha256, taken_at)
+    VALUES (:ticket_id, NULL, 'completion', :storage_key, :thumbnail_key, :content_type,
+            :width, :height, :bytes, :sha256, :taken_at)
+    RETURNING public_id
+    """
+)
+
+
+async def insert_completion_photos(
+    session: AsyncSession, ticket_id: int, photos: Sequence[dict[str, Any]]
+) -> list[Any]:
+    ids = []
+    for photo in photos:
+        result = await session.execute(INSERT_COMPLETION_PHOTO, {"ticket_id": ticket_id, **photo})
+        ids.append(result.scalar_one())
+    return ids
