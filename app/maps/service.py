@@ -1,0 +1,461 @@
+"""Maps and open data: run the statements of ``queries`` and shape their bytes into answers.
+
+Nothing here builds a Python object per ticket: the database returns GeoJSON text, tiles or
+rows of CSV, and these functions only add the envelope (links, counts) around them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.rows import namedtuple_row, tuple_row
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.auth.models import Role
+from app.auth.principal import Principal
+from app.db import HotStatement
+from app.maps import queries
+from app.maps.queries import PUBLIC, Filters, View
+from geo.bbox import BBox
+from geo.tiles import Tile, cell_range, cell_size_m
+
+log = logging.getLogger("kerbside.maps")
+
+GRID_FINEST_LEVEL = 16  # ticket_grid's finest level (migration 0003)
+TILE_CLUSTER_DEPTH = 3  # a low-zoom tile holds 8 by 8 cluster cells (32 px each)
+_GRID_LOCK = 7_206_001  # pg advisory lock key: one grid refresh at a time
+_SNAP_TTL = 30.0
+
+
+def view_of(principal: Principal | None) -> View:
+    """Staff see their own jurisdiction with every field; admins all; everyone else the public."""
+    if principal is None or not principal.at_least(Role.staff):
+        return PUBLIC
+    if principal.is_admin:
+        return View(staff=True, jurisdiction_id=None)
+    if principal.jurisdiction_id is None:
+        return PUBLIC  # staff of no jurisdiction: nothing internal to show
+    return View(staff=True, jurisdiction_id=principal.jurisdiction_id)
+
+
+_statements: dict[str, HotStatement] = {}
+
+
+def statement(sql: str) -> HotStatement:
+    """The prepared-statement wrapper of ``sql`` (statements come from a bounded set)."""
+    found = _statements.get(sql)
+    if found is None:
+        found = _statements[sql] = HotStatement(sql)
+    return found
+
+
+Db = psycopg.AsyncConnection[Any]
+
+
+async def one(db: Db, sql: str, params: dict[str, Any]) -> Any:
+    """The first row of ``sql`` (prepared on this connection), or None.
+
+    Results come in binary: tiles and ``convert_to``-ed GeoJSON arrive as the bytes to send,
+    with no hex or UTF-8 decoding on the way.
+    """
+    async with db.cursor(row_factory=namedtuple_row) as cursor:
+        await cursor.execute(statement(sql).sql, params, prepare=True, binary=True)
+        return await cursor.fetchone()
+
+
+async def _driver(session: AsyncSession) -> psycopg.AsyncConnection[Any]:
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    return driver
+
+
+async def all_rows(db: Db, sql: str, params: dict[str, Any]) -> list[Any]:
+    async with db.cursor() as cursor:
+        await cursor.execute(statement(sql).sql, params, prepare=True)
+        return await cursor.fetchall()
+
+
+# -- shared, briefly cached facts --------------------------------------------------------------
+
+
+@dataclass
+class MapState:
+    """Per-process memory of the map endpoints (on ``app.state.maps``)."""
+
+    snap_m: float = 0.0
+    snap_loaded_at: float = -1e18
+    grid_checked_at: float = -1e18
+    grid_task: asyncio.Task[None] | None = None
+    stats: dict[tuple[Any, ...], tuple[float, bytes]] | None = None
+
+
+async def public_snap_pad(db: Db, state: MapState) -> float:
+    """The largest public snapping grid of any service (m): how far a public point may lie
+    from its ticket, hence how much to widen a bbox's index prefilter."""
+    now = time.monotonic()
+    if now - state.snap_loaded_at > _SNAP_TTL:
+        row = await one(db, queries.MAX_PUBLIC_SNAP_SQL, {})
+        state.snap_m = float(row[0]) if row else 0.0
+        state.snap_loaded_at = now
+    return state.snap_m
+
+
+async def ensure_grid_fresh(
+    db: Db, state: MapState, max_age_s: float, *, engine: AsyncEngine | None = None
+) -> None:
+    """Refresh ``ticket_grid`` when it is older than ``max_age_s`` (one process at a time).
+
+    Checked at most once per ``max_age_s`` per process. With an ``engine`` the refresh runs
+    in the background on a connection of its own, so no map request waits for it; requests
+    read the previous grid meanwhile (``CONCURRENTLY``). Without one (the tests' single
+    connection) it runs here, before the read. ``kerbside worker`` may call
+    ``refresh_grid`` on a timer instead.
+    """
+    now = time.monotonic()
+    if max_age_s > 0 and now - state.grid_checked_at < max_age_s:
+        return
+    state.grid_checked_at = now
+    if engine is None:
+        await _refresh_if_stale(db, max_age_s)
+    elif state.grid_task is None or state.grid_task.done():
+        state.grid_task = asyncio.create_task(_refresh_in_background(engine, max_age_s))
+
+
+async def _refresh_in_background(engine: AsyncEngine, max_age_s: float) -> None:
+    try:
+        async with engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver: Db = raw.driver_connection  # type: ignore[assignment]
+            await driver.set_autocommit(True)
+            try:
+                await _refresh_if_stale(driver, max_age_s)
+            finally:
+                await driver.set_autocommit(False)
+    except Exception:  # the next check tries again; requests keep the previous grid
+        log.exception("refreshing ticket_grid failed")
+
+
+async def _refresh_if_stale(db: Db, max_age_s: float) -> None:
+    # A transaction-level lock: however this ends, the lock ends with it.
+    async with db.transaction():
+        locked = await db.execute("SELECT pg_try_advisory_xact_lock(%s)", (_GRID_LOCK,))
+        if not (await locked.fetchone() or (False,))[0]:
+            return  # another process is refreshing it right now
+        aged = await db.execute(
+            "SELECT extract(epoch FROM clock_timestamp() - at) FROM ticket_grid_refreshed"
+        )
+        age = (await aged.fetchone() or (None,))[0]
+        if max_age_s > 0 and age is not None and float(age) < max_age_s:
+            return
+        # A million tickets take seconds: more than API statements are allowed.
+        await db.execute("SET LOCAL statement_timeout = '10min'")
+        await refresh_grid(db)
+
+
+async def refresh_grid(db: Db) -> None:
+    """Recompute the low-zoom cluster grid from the tickets (about a second at 1M tickets)."""
+    await db.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY ticket_grid")
+    await db.execute("REFRESH MATERIALIZED VIEW ticket_grid_refreshed")
+
+
+# -- features ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    features: bytes  # comma-joined Feature objects
+    returned: int
+    next_after: int | None
+
+
+async def features_page(
+    db: Db,
+    state: MapState,
+    *,
+    view: View,
+    filters: Filters,
+    properties: tuple[str, ...],
+    limit: int,
+    after: int | None,
+    base_url: str,
+) -> Page:
+    pad = 0.0 if view.staff or filters.bbox is None else await public_snap_pad(db, state)
+    sql = queries.features_page_sql(view, properties, filters.key(), pad > 0, after is not None)
+    params = queries.filter_params(filters, view, pad)
+    params["limit"] = limit
+    if after is not None:
+        params["after"] = after
+    if "url" in properties:
+        params["base_url"] = base_url
+    row = await one(db, sql, params)
+    read = int(row.n)
+    features = bytes(row.features or b"")
+    if read <= limit:
+        return Page(features, read, None)
+    # Drop the extra feature (the last). Inside a feature this text cannot occur: quotes in
+    # JSON strings are escaped.
+    features = features[: features.rfind(b',{"type":"Feature","id":')]
+    return Page(features, limit, int(row.max_id) - 1)
+
+
+def feature_collection(page: Page, links: list[dict[str, str]]) -> bytes:
+    return b"".join(
+        (
+            b'{"type":"FeatureCollection","features":[',
+            page.features,
+            b'],"numberReturned":',
+            str(page.returned).encode(),
+            b',"links":',
+            orjson.dumps(links),
+            b"}",
+        )
+    )
+
+
+async def feature_by_reference(
+    db: Db, *, view: View, reference: str, base_url: str
+) -> bytes | None:
+    properties = tuple(view.properties)
+    params: dict[str, Any] = {"reference": reference.upper(), "base_url": base_url}
+    if view.staff and view.jurisdiction_id is not None:
+        params["scope_jurisdiction_id"] = view.jurisdiction_id
+    row = await one(db, queries.feature_by_reference_sql(view, properties), params)
+    if row is None and view.staff:
+        # Another jurisdiction's ticket: staff see it as the public does.
+        return await feature_by_reference(db, view=PUBLIC, reference=reference, base_url=base_url)
+    return None if row is None else str(row.feature).encode()
+
+
+# -- clusters and tiles -------------------------------------------------------------------------
+
+
+async def _cells_source(
+    db: Db,
+    state: MapState,
+    *,
+    view: View,
+    filters: Filters,
+    level: int,
+    cells: tuple[int, int, int, int],
+    grid_max_age_s: float,
+    engine: AsyncEngine | None,
+) -> tuple[str, dict[str, Any]]:
+    """SQL and parameters of per (cell, service) counts at ``level`` over ``cells``."""
+    cx0, cy0, cx1, cy1 = cells
+    if level <= GRID_FINEST_LEVEL:
+        await ensure_grid_fresh(db, state, grid_max_age_s, engine=engine)
+        scoped = view.staff and view.jurisdiction_id is not None
+        params = queries.filter_params(
+            Filters(
+                services=filters.services,
+                statuses=filters.statuses,
+                areas=filters.areas,
+                jurisdiction=filters.jurisdiction,
+            ),
+            view,
+            0.0,
+        )
+        params.update(level=level, cx0=cx0, cy0=cy0, cx1=cx1, cy1=cy1)
+        return queries.grid_cells_sql(filters.key(), scoped), params
+    pad = 0.0 if view.staff else await public_snap_pad(db, state)
+    params = queries.filter_params(filters, view, pad)
+    params.update(level=level, cell_m=cell_size_m(level))
+    return queries.live_cells_sql(view, filters.key(), pad > 0), params
+
+
+async def clusters(
+    db: Db,
+    state: MapState,
+    *,
+    view: View,
+    filters: Filters,
+    level: int,
+    grid_max_age_s: float,
+    engine: AsyncEngine | None = None,
+) -> tuple[bytes, int, int]:
+    """(features, clusters, tickets): clusters of grid ``level`` cells inside the bbox."""
+    assert filters.bbox is not None
+    cells = cell_range(filters.bbox.as_tuple(), level)
+    source, params = await _cells_source(
+        db,
+        state,
+        view=view,
+        filters=filters,
+        level=level,
+        cells=cells,
+        grid_max_age_s=grid_max_age_s,
+        engine=engine,
+    )
+    row = await one(db, queries.clusters_geojson_sql(source), params)
+    return bytes(row.features or b""), int(row.n), int(row.tickets)
+
+
+async def tile(
+    db: Db,
+    state: MapState,
+    *,
+    view: View,
+    filters: Filters,
+    tile: Tile,
+    points_min_zoom: int,
+    max_points: int,
+    grid_max_age_s: float,
+    engine: AsyncEngine | None = None,
+) -> bytes:
+    """The MVT of ``tile``: ticket points from ``points_min_zoom`` on, clusters below."""
+    params: dict[str, Any]
+    if tile.z >= points_min_zoom:
+        # The tile's box plus its 64/4096 buffer, so symbols at the edge are drawn whole.
+        west, south, east, north = tile.bounds_lonlat()
+        bx, by = (east - west) / 64, (north - south) / 64
+        bounded = replace(filters, bbox=BBox(west - bx, south - by, east + bx, north + by))
+        pad = 0.0 if view.staff else await public_snap_pad(db, state)
+        params = queries.filter_params(bounded, view, pad)
+        params.update(z=tile.z, x=tile.x, y=tile.y, max_points=max_points)
+        row = await one(db, queries.tile_points_sql(view, bounded.key(), pad > 0), params)
+    else:
+        level = min(tile.z + TILE_CLUSTER_DEPTH, GRID_FINEST_LEVEL)
+        source, params = await _cells_source(
+            db,
+            state,
+            view=view,
+            filters=filters,
+            level=level,
+            cells=tile.cells(level),
+            grid_max_age_s=grid_max_age_s,
+            engine=engine,
+        )
+        params.update(z=tile.z, x=tile.x, y=tile.y)
+        row = await one(db, queries.clusters_mvt_sql(source), params)
+    return bytes(row[0]) if row is not None and row[0] is not None else b""
+
+
+async def areas_geojson(db: Db, jurisdiction: str | None) -> bytes:
+    row = await one(db, queries.AREAS_SQL, {"jurisdiction": jurisdiction})
+    return b"".join(
+        (b'{"type":"FeatureCollection","features":[', (row.features or "").encode(), b"]}")
+    )
+
+
+# -- stats --------------------------------------------------------------------------------------
+
+
+def _rate(met: int, measured: int) -> float | None:
+    return round(100.0 * met / measured, 1) if measured else None
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else round(float(value), 1)
+
+
+async def stats(
+    db: Db,
+    state: MapState,
+    *,
+    filters: Filters,
+    weeks: int,
+    cache_s: float,
+) -> bytes:
+    """The transparency figures as JSON bytes, cached in the process for ``cache_s``."""
+    params = queries.filter_params(filters, PUBLIC, 0)
+    key = (filters.key(), orjson.dumps(params, option=orjson.OPT_SORT_KEYS), weeks)
+    cache = state.stats if state.stats is not None else {}
+    state.stats = cache
+    hit = cache.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < cache_s:
+        return hit[1]
+    rows = await all_rows(db, queries.stats_sql(filters.key()), params)
+    trend = await all_rows(db, queries.weekly_sql(filters.key()), {**params, "weeks": weeks})
+    body = orjson.dumps(_stats_document(rows, trend, weeks))
+    if len(cache) > 256:
+        cache.clear()
+    cache[key] = (now, body)
+    return body
+
+
+def _stats_document(rows: list[Any], trend: list[Any], weeks: int) -> dict[str, Any]:
+    # Row columns: g_service, g_status, g_area, service, status, area, area_name, n,
+    # ack_median_s, fix_median_s, ack_measured, ack_met, fix_measured, fix_met.
+    total: dict[str, Any] = {"tickets": 0}
+    by_service: list[dict[str, Any]] = []
+    by_status: dict[str, int] = {}
+    by_area: list[dict[str, Any]] = []
+
+    def figures(r: Any) -> dict[str, Any]:
+        return {
+            "tickets": int(r[7]),
+            "median_seconds_to_acknowledge": _seconds(r[8]),
+            "median_seconds_to_fix": _seconds(r[9]),
+            "acknowledged_in_time_percent": _rate(int(r[11]), int(r[10])),
+            "fixed_in_time_percent": _rate(int(r[13]), int(r[12])),
+            "service_level_measured": {"acknowledge": int(r[10]), "fix": int(r[12])},
+        }
+
+    for r in rows:
+        g_service, g_status, g_area = int(r[0]), int(r[1]), int(r[2])
+        if g_service and g_status and g_area:
+            total = figures(r)
+        elif not g_service:
+            by_service.append({"service_code": r[3], **figures(r)})
+        elif not g_status:
+            by_status[str(r[4])] = int(r[7])
+        elif not g_area:
+            by_area.append({"area_code": r[5], "area_name": r[6], "tickets": int(r[7])})
+    by_service.sort(key=lambda x: str(x["service_code"]))
+    by_area.sort(key=lambda x: (x["area_code"] is None, str(x["area_code"])))
+    return {
+        **total,
+        "by_service": by_service,
+        "by_status": dict(sorted(by_status.items())),
+        "by_area": by_area,
+        "weekly": [{"week": w[0], "opened": int(w[1]), "fixed": int(w[2])} for w in trend],
+        "weeks": weeks,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+async def export_lines(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    filters: Filters,
+    fmt: str,
+    base_url: str,
+    batch_rows: int,
+) -> AsyncIterator[bytes]:
+    """Every matching public ticket as CSV rows or GeoJSON features, ``batch_rows`` at a time.
+
+    A server-side cursor on a session of its own (the request's session has ended when a
+    streamed body is sent), so memory stays flat whatever the number of tickets.
+    """
+    params = queries.filter_params(filters, PUBLIC, 0)
+    params["base_url"] = base_url
+    sql = statement(queries.export_sql(filters.key(), fmt)).sql
+    async with sessionmaker() as session:
+        try:
+            driver = await _driver(session)
+            async with driver.cursor(name="kerbside_export", row_factory=tuple_row) as cursor:
+                cursor.itersize = batch_rows
+                await cursor.execute(sql, params)
+                first = True
+                while rows := await cursor.fetchmany(batch_rows):
+                    lines = [r[0] for r in rows]
+                    if fmt == "csv":
+                        yield "".join(lines).encode()
+                    else:
+                        chunk = ",\n".join(lines)
+                        yield (chunk if first else ",\n" + chunk).encode()
+                    first = False
+        finally:
+            await session.rollback()
