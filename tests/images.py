@@ -48,3 +48,18 @@ def image_bytes(fmt: str, size: tuple[int, int] = (64, 64)) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, (200, 30, 30)).save(out, fmt)
     return out.getvalue()
+
+
+def without_jpeg_segment(data: bytes, marker: int) -> bytes:
+    """``data`` (a JPEG) without its ``marker`` segments before the first scan, e.g. 0xDB (DQT).
+
+    Without quantization tables the file still looks whole (header, scan, end marker), and only
+    decoding finds out that it cannot be read.
+    """
+    out, pos = bytearray(data[:2]), 2
+    while data[pos + 1] != 0xDA:
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if data[pos + 1] != marker:
+            out += data[pos : pos + 2 + length]
+        pos += 2 + length
+    return bytes(out + data[pos:])

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from fastapi import FastAPI
 from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -542,7 +543,7 @@ def multipart(report: dict[str, Any], photos: list[tuple[str, bytes, str]]) -> d
 
 @pytest.mark.usefixtures("pothole")
 async def test_photo_first_report_takes_location_from_exif_and_strips_it(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, app: FastAPI, db: AsyncSession
 ) -> None:
     lon, lat = offset_lonlat(*CENTER, 100.0, 100.0)
     upload = jpeg((1200, 900), lon=lon, lat=lat, orientation=6)
@@ -557,6 +558,9 @@ async def test_photo_first_report_takes_location_from_exif_and_strips_it(
     assert report["location"]["lat"] == pytest.approx(lat, abs=1e-6)
     photo = report["photos"][0]
     assert (photo["width"], photo["height"]) == (900, 1200)  # orientation 6 applied
+    # Accepted, not processed yet (docs/intake.md, "Photos"): this process makes the files.
+    assert photo["status"] == "pending"
+    assert await app.state.photos.process_pending(db) == 1
     stored = await client.get(photo["url"].replace("http://127.0.0.1:8000", ""))
     assert stored.status_code == 200
     assert stored.headers["content-type"] == "image/jpeg"
@@ -574,6 +578,7 @@ async def test_photo_first_report_takes_location_from_exif_and_strips_it(
     assert cached.status_code == 304
     ticket = (await client.get(f"/v1/tickets/{report['ticket_reference']}")).json()
     assert ticket["reports"][0]["photos"][0]["id"] == photo["id"]
+    assert ticket["reports"][0]["photos"][0]["status"] == "ready"
 
 
 @pytest.mark.usefixtures("pothole")

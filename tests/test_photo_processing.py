@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import ExifTags, Image, ImageCms, PngImagePlugin, TiffImagePlugin
+from PIL import ExifTags, Image, ImageCms, ImageFile, PngImagePlugin, TiffImagePlugin
 
 from app.media import processing
 from app.media.processing import (
     DRAFT_SLACK,
+    CheckedPhoto,
     CorruptImage,
     NotAnImage,
     PhotoRejected,
@@ -23,10 +24,12 @@ from app.media.processing import (
     PhotoTooSmall,
     TooManyPixels,
     UnsupportedFormat,
+    check_photo,
     exif_gps,
     exif_taken_at,
     process_photo,
 )
+from tests.images import without_jpeg_segment
 
 # Westminster, with the camera's Southern/Western counterpart below.
 LONDON_GPS = {
@@ -546,3 +549,159 @@ def test_rejections_have_stable_codes_and_no_web_framework() -> None:
     source = Path(processing.__file__).read_text(encoding="utf-8")
     assert "fastapi" not in source
     assert "starlette" not in source
+
+
+# --- the request's checks, without decoding -----------------------------------------------------
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    def must_not_decode(*args: object, **kwargs: object) -> None:
+        raise AssertionError("check_photo decoded the image")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", must_not_decode)
+    monkeypatch.setattr(Image.Image, "load", must_not_decode)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "size", "orientation", "max_edge"),
+    [
+        ("JPEG", (4000, 3000), 6, 2048),  # a phone photo: 1/2-scale decode, no resize, turned
+        ("JPEG", (4000, 3000), 1, 1000),  # 1/4-scale decode, then shrunk
+        ("JPEG", (1001, 777), 8, 240),  # odd sizes: the reduced-scale decode rounds up
+        ("JPEG", (3000, 200), 3, 2048),  # a panorama: full decode, shrunk
+        ("JPEG", (640, 480), 5, 2048),  # small: as it is, turned
+        ("PNG", (700, 300), 6, 256),
+        ("WEBP", (300, 700), 8, 256),
+    ],
+)
+def test_check_announces_exactly_the_size_that_is_stored(
+    fmt: str,
+    size: tuple[int, int],
+    orientation: int,
+    max_edge: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = _encode(_halves(size), fmt, exif=_exif(orientation=orientation, gps=LONDON_GPS))
+    with monkeypatch.context() as patched:
+        _no_decoding(patched)
+        checked = check_photo(data, max_edge=max_edge)
+    photo = process_photo(data, max_edge=max_edge)
+    assert (checked.width, checked.height) == (photo.width, photo.height)
+    assert _reopen(photo.image).size == (checked.width, checked.height)
+    assert checked.original_format == fmt.lower()
+    assert checked.gps == photo.gps
+    assert checked.gps is not None
+
+
+def test_check_reads_gps_and_time_without_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    exif = _exif(
+        gps=LONDON_GPS,
+        fields={"DateTimeOriginal": "2024:05:01 10:11:12", "OffsetTimeOriginal": "+02:00"},
+    )
+    data = _jpeg((64, 48), exif=exif)
+    _no_decoding(monkeypatch)
+    checked = check_photo(data)
+    assert checked == CheckedPhoto(
+        original_format="jpeg",
+        width=64,
+        height=48,
+        gps=exif_gps(exif),
+        taken_at=datetime(2024, 5, 1, 8, 11, 12, tzinfo=UTC),
+    )
+
+
+def test_check_finds_a_png_exif_chunk_placed_after_the_image_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Pillow only finds an eXIf chunk after IDAT by decoding the whole PNG; the check walks the
+    # chunks instead.
+    png = _encode(_halves((64, 64)), "PNG")
+    iend = png.rindex(b"IEND") - 4
+    late = png[:iend] + _png_chunk(b"eXIf", _exif(orientation=6, gps=LONDON_GPS).tobytes())
+    late += png[iend:]
+    _no_decoding(monkeypatch)
+    checked = check_photo(late)
+    assert checked.gps == exif_gps(_exif(gps=LONDON_GPS))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_check_rejects_files_cut_short_without_decoding(
+    fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _encode(Image.effect_noise((256, 256), 64).convert("RGB"), fmt)
+    _no_decoding(monkeypatch)
+    for cut in (len(data) - 1, len(data) * 2 // 3, len(data) // 3):
+        with pytest.raises(CorruptImage, match="incomplete"):
+            check_photo(data[:cut])
+
+
+def test_check_accepts_data_after_the_jpeg_end_marker() -> None:
+    # Phones append data after the picture (Samsung's trailer, MPO's second picture).
+    data = _jpeg((64, 48)) + b"SEFH" + b"\x00\xff" * 100 + b"SEFT"
+    assert check_photo(data).width == 64
+    assert process_photo(data).width == 64
+
+
+def test_check_rejects_a_png_whose_chunk_fails_its_checksum() -> None:
+    png = bytearray(_encode(Image.effect_noise((64, 64), 64), "PNG"))
+    png[png.index(b"IDAT") + 10] ^= 0xFF
+    with pytest.raises(CorruptImage, match="checksum"):
+        check_photo(bytes(png))
+
+
+def test_check_accepts_data_after_png_iend_and_rejects_a_png_without_it() -> None:
+    png = _encode(_halves((32, 32)), "PNG")
+    assert check_photo(png + b"trailing junk").width == 32
+    iend = png.rindex(b"IEND") - 4
+    with pytest.raises(CorruptImage, match="IEND"):
+        check_photo(png[:iend])
+
+
+def test_check_rejects_a_webp_without_image_data() -> None:
+    webp = _encode(_halves((32, 32)), "WEBP")
+    chunk = webp[12:16]
+    assert chunk in (b"VP8 ", b"VP8L", b"VP8X")
+    renamed = webp.replace(b"VP8 ", b"JUNK").replace(b"VP8L", b"JUNK")
+    renamed = renamed[:12] + b"VP8X" + renamed[16:] if chunk == b"VP8X" else renamed
+    with pytest.raises(CorruptImage):
+        check_photo(renamed)
+
+
+def test_check_rejects_what_process_rejects_before_decoding() -> None:
+    with pytest.raises(PhotoTooLarge):
+        check_photo(_jpeg(), max_bytes=10)
+    with pytest.raises(NotAnImage):
+        check_photo(b"hello")
+    with pytest.raises(UnsupportedFormat):
+        check_photo(_encode(_halves((32, 32)), "GIF"))
+    with pytest.raises(TooManyPixels):
+        check_photo(_png_header_only(8_000, 8_000))
+    with pytest.raises(PhotoTooSmall):
+        check_photo(_encode(_halves((8, 64)), "PNG"))
+    with pytest.raises(CorruptImage):
+        check_photo(b"\xff\xd8\xff\xe0" + b"\x00" * 100)
+
+
+@pytest.mark.parametrize("kind", ["jpeg-without-quantization-tables", "png-with-bad-zlib-data"])
+def test_damage_inside_the_pixel_data_passes_the_check_and_fails_decoding(kind: str) -> None:
+    if kind.startswith("jpeg"):
+        data = without_jpeg_segment(_jpeg((640, 480)), 0xDB)
+    else:
+        png = _encode(Image.effect_noise((64, 64), 64), "PNG")
+        start = png.index(b"IDAT") - 4
+        length = int.from_bytes(png[start : start + 4], "big")
+        body = png[start + 8 : start + 8 + length]
+        garbled = body[:2] + bytes(b ^ 0x55 for b in body[2:])
+        data = png[:start] + _png_chunk(b"IDAT", garbled) + png[start + 12 + length :]
+    assert check_photo(data).width in (64, 640)
+    with pytest.raises(CorruptImage, match="damaged or incomplete"):
+        process_photo(data)
+
+
+def test_stored_jpeg_is_baseline_for_speed() -> None:
+    photo = process_photo(_jpeg((300, 200)))
+    assert "progressive" not in _reopen(photo.image).info

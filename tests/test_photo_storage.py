@@ -15,7 +15,9 @@ from app.media.storage import (
     LocalPhotoStorage,
     PhotoNotFound,
     S3PhotoStorage,
+    is_private_key,
     make_storage,
+    new_original_key,
     new_photo_keys,
     validate_key,
 )
@@ -158,6 +160,19 @@ def test_local_url_is_none_unless_served_directly(tmp_path: Path) -> None:
     assert LocalPhotoStorage(tmp_path).url("ab/cd/x.jpg") is None
     served = LocalPhotoStorage(tmp_path, public_base_url="https://cdn.example.org/media/")
     assert served.url("ab/cd/x.jpg") == "https://cdn.example.org/media/ab/cd/x.jpg"
+
+
+def test_original_keys_are_private_and_never_get_a_url(tmp_path: Path) -> None:
+    key = new_original_key("png")
+    assert re.fullmatch(r"originals/([0-9a-f]{2})/([0-9a-f]{2})/\1\2[0-9a-f]{28}\.png", key)
+    assert validate_key(key) == key
+    assert is_private_key(key)
+    assert not any(is_private_key(k) for k in new_photo_keys())
+    served = LocalPhotoStorage(tmp_path, public_base_url="https://cdn.example.org/media")
+    s3 = S3PhotoStorage("b", client=FakeS3Client(), public_base_url="https://cdn.example.org")
+    for backend in (LocalPhotoStorage(tmp_path), served, s3):
+        with pytest.raises(InvalidPhotoKey, match="never served"):
+            backend.url(key)
 
 
 # --- S3 ---------------------------------------------------------------------------------------

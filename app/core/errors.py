@@ -96,6 +96,10 @@ class Conflict(KerbsideError):
     status, slug, title = 409, "conflict", "Conflict"
 
 
+class Gone(KerbsideError):
+    status, slug, title = 410, "gone", "Gone"
+
+
 class PayloadTooLarge(KerbsideError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 
@@ -120,6 +124,7 @@ _HTTP_SLUGS = {
     405: "method-not-allowed",
     406: "not-acceptable",
     409: "conflict",
+    410: "gone",
     413: "payload-too-large",
     415: "unsupported-media-type",
     422: "invalid-input",

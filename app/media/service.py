@@ -1,33 +1,93 @@
-"""Photos on the intake path: decode off the event loop, store, and clean up on failure."""
+"""Photos: accepted in the request, processed after it.
+
+The request only checks each upload without decoding it (``check_photo``: limits, format,
+header, structure, EXIF GPS), keeps it privately under ``originals/`` and inserts the photo
+row as ``pending`` in the report's transaction. Decoding, stripping and resizing happen later,
+in one of two places that share one claim (``app.media.repository.CLAIM_PHOTO``):
+
+- the API process's own queue: after the report commits, its photos are queued, and a bounded
+  number of consumers (``photo_threads``) decode them in a thread pool at a lower CPU priority,
+  so accepting uploads comes first and memory stays bounded;
+- ``process_pending``, run by each consumer when its queue is idle and by ``kerbside worker``,
+  picks up whatever is still pending (a full queue, a restart, a crash).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
+import os
+import threading
+import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 import anyio
-from anyio import CapacityLimiter
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.errors import InvalidInput, KerbsideError, PayloadTooLarge, UnsupportedMediaType
+from app.core.errors import (
+    Gone,
+    InvalidInput,
+    KerbsideError,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+)
+from app.media import repository as sql
 from app.media.processing import (
+    STORED_CONTENT_TYPE,
+    CheckedPhoto,
     GpsFix,
     PhotoRejected,
     PhotoTooLarge,
     ProcessedPhoto,
     TooManyPixels,
     UnsupportedFormat,
+    check_photo,
     process_photo,
 )
-from app.media.storage import PhotoStorage, make_storage, new_photo_keys
+from app.media.storage import (
+    PhotoNotFound,
+    PhotoStorage,
+    make_storage,
+    new_original_key,
+    new_photo_keys,
+)
 from app.settings import Settings
 
 log = logging.getLogger("kerbside.media")
 
+# Photo ids waiting in one API process. Only ids are queued (the uploads are in storage), and a
+# photo that finds the queue full is picked up by the next sweep instead.
+QUEUE_SIZE = 4096
+# Leftover originals deleted per sweep (see app.media.repository.LEFTOVER_ORIGINALS).
+LEFTOVER_BATCH = 100
+_EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+
+
+@dataclass(frozen=True)
+class AcceptedPhoto:
+    """An accepted upload, kept privately until it is processed, and what its header said."""
+
+    storage_key: str  # where the stripped image will be
+    thumbnail_key: str
+    original_key: str  # the upload as received (private)
+    content_type: str  # of the stored image
+    width: int  # of the stored image (upright, long edge capped), known before decoding
+    height: int
+    taken_at: datetime | None
+    gps: GpsFix | None  # read from the upload's EXIF; used only as the report's location
+
 
 @dataclass(frozen=True)
 class StoredPhoto:
+    """A photo processed while the request waited (``process`` then ``store``), files written."""
+
     storage_key: str
     thumbnail_key: str
     content_type: str
@@ -36,11 +96,42 @@ class StoredPhoto:
     size: int
     sha256: str
     taken_at: datetime | None
-    gps: GpsFix | None  # read before stripping; used only as the report's location
+    gps: GpsFix | None  # read before stripping
+
+
+class AcceptedUploads:
+    """Photos accepted in a request, whose originals are being written to storage."""
+
+    def __init__(
+        self, photos: list[AcceptedPhoto], writing: asyncio.Task[None], pipeline: PhotoPipeline
+    ) -> None:
+        self.photos = photos
+        self._writing = writing
+        self._pipeline = pipeline
+
+    async def written(self) -> None:
+        """Wait until every original is stored; raises if storing one failed."""
+        await asyncio.shield(self._writing)
+
+    async def discard(self) -> None:
+        """Remove the originals (once written) of photos whose rows were never committed."""
+        await asyncio.wait([self._writing])
+        if not self._writing.cancelled():
+            self._writing.exception()  # retrieved, so asyncio does not log it as lost
+        await self._pipeline.discard(self.photos)
+
+
+class PhotoStillProcessing(ServiceUnavailable):
+    slug, title = "photo-processing", "Photo still processing"
+
+
+class PhotoFailed(Gone):
+    slug, title = "photo-failed", "Photo could not be processed"
 
 
 class PhotoPipeline:
-    """Per-process photo processing: a bounded thread pool (Pillow releases the GIL) + storage."""
+    """Per-process photo handling: checks and private storage for the request, and the
+    processing of pending photos (an in-process queue started with the app, and sweeps)."""
 
     def __init__(self, settings: Settings, storage: PhotoStorage | None = None) -> None:
         self.settings = settings
@@ -52,29 +143,88 @@ class PhotoPipeline:
             s3_region=settings.photo_s3_region,
             public_base_url=settings.photo_public_base_url,
         )
-        self.limiter = CapacityLimiter(settings.photo_threads)
+        self._decoder: ThreadPoolExecutor | None = None
+        self._queue: asyncio.Queue[uuid.UUID | None] | None = None
+        self._consumers: list[asyncio.Task[None]] = []
+        self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
+        self._stopping = asyncio.Event()
 
-    async def process(self, uploads: Sequence[bytes]) -> list[ProcessedPhoto]:
-        """Decode, orient, strip and resize each upload; the first bad one rejects them all."""
-        processed = []
+    # -- in the request ------------------------------------------------------------------------
+
+    async def accept(self, uploads: Sequence[bytes]) -> AcceptedUploads:
+        """Check every upload without decoding it, then start keeping them privately.
+
+        The first bad upload rejects them all (a ``KerbsideError`` naming ``photos[i]``), and
+        then nothing is stored. The originals are written while the caller files the report:
+        it must await ``written()`` before its transaction commits, and ``discard()`` if the
+        transaction does not.
+        """
+        checked = []
         for index, data in enumerate(uploads):
             try:
-                processed.append(
-                    await anyio.to_thread.run_sync(self._process_one, data, limiter=self.limiter)
-                )
+                # A JPEG's check reads its header and looks at its last bytes: a fraction of a
+                # millisecond, less than a hop to a thread. A PNG's checksums each byte.
+                if data.startswith(b"\xff\xd8"):
+                    checked.append(self._check_one(data))
+                else:
+                    checked.append(await anyio.to_thread.run_sync(self._check_one, data))
             except PhotoRejected as exc:
                 raise rejected(index, exc) from None
-        return processed
+        photos = []
+        for photo in checked:
+            key, thumb_key = new_photo_keys()
+            photos.append(
+                AcceptedPhoto(
+                    storage_key=key,
+                    thumbnail_key=thumb_key,
+                    original_key=new_original_key(_EXTENSIONS[photo.original_format]),
+                    content_type=STORED_CONTENT_TYPE,
+                    width=photo.width,
+                    height=photo.height,
+                    taken_at=photo.taken_at,
+                    gps=photo.gps,
+                )
+            )
+        writing = asyncio.create_task(self._keep_originals(uploads, photos))
+        return AcceptedUploads(photos, writing, self)
 
-    def _process_one(self, data: bytes) -> ProcessedPhoto:
-        return process_photo(
+    async def _keep_originals(
+        self, uploads: Sequence[bytes], photos: Sequence[AcceptedPhoto]
+    ) -> None:
+        for data, photo in zip(uploads, photos, strict=True):
+            await self.storage.put(photo.original_key, data, "application/octet-stream")
+
+    def _check_one(self, data: bytes) -> CheckedPhoto:
+        return check_photo(
             data,
             max_edge=self.settings.photo_max_edge,
             max_pixels=self.settings.max_photo_pixels,
             max_bytes=self.settings.max_photo_bytes,
         )
 
+    async def discard(self, stored: Sequence[AcceptedPhoto | StoredPhoto]) -> None:
+        """Remove the files of photos whose rows were never committed."""
+        for photo in stored:
+            if isinstance(photo, AcceptedPhoto):
+                await self._delete_quietly(photo.original_key)
+            else:
+                await self._delete_quietly(photo.storage_key)
+                await self._delete_quietly(photo.thumbnail_key)
+
+    # -- processed while the request waits (few, small photos: crews' after-photos) ------------
+
+    async def process(self, uploads: Sequence[bytes]) -> list[ProcessedPhoto]:
+        """Decode, orient, strip and resize each upload; the first bad one rejects them all."""
+        processed = []
+        for index, data in enumerate(uploads):
+            try:
+                processed.append(await self.decode(data))
+            except PhotoRejected as exc:
+                raise rejected(index, exc) from None
+        return processed
+
     async def store(self, photos: Sequence[ProcessedPhoto]) -> list[StoredPhoto]:
+        """Write processed photos' files (``discard`` them if their rows are not committed)."""
         stored: list[StoredPhoto] = []
         try:
             for photo in photos:
@@ -99,14 +249,220 @@ class PhotoPipeline:
             raise
         return stored
 
-    async def discard(self, stored: Sequence[StoredPhoto]) -> None:
-        """Remove files whose database rows were never committed."""
-        for photo in stored:
-            for key in (photo.storage_key, photo.thumbnail_key):
-                try:
-                    await self.storage.delete(key)
-                except Exception:  # best effort; an orphan file is harmless, a 500 is not
-                    log.warning("could not delete orphan photo", extra={"key": key})
+    async def enqueue(self, public_ids: Sequence[uuid.UUID]) -> None:
+        """Queue committed photos for this process's consumers (a no-op when not started)."""
+        if self._queue is None or self._stopping.is_set():
+            return
+        for public_id in public_ids:
+            try:
+                self._queue.put_nowait(public_id)
+            except asyncio.QueueFull:
+                return  # the sweeps will find them
+
+    # -- processing ----------------------------------------------------------------------------
+
+    async def process_next(
+        self, session: AsyncSession, public_id: uuid.UUID | None = None
+    ) -> str | None:
+        """Claim one pending photo (``public_id``, or the oldest one free) and process it.
+
+        Returns the photo's new status, or None when there was nothing to claim. Errors other
+        than a bad upload (storage or database trouble) propagate and leave the photo pending:
+        it is tried again when its lease runs out, until ``photo_max_attempts``.
+        """
+        lease = timedelta(seconds=self.settings.photo_lease_seconds)
+        claim = (
+            await session.execute(sql.CLAIM_PHOTO, {"public_id": public_id, "lease": lease})
+        ).first()
+        await session.commit()
+        if claim is None:
+            return None
+        if claim.attempts > self.settings.photo_max_attempts:
+            return await self._fail(
+                session,
+                claim,
+                "gave_up",
+                f"Processing was tried {self.settings.photo_max_attempts} times"
+                " and never finished.",
+            )
+        try:
+            original = await self.storage.get(claim.original_key)
+        except PhotoNotFound:
+            return await self._fail(
+                session, claim, "original_missing", "The upload is missing from storage."
+            )
+        except Exception:
+            await self._storage_trouble(session, claim)
+            raise
+        try:
+            photo = await self.decode(original)
+        except PhotoRejected as exc:
+            return await self._fail(session, claim, exc.code, exc.reason)
+        del original
+        try:
+            await self.storage.put(claim.storage_key, photo.image, claim.content_type)
+            await self.storage.put(claim.thumbnail_key, photo.thumbnail, claim.content_type)
+        except Exception:
+            await self._storage_trouble(session, claim)
+            raise
+        done = (
+            await session.execute(
+                sql.MARK_READY,
+                {
+                    "id": claim.id,
+                    "attempts": claim.attempts,
+                    "width": photo.width,
+                    "height": photo.height,
+                    "bytes": len(photo.image),
+                    "sha256": photo.sha256,
+                },
+            )
+        ).first()
+        await session.commit()
+        if done is not None:
+            await self._forget_original(session, claim.id, claim.original_key)
+        return "ready"
+
+    async def process_pending(self, session: AsyncSession, limit: int | None = None) -> int:
+        """Process pending photos until none is left (or ``limit``); returns how many.
+
+        Also deletes originals that a finished photo left behind. Safe to run in any number of
+        processes at once. This is ``kerbside worker``'s photo job.
+        """
+        done = 0
+        while limit is None or done < limit:
+            if await self.process_next(session) is None:
+                break
+            done += 1
+        for row in (await session.execute(sql.LEFTOVER_ORIGINALS, {"limit": LEFTOVER_BATCH})).all():
+            await self._forget_original(session, row.id, row.original_key)
+        await session.commit()
+        return done
+
+    async def decode(self, data: bytes) -> ProcessedPhoto:
+        """``process_photo`` in this process's bounded, lower-priority decoding threads."""
+        if self._decoder is None:
+            self._decoder = ThreadPoolExecutor(
+                max_workers=self.settings.photo_threads,
+                thread_name_prefix="photo-decode",
+                initializer=_lower_priority,
+                initargs=(self.settings.photo_decode_nice,),
+            )
+        job = functools.partial(
+            process_photo,
+            data,
+            max_edge=self.settings.photo_max_edge,
+            max_pixels=self.settings.max_photo_pixels,
+            max_bytes=self.settings.max_photo_bytes,
+        )
+        return await asyncio.get_running_loop().run_in_executor(self._decoder, job)
+
+    async def _storage_trouble(self, session: AsyncSession, claim: Any) -> None:
+        # Not the photo's fault: this try does not count towards giving up, and the lease
+        # keeps the photo back until it runs out, so a storage outage does not fail photos.
+        await session.rollback()
+        await session.execute(sql.UNCOUNT_ATTEMPT, {"id": claim.id, "attempts": claim.attempts})
+        await session.commit()
+
+    async def _fail(self, session: AsyncSession, claim: Any, code: str, reason: str) -> str:
+        log.warning(
+            "photo failed", extra={"photo": str(claim.public_id), "reason": code, "detail": reason}
+        )
+        failed = (
+            await session.execute(
+                sql.MARK_FAILED,
+                {
+                    "id": claim.id,
+                    "attempts": claim.attempts,
+                    "code": code,
+                    "failure": f"Photo {claim.public_id} could not be processed: {reason}",
+                },
+            )
+        ).first()
+        await session.commit()
+        if failed is not None:
+            await self._forget_original(session, claim.id, claim.original_key)
+        return "failed"
+
+    async def _forget_original(self, session: AsyncSession, photo_id: int, key: str) -> None:
+        if await self._delete_quietly(key):
+            await session.execute(sql.FORGET_ORIGINAL, {"id": photo_id})
+            await session.commit()
+
+    async def _delete_quietly(self, key: str) -> bool:
+        try:
+            await self.storage.delete(key)
+        except Exception:  # best effort; a later sweep retries, a 500 would help nobody
+            log.warning("could not delete a photo file", extra={"key": key})
+            return False
+        return True
+
+    # -- the in-process queue ------------------------------------------------------------------
+
+    def start(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        """Start this process's consumers (from the app's lifespan)."""
+        if not self.settings.photo_process_in_api or self._consumers:
+            return
+        self._sessionmaker = sessionmaker
+        self._stopping.clear()
+        self._queue = asyncio.Queue(maxsize=QUEUE_SIZE)
+        self._consumers = [
+            asyncio.create_task(self._consume(), name=f"photo-consumer-{n}")
+            for n in range(self.settings.photo_threads)
+        ]
+
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Let the consumers finish the photo in hand, then stop them and the decoding threads.
+
+        Whatever is still queued stays pending in the database, for the next sweep.
+        """
+        self._stopping.set()
+        if self._queue is not None:
+            for _ in self._consumers:
+                with contextlib.suppress(asyncio.QueueFull):
+                    self._queue.put_nowait(None)  # wakes an idle consumer
+        if self._consumers:
+            _, late = await asyncio.wait(self._consumers, timeout=grace_seconds)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*self._consumers, return_exceptions=True)
+        self._consumers = []
+        self._queue = None
+        if self._decoder is not None:
+            self._decoder.shutdown(wait=False, cancel_futures=True)
+            self._decoder = None
+
+    async def _consume(self) -> None:
+        assert self._queue is not None
+        assert self._sessionmaker is not None
+        queue, sessionmaker = self._queue, self._sessionmaker
+        while not self._stopping.is_set():
+            try:
+                public_id = await asyncio.wait_for(
+                    queue.get(), timeout=self.settings.photo_sweep_seconds
+                )
+            except TimeoutError:
+                public_id = None  # idle: look for photos left pending
+            if self._stopping.is_set():
+                break
+            try:
+                async with sessionmaker() as session:
+                    if public_id is None:
+                        await self.process_pending(session)
+                    else:
+                        await self.process_next(session, public_id)
+            except Exception:
+                log.exception("photo processing failed; the photo stays pending")
+
+
+def _lower_priority(nice: int) -> None:
+    # On Linux the nice value belongs to each thread: only the decoding threads are lowered,
+    # so the event loop (accepting uploads, answering reads) gets the CPU first.
+    if nice <= 0:
+        return
+    with contextlib.suppress(AttributeError, OSError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
 
 
 def rejected(index: int, exc: PhotoRejected) -> KerbsideError:

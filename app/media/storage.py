@@ -4,6 +4,11 @@ Keys are random (``new_photo_keys``), so neither a key nor a URL built from it s
 about who reported what. The ``content_type`` given to ``put`` is recorded only where the
 backend serves files directly (S3). The app serves local files using the ``content_type``
 kept on the ``Photo`` row.
+
+Uploads wait for processing as they came, metadata and all, under ``originals/``
+(``new_original_key``). Those keys are private: ``url()`` refuses them, the app never serves
+them, and processing deletes them. A bucket that is readable through a CDN must keep that
+prefix private (see docs/intake.md).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 MAX_KEY_LENGTH = 255  # Photo.storage_key is String(255)
+# Where uploads wait, unprocessed, until their stripped copies are made. Never served.
+ORIGINALS_PREFIX = "originals/"
 # Each path segment starts with a letter or digit, so "", ".", "..", a leading "/" and hidden
 # names are impossible. Temporary files start with "." and so can never clash with a key.
 _KEY = re.compile(r"[a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)*")
@@ -48,7 +55,10 @@ class PhotoStorage(Protocol):
         ...
 
     def url(self, key: str) -> str | None:
-        """A public URL for ``key`` if the backend serves files itself, else None (the app does)."""
+        """A public URL for ``key`` if the backend serves files itself, else None (the app does).
+
+        Raises ``InvalidPhotoKey`` for a private key (``originals/``).
+        """
         ...
 
 
@@ -60,6 +70,24 @@ def new_photo_keys(extension: str = "jpg") -> tuple[str, str]:
     name = uuid.uuid4().hex
     stem = f"{name[:2]}/{name[2:4]}/{name}"
     return f"{stem}.{extension}", f"{stem}_t.{extension}"
+
+
+def new_original_key(extension: str) -> str:
+    """A fresh private key for an upload waiting to be processed, e.g. ``originals/3f/a2/….jpg``."""
+    name = uuid.uuid4().hex
+    return f"{ORIGINALS_PREFIX}{name[:2]}/{name[2:4]}/{name}.{extension}"
+
+
+def is_private_key(key: str) -> bool:
+    """True for keys that must never be served (unprocessed uploads)."""
+    return key.startswith(ORIGINALS_PREFIX)
+
+
+def public_key(key: str) -> str:
+    """``key`` if it may be served; raises ``InvalidPhotoKey`` for unsafe or private keys."""
+    if is_private_key(validate_key(key)):
+        raise InvalidPhotoKey(f"Unprocessed uploads are never served: {key!r}")
+    return key
 
 
 def validate_key(key: str) -> str:
@@ -133,7 +161,7 @@ class LocalPhotoStorage:
             await asyncio.to_thread(path.unlink)
 
     def url(self, key: str) -> str | None:
-        validate_key(key)
+        public_key(key)
         return f"{self._public_base_url}/{key}" if self._public_base_url else None
 
     def _path(self, key: str) -> Path:
@@ -206,7 +234,7 @@ class S3PhotoStorage:
         await asyncio.to_thread(self._client.delete_object, Bucket=self.bucket, Key=key)
 
     def url(self, key: str) -> str | None:
-        validate_key(key)
+        public_key(key)
         return f"{self._public_base_url}/{key}" if self._public_base_url else None
 
     def _get(self, key: str) -> bytes:

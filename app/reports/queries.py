@@ -72,13 +72,15 @@ async def photos_of_reports(
         return photos
     rows = await session.execute(
         text(
-            "SELECT report_id, public_id, width, height FROM photo"
+            "SELECT report_id, public_id, width, height, status FROM photo"
             " WHERE report_id = ANY(:ids) AND public ORDER BY id"
         ),
         {"ids": report_ids},
     )
     for row in rows:
-        photos[row.report_id].append(photo_ref(base_url, row.public_id, row.width, row.height))
+        photos[row.report_id].append(
+            photo_ref(base_url, row.public_id, row.width, row.height, status=row.status)
+        )
     return photos
 
 

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Annotated, Any
 
+import anyio
 import orjson
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from starlette.datastructures import UploadFile
+from starlette.background import BackgroundTask
+from starlette.types import Receive, Scope, Send
 
 from app.auth.models import Role
 from app.auth.principal import CurrentPrincipal, OptionalPrincipal, Principal
 from app.core import idempotency
 from app.core.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.core.multipart import Part, read_parts
 from app.core.ratelimit import client_ip, rate_limit
 from app.db import SessionDep
-from app.media.service import PhotoPipeline, StoredPhoto
+from app.media.service import AcceptedUploads, PhotoPipeline
 from app.reports import queries
 from app.reports.models import Channel
 from app.reports.schemas import ReportAccepted, ReportIn, ReportOut
@@ -107,6 +111,7 @@ async def create_report(
     raw, uploads = await _read_body(
         request, settings.max_photos_per_report, settings.max_photo_bytes
     )
+    received = time.perf_counter()
     try:
         report = ReportIn.model_validate_json(raw)
     except ValidationError as exc:
@@ -119,11 +124,15 @@ async def create_report(
     who = submitter.idempotency_principal
     claim = None
     if key:  # the fingerprint (a canonical re-encoding of the body) only matters with a key
-        fingerprint = idempotency.request_fingerprint(
-            orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS), *uploads
-        )
+        canonical = orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS)
+        if uploads:  # hashing megabytes releases the GIL: let the event loop go on meanwhile
+            fingerprint = await anyio.to_thread.run_sync(
+                idempotency.request_fingerprint, canonical, *uploads
+            )
+        else:
+            fingerprint = idempotency.request_fingerprint(canonical)
         claim = idempotency.Claim(who, key, fingerprint)
-    # Before processing photos (the expensive part), answer a plain retry at once.
+    # Before storing photos, answer a plain retry at once.
     if (
         claim
         and uploads
@@ -131,9 +140,12 @@ async def create_report(
     ):
         return _replayed(early)
 
-    stored: list[StoredPhoto] = []
+    # Photos are only checked here (nothing is decoded), and their originals are written to
+    # private storage while the report is filed; their rows are pending, and this process
+    # makes the stored files once the report has committed.
+    photos: AcceptedUploads | None = None
     if uploads:
-        stored = await pipeline.store(await pipeline.process(uploads))
+        photos = await pipeline.accept(uploads)
     try:
         accepted, report_id = await submit_report(
             session,
@@ -142,25 +154,56 @@ async def create_report(
             report,
             channel=Channel.app,
             base_url=settings.public_base_url,
-            photos=stored,
+            photos=photos.photos if photos else (),
             claim=claim,
         )
         body = accepted.model_dump_json().encode()
         if claim:
             await idempotency.finish(session, who, claim.key, 201, body, report_id)
+        if photos:
+            await photos.written()  # before the commit: a pending row always has its original
     except idempotency.AlreadyClaimed:
-        await pipeline.discard(stored)
+        if photos:
+            await photos.discard()
         assert claim is not None
         return _replayed(await idempotency.replay(session, who, claim.key, claim.request_hash))
     except BaseException:
-        await pipeline.discard(stored)
+        if photos:
+            await photos.discard()
         raise
-    return Response(
+    if not photos:
+        return Response(
+            body,
+            status_code=201,
+            media_type="application/json",
+            headers={"Location": f"{settings.public_base_url}/v1/reports/{accepted.report.id}"},
+        )
+    return _AcceptedWithPhotos(
         body,
         status_code=201,
         media_type="application/json",
         headers={"Location": f"{settings.public_base_url}/v1/reports/{accepted.report.id}"},
+        # Runs after the response is sent, which is after the commit (see app.db.SessionDep).
+        background=BackgroundTask(pipeline.enqueue, [p.id for p in accepted.report.photos]),
+        received=received,
     )
+
+
+class _AcceptedWithPhotos(Response):
+    """Says how long accepting took once the upload had arrived (``Server-Timing: accept``).
+
+    Sent after the commit, so the figure covers the checks, storing the originals, filing the
+    report and committing; not the upload's transfer, which depends on the client's network.
+    """
+
+    def __init__(self, *args: Any, received: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._received = received
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        took = (time.perf_counter() - self._received) * 1000
+        self.raw_headers.append((b"server-timing", f"accept;dur={took:.1f}".encode()))
+        await super().__call__(scope, receive, send)
 
 
 def _replayed(replay: idempotency.Replay) -> Response:
@@ -185,43 +228,38 @@ async def _read_body(
         raise UnsupportedMediaType(
             f"Send application/json, or multipart/form-data with photos (got {content_type})"
         )
-    async with request.form(max_files=max_photos + 1, max_fields=10) as form:
-        report_part = form.get("report")
-        if report_part is None:
-            raise _missing_part()
-        if isinstance(report_part, UploadFile):
-            raw = await report_part.read()
-        else:
-            raw = report_part.encode()
-        files = form.getlist("photos")
-        if len(files) > max_photos:
-            raise InvalidInput(
-                f"At most {max_photos} photos per report",
-                errors=[
-                    {"field": "photos", "message": f"at most {max_photos}", "type": "too_many"}
-                ],
-            )
-        uploads = [
-            await _read_photo(index, item, max_photo_bytes) for index, item in enumerate(files)
-        ]
-    return raw, uploads
+    # Photos are kept in memory (see app.core.multipart): they are read whole anyway.
+    parts = await read_parts(
+        request, max_files=max_photos + 1, max_fields=10, max_file_bytes=max_photo_bytes
+    )
+    report_part = next((part for part in parts if part.name == "report"), None)
+    if report_part is None:
+        raise _missing_part()
+    files = [part for part in parts if part.name == "photos"]
+    if len(files) > max_photos:
+        raise InvalidInput(
+            f"At most {max_photos} photos per report",
+            errors=[{"field": "photos", "message": f"at most {max_photos}", "type": "too_many"}],
+        )
+    return report_part.data, [
+        _photo(index, part, max_photo_bytes) for index, part in enumerate(files)
+    ]
 
 
-async def _read_photo(index: int, item: UploadFile | str, max_bytes: int) -> bytes:
-    if not isinstance(item, UploadFile):
+def _photo(index: int, part: Part, max_bytes: int) -> bytes:
+    if not part.is_file:
         raise InvalidInput(
             "photos must be files",
             errors=[{"field": f"photos[{index}]", "message": "not a file", "type": "type_error"}],
         )
-    data = await item.read(max_bytes + 1)
-    if len(data) > max_bytes:
+    if part.size > max_bytes:
         raise PayloadTooLarge(
             f"Photo {index + 1} is larger than {max_bytes // (1024 * 1024)} MiB",
             errors=[
                 {"field": f"photos[{index}]", "message": "too large", "type": "too_large_bytes"}
             ],
         )
-    return data
+    return part.data
 
 
 def _missing_part() -> InvalidInput:
