@@ -2,16 +2,19 @@
 
 from app.auth.models import ApiKey, Role, User
 from app.core.models import Base
-from app.crews.models import Crew, crew_area
+from app.crews.models import AssignmentRule, Crew, crew_area
 from app.jurisdictions.models import Area, AreaPart, Jurisdiction, Service
+from app.maps import models as _map_indexes  # noqa: F401  (indexes on ticket)
 from app.media.models import Photo
 from app.reports.models import Contact, IdempotencyRecord, Report, report_contact
-from app.tickets.models import Subscription, Ticket, TicketEvent
+from app.tickets.models import ResponseTemplate, Subscription, Ticket, TicketEvent
+from app.workorders import models as _work_order_indexes  # noqa: F401  (indexes on ticket)
 
 __all__ = [
     "ApiKey",
     "Area",
     "AreaPart",
+    "AssignmentRule",
     "Base",
     "Contact",
     "Crew",
@@ -19,6 +22,7 @@ __all__ = [
     "Jurisdiction",
     "Photo",
     "Report",
+    "ResponseTemplate",
     "Role",
     "Service",
     "Subscription",

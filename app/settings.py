@@ -61,7 +61,13 @@ class Settings(BaseSettings):
     max_photo_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
     max_photo_pixels: int = Field(default=40_000_000, ge=10_000)
     photo_max_edge: int = Field(default=2048, ge=256, le=8192)
-    photo_threads: int = Field(default=2, ge=1, le=32)  # concurrent decodes per process
+    # Photos are accepted at once and processed afterwards (docs/intake.md, "Photos").
+    photo_threads: int = Field(default=1, ge=1, le=32)  # photos decoded at once per process
+    photo_process_in_api: bool = True  # false: only `kerbside worker` processes photos
+    photo_decode_nice: int = Field(default=10, ge=0, le=19)  # lower CPU priority of decoding
+    photo_lease_seconds: int = Field(default=60, ge=5, le=3600)  # one try's hold on a photo
+    photo_max_attempts: int = Field(default=3, ge=1, le=20)
+    photo_sweep_seconds: float = Field(default=10.0, gt=0, le=3600)  # look for photos left pending
 
     # Mail (account verification and password reset). Unset host: mail is logged, not sent.
     smtp_host: str | None = None
@@ -78,6 +84,29 @@ class Settings(BaseSettings):
     rate_limit_account_mail_per_minute: int = Field(default=5, ge=0)
     # Reports, supports and follows per client address (carrier NAT shares addresses).
     rate_limit_reports_per_minute: int = Field(default=60, ge=0)
+
+    # Maps and open data (docs/maps.md).
+    map_max_bbox_km2: float = Field(default=25.0, gt=0)  # largest bbox of a feature request
+    map_bbox_optional_below: int = Field(default=10_000, ge=0)  # tickets; above: bbox required
+    map_max_features: int = Field(default=10_000, ge=1, le=100_000)  # one page at most
+    map_default_features: int = Field(default=1_000, ge=1, le=100_000)
+    map_max_cluster_bbox_km2: float = Field(default=250_000.0, gt=0)
+    map_grid_max_age_seconds: float = Field(default=60.0, ge=0)  # low-zoom cluster freshness
+    map_tile_points_min_zoom: int = Field(default=14, ge=0, le=22)  # below: clusters
+    map_tile_max_points: int = Field(default=10_000, ge=1)
+    map_cache_max_age_seconds: int = Field(default=60, ge=0)  # Cache-Control of tiles, stats
+    map_stats_cache_seconds: float = Field(default=60.0, ge=0)
+    map_export_batch_rows: int = Field(default=1_000, ge=100, le=100_000)
+
+    # Work orders: every filter is bounded, so one request never scans the whole city.
+    workorders_page_size: int = Field(default=50, ge=1, le=1000)
+    workorders_max_page_size: int = Field(default=200, ge=1, le=1000)
+    workorders_max_radius_m: float = Field(default=5_000.0, gt=0, le=100_000)
+    workorders_max_bbox_km2: float = Field(default=400.0, gt=0)
+    workorders_max_polygon_km2: float = Field(default=400.0, gt=0)
+    workorders_max_polygon_vertices: int = Field(default=2_000, ge=4, le=100_000)
+    workorders_route_max_stops: int = Field(default=100, ge=1, le=500)
+    max_completion_photos: int = Field(default=6, ge=0, le=20)
 
     @field_validator("public_base_url")
     @classmethod

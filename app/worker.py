@@ -1,7 +1,9 @@
-"""Background jobs: periodic maintenance now; outbox delivery and service-level sweeps later.
+"""Background jobs: service-level sweeps, priority refresh, maintenance; outbox delivery later.
 
 Any number of workers may run: each job takes a PostgreSQL advisory lock for its run, so two
-workers never run the same job at once. ``kerbside worker --once`` runs every job once.
+workers never run the same job at once. Photo processing is the exception: workers share it,
+each claiming one photo at a time with ``FOR UPDATE SKIP LOCKED``. ``kerbside worker --once``
+runs every job once.
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ from datetime import timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core import clock
 from app.db import make_engine, make_sessionmaker
+from app.media.service import PhotoPipeline
 from app.settings import Settings
+from app.tickets import priority
+from app.tickets.service_levels import service_level_job
+from app.tickets.workflow import close_undisputed_fixes
 
 log = logging.getLogger("kerbside.worker")
 
@@ -31,6 +38,10 @@ class Job:
     name: str
     every: timedelta
     run: JobFn
+    # True: one run at a time across all workers, in one transaction under an advisory lock.
+    # False: the job claims its own rows (FOR UPDATE SKIP LOCKED) and commits as it goes, so
+    # every worker runs it at once.
+    exclusive: bool = True
 
     @property
     def lock_id(self) -> int:
@@ -48,13 +59,34 @@ async def purge_expired_idempotency_records(session: AsyncSession) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+async def refresh_priorities(session: AsyncSession) -> int:
+    """Keep computed priorities in step with reports, supporters and age."""
+    return await priority.refresh(session, clock.now())
+
+
 JOBS: list[Job] = [
     Job("purge-idempotency", timedelta(minutes=10), purge_expired_idempotency_records),
+    Job("service-levels", timedelta(minutes=1), service_level_job),
+    Job("refresh-priorities", timedelta(minutes=15), refresh_priorities),
+    Job("close-undisputed-fixes", timedelta(hours=1), close_undisputed_fixes),
 ]
+
+
+def default_jobs(settings: Settings) -> list[Job]:
+    """``JOBS``, and processing the photos that API processes left pending (any number of
+    workers share that work)."""
+    photos = PhotoPipeline(settings)
+    every = timedelta(seconds=settings.photo_sweep_seconds)
+    return [*JOBS, Job("process-photos", every, photos.process_pending, exclusive=False)]
 
 
 async def run_job(sessionmaker: async_sessionmaker[AsyncSession], job: Job) -> int | None:
     """Run ``job`` once under its advisory lock; None when another worker holds it."""
+    if not job.exclusive:
+        async with sessionmaker() as session:
+            done = await job.run(session)
+        log.info("job done", extra={"job": job.name, "items": done})
+        return done
     async with sessionmaker() as session, session.begin():
         locked = (
             await session.execute(
@@ -71,7 +103,7 @@ async def run_job(sessionmaker: async_sessionmaker[AsyncSession], job: Job) -> i
 async def run_worker(
     settings: Settings, *, once: bool = False, jobs: list[Job] | None = None
 ) -> None:
-    jobs = jobs if jobs is not None else JOBS
+    jobs = jobs if jobs is not None else default_jobs(settings)
     engine = make_engine(settings, pool_size=2)
     sessionmaker = make_sessionmaker(engine)
     stop = asyncio.Event()

@@ -15,6 +15,7 @@ tickets, for the write workloads (HTTP and pgbench read the same points).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import io
 import random
@@ -31,7 +32,7 @@ from bench.progress import percent, say
 from geo.city import make_city
 
 # Bump when the generated rows change shape, so cached bench clusters are rebuilt.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: a staff API key and crew work orders (bench/workorders)
 SEED = 2026
 WORKLOAD_POINTS = 100_000
 DAY = 86_400.0
@@ -95,6 +96,7 @@ def build(url: str, tickets: int, *, workload_points: int = WORKLOAD_POINTS) -> 
         timings["indexes"] = time.monotonic() - mark
 
         _store_workload_points(conn, points[tickets:])
+        _work_orders(conn, jurisdiction_id)
         mark = time.monotonic()
         say("VACUUM ANALYZE")
         conn.execute("VACUUM (ANALYZE)")
@@ -328,3 +330,35 @@ def workload_points(conn: psycopg.Connection[Any]) -> list[tuple[float, float]]:
     """The dataset's fresh points (never used by a loaded ticket), in a fixed order."""
     rows = conn.execute("SELECT lon, lat FROM bench_point ORDER BY id").fetchall()
     return [(float(lon), float(lat)) for lon, lat in rows]
+
+
+# -- work orders (issue 5): a staff key for the HTTP workloads, and one crew's day of work -----
+
+# Fixed, so the workloads can send it; the bench clusters are local, throwaway and trust-only.
+BENCH_STAFF_KEY = "ks_benchstaff0_kerbside-bench-staff-key-not-a-secret"
+ROUTE_CREW = "North crew"
+ROUTE_STOPS = 50
+
+
+def _work_orders(conn: psycopg.Connection[Any], jurisdiction_id: int) -> None:
+    """A staff API key of the demo city, and 50 open tickets assigned to the North crew."""
+    prefix = BENCH_STAFF_KEY.split("_")[1]
+    conn.execute(
+        "INSERT INTO api_key (jurisdiction_id, name, prefix, key_hash, role)"
+        " VALUES (%s, 'bench staff', %s, %s, 'staff') ON CONFLICT (prefix) DO NOTHING",
+        (jurisdiction_id, prefix, hashlib.sha256(BENCH_STAFF_KEY.encode()).hexdigest()),
+    )
+    conn.execute(
+        """
+        WITH crew AS (SELECT id FROM crew WHERE jurisdiction_id = %(j)s AND name = %(crew)s),
+        picked AS (
+            SELECT t.id FROM ticket t
+            WHERE t.jurisdiction_id = %(j)s
+              AND t.status IN ('open', 'acknowledged', 'scheduled', 'in_progress', 'reopened')
+              AND t.area_id IN (SELECT area_id FROM crew_area WHERE crew_id = (TABLE crew))
+            ORDER BY t.id LIMIT %(stops)s)
+        UPDATE ticket SET crew_id = (TABLE crew), work_status = 'assigned', assigned_at = now()
+        WHERE id IN (TABLE picked)
+        """,
+        {"j": jurisdiction_id, "crew": ROUTE_CREW, "stops": ROUTE_STOPS},
+    )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ import orjson
 import psycopg
 
 from app.seed.demo import SAMPLE_TEXT
+from app.tickets.priority import priority_for
 from geo.distance import degree_box
 from geo.grid import cell_size_degrees, lock_keys
 
@@ -132,7 +134,11 @@ _COMMON: dict[str, str | None] = {
         "description",
         "reported_at",
         "acknowledge_due_at",
+        "acknowledge_warn_at",
         "resolve_due_at",
+        "resolve_warn_at",
+        "priority",
+        "reopen_within",
         "channel",
         "location_source",
         "attributes",
@@ -166,7 +172,9 @@ def pgbench_script(points: int, clients: int) -> str:
             "\\set n :n + 1",
             "\\set key random(1, 9000000000000000000)",
             "SELECT i.*, now() AS reported_at, now() + i.acknowledge_within AS acknowledge_due_at,",
-            "       now() + i.resolve_within AS resolve_due_at",
+            "       now() + i.acknowledge_within * 0.8 AS acknowledge_warn_at,",
+            "       now() + i.resolve_within AS resolve_due_at,",
+            "       now() + i.resolve_within * 0.8 AS resolve_warn_at",
             "FROM bench_intake_input i WHERE i.id = :k",
             "\\gset",
             "BEGIN;",
@@ -191,10 +199,11 @@ def store_inputs(conn: psycopg.Connection[Any], points: list[tuple[float, float]
         raise RuntimeError("the demo jurisdiction is missing")
     jurisdiction_id, prefix, max_abs_lat = jurisdiction
     services = {
-        code: (sid, float(radius), window, ack, resolve)
-        for sid, code, radius, window, ack, resolve in conn.execute(
+        code: (sid, float(radius), window, ack, resolve, priority_for(hazard * 10), reopen)
+        for sid, code, radius, window, ack, resolve, hazard, reopen in conn.execute(
             "SELECT id, code, duplicate_radius_m, duplicate_window, acknowledge_within,"
-            " resolve_within FROM service WHERE jurisdiction_id = %s",
+            " resolve_within, hazard_level, reopen_within FROM service"
+            " WHERE jurisdiction_id = %s",
             (jurisdiction_id,),
         )
     }
@@ -208,14 +217,14 @@ def store_inputs(conn: psycopg.Connection[Any], points: list[tuple[float, float]
             acknowledge_within interval, resolve_within interval, channel text,
             location_source text, attributes text, notify bool, actor_label text,
             principal text, request_hash text, keep interval, body bytea, status int,
-            photos int
+            photos int, priority int, reopen_within interval
         )
         """
     )
     body = b'{"report": {}, "ticket": {}, "joined_existing": false}'.ljust(1500, b" ")
     with conn.cursor().copy("COPY bench_intake_input FROM STDIN") as copy:
         for i, (lon, lat) in enumerate(points):
-            sid, radius, window, ack, resolve = services[service_for(i)]
+            sid, radius, window, ack, resolve, priority, reopen = services[service_for(i)]
             cell = cell_size_degrees(radius, float(max_abs_lat))
             copy.write_row(
                 (
@@ -243,6 +252,8 @@ def store_inputs(conn: psycopg.Connection[Any], points: list[tuple[float, float]
                     body,
                     201,
                     0,
+                    priority,
+                    reopen,
                 )
             )
     conn.execute("ANALYZE bench_intake_input")
@@ -258,6 +269,51 @@ def report_counts(conn: psycopg.Connection[Any], after_id: int) -> dict[str, Any
     reports, joined = int(row[0]), int(row[1])
     share = round(joined / reports, 3) if reports else None
     return {"reports": reports, "joined": joined, "joined_share": share}
+
+
+def photo_counts(conn: psycopg.Connection[Any], after_id: int) -> dict[str, Any]:
+    """Photos of reports filed after ``after_id``, by status, when the measured run ended.
+
+    Uploads are accepted before they are processed, so ``photos_pending`` is the backlog the
+    run left behind, and ``photos_ready`` what was processed while it ran.
+    """
+    rows = conn.execute(
+        "SELECT p.status, count(*) FROM photo p JOIN report r ON r.id = p.report_id"
+        " WHERE r.id > %s GROUP BY p.status",
+        (after_id,),
+    ).fetchall()
+    by_status = {str(status): int(n) for status, n in rows}
+    return {f"photos_{s}": by_status.get(s, 0) for s in ("pending", "ready", "failed")}
+
+
+def photo_drain(conn: psycopg.Connection[Any], after_id: int, seconds: float) -> dict[str, Any]:
+    """How fast the server processes the photos a run left pending, with no other load.
+
+    Watches for up to ``seconds`` (or until none is pending) and returns the photos finished
+    (ready or failed) per second over that time.
+    """
+    query = (
+        "SELECT count(*) FILTER (WHERE p.status = 'pending'), count(*) FROM photo p"
+        " JOIN report r ON r.id = p.report_id WHERE r.id > %s"
+    )
+
+    def pending() -> int:
+        row = conn.execute(query, (after_id,)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    start, began = pending(), time.monotonic()
+    left = start
+    while left and time.monotonic() - began < seconds:
+        time.sleep(0.5)
+        left = pending()
+    elapsed = time.monotonic() - began
+    done = start - left
+    return {
+        "drain_seconds": round(elapsed, 1),
+        "drain_photos": done,
+        "drain_photos_per_s": round(done / elapsed, 2) if elapsed else None,
+    }
 
 
 def last_report_id(conn: psycopg.Connection[Any]) -> int:

@@ -126,6 +126,12 @@ def run_wrk(
             "mean": round(raw["mean_us"] / 1000, 3),
         },
         "errors": {"non_2xx": raw["non2xx"], "socket": socket_errors},
+        # The server's own figure (its Server-Timing header), where it sends one.
+        "server_timing_ms": {
+            k: raw[f"server_{k}_us"] / 1000 for k in ("p50", "p90", "p95", "p99", "max")
+        }
+        if raw.get("server_timing_n")
+        else None,
     }
 
 

@@ -36,8 +36,17 @@ join existing tickets (the share is recorded).
 `KERBSIDE_ENV=production`, the default database pool, and the per-address report rate limit
 off (every request comes from 127.0.0.1). tipg 1.x (`tipg.main:app`, same worker count, its
 default settings) serves the `ticket` table of the same database. Peak RSS is the largest
-sum of resident memory over the server's whole process tree (master and workers), sampled
-five times a second during each workload.
+sum of resident memory over the server's whole process tree (master, workers and
+multiprocessing's resource tracker), sampled five times a second during each workload; it is
+the figure in the table, and the one the memory targets are checked against. The idle tree
+already holds about 310 MB of it (each worker 130 to 140 MB once the app is imported), so the
+details also give each process's share at the peak and the largest single process. Photo
+uploads are processed after they are accepted, so `photo_upload` also reports how many photos
+were still pending when the run ended, how fast the server then processed them with no other
+load, and the memory peak while it did. Its target says "excluding transfer": the details give
+the server's own time from the last byte of the upload to the answer (its `Server-Timing`
+header), while the table, and the target check, keep wrk's latency, which includes reading
+the 4 MB body, the stricter of the two.
 
 **Load generators.** HTTP: `wrk` (C, an event loop per thread, Lua scripts in
 `bench/wrk/workload.lua` that walk prepared URLs and bodies and give each POST a unique
@@ -90,6 +99,7 @@ def _target(entry: dict[str, Any]) -> str:
         "peak_rss_mb_max": "RSS ≤ {:g} MB",
         "photos_per_s_min": "≥ {:g} photos/s",
         "median_ms_max": "median ≤ {:g} ms",
+        "p50_ms_max": "p50 ≤ {:g} ms",
     }
     text = ", ".join(words[k].format(v) for k, v in target.items() if k in words)
     met = entry.get("target_met")
@@ -188,6 +198,31 @@ def details(results: dict[str, Any]) -> list[str]:
                 f"- `{e['name']}`: {x['reports']:,} reports filed in the measured run, "
                 f"{x['joined']:,} joined an existing ticket ({(x.get('joined_share') or 0):.0%})."
             )
+        if e["status"] == "ok" and "photos_pending" in x:
+            lines.append(
+                f"- `{e['name']}`: uploads are accepted, then processed. When the run ended, "
+                f"{x['photos_ready']:,} of its photos were processed, {x['photos_failed']:,} had "
+                f"failed and {x['photos_pending']:,} were pending. With no other load the server "
+                f"then processed {x.get('drain_photos', 0):,} in {x.get('drain_seconds')} s "
+                f"({x.get('drain_photos_per_s')} photos/s over all its processes), peaking at "
+                f"{x.get('drain_peak_rss_mb')} MB summed ({x.get('drain_peak_rss_process_mb')} MB "
+                "in its largest process)."
+            )
+        if e["status"] == "ok" and x.get("server_timing_ms") and e["name"] == "photo_upload":
+            t = x["server_timing_ms"]
+            lines.append(
+                f"- `{e['name']}`: excluding the upload's transfer (the server's `Server-Timing`, "
+                f"from the last byte of the upload to the answer): p50 {t['p50']:g} ms, "
+                f"p95 {t['p95']:g} ms, p99 {t['p99']:g} ms, max {t['max']:g} ms. The table's "
+                "latencies are wrk's, from the first byte sent: on loopback, reading a 4 MB body "
+                "takes the server dozens of event-loop turns shared with the other uploads."
+            )
+        if e["status"] == "ok" and "rss_at_peak_mb" in x and e["name"] == "photo_upload":
+            lines.append(
+                f"- `{e['name']}`: peak RSS {e.get('peak_rss_mb')} MB is the sum over "
+                f"{len(x['rss_at_peak_mb'])} processes ({', '.join(map(str, x['rss_at_peak_mb']))}"
+                f" MB); the largest single process peaked at {x.get('peak_rss_process_mb')} MB."
+            )
         if e["status"] == "ok" and "bbox_side_m_median" in x:
             lines.append(
                 f"- `{e['name']}`: 2,000 boxes around workload points, each sized to hold about "
@@ -195,12 +230,19 @@ def details(results: dict[str, Any]) -> list[str]:
                 f"median {x.get('bbox_features_median')}, mean {x.get('bbox_features_mean')}), "
                 f"{x.get('bytes_per_response', 0):,} bytes per answer on average."
             )
+        if e["status"] == "ok" and e["name"] == "route_50_stops":
+            lines.append(
+                f"- `{e['name']}`: {x['runs']} plans of the dataset's {x['stops']}-stop crew day"
+                " from different starts (geo.route.plan_route in process); the routes are"
+                f" {x['length_vs_nearest_neighbour_median']:.0%} of nearest neighbour's length"
+                " (median)."
+            )
         if e["status"] == "ok" and "tiles" in x and e["name"].endswith("tile_z14"):
             lines.append(
                 f"- `{e['name']}`: all {x['tiles']} z14 tiles that overlap the city, "
                 f"{x.get('bytes_per_response', 0):,} bytes per answer on average."
             )
-        if e["status"] == "ok" and e["kind"] == "inprocess":
+        if e["status"] == "ok" and e["kind"] == "inprocess" and "input_bytes" in x:
             lines.append(
                 f"- `{e['name']}`: a {x['input_bytes'] / 1e6:.1f} MB, "
                 f"{x['input_pixels'] / 1e6:.0f} MP JPEG; {x['photos']} photos in "

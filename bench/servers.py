@@ -39,7 +39,9 @@ class MemoryWatch:
     """Samples the resident memory of a process and all its descendants, 5 times a second.
 
     ``peak_mb`` is the largest sum over the tree seen since the last ``reset()`` (so one
-    workload's peak), ``overall_peak_mb`` the largest since start.
+    workload's peak), ``overall_peak_mb`` the largest since start. ``peak_process_mb`` is the
+    largest single process since the last reset, and ``at_peak_mb`` each process's share of
+    ``peak_mb`` (largest first), so a peak can be told apart from the idle processes under it.
     """
 
     def __init__(self, pid: int, interval: float = 0.2) -> None:
@@ -47,6 +49,8 @@ class MemoryWatch:
         self.interval = interval
         self.peak_mb = 0.0
         self.overall_peak_mb = 0.0
+        self.peak_process_mb = 0.0
+        self.at_peak_mb: list[float] = []
         self.processes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -54,6 +58,8 @@ class MemoryWatch:
 
     def reset(self) -> None:
         self.peak_mb = 0.0
+        self.peak_process_mb = 0.0
+        self.at_peak_mb = []
 
     def stop(self) -> None:
         self._stop.set()
@@ -62,9 +68,13 @@ class MemoryWatch:
     def _run(self) -> None:
         while not self._stop.is_set():
             pids = tree(self.pid)
-            total = sum(_rss_bytes(p) for p in pids) / 2**20
+            each = sorted((_rss_bytes(p) / 2**20 for p in pids), reverse=True)
+            total = sum(each)
             self.processes = max(self.processes, len(pids))
-            self.peak_mb = max(self.peak_mb, total)
+            if total > self.peak_mb:
+                self.peak_mb = total
+                self.at_peak_mb = [round(mb, 1) for mb in each]
+            self.peak_process_mb = max(self.peak_process_mb, each[0] if each else 0.0)
             self.overall_peak_mb = max(self.overall_peak_mb, total)
             self._stop.wait(self.interval)
 

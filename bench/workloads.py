@@ -10,21 +10,25 @@ Probes (EXPLAIN, in-process photo processing) are functions. Later capabilities 
 from __future__ import annotations
 
 import math
+import random
 import statistics
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import psycopg
 import shapely
-from shapely.geometry import box
+from shapely.geometry import box, mapping
 
 from bench import intake
+from bench.dataset import BENCH_STAFF_KEY
 from geo.city import make_city
 from geo.distance import degree_box, metres_per_degree
+from geo.route import nearest_neighbour, plan_route
 
 # Issue 3's and 6's targets, checked where the workload runs (never a CI failure).
 INTAKE_TARGET = {"rps_min": 1000.0, "p99_ms_max": 50.0}
@@ -32,8 +36,18 @@ PHOTO_UPLOAD_TARGET = {"p99_ms_max": 150.0, "peak_rss_mb_max": 300.0}
 PHOTO_PROCESS_TARGET = {"photos_per_s_min": 8.0}
 PHOTO_MEMORY_TARGET = {"peak_rss_mb_max": 300.0}
 EXPLAIN_TARGET = {"median_ms_max": 1.0}
+WORKORDERS_POLYGON_TARGET = {"p50_ms_max": 20.0, "rps_min": 300.0}
+ROUTE_TARGET = {"median_ms_max": 100.0}
 BBOX_FEATURES = 150  # a street-sized box, as issue 6 measures
 TILE_ZOOM = 14
+VIEWPORT_FEATURES = 2_500  # a z16 map view over a dense city, as issue 6 measures
+VIEWPORT_LIMIT = 5_000  # one page holds the whole view
+CLUSTER_ZOOMS = (11, 12, 13)  # low zooms: the whole city to a few districts
+LOW_ZOOM_TILES = (10, 11, 12)
+STREET_BBOX_TARGET = {"rps_min": 1200.0}
+VIEWPORT_TARGET = {"rps_min": 120.0}
+LOW_ZOOM_TARGET = {"p50_ms_max": 30.0}
+EXPORT_MEMORY_TARGET = {"peak_rss_mb_max": 150.0}
 
 
 @dataclass
@@ -112,23 +126,66 @@ def street_bboxes(ctx: Context, count: int = 2000) -> list[tuple[float, float, f
     over either sees on the order of 150. Each box is counted at a probe size and scaled by
     the square root of 150 / count (a box's count grows with its area at street scale).
     """
-    cached = ctx.facts.get("_bboxes")
+    return sized_bboxes(ctx, BBOX_FEATURES, count, probe=150.0, sides=(10.0, 600.0), name="bbox")
+
+
+def sized_bboxes(
+    ctx: Context,
+    features: int,
+    count: int,
+    *,
+    probe: float,
+    sides: tuple[float, float],
+    name: str,
+) -> list[tuple[float, float, float, float]]:
+    """Boxes around workload points sized to hold about ``features`` tickets each (facts
+    ``<name>_side_m_median``, ``<name>_features_median``, ``<name>_features_mean``)."""
+    cached = ctx.facts.get(f"_{name}es")
     if cached is not None:
         return list(cached)
-    probe = 150.0
     boxes = []
     with ctx.connect() as conn:
         for centre in ctx.points[:count]:
             found = _count_in(conn, _bbox(centre, probe))
-            side = probe * math.sqrt(BBOX_FEATURES / found) if found else 600.0
-            boxes.append(_bbox(centre, min(max(side, 10.0), 600.0)))
+            side = probe * math.sqrt(features / found) if found else sides[1]
+            boxes.append(_bbox(centre, min(max(side, sides[0]), sides[1])))
         check = [_count_in(conn, b) for b in boxes[:300]]
-    sides = sorted(_side_m(b) for b in boxes)
-    ctx.facts["_bboxes"] = boxes
-    ctx.facts["bbox_side_m_median"] = round(sides[len(sides) // 2], 1) if sides else 0
-    ctx.facts["bbox_features_median"] = statistics.median(check) if check else 0
-    ctx.facts["bbox_features_mean"] = round(statistics.mean(check), 1) if check else 0
+    lengths = sorted(_side_m(b) for b in boxes)
+    ctx.facts[f"_{name}es"] = boxes
+    ctx.facts[f"{name}_side_m_median"] = round(lengths[len(lengths) // 2], 1) if lengths else 0
+    ctx.facts[f"{name}_features_median"] = statistics.median(check) if check else 0
+    ctx.facts[f"{name}_features_mean"] = round(statistics.mean(check), 1) if check else 0
     return boxes
+
+
+def viewport_bboxes(ctx: Context, count: int = 500) -> list[tuple[float, float, float, float]]:
+    """Boxes of about 2,500 tickets: a dashboard at zoom 16 over a dense part of the city."""
+    return sized_bboxes(
+        ctx, VIEWPORT_FEATURES, count, probe=500.0, sides=(100.0, 3000.0), name="viewport"
+    )
+
+
+def view_bboxes(
+    ctx: Context, zoom: int, count: int = 200, width_px: int = 1280, height_px: int = 800
+) -> list[tuple[float, float, float, float]]:
+    """What a ``width_px`` by ``height_px`` map shows at ``zoom`` around workload points."""
+    out = []
+    for lon, lat in ctx.points[:count]:
+        metres_per_px = 40_075_016.7 * math.cos(math.radians(lat)) / (256 * 2**zoom)
+        m_lon, m_lat = metres_per_degree(lat)
+        half_lon, half_lat = (
+            width_px * metres_per_px / 2 / m_lon,
+            height_px * metres_per_px / 2 / m_lat,
+        )
+        out.append(
+            (
+                round(lon - half_lon, 6),
+                round(lat - half_lat, 6),
+                round(lon + half_lon, 6),
+                round(lat + half_lat, 6),
+            )
+        )
+    return out
 
 
 def _side_m(b: tuple[float, float, float, float]) -> float:
@@ -202,6 +259,34 @@ def _kerbside_items(ctx: Context) -> Requests:
     return [f"/v1/tickets.geojson?bbox={_bbox_param(b)}" for b in street_bboxes(ctx)], None
 
 
+def _kerbside_viewport(ctx: Context) -> Requests:
+    return [
+        f"/v1/tickets.geojson?bbox={_bbox_param(b)}&limit={VIEWPORT_LIMIT}"
+        for b in viewport_bboxes(ctx)
+    ], None
+
+
+def _tipg_viewport(ctx: Context) -> Requests:
+    return [
+        f"/collections/public.ticket/items?bbox={_bbox_param(b)}&limit={VIEWPORT_LIMIT}"
+        for b in viewport_bboxes(ctx)
+    ], None
+
+
+def _kerbside_clusters(ctx: Context) -> Requests:
+    return [
+        f"/v1/tickets/clusters?bbox={_bbox_param(b)}&zoom={zoom}"
+        for zoom in CLUSTER_ZOOMS
+        for b in view_bboxes(ctx, zoom)
+    ], None
+
+
+def _kerbside_low_tiles(ctx: Context) -> Requests:
+    tiles = [t for zoom in LOW_ZOOM_TILES for t in city_tiles(zoom)]
+    ctx.facts["low_zoom_tiles"] = len(tiles)
+    return [f"/v1/tiles/{z}/{x}/{y}.mvt" for z, x, y in tiles], None
+
+
 def _tipg_tiles(ctx: Context) -> Requests:
     tiles = city_tiles()
     ctx.facts["tiles"] = len(tiles)
@@ -266,6 +351,19 @@ def _multipart_available(server: Any) -> str | None:
     if multipart_parts(server.operation("/v1/reports", "post")) is None:
         return "POST /v1/reports takes no multipart/form-data with photos yet"
     return None
+
+
+# -- work orders (issue 5) ------------------------------------------------------------------------
+
+
+def _workorders_polygon(ctx: Context) -> Requests:
+    """Every district of the synthetic city as a GeoJSON polygon body, in turn."""
+    districts = make_city().districts
+    ctx.facts["district_vertices_median"] = statistics.median(
+        shapely.get_num_coordinates(d.geom) for d in districts
+    )
+    bodies = [orjson.dumps(mapping(d.geom)) for d in districts]
+    return ["/v1/workorders/search"], bodies
 
 
 HTTP_WORKLOADS: tuple[HttpWorkload, ...] = (
@@ -338,6 +436,7 @@ HTTP_WORKLOADS: tuple[HttpWorkload, ...] = (
         _kerbside_items,
         "read",
         facts=("bbox_side_m_median", "bbox_features_median", "bbox_features_mean"),
+        target=STREET_BBOX_TARGET,
     ),
     HttpWorkload(
         "kerbside_tile_z14",
@@ -353,6 +452,46 @@ HTTP_WORKLOADS: tuple[HttpWorkload, ...] = (
         connections=8,
         timeout_s=15.0,
         facts=("tiles",),
+    ),
+    HttpWorkload(
+        "kerbside_items_z16",
+        "GET /v1/tickets.geojson?bbox=&limit=5000 (a z16 view, ~2,500 features)",
+        "kerbside",
+        "map",
+        "GET",
+        "/v1/tickets.geojson",
+        _kerbside_viewport,
+        "read",
+        connections=8,
+        timeout_s=15.0,
+        facts=("viewport_side_m_median", "viewport_features_median", "viewport_features_mean"),
+        target=VIEWPORT_TARGET,
+    ),
+    HttpWorkload(
+        "kerbside_clusters_low_zoom",
+        "GET /v1/tickets/clusters?bbox=&zoom= (1280x800 views at zoom 11-13)",
+        "kerbside",
+        "map",
+        "GET",
+        "/v1/tickets/clusters",
+        _kerbside_clusters,
+        "read",
+        # Latency as a few dashboard users see it, not a queue of 32.
+        connections=4,
+        target=LOW_ZOOM_TARGET,
+    ),
+    HttpWorkload(
+        "kerbside_tile_low_zoom",
+        "GET /v1/tiles/{z}/{x}/{y}.mvt at zoom 10-12 (clusters; every tile of the city)",
+        "kerbside",
+        "map",
+        "GET",
+        "/v1/tiles/{z}/{x}/{y}.mvt",
+        _kerbside_low_tiles,
+        "read",
+        connections=4,
+        facts=("low_zoom_tiles",),
+        target=LOW_ZOOM_TARGET,
     ),
     HttpWorkload(
         "tipg_items_bbox",
@@ -380,6 +519,35 @@ HTTP_WORKLOADS: tuple[HttpWorkload, ...] = (
         timeout_s=15.0,
         facts=("tiles",),
     ),
+    HttpWorkload(
+        "tipg_items_z16",
+        "tipg GET /collections/public.ticket/items?bbox=&limit=5000 (same z16 views)",
+        "tipg",
+        "map",
+        "GET",
+        None,
+        _tipg_viewport,
+        "read",
+        connections=8,
+        timeout_s=15.0,
+        facts=("viewport_side_m_median", "viewport_features_median", "viewport_features_mean"),
+    ),
+    HttpWorkload(
+        "workorders_polygon",
+        "POST /v1/workorders/search (a district polygon, staff key, 50 a page, 8 connections)",
+        "kerbside",
+        "map",
+        "POST",
+        "/v1/workorders/search",
+        _workorders_polygon,
+        "read",
+        # Issue 5 asks for p50 <= 20 ms at >= 300 req/s: about 6 requests in flight (Little's
+        # law). With 32 closed-loop connections the p50 would be 32 / rps, a queue, not a latency.
+        connections=8,
+        headers={"Content-Type": "application/json", "X-API-Key": BENCH_STAFF_KEY},
+        facts=("district_vertices_median",),
+        target=WORKORDERS_POLYGON_TARGET,
+    ),
 )
 
 # (numerator, denominator, label): computed within one run.
@@ -387,6 +555,7 @@ RATIOS: tuple[tuple[str, str, str], ...] = (
     ("intake_json", "intake_sql_ceiling", "Kerbside ÷ database ceiling"),
     ("kerbside_items_bbox", "tipg_items_bbox", "Kerbside ÷ tipg"),
     ("kerbside_tile_z14", "tipg_tile_z14", "Kerbside ÷ tipg"),
+    ("kerbside_items_z16", "tipg_items_z16", "Kerbside ÷ tipg"),
 )
 
 
@@ -432,6 +601,7 @@ def explain_duplicate_lookup(ctx: Context, runs: int) -> dict[str, Any]:
                     "radius_m": radius,
                     "reported_at": now,
                     "window": window,
+                    "reopen_within": timedelta(days=14),
                 }
 
             explain = text("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + find.text)
@@ -474,3 +644,38 @@ def _index_names(node: dict[str, Any]) -> set[str]:
     for child in node.get("Plans", []):
         found |= _index_names(child)
     return found
+
+
+def route_probe(ctx: Context, runs: int) -> dict[str, Any]:
+    """``geo.route.plan_route`` over the dataset's 50-stop crew day (bench/dataset.py), timed
+    in process: the day route's own cost, without HTTP or the query."""
+    with ctx.connect() as conn:
+        stops = [
+            (float(x), float(y))
+            for x, y in conn.execute(
+                "SELECT ST_X(location), ST_Y(location) FROM ticket WHERE work_status IS NOT NULL"
+                " AND status IN ('open', 'acknowledged', 'scheduled', 'in_progress', 'reopened')"
+                " ORDER BY id LIMIT 50"
+            )
+        ]
+    if len(stops) < 50:  # an older dataset: 50 of the workload points instead
+        stops = ctx.points[:50]
+    rng = random.Random(50)
+    timings, lengths = [], []
+    for _ in range(runs):
+        start = rng.choice(ctx.points)
+        started = time.perf_counter()
+        route = plan_route(start, stops)
+        timings.append((time.perf_counter() - started) * 1000)
+        lengths.append(route.total_m / nearest_neighbour(start, stops).total_m)
+    timings.sort()
+    return {
+        "runs": runs,
+        "stops": len(stops),
+        "execution_ms": {
+            "median": round(statistics.median(timings), 2),
+            "p95": round(timings[min(len(timings) - 1, int(0.95 * len(timings)))], 2),
+            "max": round(timings[-1], 2),
+        },
+        "length_vs_nearest_neighbour_median": round(statistics.median(lengths), 3),
+    }

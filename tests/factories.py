@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from fastapi_users.password import PasswordHelper
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role, User
 from app.crews.models import Crew, crew_area
 from app.jurisdictions.models import Area, Jurisdiction, Service
+from app.tickets.models import Ticket
 from geo.city import City, make_city
 
 _counter = itertools.count(1)
@@ -105,3 +107,83 @@ async def make_user(
     db.add(user)
     await db.flush()
     return user
+
+
+# -- tickets as work orders (appended for the crews and work-order tests) ----------------------
+
+_ticket_numbers = itertools.count(1)
+
+
+async def make_ticket(
+    db: AsyncSession,
+    jurisdiction: Jurisdiction,
+    service: Service,
+    lon: float,
+    lat: float,
+    *,
+    status: str = "open",
+    priority: int = 3,
+    crew: Crew | None = None,
+    work_status: str | None = None,
+    reported_at: datetime | None = None,
+    resolve_due_at: datetime | Literal["from_service"] | None = "from_service",
+    **columns: Any,
+) -> Ticket:
+    """One ticket at (lon, lat) in the area that holds it, written straight to the database.
+
+    Due times follow the service's levels from ``reported_at`` unless ``resolve_due_at`` is
+    given (``None``: no resolve deadline). A ``crew`` gets the ticket as ``assigned`` unless
+    ``work_status`` says otherwise.
+    """
+    reported = reported_at or datetime.now(UTC) - timedelta(hours=1)
+    area_id = (
+        await db.execute(
+            text(
+                "SELECT id FROM area WHERE jurisdiction_id = :j"
+                " AND ST_Covers(geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"
+                " ORDER BY id LIMIT 1"
+            ),
+            {"j": jurisdiction.id, "lon": lon, "lat": lat},
+        )
+    ).scalar_one_or_none()
+    ack = service.acknowledge_within
+    fix = service.resolve_within
+    if resolve_due_at == "from_service":
+        due = reported + fix if fix else None
+        warn = reported + fix * 0.8 if fix else None
+    else:
+        due = resolve_due_at
+        warn = None if due is None else due - (due - reported) * 0.2
+    ticket = Ticket(
+        reference=f"T-2026-{next(_ticket_numbers):06d}",
+        jurisdiction_id=jurisdiction.id,
+        service_id=service.id,
+        area_id=area_id,
+        location=f"SRID=4326;POINT({lon} {lat})",
+        status=status,
+        priority=priority,
+        report_count=1,
+        first_reported_at=reported,
+        last_reported_at=reported,
+        acknowledge_due_at=reported + ack if ack else None,
+        acknowledge_warn_at=reported + ack * 0.8 if ack else None,
+        resolve_due_at=due,
+        resolve_warn_at=warn,
+        crew_id=crew.id if crew else None,
+        work_status=work_status or ("assigned" if crew else None),
+        assigned_at=reported if crew else None,
+        **columns,
+    )
+    db.add(ticket)
+    await db.flush()
+    return ticket
+
+
+async def bearer_headers(settings: Any, user: User) -> dict[str, str]:
+    """An ``Authorization`` header for ``user`` without the sign-in round trip."""
+    from fastapi_users.authentication import JWTStrategy
+
+    strategy: JWTStrategy[User, Any] = JWTStrategy(
+        secret=settings.secret_key.get_secret_value(), lifetime_seconds=600
+    )
+    return {"Authorization": f"Bearer {await strategy.write_token(user)}"}

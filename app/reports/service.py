@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core import idempotency
 from app.core.errors import InvalidInput, NotAuthenticated
 from app.jurisdictions.catalog import Catalog, JurisdictionInfo, ServiceInfo
-from app.media.service import StoredPhoto
+from app.media.service import AcceptedPhoto
 from app.reports import repository as sql
 from app.reports.models import Channel, ContactKind, LocationSource
 from app.reports.schemas import (
@@ -30,7 +30,9 @@ from app.reports.schemas import (
     ReportIn,
     ReportOut,
 )
+from app.tickets.priority import priority_for
 from app.tickets.schemas import PhotoRef, TicketSummary, summary_fields
+from app.tickets.sla import deadline
 from geo.distance import near_params
 from geo.grid import lock_keys
 from geo.validation import check_lonlat, swapped
@@ -62,7 +64,7 @@ async def submit_report(
     *,
     channel: Channel,
     base_url: str,
-    photos: Sequence[StoredPhoto] = (),
+    photos: Sequence[AcceptedPhoto] = (),
     now: datetime | None = None,
     claim: idempotency.Claim | None = None,
 ) -> tuple[ReportAccepted, int]:
@@ -84,10 +86,9 @@ async def submit_report(
     reported_at = _reported_at(report.reported_at, now, trusted=submitter.trusted)
 
     contact = report.contact
-    new_ticket_due = (
-        _due(reported_at, service.acknowledge_within),
-        _due(reported_at, service.resolve_within),
-    )
+    calendar = jurisdiction.calendar if service.counts_business_hours else None
+    acknowledge = deadline(reported_at, service.acknowledge_within, calendar)
+    resolve = deadline(reported_at, service.resolve_within, calendar)
     # Serialise with every concurrent report of this service nearby (and claim the key).
     keys = lock_keys(lon, lat, service.duplicate_radius_m, service.lock_cell_deg)
     claimed = (
@@ -113,8 +114,12 @@ async def submit_report(
             "window": service.duplicate_window,
             "jurisdiction_id": jurisdiction.id,
             "prefix": jurisdiction.reference_prefix,
-            "acknowledge_due_at": new_ticket_due[0],
-            "resolve_due_at": new_ticket_due[1],
+            "acknowledge_due_at": acknowledge.due_at if acknowledge else None,
+            "acknowledge_warn_at": acknowledge.warn_at if acknowledge else None,
+            "resolve_due_at": resolve.due_at if resolve else None,
+            "resolve_warn_at": resolve.warn_at if resolve else None,
+            "priority": priority_for(service.hazard_level * 10),
+            "reopen_within": service.reopen_within,
             "channel": channel.value,
             "accuracy_m": accuracy,
             "location_source": source.value,
@@ -141,7 +146,11 @@ async def submit_report(
         )
         age = row.age_seconds
         explanation = (
-            f"Joined {row.reference}: an open {service.name().lower()} ticket "
+            f"Reopened {row.reference}: a {service.name().lower()} ticket fixed within the last "
+            f"{_human(service.reopen_within)}, {matched.distance_m:g} m away (within "
+            f"{service.duplicate_radius_m:g} m); the problem is back"
+            if row.reopened
+            else f"Joined {row.reference}: an open {service.name().lower()} ticket "
             f"{matched.distance_m:g} m away (within {service.duplicate_radius_m:g} m), "
             f"last reported {_human(timedelta(seconds=abs(age)))} "
             f"{'before' if age >= 0 else 'after'} this report "
@@ -165,16 +174,17 @@ async def submit_report(
                     "report_id": row.report_id,
                     "storage_key": photo.storage_key,
                     "thumbnail_key": photo.thumbnail_key,
+                    "original_key": photo.original_key,
                     "content_type": photo.content_type,
                     "width": photo.width,
                     "height": photo.height,
-                    "bytes": photo.size,
-                    "sha256": photo.sha256,
                     "taken_at": photo.taken_at,
                 },
             )
         ).scalar_one()
-        photo_refs.append(photo_ref(base_url, public_id, photo.width, photo.height))
+        photo_refs.append(
+            photo_ref(base_url, public_id, photo.width, photo.height, status="pending")
+        )
 
     accepted = ReportAccepted(
         report=ReportOut(
@@ -197,19 +207,28 @@ async def submit_report(
             **summary_fields(row, base_url, service_code=service.code, service_name=service.name())
         ),
         joined_existing=matched is not None,
+        reopened=bool(row.reopened),
         match=matched,
         explanation=explanation,
     )
     return accepted, int(row.report_id)
 
 
-def photo_ref(base_url: str, public_id: uuid.UUID, width: int, height: int) -> PhotoRef:
+def photo_ref(
+    base_url: str,
+    public_id: uuid.UUID,
+    width: int,
+    height: int,
+    *,
+    status: Literal["pending", "ready", "failed"] = "ready",
+) -> PhotoRef:
     return PhotoRef(
         id=public_id,
         url=f"{base_url}/v1/photos/{public_id}.jpg",
         thumbnail_url=f"{base_url}/v1/photos/{public_id}/thumbnail.jpg",
         width=width,
         height=height,
+        status=status,
     )
 
 
@@ -217,7 +236,7 @@ def photo_ref(base_url: str, public_id: uuid.UUID, width: int, height: int) -> P
 
 
 def _location(
-    report: ReportIn, photos: Sequence[StoredPhoto]
+    report: ReportIn, photos: Sequence[AcceptedPhoto]
 ) -> tuple[float, float, float | None, LocationSource]:
     if report.location is not None:
         lon, lat, accuracy = report.location.lon, report.location.lat, report.location.accuracy_m
@@ -392,10 +411,6 @@ async def _store_contacts(
         )
         out.append(ContactOut(kind=kind.value, address=address, display_name=contact.name))
     return out
-
-
-def _due(start: datetime, within: timedelta | None) -> datetime | None:
-    return start + within if within is not None else None
 
 
 def _human(span: timedelta) -> str:

@@ -50,6 +50,7 @@ function init(args)
   idx = tid - 1
   sent = 0
   non2xx = 0
+  timings = {}
 end
 
 function request()
@@ -67,6 +68,26 @@ end
 
 function response(status, headers, body)
   if status < 200 or status > 299 then non2xx = non2xx + 1 end
+  -- The server's own time for the answer (Server-Timing: name;dur=ms), when it sends one.
+  local timing = headers["server-timing"] or headers["Server-Timing"]
+  if timing then
+    local ms = timing:match("dur=([%d%.]+)")
+    if ms then timings[#timings + 1] = tonumber(ms) end
+  end
+end
+
+local function server_timing()
+  local all = {}
+  for _, t in ipairs(threads) do
+    for _, ms in ipairs(t:get("timings") or {}) do all[#all + 1] = ms end
+  end
+  if #all == 0 then return "" end
+  table.sort(all)
+  local function pct(p) return all[math.max(1, math.ceil(#all * p / 100))] * 1000 end
+  return string.format(
+    ', "server_timing_n": %d, "server_p50_us": %d, "server_p90_us": %d, "server_p95_us": %d, ' ..
+    '"server_p99_us": %d, "server_max_us": %d',
+    #all, pct(50), pct(90), pct(95), pct(99), all[#all] * 1000)
 end
 
 function done(summary, latency, requests)
@@ -76,8 +97,8 @@ function done(summary, latency, requests)
   io.write(string.format(
     'BENCH_JSON {"requests": %d, "duration_us": %d, "bytes": %d, "non2xx": %d, ' ..
     '"connect_errors": %d, "read_errors": %d, "write_errors": %d, "timeouts": %d, ' ..
-    '"p50_us": %d, "p90_us": %d, "p95_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f}\n',
+    '"p50_us": %d, "p90_us": %d, "p95_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f%s}\n',
     summary.requests, summary.duration, summary.bytes, n, e.connect, e.read, e.write,
     e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(95),
-    latency:percentile(99), latency.max, latency.mean))
+    latency:percentile(99), latency.max, latency.mean, server_timing()))
 end
