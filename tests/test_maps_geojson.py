@@ -87,6 +87,7 @@ async def test_valid_feature_collection_in_lon_lat_order(
     assert props["area_code"] == "D01"
     assert props["description"] == 'Deep "one", by the kerb'
     assert props["sla_state"] == "ok"
+    assert props["expected_by"] == props["resolve_due_at"]  # open, nothing scheduled
     assert props["has_photo"] is False
     assert props["created_at"].endswith("Z")
     assert props["url"].endswith(f"/v1/tickets/{made.reference}")

@@ -16,7 +16,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from app.tickets.sla import sla_state_sql
+from app.tickets.sla import expected_by_sql, sla_state_sql
 from geo.bbox import BBox
 
 # A ticket's location as the public sees it (aliases t = ticket, s = service). The grid is
@@ -69,6 +69,7 @@ PUBLIC_PROPERTIES: dict[str, str] = {
     "acknowledge_due_at": _ts("t.acknowledge_due_at"),
     "resolve_due_at": _ts("t.resolve_due_at"),
     "sla_state": sla_state_sql("t"),
+    "expected_by": _ts(expected_by_sql("t")),
     "has_photo": "EXISTS (SELECT 1 FROM photo p WHERE p.ticket_id = t.id AND p.public)",
     "url": "CAST(:base_url AS text) || '/v1/tickets/' || t.reference",
 }
