@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     photo_decode_nice: int = Field(default=10, ge=0, le=19)  # lower CPU priority of decoding
     photo_lease_seconds: int = Field(default=60, ge=5, le=3600)  # one try's hold on a photo
     photo_max_attempts: int = Field(default=3, ge=1, le=20)
+    # Refuse new photo uploads (503, Retry-After) while this many wait to be processed; 0: never.
+    photo_max_pending: int = Field(default=2000, ge=0)
     photo_sweep_seconds: float = Field(default=10.0, gt=0, le=3600)  # look for photos left pending
 
     # Mail (account verification and password reset). Unset host: mail is logged, not sent.

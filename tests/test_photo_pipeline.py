@@ -144,6 +144,33 @@ async def test_upload_is_accepted_without_decoding_and_answers_pending(
 
 
 @pytest.mark.usefixtures("pothole")
+async def test_a_full_backlog_refuses_photos_before_storing_anything(
+    app: FastAPI, client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    app.state.settings = app.state.settings.model_copy(update={"photo_max_pending": 2})
+    await _submit(client, jpeg())
+    await _submit(client, jpeg())  # two photos pending: the limit
+    originals = settings.media_dir / "originals"
+    kept_before = {p for p in originals.rglob("*") if p.is_file()}
+    reports_before = (await db.execute(text("SELECT count(*) FROM report"))).scalar_one()
+
+    refused = await client.post("/v1/reports", **_form(jpeg()))
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.headers["retry-after"] == "60"
+    assert refused.json()["type"].endswith("/photo-backlog-full")
+    # No new original was stored (processing may meanwhile remove some: a subset, then).
+    assert {p for p in originals.rglob("*") if p.is_file()} <= kept_before
+    assert (await db.execute(text("SELECT count(*) FROM report"))).scalar_one() == reports_before
+    # A report without photos still goes in.
+    plain = await client.post(
+        "/v1/reports",
+        json={"service_code": "pothole", "location": {"lon": CENTER[0], "lat": CENTER[1]}},
+    )
+    assert plain.status_code == 201, plain.text
+
+
+@pytest.mark.usefixtures("pothole")
 async def test_processing_makes_stripped_upright_files_and_deletes_the_original(
     client: httpx.AsyncClient, app: FastAPI, db: AsyncSession, settings: Settings
 ) -> None:

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.errors import (
@@ -119,6 +120,35 @@ class AcceptedUploads:
         if not self._writing.cancelled():
             self._writing.exception()  # retrieved, so asyncio does not log it as lost
         await self._pipeline.discard(self.photos)
+
+
+class PhotoBacklogFull(ServiceUnavailable):
+    slug, title = "photo-backlog-full", "Too many photos waiting to be processed"
+
+
+# Counts at most limit + 1 rows of the partial index ix_photo_pending: cheap however long the
+# backlog is.
+_PENDING = text(
+    "SELECT count(*) FROM (SELECT 1 FROM photo WHERE status = 'pending' LIMIT :limit) AS p"
+)
+
+
+async def ensure_photo_backlog_below(session: AsyncSession, limit: int) -> None:
+    """503 (with Retry-After) before accepting more photos while ``limit`` are still waiting.
+
+    Accepted photos keep their originals in storage until processed; under sustained overload
+    the backlog (and the disk it uses) would otherwise grow without bound. Refusing before
+    anything is stored keeps "accepted means kept" true; the app retries later. 0: no limit.
+    """
+    if limit <= 0:
+        return
+    waiting = (await session.execute(_PENDING, {"limit": limit + 1})).scalar_one()
+    if waiting >= limit:
+        raise PhotoBacklogFull(
+            f"{waiting:,} photos are waiting to be processed; send this report again in a"
+            " minute (a report without photos is accepted now)",
+            headers={"Retry-After": "60"},
+        )
 
 
 class PhotoStillProcessing(ServiceUnavailable):

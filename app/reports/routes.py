@@ -21,7 +21,7 @@ from app.core.errors import BadRequest, InvalidInput, PayloadTooLarge, Unsupport
 from app.core.multipart import Part, read_parts
 from app.core.ratelimit import client_ip, rate_limit
 from app.db import SessionDep
-from app.media.service import AcceptedUploads, PhotoPipeline
+from app.media.service import AcceptedUploads, PhotoPipeline, ensure_photo_backlog_below
 from app.reports import queries
 from app.reports.models import Channel
 from app.reports.schemas import ReportAccepted, ReportIn, ReportOut
@@ -145,6 +145,7 @@ async def create_report(
     # makes the stored files once the report has committed.
     photos: AcceptedUploads | None = None
     if uploads:
+        await ensure_photo_backlog_below(session, settings.photo_max_pending)
         photos = await pipeline.accept(uploads)
     try:
         accepted, report_id = await submit_report(
