@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import orjson
@@ -145,13 +146,15 @@ async def add_event(
     public: bool = True,
     actor: Principal | None = None,
     actor_label: str | None = None,
+    actor_user_id: uuid.UUID | None = None,
     report_id: int | None = None,
     note: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> int:
     """Append one line to the ticket's timeline; returns its id.
 
-    ``actor`` is who did it; ``actor_label`` names a non-person actor ("system").
+    ``actor`` is who did it; without one, ``actor_label`` (and ``actor_user_id``, for a
+    signed-in person acting as a citizen) say who.
     """
     event_id: int = (
         await session.execute(
@@ -160,7 +163,7 @@ async def add_event(
                 "ticket_id": ticket_id,
                 "kind": kind.value,
                 "public": public,
-                "actor_user_id": actor.user_id if actor else None,
+                "actor_user_id": actor.user_id if actor else actor_user_id,
                 "actor_label": actor.label if actor else actor_label,
                 "report_id": report_id,
                 "note": note,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -102,21 +101,15 @@ async def support_or_follow(
             )
         ).scalar_one()
     if not already:
-        event_kind = EventKind.supporter_added if support else EventKind.follower_added
-        await session.execute(
-            text(
-                "INSERT INTO ticket_event"
-                " (ticket_id, kind, public, actor_user_id, actor_label, data)"
-                " VALUES (:t, :kind, :public, :user_id, :label, CAST(:data AS jsonb))"
-            ),
-            {
-                "t": ticket.id,
-                "kind": event_kind.value,
-                "public": support,
-                "user_id": user_id,
-                "label": actor_label,
-                "data": orjson.dumps({"count": count} if support else {}).decode(),
-            },
+        await tickets_sql.add_event(
+            session,
+            ticket.id,
+            EventKind.supporter_added if support else EventKind.follower_added,
+            at=clock.now(),
+            public=support,
+            actor_label=actor_label,
+            actor_user_id=user_id,
+            data={"count": count} if support else {},
         )
     return SupportOut(
         reference=ticket.reference, supporter_count=count, subscribed=True, already=already
