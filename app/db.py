@@ -7,6 +7,7 @@ The engine is made in the application's lifespan (never at import time). A reque
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -24,7 +25,19 @@ from sqlalchemy.ext.asyncio import (
 from app.settings import Settings
 
 
-def make_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+def make_engine(
+    settings: Settings, *, pool_size: int | None = None, parallel_query: bool = False
+) -> AsyncEngine:
+    """The engine; ``parallel_query`` lets the planner use parallel workers (batch jobs).
+
+    Request statements run without: they read a page in a few milliseconds, while parallel
+    workers (which the planner picks for costly filters such as a district polygon) take
+    tens of milliseconds to start and compete for the same cores under load.
+    """
+    options = f"-c statement_timeout={settings.database_statement_timeout_ms}"
+    options += " -c timezone=UTC -c jit=off"
+    if not parallel_query:
+        options += " -c max_parallel_workers_per_gather=0"
     return create_async_engine(
         settings.async_database_url,
         pool_size=pool_size or settings.database_pool_size,
@@ -35,11 +48,7 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEng
         pool_recycle=1800,
         # JIT compiles for queries it guesses are long; ours are short and its guesses cost
         # tens of milliseconds each (measured on the work-order searches at 1M tickets).
-        connect_args={
-            "options": f"-c statement_timeout={settings.database_statement_timeout_ms}"
-            " -c timezone=UTC -c jit=off",
-            "application_name": "kerbside",
-        },
+        connect_args={"options": options, "application_name": "kerbside"},
     )
 
 
@@ -62,6 +71,37 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": the commit happens when the route returns, before the response is sent, so a
 # client never sees 201 for a write that then fails to commit.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+
+def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions whose statements each commit on their own (the pool's connections, no BEGIN)."""
+    return make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+
+@contextlib.asynccontextmanager
+async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for work that reads (and at most makes one-statement writes).
+
+    Without a transaction there are no BEGIN and COMMIT round trips: two of the four a
+    read-only request would otherwise make. Each statement sees its own snapshot, so code
+    reading through it must not need two statements to agree. When the application's sessions
+    are bound to one connection (the tests' rolled-back transaction), that is used instead.
+    """
+    state = request.app.state
+    sessionmaker: async_sessionmaker[AsyncSession] = (
+        getattr(state, "read_sessionmaker", None) or state.sessionmaker
+    )
+    async with sessionmaker() as session:
+        yield session
+        await session.commit()  # nothing to commit in autocommit; ends a bound savepoint
+
+
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with read_session(request) as session:
+        yield session
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 
 
 class HotStatement:

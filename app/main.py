@@ -14,7 +14,7 @@ from app.core.errors import install_error_handlers
 from app.core.limits import BodySizeLimitMiddleware
 from app.core.logging import RequestContextMiddleware, configure_logging
 from app.crews.routes import router as crews_router
-from app.db import make_engine, make_sessionmaker
+from app.db import make_engine, make_read_sessionmaker, make_sessionmaker
 from app.health.routes import router as health_router
 from app.jurisdictions.catalog import Catalog
 from app.jurisdictions.routes import router as jurisdictions_router
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if owns_engine:
             app.state.engine = make_engine(settings)
             app.state.sessionmaker = make_sessionmaker(app.state.engine)
+            app.state.read_sessionmaker = make_read_sessionmaker(app.state.engine)
         # Photos accepted by this process are processed here, after their reports commit.
         app.state.photos.start(app.state.sessionmaker)
         # What start-up made lives as long as the process: keep the cyclic garbage collector
@@ -84,18 +85,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID", "ETag", "Location"],
         )
     app.add_middleware(RequestContextMiddleware)
+    # Requests are matched against routes in this order: the busiest first (maps, intake,
+    # work orders); maps also before tickets for /v1/tickets/clusters.
+    app.include_router(maps_router)
+    app.include_router(reports_router)
+    app.include_router(workorders_router)
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(jurisdictions_router)
-    app.include_router(reports_router)
     app.include_router(imports_router)
-    app.include_router(maps_router)  # before tickets: /v1/tickets/clusters
     app.include_router(tickets_router)
     app.include_router(workflow_router)
     app.include_router(templates_router)
     app.include_router(photos_router)
     app.include_router(crews_router)
-    app.include_router(workorders_router)
     return app
 
 

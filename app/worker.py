@@ -104,7 +104,7 @@ async def run_worker(
     settings: Settings, *, once: bool = False, jobs: list[Job] | None = None
 ) -> None:
     jobs = jobs if jobs is not None else default_jobs(settings)
-    engine = make_engine(settings, pool_size=2)
+    engine = make_engine(settings, pool_size=2, parallel_query=True)
     sessionmaker = make_sessionmaker(engine)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -26,15 +26,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import Depends
+from fastapi import BackgroundTasks, Depends, Request
 from fastapi.security import APIKeyHeader, APIKeyQuery
-from fastapi_users.authentication import JWTStrategy
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.api_keys import authenticate_api_key
 from app.auth.models import ROLE_RANK, ApiKey, Role, User
-from app.auth.users import UserManager, bearer_transport, get_jwt_strategy, get_user_manager
+from app.auth.users import UserDatabase, UserManager, bearer_transport, get_jwt_strategy
 from app.core.errors import Forbidden, NotAuthenticated
-from app.db import SessionDep
+from app.db import read_session
+from app.settings import Settings
 
 _api_key_header = APIKeyHeader(
     name="X-API-Key",
@@ -101,30 +102,46 @@ class Principal:
         )
 
 
+async def resolve_principal(
+    session: AsyncSession, settings: Settings, token: str | None, api_key: str | None
+) -> Principal | None:
+    """The caller with a bearer ``token`` or an ``api_key``, or ``None`` with neither.
+
+    Credentials that are present but wrong are a 401 even where anonymous calls are allowed:
+    a client with an expired token must learn it, not be silently treated as anonymous. The
+    user manager and token strategy are built only for a token: API-key and anonymous calls,
+    most of the machine traffic, skip them.
+    """
+    if token:
+        manager = UserManager(UserDatabase(session, User), settings, BackgroundTasks())
+        user = await (await get_jwt_strategy(settings)).read_token(token, manager)
+        if user is None:
+            raise NotAuthenticated("The access token is invalid or has expired; sign in again")
+        if not user.is_active:
+            raise NotAuthenticated("This account has been deactivated")
+        return Principal.of_user(user)
+    if api_key:
+        return Principal.of_api_key(await authenticate_api_key(session, api_key))
+    return None
+
+
 async def get_optional_principal(
-    session: SessionDep,
-    user_manager: Annotated[UserManager, Depends(get_user_manager)],
-    strategy: Annotated[JWTStrategy[User, uuid.UUID], Depends(get_jwt_strategy)],
+    request: Request,
     token: Annotated[str | None, Depends(bearer_transport.scheme)],
     header_key: Annotated[str | None, Depends(_api_key_header)],
     query_key: Annotated[str | None, Depends(_api_key_query)],
 ) -> Principal | None:
     """The caller, or ``None`` if the request carries no credentials at all.
 
-    Credentials that are present but wrong are a 401 even where anonymous calls are allowed:
-    a client with an expired token must learn it, not be silently treated as anonymous.
+    Looked up on a read session of its own, returned before the route runs: no transaction
+    round trips for the lookup, and no connection held for it while the route works.
     """
-    if token:
-        user = await strategy.read_token(token, user_manager)
-        if user is None:
-            raise NotAuthenticated("The access token is invalid or has expired; sign in again")
-        if not user.is_active:
-            raise NotAuthenticated("This account has been deactivated")
-        return Principal.of_user(user)
-    raw_key = header_key or query_key
-    if raw_key:
-        return Principal.of_api_key(await authenticate_api_key(session, raw_key))
-    return None
+    if not (token or header_key or query_key):
+        return None
+    async with read_session(request) as session:
+        return await resolve_principal(
+            session, request.app.state.settings, token, header_key or query_key
+        )
 
 
 async def get_current_principal(

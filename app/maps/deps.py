@@ -16,12 +16,11 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import BackgroundTasks, Depends, Request
+from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.auth.models import User
-from app.auth.principal import Principal, get_optional_principal
-from app.auth.users import UserDatabase, UserManager, get_jwt_strategy
+from app.auth.principal import Principal, resolve_principal
+from app.db import read_session
 
 
 async def _driver(connection: AsyncConnection) -> psycopg.AsyncConnection[Any]:
@@ -65,17 +64,13 @@ def _has_credentials(request: Request) -> bool:
 async def map_principal(request: Request) -> Principal | None:
     if not _has_credentials(request):
         return None
-    settings = request.app.state.settings
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    async with request.app.state.sessionmaker() as session:
-        manager = UserManager(UserDatabase(session, User), settings, BackgroundTasks())
-        return await get_optional_principal(
+    async with read_session(request) as session:
+        return await resolve_principal(
             session,
-            manager,
-            await get_jwt_strategy(settings),
+            request.app.state.settings,
             token.strip() if scheme.lower() == "bearer" else None,
-            request.headers.get("x-api-key"),
-            request.query_params.get("api_key"),
+            request.headers.get("x-api-key") or request.query_params.get("api_key"),
         )
 
 

@@ -1029,7 +1029,7 @@ async def _run_import(path: Path, options: ImportOptions, progress: Progress) ->
     from app.settings import get_settings
 
     settings = get_settings()
-    engine = make_engine(settings, pool_size=1)
+    engine = make_engine(settings, pool_size=1, parallel_query=True)
     try:
         async with AsyncSession(engine, expire_on_commit=False, autoflush=False) as session:
             with path.open("rb") as stream:

@@ -297,19 +297,9 @@ async def fetch(session: AsyncSession, sql: str, params: dict[str, Any]) -> list
     raw = await connection.get_raw_connection()
     driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
     async with driver.cursor() as cursor:
-        # A page is a few dozen rows found in a few milliseconds: parallel workers (which the
-        # planner picks for the costly polygon test) take tens of milliseconds just to start
-        # and compete for the same cores under load, and JIT compiling (which the same cost
-        # estimates trigger) takes hundreds. Both off, for this transaction only.
-        await cursor.execute(_NO_PARALLEL, prepare=True)
+        # Parallel workers and JIT are off on request connections (app.db.make_engine).
         await cursor.execute(_pyformat(sql), params, prepare=False)
         return await cursor.fetchall()
-
-
-_NO_PARALLEL = (
-    "SELECT set_config('max_parallel_workers_per_gather', '0', true) AS parallel,"
-    " set_config('jit', 'off', true) AS jit"
-)
 
 
 @lru_cache(maxsize=256)

@@ -11,11 +11,12 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
 from app.auth.principal import CrewPrincipal, Principal
 from app.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from app.db import SessionDep
+from app.db import ReadSessionDep, SessionDep
 from app.media.service import PhotoPipeline, StoredPhoto
 from app.settings import Settings
 from app.workorders import service
@@ -113,7 +114,7 @@ SearchInputDep = Annotated[service.SearchInput, Depends(search_input)]
 
 async def _search(
     request: Request,
-    session: SessionDep,
+    session: AsyncSession,
     principal: Principal,
     given: service.SearchInput,
     *,
@@ -169,7 +170,7 @@ _SEARCH_DESCRIPTION = (
 )
 async def list_work_orders(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: CrewPrincipal,
     given: SearchInputDep,
     crew: Annotated[int | None, Query(description="Staff: one crew's territory")] = None,
@@ -198,7 +199,7 @@ async def list_work_orders(
 )
 async def search_work_orders(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: CrewPrincipal,
     given: SearchInputDep,
     polygon: Annotated[SearchArea, Body()],
@@ -233,7 +234,7 @@ async def search_work_orders(
 )
 async def day_route(
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: CrewPrincipal,
     start: Annotated[str, Query(description="lon,lat where the crew sets off")],
     crew: Annotated[int | None, Query(description="Staff and admins: whose route")] = None,
@@ -326,7 +327,7 @@ def _route_geojson(planned: service.PlannedRoute) -> dict[str, Any]:
 async def get_work_order(
     reference: str,
     request: Request,
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: CrewPrincipal,
     format: Format | None = None,
 ) -> Response:
