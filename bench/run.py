@@ -26,8 +26,8 @@ from typing import Any
 
 import psycopg
 
-from app.settings import PROJECT_ROOT
-from bench import databases, dataset, intake, loadgen, machine, servers
+from app.settings import PROJECT_ROOT, Settings
+from bench import databases, dataset, intake, loadgen, machine, maps_sql, servers
 from bench.databases import BenchDatabase
 from bench.progress import say
 from bench.workloads import (
@@ -45,6 +45,7 @@ from bench.workloads import (
     explain_duplicate_lookup,
     multipart_parts,
     route_probe,
+    street_bboxes,
 )
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
@@ -97,6 +98,7 @@ MODES = {
 
 PROBES = (
     "intake_sql_ceiling",
+    "items_bbox_sql_ceiling",
     "duplicate_lookup_explain",
     "photo_process_1core",
     "photo_process_8threads",
@@ -281,6 +283,7 @@ class Harness:
             needs |= {n for n, p in phase_of.items() if p == "intake"} | {"intake_sql_ceiling"}
         if label == self.mode.map_dataset:
             needs |= {n for n, p in phase_of.items() if p == "map"} | {"export_memory"}
+            needs.add("items_bbox_sql_ceiling")
             needs.add("route_50_stops")
         return any(self.wanted(n) for n in needs)
 
@@ -329,6 +332,8 @@ class Harness:
         workloads = [w for w in HTTP_WORKLOADS if w.phase == "map" and self.wanted(w.name)]
         ctx = self._context(db.url, db)
         self._serve_kerbside(db.url, ctx, [w for w in workloads if w.server == "kerbside"])
+        if self.wanted("items_bbox_sql_ceiling"):
+            self._bbox_ceiling(db, ctx)
         if self.wanted("export_memory"):
             self._export_probe(db)
         if self.wanted("route_50_stops"):
@@ -621,6 +626,67 @@ class Harness:
                     seconds=measured.pop("duration_s"),
                     target=None,
                     extra={**counts, "script": "bench/results/tmp/<run>/intake_pgbench.sql"},
+                    **measured,
+                    **common,
+                )
+            )
+        except Exception as exc:  # the ceiling failing must not lose the rest of the run
+            self.entries.append(self._failed(name, title, "pgbench", exc, **common))
+
+    def _bbox_ceiling(self, db: BenchDatabase, ctx: Context) -> None:
+        """The street-bbox page's own statement through pgbench: what the database alone does
+        on these cores, for the ratio against ``kerbside_items_bbox``."""
+        name = "items_bbox_sql_ceiling"
+        title = "The street-bbox page's SQL through pgbench -M prepared (no HTTP, no Python)"
+        seconds = self.mode.seconds["read"]
+        clients = 8
+        common = {"dataset": db.label, "server": "postgresql", "connections": clients}
+        scratch = self.workdir / name
+        try:
+            boxes = street_bboxes(ctx)
+            with psycopg.connect(db.url, autocommit=True) as conn:
+                pad_m = maps_sql.public_pad_m(conn)
+                maps_sql.store_boxes(conn, boxes, pad_m)
+            try:
+                script = maps_sql.pgbench_script(len(boxes), pad=pad_m > 0)
+                limit = {"limit": str(Settings().map_default_features)}
+                if self.mode.warmup_s > 0:
+                    loadgen.run_pgbench(
+                        db.url,
+                        script,
+                        clients=clients,
+                        threads=2,
+                        seconds=self.mode.warmup_s,
+                        workdir=scratch,
+                        label=f"{name} warm-up",
+                        variables=limit,
+                    )
+                say(f"{name}: pgbench, {clients} clients, {seconds:g}s")
+                measured = loadgen.run_pgbench(
+                    db.url,
+                    script,
+                    clients=clients,
+                    threads=2,
+                    seconds=seconds,
+                    workdir=scratch,
+                    label=name,
+                    variables=limit,
+                )
+            finally:
+                with psycopg.connect(db.url, autocommit=True) as conn:
+                    maps_sql.drop_boxes(conn)
+            (self.workdir / "items_bbox_pgbench.sql").write_text(script)
+            self.entries.append(
+                result(
+                    name,
+                    title,
+                    "pgbench",
+                    seconds=measured.pop("duration_s"),
+                    target=None,
+                    extra={
+                        "boxes": len(boxes),
+                        "script": "bench/results/tmp/<run>/items_bbox_pgbench.sql",
+                    },
                     **measured,
                     **common,
                 )
