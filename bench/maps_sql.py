@@ -1,10 +1,10 @@
-"""The street-bbox page's SQL as a pgbench script: the database ceiling of ``kerbside_items_bbox``.
+"""Map pages' SQL as pgbench scripts: the database ceilings of the bbox and z16 workloads.
 
 The statement is the application's own (``app.maps.queries.features_page_sql`` for the public
 view and the default properties, as ``GET /v1/tickets.geojson?bbox=`` runs it), bound to the
 values the route would bind: the box, the box widened by the largest public snapping grid, the
-default page size. pgbench reads each box from a small table, one primary-key lookup per
-transaction, walking the same 2,000 boxes as the HTTP run.
+page size. pgbench reads each box from a small table, one primary-key lookup per
+transaction, walking the same boxes as the HTTP run (street boxes or z16 views).
 
 One textual change: pgbench takes every ``:name`` in the script for a variable, also inside a
 string literal, so the ``HH24:MI:SS`` of the time format is spelled with ``chr(58)`` for its

@@ -39,6 +39,7 @@ from bench.workloads import (
     PHOTO_PROCESS_TARGET,
     RATIOS,
     ROUTE_TARGET,
+    VIEWPORT_LIMIT,
     WARMUP_SHARE,
     Context,
     HttpWorkload,
@@ -46,6 +47,33 @@ from bench.workloads import (
     multipart_parts,
     route_probe,
     street_bboxes,
+    viewport_bboxes,
+)
+
+
+@dataclass(frozen=True)
+class MapCeiling:
+    """A map page's SQL through pgbench, over the boxes of the HTTP workload it bounds."""
+
+    name: str
+    title: str
+    boxes: Callable[[Context], list[tuple[float, float, float, float]]]
+    limit: int | None  # the page size the HTTP workload asks for (None: the default)
+
+
+MAP_CEILINGS = (
+    MapCeiling(
+        "items_bbox_sql_ceiling",
+        "The street-bbox page's SQL through pgbench -M prepared (no HTTP, no Python)",
+        street_bboxes,
+        None,
+    ),
+    MapCeiling(
+        "items_z16_sql_ceiling",
+        "The z16 view's SQL through pgbench -M prepared (no HTTP, no Python)",
+        viewport_bboxes,
+        VIEWPORT_LIMIT,
+    ),
 )
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
@@ -99,6 +127,7 @@ MODES = {
 PROBES = (
     "intake_sql_ceiling",
     "items_bbox_sql_ceiling",
+    "items_z16_sql_ceiling",
     "duplicate_lookup_explain",
     "photo_process_1core",
     "photo_process_8threads",
@@ -283,7 +312,7 @@ class Harness:
             needs |= {n for n, p in phase_of.items() if p == "intake"} | {"intake_sql_ceiling"}
         if label == self.mode.map_dataset:
             needs |= {n for n, p in phase_of.items() if p == "map"} | {"export_memory"}
-            needs.add("items_bbox_sql_ceiling")
+            needs |= {"items_bbox_sql_ceiling", "items_z16_sql_ceiling"}
             needs.add("route_50_stops")
         return any(self.wanted(n) for n in needs)
 
@@ -332,8 +361,9 @@ class Harness:
         workloads = [w for w in HTTP_WORKLOADS if w.phase == "map" and self.wanted(w.name)]
         ctx = self._context(db.url, db)
         self._serve_kerbside(db.url, ctx, [w for w in workloads if w.server == "kerbside"])
-        if self.wanted("items_bbox_sql_ceiling"):
-            self._bbox_ceiling(db, ctx)
+        for ceiling in MAP_CEILINGS:
+            if self.wanted(ceiling.name):
+                self._map_ceiling(db, ctx, ceiling)
         if self.wanted("export_memory"):
             self._export_probe(db)
         if self.wanted("route_50_stops"):
@@ -633,23 +663,23 @@ class Harness:
         except Exception as exc:  # the ceiling failing must not lose the rest of the run
             self.entries.append(self._failed(name, title, "pgbench", exc, **common))
 
-    def _bbox_ceiling(self, db: BenchDatabase, ctx: Context) -> None:
-        """The street-bbox page's own statement through pgbench: what the database alone does
-        on these cores, for the ratio against ``kerbside_items_bbox``."""
-        name = "items_bbox_sql_ceiling"
-        title = "The street-bbox page's SQL through pgbench -M prepared (no HTTP, no Python)"
+    def _map_ceiling(self, db: BenchDatabase, ctx: Context, ceiling: MapCeiling) -> None:
+        """A map page's own statement through pgbench: what the database alone does on these
+        cores, for the ratio against the HTTP workload with the same boxes."""
+        name = ceiling.name
+        title = ceiling.title
         seconds = self.mode.seconds["read"]
         clients = 8
         common = {"dataset": db.label, "server": "postgresql", "connections": clients}
         scratch = self.workdir / name
         try:
-            boxes = street_bboxes(ctx)
+            boxes = ceiling.boxes(ctx)
             with psycopg.connect(db.url, autocommit=True) as conn:
                 pad_m = maps_sql.public_pad_m(conn)
                 maps_sql.store_boxes(conn, boxes, pad_m)
             try:
                 script = maps_sql.pgbench_script(len(boxes), pad=pad_m > 0)
-                limit = {"limit": str(Settings().map_default_features)}
+                limit = {"limit": str(ceiling.limit or Settings().map_default_features)}
                 if self.mode.warmup_s > 0:
                     loadgen.run_pgbench(
                         db.url,
@@ -675,7 +705,7 @@ class Harness:
             finally:
                 with psycopg.connect(db.url, autocommit=True) as conn:
                     maps_sql.drop_boxes(conn)
-            (self.workdir / "items_bbox_pgbench.sql").write_text(script)
+            (self.workdir / f"{name}.sql").write_text(script)
             self.entries.append(
                 result(
                     name,
@@ -685,7 +715,7 @@ class Harness:
                     target=None,
                     extra={
                         "boxes": len(boxes),
-                        "script": "bench/results/tmp/<run>/items_bbox_pgbench.sql",
+                        "script": f"bench/results/tmp/<run>/{name}.sql",
                     },
                     **measured,
                     **common,
