@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import set_committed_value
 
 from app.auth.models import ROLE_RANK, ApiKey, Role
 from app.core.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound
+from app.db import HotStatement
 
 KEY_PREFIX = "ks"
 # Writing last_used_at on every call would turn each read into a write; once a minute is
@@ -120,50 +120,52 @@ async def revoke_api_key(session: AsyncSession, api_key: ApiKey) -> ApiKey:
     return api_key
 
 
-async def authenticate_api_key(session: AsyncSession, raw: str) -> ApiKey:
+@dataclass(frozen=True, slots=True)
+class LiveApiKey:
+    """What a request learns about the valid key it came with."""
+
+    id: int
+    jurisdiction_id: int
+    name: str
+    role: str
+    scopes: Sequence[str]
+
+
+# On every request with a key: hand-written and prepared (app.db.HotStatement), one round trip.
+_FIND_KEY = HotStatement(
+    "SELECT id, jurisdiction_id, name, role, scopes, key_hash, last_used_at, expires_at,"
+    " revoked_at FROM api_key WHERE prefix = :prefix"
+)
+# Conditional, so concurrent requests with one key write it once a minute, not each.
+_TOUCH_KEY = HotStatement(
+    "UPDATE api_key SET last_used_at = :now"
+    " WHERE id = :id AND (last_used_at IS NULL OR last_used_at <= :stale)"
+)
+
+
+async def authenticate_api_key(session: AsyncSession, raw: str) -> LiveApiKey:
     """The live key that ``raw`` is, or 401 saying why not.
 
     Used for the ``X-API-Key`` header and the ``api_key`` query parameter alike.
     """
     prefix = _parse_prefix(raw.strip())
-    api_key = None
-    if prefix is not None:
-        api_key = (
-            await session.execute(select(ApiKey).where(ApiKey.prefix == prefix))
-        ).scalar_one_or_none()
+    row = await _FIND_KEY.one(session, {"prefix": prefix}) if prefix is not None else None
     # Compare even when no row matched, so timing does not tell a known prefix apart.
-    expected = api_key.key_hash if api_key is not None else "0" * 64
-    if not hmac.compare_digest(hash_key(raw.strip()), expected) or api_key is None:
+    expected = row.key_hash if row is not None else "0" * 64
+    if not hmac.compare_digest(hash_key(raw.strip()), expected) or row is None:
         raise NotAuthenticated("The API key is not valid", headers={"WWW-Authenticate": "ApiKey"})
     now = datetime.now(UTC)
-    if api_key.revoked_at is not None:
+    if row.revoked_at is not None:
         raise NotAuthenticated(
-            f"This API key was revoked on {api_key.revoked_at:%Y-%m-%d}",
+            f"This API key was revoked on {row.revoked_at:%Y-%m-%d}",
             headers={"WWW-Authenticate": "ApiKey"},
         )
-    if api_key.expires_at is not None and api_key.expires_at <= now:
+    if row.expires_at is not None and row.expires_at <= now:
         raise NotAuthenticated(
-            f"This API key expired on {api_key.expires_at:%Y-%m-%d}",
+            f"This API key expired on {row.expires_at:%Y-%m-%d}",
             headers={"WWW-Authenticate": "ApiKey"},
         )
-    if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
-        await _touch(session, api_key, now)
-    return api_key
-
-
-async def _touch(session: AsyncSession, api_key: ApiKey, now: datetime) -> None:
-    # Conditional, so concurrent requests with one key write it once a minute, not each.
-    result = await session.execute(
-        update(ApiKey)
-        .where(
-            ApiKey.id == api_key.id,
-            or_(
-                ApiKey.last_used_at.is_(None),
-                ApiKey.last_used_at <= now - LAST_USED_RESOLUTION,
-            ),
-        )
-        .values(last_used_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount:  # type: ignore[attr-defined]
-        set_committed_value(api_key, "last_used_at", now)  # already written; no second UPDATE
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        stale = now - LAST_USED_RESOLUTION
+        await _TOUCH_KEY.one(session, {"id": row.id, "now": now, "stale": stale})
+    return LiveApiKey(row.id, row.jurisdiction_id, row.name, row.role, tuple(row.scopes))

@@ -30,8 +30,8 @@ from fastapi import BackgroundTasks, Depends, Request
 from fastapi.security import APIKeyHeader, APIKeyQuery
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.api_keys import authenticate_api_key
-from app.auth.models import ROLE_RANK, ApiKey, Role, User
+from app.auth.api_keys import LiveApiKey, authenticate_api_key
+from app.auth.models import ROLE_RANK, Role, User
 from app.auth.users import UserDatabase, UserManager, bearer_transport, get_jwt_strategy
 from app.core.errors import Forbidden, NotAuthenticated
 from app.db import read_session
@@ -90,7 +90,7 @@ class Principal:
         )
 
     @classmethod
-    def of_api_key(cls, key: ApiKey) -> Principal:
+    def of_api_key(cls, key: LiveApiKey) -> Principal:
         return cls(
             kind="api_key",
             role=Role(key.role),
