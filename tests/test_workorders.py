@@ -544,6 +544,20 @@ async def test_distance_pages_reach_past_the_first_ring(
     assert refs(only) == [t.reference for t in made[:3]]
 
 
+async def test_distance_order_is_great_circle_not_the_index_order(
+    client: httpx.AsyncClient, db: AsyncSession, world: World
+) -> None:
+    # In degrees (the GiST index's nearest-neighbour order) north is nearer: a degree of
+    # longitude is shorter than one of latitude here. In metres east is nearer.
+    north = await make_ticket(db, world.city, world.pothole, *offset_lonlat(*D01, 0.0, 100.0))
+    east = await make_ticket(db, world.city, world.pothole, *offset_lonlat(*D01, 90.0, 0.0))
+    far = await make_ticket(db, world.city, world.pothole, *offset_lonlat(*D01, 0.0, 300.0))
+    near = f"{D01[0]},{D01[1]}"
+    items, _ = await walk(client, world["staff"], sort="distance", near=near, limit=1)
+    assert [i["reference"] for i in items] == [east.reference, north.reference, far.reference]
+    assert [round(i["distance_m"]) for i in items] == [90, 100, 300]
+
+
 # -- GeoJSON -------------------------------------------------------------------------------------
 
 

@@ -130,9 +130,72 @@ def search_statement(
     """The SQL and parameters of one page of a work-order search (``limit + 1`` rows).
 
     ``within_m`` narrows the ``near`` circle below ``search.radius_m`` (see
-    ``app.workorders.service`` for why distance pages search in widening rings).
+    ``app.workorders.service`` for how distance pages choose it).
     """
     params: dict[str, Any] = {"now": now, "base_url": base_url, "limit": search.limit + 1}
+    where = _conditions(scope, search, params, within_m)
+    distance = search.near is not None
+    # Past a cursor, each branch is one range of an index (see _after); without one, one branch.
+    branches = _after(search.sort, search.after, params) if search.after is not None else [""]
+    inner_order, outer_order = _ORDER[search.sort]
+    selects = [
+        f"(SELECT t.id, t.priority, t.resolve_due_at,"  # noqa: S608
+        f" {DISTANCE if distance else 'CAST(NULL AS float8)'} AS distance_m"
+        f" FROM ticket t WHERE {' AND '.join(where)}{branch}"
+        f" ORDER BY {inner_order} LIMIT :limit)"
+        for branch in branches
+    ]
+    page = (
+        selects[0]
+        if len(selects) == 1
+        else f"(SELECT * FROM ({' UNION ALL '.join(selects)}) b"  # noqa: S608
+        f" ORDER BY {inner_order.replace('t.', 'b.')} LIMIT :limit)"
+    )
+    sql = (
+        f"SELECT CAST({_body(geojson=geojson, distance=distance)} AS text) AS body,"  # noqa: S608
+        " CAST(json_build_array(p.priority, p.resolve_due_at, p.distance_m, p.id) AS text)"
+        " AS sort_key"
+        f" FROM {page} p{_JOINS} ORDER BY {outer_order}"
+    )
+    return sql, params
+
+
+def nearest_bound_statement(
+    scope: Scope, search: Search, *, now: datetime
+) -> tuple[str, dict[str, Any]]:
+    """How far the page of a distance search can reach: the great-circle distance of the
+    farthest of the ``limit + 1`` tickets nearest ``near`` in the GiST index's own order.
+
+    The index orders by planar distance in degrees, which stretches east-west, so these are
+    not exactly the nearest ones; but they are ``limit + 1`` tickets within that distance, so
+    the true nearest ``limit + 1`` lie within it too. Rows: ``(found, farthest_m)``.
+    """
+    assert search.near is not None
+    params: dict[str, Any] = {"now": now, "limit": search.limit + 1}
+    # Without the circle: with it the planner misjudges how many rows the box holds and sorts
+    # them all instead of walking the index in distance order.
+    where = _conditions(scope, search, params, None, circle=False)
+    lon, lat = search.near
+    params.update(near_lon=lon, near_lat=lat)
+    after = _after(search.sort, search.after, params)[0] if search.after is not None else ""
+    sql = (
+        f"SELECT count(*) AS found, max(k.distance_m) AS farthest_m FROM"  # noqa: S608
+        f" (SELECT {DISTANCE} AS distance_m FROM ticket t WHERE {' AND '.join(where)}{after}"
+        f" ORDER BY t.location <-> {_POINT} LIMIT :limit) k"
+    )
+    return sql, params
+
+
+def _conditions(
+    scope: Scope,
+    search: Search,
+    params: dict[str, Any],
+    within_m: float | None,
+    *,
+    circle: bool = True,
+) -> list[str]:
+    """The WHERE conditions of ``search`` (its values into ``params``); ``circle``: with the
+    ``near`` circle."""
     where = [check_in("t.status", OPEN_STATUSES), *scope_conditions(scope, params)]
     if search.statuses:
         where.append("t.status = ANY(CAST(:statuses AS text[]))")
@@ -174,8 +237,7 @@ def search_statement(
     if search.polygon_wkb is not None:
         where.append("ST_Intersects(t.location, ST_GeomFromWKB(:polygon, 4326))")
         params["polygon"] = search.polygon_wkb
-    distance = search.near is not None
-    if search.near is not None:
+    if search.near is not None and circle:
         lon, lat = search.near
         params.update(near_lon=lon, near_lat=lat)
         radius = within_m if within_m is not None else search.radius_m
@@ -189,29 +251,7 @@ def search_statement(
                 nx0=box["minx"], ny0=box["miny"], nx1=box["maxx"], ny1=box["maxy"],
                 radius_m=radius,
             )  # fmt: skip
-    # Past a cursor, each branch is one range of an index (see _after); without one, one branch.
-    branches = _after(search.sort, search.after, params) if search.after is not None else [""]
-    inner_order, outer_order = _ORDER[search.sort]
-    selects = [
-        f"(SELECT t.id, t.priority, t.resolve_due_at,"  # noqa: S608
-        f" {DISTANCE if distance else 'CAST(NULL AS float8)'} AS distance_m"
-        f" FROM ticket t WHERE {' AND '.join(where)}{branch}"
-        f" ORDER BY {inner_order} LIMIT :limit)"
-        for branch in branches
-    ]
-    page = (
-        selects[0]
-        if len(selects) == 1
-        else f"(SELECT * FROM ({' UNION ALL '.join(selects)}) b"  # noqa: S608
-        f" ORDER BY {inner_order.replace('t.', 'b.')} LIMIT :limit)"
-    )
-    sql = (
-        f"SELECT CAST({_body(geojson=geojson, distance=distance)} AS text) AS body,"  # noqa: S608
-        " CAST(json_build_array(p.priority, p.resolve_due_at, p.distance_m, p.id) AS text)"
-        " AS sort_key"
-        f" FROM {page} p{_JOINS} ORDER BY {outer_order}"
-    )
-    return sql, params
+    return where
 
 
 def _after(sort: Sort, key: tuple[object, ...], params: dict[str, Any]) -> list[str]:
