@@ -11,6 +11,7 @@ concurrency (no coordinated-omission correction).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -173,8 +174,14 @@ def run_pgbench(
     workdir: Path,
     label: str,
     variables: dict[str, str] | None = None,
+    protocol: str = "prepared",
+    options: str | None = None,
 ) -> dict[str, Any]:
-    """One timed pgbench run (``-M prepared``); latency percentiles from the per-transaction log."""
+    """One timed pgbench run; latency percentiles from the per-transaction log.
+
+    ``protocol``: pgbench's ``-M`` (``extended`` plans every statement with its values, as
+    unprepared statements are); ``options``: the connections' ``PGOPTIONS``.
+    """
     binary = pgbench_binary()
     if binary is None:
         raise ToolMissing("pgbench is not installed (it ships with the PostgreSQL server)")
@@ -187,7 +194,7 @@ def run_pgbench(
         binary,
         "-n",
         "-M",
-        "prepared",
+        protocol,
         "-c",
         str(clients),
         "-j",
@@ -203,7 +210,12 @@ def run_pgbench(
     ]
     with countdown(label, seconds):
         result = subprocess.run(
-            argv, capture_output=True, text=True, check=False, timeout=seconds + 120
+            argv,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=seconds + 120,
+            env={**os.environ, "PGOPTIONS": options} if options else None,
         )
     output = result.stdout + result.stderr
     tps = _TPS.search(output)

@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 
 from app.settings import PROJECT_ROOT, Settings
-from bench import databases, dataset, intake, loadgen, machine, maps_sql, servers
+from bench import databases, dataset, intake, loadgen, machine, maps_sql, servers, workorders_sql
 from bench.databases import BenchDatabase
 from bench.progress import say
 from bench.workloads import (
@@ -128,6 +128,7 @@ PROBES = (
     "intake_sql_ceiling",
     "items_bbox_sql_ceiling",
     "items_z16_sql_ceiling",
+    "workorders_polygon_sql_ceiling",
     "duplicate_lookup_explain",
     "photo_process_1core",
     "photo_process_8threads",
@@ -313,6 +314,7 @@ class Harness:
         if label == self.mode.map_dataset:
             needs |= {n for n, p in phase_of.items() if p == "map"} | {"export_memory"}
             needs |= {"items_bbox_sql_ceiling", "items_z16_sql_ceiling"}
+            needs.add("workorders_polygon_sql_ceiling")
             needs.add("route_50_stops")
         return any(self.wanted(n) for n in needs)
 
@@ -364,6 +366,8 @@ class Harness:
         for ceiling in MAP_CEILINGS:
             if self.wanted(ceiling.name):
                 self._map_ceiling(db, ctx, ceiling)
+        if self.wanted("workorders_polygon_sql_ceiling"):
+            self._workorders_ceiling(db)
         if self.wanted("export_memory"):
             self._export_probe(db)
         if self.wanted("route_50_stops"):
@@ -717,6 +721,55 @@ class Harness:
                         "boxes": len(boxes),
                         "script": f"bench/results/tmp/<run>/{name}.sql",
                     },
+                    **measured,
+                    **common,
+                )
+            )
+        except Exception as exc:  # the ceiling failing must not lose the rest of the run
+            self.entries.append(self._failed(name, title, "pgbench", exc, **common))
+
+    def _workorders_ceiling(self, db: BenchDatabase) -> None:
+        """One polygon request's SQL (key lookup + search) through pgbench, for the ratio
+        against ``workorders_polygon``."""
+        name = "workorders_polygon_sql_ceiling"
+        title = "A district-polygon request's SQL through pgbench -M extended (no HTTP, no Python)"
+        seconds = self.mode.seconds["read"]
+        clients = 8
+        common = {"dataset": db.label, "server": "postgresql", "connections": clients}
+        scratch = self.workdir / name
+        try:
+            with psycopg.connect(db.url, autocommit=True) as conn:
+                polygons = workorders_sql.store_polygons(conn)
+                jurisdiction_id = workorders_sql.staff_jurisdiction(conn)
+            try:
+                script = workorders_sql.pgbench_script(
+                    polygons, jurisdiction_id, "http://127.0.0.1"
+                )
+                run = {
+                    "clients": clients,
+                    "threads": 2,
+                    "workdir": scratch,
+                    "protocol": "extended",
+                    "options": workorders_sql.CONNECTION_OPTIONS,
+                }
+                if self.mode.warmup_s > 0:
+                    loadgen.run_pgbench(
+                        db.url, script, seconds=self.mode.warmup_s, label=f"{name} warm-up", **run
+                    )
+                say(f"{name}: pgbench, {clients} clients, {seconds:g}s")
+                measured = loadgen.run_pgbench(db.url, script, seconds=seconds, label=name, **run)
+            finally:
+                with psycopg.connect(db.url, autocommit=True) as conn:
+                    workorders_sql.drop_polygons(conn)
+            (self.workdir / f"{name}.sql").write_text(script)
+            self.entries.append(
+                result(
+                    name,
+                    title,
+                    "pgbench",
+                    seconds=measured.pop("duration_s"),
+                    target=None,
+                    extra={"polygons": polygons, "script": f"bench/results/tmp/<run>/{name}.sql"},
                     **measured,
                     **common,
                 )

@@ -555,6 +555,7 @@ RATIOS: tuple[tuple[str, str, str], ...] = (
     ("intake_json", "intake_sql_ceiling", "Kerbside ÷ database ceiling"),
     ("kerbside_items_bbox", "items_bbox_sql_ceiling", "Kerbside ÷ database ceiling"),
     ("kerbside_items_z16", "items_z16_sql_ceiling", "Kerbside ÷ database ceiling"),
+    ("workorders_polygon", "workorders_polygon_sql_ceiling", "Kerbside ÷ database ceiling"),
     ("kerbside_items_bbox", "tipg_items_bbox", "Kerbside ÷ tipg"),
     ("kerbside_tile_z14", "tipg_tile_z14", "Kerbside ÷ tipg"),
     ("kerbside_items_z16", "tipg_items_z16", "Kerbside ÷ tipg"),

@@ -132,7 +132,8 @@ class LiveApiKey:
 
 
 # On every request with a key: hand-written and prepared (app.db.HotStatement), one round trip.
-_FIND_KEY = HotStatement(
+# bench/workorders_sql.py replays it in the work-order search ceiling.
+FIND_API_KEY = HotStatement(
     "SELECT id, jurisdiction_id, name, role, scopes, key_hash, last_used_at, expires_at,"
     " revoked_at FROM api_key WHERE prefix = :prefix"
 )
@@ -149,7 +150,7 @@ async def authenticate_api_key(session: AsyncSession, raw: str) -> LiveApiKey:
     Used for the ``X-API-Key`` header and the ``api_key`` query parameter alike.
     """
     prefix = _parse_prefix(raw.strip())
-    row = await _FIND_KEY.one(session, {"prefix": prefix}) if prefix is not None else None
+    row = await FIND_API_KEY.one(session, {"prefix": prefix}) if prefix is not None else None
     # Compare even when no row matched, so timing does not tell a known prefix apart.
     expected = row.key_hash if row is not None else "0" * 64
     if not hmac.compare_digest(hash_key(raw.strip()), expected) or row is None:
