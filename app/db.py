@@ -2,7 +2,10 @@
 
 The engine is made in the application's lifespan (never at import time). A request gets one
 ``AsyncSession`` that commits when the route returns and rolls back on any error; services only
-``flush()``. Tests swap ``app.state.sessionmaker`` for one bound to a rolled-back connection.
+``flush()``. Routes that only read take ``ReadSessionDep`` instead (autocommit: no BEGIN and
+COMMIT round trips), and the caller is looked up on one of those before the route runs. Tests
+swap ``app.state.sessionmaker`` for one bound to a rolled-back connection; read sessions then
+use it too.
 """
 
 from __future__ import annotations
