@@ -668,90 +668,60 @@ class Harness:
             self.entries.append(self._failed(name, title, "pgbench", exc, **common))
 
     def _map_ceiling(self, db: BenchDatabase, ctx: Context, ceiling: MapCeiling) -> None:
-        """A map page's own statement through pgbench: what the database alone does on these
-        cores, for the ratio against the HTTP workload with the same boxes."""
-        name = ceiling.name
-        title = ceiling.title
-        seconds = self.mode.seconds["read"]
-        clients = 8
-        common = {"dataset": db.label, "server": "postgresql", "connections": clients}
-        scratch = self.workdir / name
-        try:
+        """A map page's own statement through pgbench, over the HTTP workload's boxes."""
+
+        def prepare(conn: psycopg.Connection[Any]) -> tuple[str, dict[str, Any]]:
             boxes = ceiling.boxes(ctx)
-            with psycopg.connect(db.url, autocommit=True) as conn:
-                pad_m = maps_sql.public_pad_m(conn)
-                maps_sql.store_boxes(conn, boxes, pad_m)
-            try:
-                script = maps_sql.pgbench_script(len(boxes), pad=pad_m > 0)
-                limit = {"limit": str(ceiling.limit or Settings().map_default_features)}
-                if self.mode.warmup_s > 0:
-                    loadgen.run_pgbench(
-                        db.url,
-                        script,
-                        clients=clients,
-                        threads=2,
-                        seconds=self.mode.warmup_s,
-                        workdir=scratch,
-                        label=f"{name} warm-up",
-                        variables=limit,
-                    )
-                say(f"{name}: pgbench, {clients} clients, {seconds:g}s")
-                measured = loadgen.run_pgbench(
-                    db.url,
-                    script,
-                    clients=clients,
-                    threads=2,
-                    seconds=seconds,
-                    workdir=scratch,
-                    label=name,
-                    variables=limit,
-                )
-            finally:
-                with psycopg.connect(db.url, autocommit=True) as conn:
-                    maps_sql.drop_boxes(conn)
-            (self.workdir / f"{name}.sql").write_text(script)
-            self.entries.append(
-                result(
-                    name,
-                    title,
-                    "pgbench",
-                    seconds=measured.pop("duration_s"),
-                    target=None,
-                    extra={
-                        "boxes": len(boxes),
-                        "script": f"bench/results/tmp/<run>/{name}.sql",
-                    },
-                    **measured,
-                    **common,
-                )
-            )
-        except Exception as exc:  # the ceiling failing must not lose the rest of the run
-            self.entries.append(self._failed(name, title, "pgbench", exc, **common))
+            pad_m = maps_sql.public_pad_m(conn)
+            maps_sql.store_boxes(conn, boxes, pad_m)
+            return maps_sql.pgbench_script(len(boxes), pad=pad_m > 0), {"boxes": len(boxes)}
+
+        limit = ceiling.limit or Settings().map_default_features
+        self._sql_ceiling(
+            db, ceiling.name, ceiling.title, prepare, maps_sql.drop_boxes,
+            variables={"limit": str(limit)},
+        )  # fmt: skip
 
     def _workorders_ceiling(self, db: BenchDatabase) -> None:
-        """One polygon request's SQL (key lookup + search) through pgbench, for the ratio
-        against ``workorders_polygon``."""
-        name = "workorders_polygon_sql_ceiling"
-        title = "A district-polygon request's SQL through pgbench -M extended (no HTTP, no Python)"
+        """One polygon request's SQL (key lookup + search) through pgbench, planned per polygon
+        (``-M extended``) with the application's connection options."""
+
+        def prepare(conn: psycopg.Connection[Any]) -> tuple[str, dict[str, Any]]:
+            polygons = workorders_sql.store_polygons(conn)
+            jurisdiction_id = workorders_sql.staff_jurisdiction(conn)
+            script = workorders_sql.pgbench_script(polygons, jurisdiction_id, "http://127.0.0.1")
+            return script, {"polygons": polygons}
+
+        self._sql_ceiling(
+            db,
+            "workorders_polygon_sql_ceiling",
+            "A district-polygon request's SQL through pgbench -M extended (no HTTP, no Python)",
+            prepare,
+            workorders_sql.drop_polygons,
+            protocol="extended",
+            options=workorders_sql.CONNECTION_OPTIONS,
+        )
+
+    def _sql_ceiling(
+        self,
+        db: BenchDatabase,
+        name: str,
+        title: str,
+        prepare: Callable[[psycopg.Connection[Any]], tuple[str, dict[str, Any]]],
+        cleanup: Callable[[psycopg.Connection[Any]], None],
+        **pgbench: Any,
+    ) -> None:
+        """A read workload's SQL alone, 8 clients on the pristine dataset: what the database
+        does on these cores, for the "Kerbside ÷ database ceiling" ratio. ``prepare`` stores the
+        script's inputs and returns (script, facts); ``cleanup`` removes the inputs."""
         seconds = self.mode.seconds["read"]
         clients = 8
         common = {"dataset": db.label, "server": "postgresql", "connections": clients}
-        scratch = self.workdir / name
+        run = {"clients": clients, "threads": 2, "workdir": self.workdir / name, **pgbench}
         try:
-            with psycopg.connect(db.url, autocommit=True) as conn:
-                polygons = workorders_sql.store_polygons(conn)
-                jurisdiction_id = workorders_sql.staff_jurisdiction(conn)
             try:
-                script = workorders_sql.pgbench_script(
-                    polygons, jurisdiction_id, "http://127.0.0.1"
-                )
-                run = {
-                    "clients": clients,
-                    "threads": 2,
-                    "workdir": scratch,
-                    "protocol": "extended",
-                    "options": workorders_sql.CONNECTION_OPTIONS,
-                }
+                with psycopg.connect(db.url, autocommit=True) as conn:
+                    script, facts = prepare(conn)
                 if self.mode.warmup_s > 0:
                     loadgen.run_pgbench(
                         db.url, script, seconds=self.mode.warmup_s, label=f"{name} warm-up", **run
@@ -760,7 +730,7 @@ class Harness:
                 measured = loadgen.run_pgbench(db.url, script, seconds=seconds, label=name, **run)
             finally:
                 with psycopg.connect(db.url, autocommit=True) as conn:
-                    workorders_sql.drop_polygons(conn)
+                    cleanup(conn)
             (self.workdir / f"{name}.sql").write_text(script)
             self.entries.append(
                 result(
@@ -769,7 +739,7 @@ class Harness:
                     "pgbench",
                     seconds=measured.pop("duration_s"),
                     target=None,
-                    extra={"polygons": polygons, "script": f"bench/results/tmp/<run>/{name}.sql"},
+                    extra={**facts, "script": f"bench/results/tmp/<run>/{name}.sql"},
                     **measured,
                     **common,
                 )
