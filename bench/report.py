@@ -54,9 +54,20 @@ the 4 MB body, the stricter of the two.
 answers weigh megabytes at 1M tickets); an answer slower than 5 s (15 s for tiles) counts as
 a socket error. A Python client would take most of a core from the server on a 2-core
 machine. wrk is closed-loop: latencies are service times at that concurrency. Database
-ceiling: `pgbench -M prepared -c 32 -j 2` with a script generated from the application's own
-statements (`app.reports.repository`, `app.core.idempotency`); it reads each point's
-precomputed inputs (lock keys, search box) with one primary-key lookup per transaction.
+ceilings replay the statements of a workload through pgbench, with scripts generated from the
+application's own SQL builders; each reads its inputs with one primary-key lookup per
+transaction:
+
+- `intake_sql_ceiling`: `-M prepared -c 32 -j 2`, the statements of
+  `app.reports.repository` and `app.core.idempotency`, each point's lock keys and search box.
+- `items_bbox_sql_ceiling`, `items_z16_sql_ceiling`: `-M prepared -c 8 -j 2`,
+  `app.maps.queries.features_page_sql` for the public view and default properties
+  (`bench/maps_sql.py`), the HTTP workload's boxes.
+- `workorders_polygon_sql_ceiling`: `-M extended -c 8 -j 2` (planned per polygon, as the
+  application's unprepared searches are; parallel query and JIT off, as on its connections),
+  the API-key lookup and `app.workorders.repository.search_statement`
+  (`bench/workorders_sql.py`), the districts' polygons.
+
 Latency percentiles for pgbench come from its per-transaction log.
 
 **Ratios.** Always within one run, so the machine's mood cancels out: Kerbside's req/s ÷ the
