@@ -167,6 +167,24 @@ class Filters:
         )
 
 
+def _layer_conditions(filters: Filters, alias: str) -> list[str]:
+    """The filters every layer shares (service, status, area, jurisdiction), over ``alias``
+    (``t``, a ticket, or ``g``, a ticket_grid row, which has the same columns) and s."""
+    where = []
+    if filters.services:
+        where.append("s.code = ANY(:services)")
+    if filters.statuses:
+        where.append(f"{alias}.status = ANY(:statuses)")
+    if filters.areas:
+        where.append(f"{alias}.area_id IN (SELECT ar.id FROM area ar WHERE ar.code = ANY(:areas))")
+    if filters.jurisdiction is not None:
+        where.append(
+            f"{alias}.jurisdiction_id"
+            " = (SELECT j.id FROM jurisdiction j WHERE j.slug = :jurisdiction)"
+        )
+    return where
+
+
 def _conditions(filters: Filters, view: View, *, pad: bool) -> list[str]:
     """WHERE fragments over t, s (and a) for ``filters``; ``pad``: the bbox index prefilter is
     the padded box ``:px0..:py1``, the exact test is on the view's point."""
@@ -180,16 +198,7 @@ def _conditions(filters: Filters, view: View, *, pad: bool) -> list[str]:
             box = ":px0, :py0, :px1, :py1" if pad else ":x0, :y0, :x1, :y1"
             where.append(f"t.location && ST_MakeEnvelope({box}, 4326)")
             where.append(f"{PUBLIC_POINT} && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)")
-    if filters.services:
-        where.append("s.code = ANY(:services)")
-    if filters.statuses:
-        where.append("t.status = ANY(:statuses)")
-    if filters.areas:
-        where.append("t.area_id IN (SELECT ar.id FROM area ar WHERE ar.code = ANY(:areas))")
-    if filters.jurisdiction is not None:
-        where.append(
-            "t.jurisdiction_id = (SELECT j.id FROM jurisdiction j WHERE j.slug = :jurisdiction)"
-        )
+    where += _layer_conditions(filters, "t")
     if filters.created_since is not None:
         where.append("t.first_reported_at >= :created_since")
     if filters.created_until is not None:
@@ -381,16 +390,7 @@ def grid_cells_sql(key: tuple[Any, ...], staff_scope: bool) -> str:
         where.append("g.jurisdiction_id = :scope_jurisdiction_id")
     if not filters.statuses and not filters.areas:
         where.append("g.status = '' AND g.area_id = -1")  # the all-statuses, all-areas rows
-    if filters.services:
-        where.append("s.code = ANY(:services)")
-    if filters.statuses:
-        where.append("g.status = ANY(:statuses)")
-    if filters.areas:
-        where.append("g.area_id IN (SELECT ar.id FROM area ar WHERE ar.code = ANY(:areas))")
-    if filters.jurisdiction is not None:
-        where.append(
-            "g.jurisdiction_id = (SELECT j.id FROM jurisdiction j WHERE j.slug = :jurisdiction)"
-        )
+    where += _layer_conditions(filters, "g")
     return (
         "SELECT g.cx, g.cy, s.code, sum(g.n)::int AS n, sum(g.sx) AS sx, sum(g.sy) AS sy"
         " FROM ticket_grid g JOIN service s ON s.id = g.service_id WHERE "
