@@ -61,7 +61,7 @@ transaction:
 - `intake_sql_ceiling`: `-M prepared -c 32 -j 2`, the statements of
   `app.reports.repository` and `app.core.idempotency`, each point's lock keys and search box.
 - `items_bbox_sql_ceiling`, `items_z16_sql_ceiling`: `-M prepared -c 8 -j 2`,
-  `app.maps.queries.features_page_sql` for the public view and default properties
+  `app.maps.queries.map_page_sql`, the public default page from the `ticket_map` read model
   (`bench/maps_sql.py`), the HTTP workload's boxes.
 - `workorders_polygon_sql_ceiling`: `-M extended -c 8 -j 2` (planned per polygon, as the
   application's unprepared searches are; parallel query and JIT off, as on its connections),

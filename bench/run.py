@@ -672,9 +672,8 @@ class Harness:
 
         def prepare(conn: psycopg.Connection[Any]) -> tuple[str, dict[str, Any]]:
             boxes = ceiling.boxes(ctx)
-            pad_m = maps_sql.public_pad_m(conn)
-            maps_sql.store_boxes(conn, boxes, pad_m)
-            return maps_sql.pgbench_script(len(boxes), pad=pad_m > 0), {"boxes": len(boxes)}
+            maps_sql.store_boxes(conn, boxes)
+            return maps_sql.pgbench_script(len(boxes)), {"boxes": len(boxes)}
 
         limit = ceiling.limit or Settings().map_default_features
         self._sql_ceiling(

@@ -187,8 +187,13 @@ async def features_page(
     after: int | None,
     base_url: str,
 ) -> Page:
-    pad = 0.0 if view.staff or filters.bbox is None else await public_snap_pad(db, state)
-    sql = queries.features_page_sql(view, properties, filters.key(), pad > 0, after is not None)
+    if queries.serves_from_map(view, properties):
+        pad = 0.0  # the read model filters on the public point itself
+        sql = queries.map_page_sql(filters.key(), after is not None)
+    else:
+        pad = 0.0 if view.staff or filters.bbox is None else await public_snap_pad(db, state)
+        key = filters.key()
+        sql = queries.features_page_sql(view, properties, key, pad > 0, after is not None)
     params = queries.filter_params(filters, view, pad)
     params["limit"] = limit
     if after is not None:
