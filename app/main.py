@@ -14,7 +14,7 @@ from app.core.errors import install_error_handlers
 from app.core.limits import BodySizeLimitMiddleware
 from app.core.logging import RequestContextMiddleware, configure_logging
 from app.crews.routes import router as crews_router
-from app.db import make_engine, make_read_sessionmaker, make_sessionmaker
+from app.db import make_engine, make_read_pool, make_read_sessionmaker, make_sessionmaker
 from app.health.routes import router as health_router
 from app.jurisdictions.catalog import Catalog
 from app.jurisdictions.routes import router as jurisdictions_router
@@ -49,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.engine = make_engine(settings)
             app.state.sessionmaker = make_sessionmaker(app.state.engine)
             app.state.read_sessionmaker = make_read_sessionmaker(app.state.engine)
+            app.state.read_pool = make_read_pool(settings)
+            await app.state.read_pool.open()
         # Photos accepted by this process are processed here, after their reports commit.
         app.state.photos.start(app.state.sessionmaker)
         # What start-up made lives as long as the process: keep the cyclic garbage collector
@@ -61,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await app.state.photos.stop()
             if owns_engine:
+                await app.state.read_pool.close()
                 await app.state.engine.dispose()
 
     app = FastAPI(

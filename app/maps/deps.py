@@ -1,9 +1,10 @@
 """Dependencies of the map routes, lean because these are the busiest read paths.
 
-- ``ReadDb``: a pooled psycopg connection in autocommit mode. A map answer is one read-only
-  statement, so BEGIN and COMMIT would be two extra round trips per request. When the
-  application's sessions are bound to one connection (the tests' rolled-back transaction),
-  that connection is used instead, inside its transaction.
+- ``ReadDb``: a psycopg connection in autocommit mode from the read pool
+  (``app.db.make_read_pool``). A map answer is one read-only statement, so BEGIN and COMMIT
+  would be two extra round trips per request. When the application's sessions are bound to
+  one connection (the tests' rolled-back transaction), that connection is used instead,
+  inside its transaction.
 - ``MapPrincipal``: the same caller as ``OptionalPrincipal`` (and the same checks, by
   calling it), resolved only when the request carries credentials; anonymous requests, most
   of the map traffic, skip building the user manager and JWT strategy.
@@ -17,6 +18,7 @@ from typing import Annotated, Any
 
 import psycopg
 from fastapi import Depends, Request
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.principal import Principal, resolve_principal
@@ -35,13 +37,20 @@ async def read_connection(request: Request) -> AsyncIterator[psycopg.AsyncConnec
         async with sessionmaker() as session:
             yield await _driver(await session.connection())
         return
-    async with request.app.state.engine.connect() as connection:
-        driver = await _driver(connection)
+    pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = getattr(
+        request.app.state, "read_pool", None
+    )
+    if pool is not None:
+        async with pool.connection() as connection:
+            yield connection
+        return
+    # An engine installed from outside (tests that commit): borrow one of its connections.
+    async with request.app.state.engine.connect() as borrowed:
+        driver = await _driver(borrowed)
         await driver.set_autocommit(True)
         try:
             yield driver
         finally:
-            # Back to the pool as SQLAlchemy handed it out (a broken one is discarded).
             with contextlib.suppress(psycopg.Error):
                 await driver.set_autocommit(False)
 

@@ -16,6 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingRes
 from pydantic import AwareDatetime
 
 from app.core.errors import NotFound
+from app.core.query import QueryModel, query_of, query_openapi
 from app.maps import service
 from app.maps.deps import OPTIONAL_AUTH, MapPrincipal, ReadDb, background_engine
 from app.maps.http import (
@@ -28,6 +29,7 @@ from app.maps.http import (
     JurisdictionParam,
     ServiceParam,
     SinceParam,
+    StatusParam,
     UntilParam,
     accepts_gzip,
     bbox_of,
@@ -124,9 +126,37 @@ def _cursor(value: str | None) -> int | None:
     return int(value)
 
 
+class TicketsQuery(QueryModel):
+    """The query string of /v1/tickets.geojson, validated in one step (app.core.query)."""
+
+    bbox: BBoxParam = None
+    created_since: SinceParam = None
+    created_until: UntilParam = None
+    updated_since: SinceParam = None
+    updated_until: UntilParam = None
+    has_photo: Annotated[
+        bool | None, Query(description="only tickets with (or without) a photo")
+    ] = None
+    properties: Annotated[
+        str | None,
+        Query(
+            description="property names to include, comma-separated, or `all` (default: "
+            + ", ".join(MAP_PROPERTIES)
+            + "; staff also priority, work_status, crew_id)",
+            max_length=2000,
+        ),
+    ] = None
+    limit: Annotated[int | None, Query(ge=1, description="features per page")] = None
+    cursor: Annotated[str | None, Query(description="from a `next` link", max_length=40)] = None
+    service: ServiceParam = None
+    status: StatusParam = None
+    area: AreaParam = None
+    jurisdiction: JurisdictionParam = None
+
+
 @router.get(
     "/v1/tickets.geojson",
-    openapi_extra=OPTIONAL_AUTH,
+    openapi_extra={**OPTIONAL_AUTH, **query_openapi(TicketsQuery)},
     response_class=Response,
     summary="Tickets as a GeoJSON FeatureCollection (filters, keyset pages)",
     description=(
@@ -148,35 +178,19 @@ async def tickets_geojson(
     db: ReadDb,
     principal: MapPrincipal,
     state: MapStateDep,
-    filters: LayerFilters,
-    bbox: BBoxParam = None,
-    created_since: SinceParam = None,
-    created_until: UntilParam = None,
-    updated_since: SinceParam = None,
-    updated_until: UntilParam = None,
-    has_photo: Annotated[
-        bool | None, Query(description="only tickets with (or without) a photo")
-    ] = None,
-    properties: Annotated[
-        str | None,
-        Query(
-            description="property names to include, comma-separated, or `all` (default: "
-            + ", ".join(MAP_PROPERTIES)
-            + "; staff also priority, work_status, crew_id)",
-            max_length=2000,
-        ),
-    ] = None,
-    limit: Annotated[int | None, Query(ge=1, description="features per page")] = None,
-    cursor: Annotated[str | None, Query(description="from a `next` link", max_length=40)] = None,
+    query: Annotated[TicketsQuery, Depends(query_of(TicketsQuery))],
 ) -> Response:
     settings = _settings(request)
     view = service.view_of(principal)
-    filters.bbox = bbox_of(bbox, max_km2=settings.map_max_bbox_km2)
-    filters.has_photo = has_photo
-    time_filters(filters, created_since, created_until, updated_since, updated_until)
-    chosen = _properties(properties, view)
-    page_size = min(limit or settings.map_default_features, settings.map_max_features)
-    after = _cursor(cursor)
+    filters = await layer_filters(query.service, query.status, query.area, query.jurisdiction)
+    filters.bbox = bbox_of(query.bbox, max_km2=settings.map_max_bbox_km2)
+    filters.has_photo = query.has_photo
+    time_filters(
+        filters, query.created_since, query.created_until, query.updated_since, query.updated_until
+    )
+    chosen = _properties(query.properties, view)
+    page_size = min(query.limit or settings.map_default_features, settings.map_max_features)
+    after = _cursor(query.cursor)
     if filters.bbox is None:
         await _require_bbox(db, settings.map_bbox_optional_below)
     page = await service.features_page(
