@@ -32,7 +32,7 @@ from bench.progress import percent, say
 from geo.city import make_city
 
 # Bump when the generated rows change shape, so cached bench clusters are rebuilt.
-GENERATOR_VERSION = 3  # 3: a staff API key and crew work orders (bench/workorders)
+GENERATOR_VERSION = 4  # 4: shared_buffers sized to memory; 3: staff API key, work orders
 SEED = 2026
 WORKLOAD_POINTS = 100_000
 DAY = 86_400.0

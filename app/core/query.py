@@ -13,11 +13,13 @@ locations.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from types import UnionType
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.fields import FieldInfo
 
 
 class QueryModel(BaseModel):
@@ -30,12 +32,21 @@ Q = TypeVar("Q", bound=QueryModel)
 
 
 def query_of(model: type[Q]) -> Callable[[Request], Awaitable[Q]]:
-    """A dependency that validates the request's query string as ``model``. A repeated
-    parameter counts once, with its last value (as a declared scalar parameter does)."""
+    """A dependency that validates the request's query string as ``model``. A list field
+    takes every value of a repeated parameter; any other field the last one (as FastAPI's
+    declared parameters do)."""
+
+    lists = frozenset(
+        field.alias or name for name, field in model.model_fields.items() if _is_list(field)
+    )
 
     async def parse(request: Request) -> Q:
+        params = request.query_params
+        values: dict[str, Any] = dict(params)
+        for name in lists & values.keys():
+            values[name] = params.getlist(name)
         try:
-            return model.model_validate(dict(request.query_params))
+            return model.model_validate(values)
         except ValidationError as exc:
             errors = [
                 {**error, "loc": ("query", *error["loc"])}
@@ -47,12 +58,30 @@ def query_of(model: type[Q]) -> Callable[[Request], Awaitable[Q]]:
     return parse
 
 
+def _is_list(field: FieldInfo) -> bool:
+    annotation = field.annotation
+    options = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else ()
+    return any(get_origin(a) is list for a in (annotation, *options))
+
+
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """``schema`` with its ``$ref``s to ``defs`` (enums) written out in place."""
+    if isinstance(schema, list):
+        return [_inline(item, defs) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        rest = {k: v for k, v in schema.items() if k != "$ref"}
+        return _inline({**defs[ref.removeprefix("#/$defs/")], **rest}, defs)
+    return {key: _inline(value, defs) for key, value in schema.items()}
+
+
 def query_openapi(model: type[QueryModel]) -> dict[str, Any]:
     """The ``parameters`` of an OpenAPI operation for ``model``'s fields, shaped as FastAPI
     writes its own query parameters, and its 422 answer (for ``openapi_extra``)."""
     schema = model.model_json_schema()
-    if "$defs" in schema:
-        raise TypeError(f"{model.__name__}: query parameters must be plain values")
+    schema = _inline(schema, schema.pop("$defs", {}))
     required = set(schema.get("required", ()))
     parameters = []
     for name, field in schema["properties"].items():

@@ -3,6 +3,7 @@ lifecycle steps, and the day route. See docs/workorders.md."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -16,6 +17,7 @@ from starlette.datastructures import UploadFile
 
 from app.auth.principal import CrewPrincipal, Principal
 from app.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.core.query import QueryModel, query_of, query_openapi
 from app.db import ReadSessionDep, SessionDep
 from app.media.service import PhotoPipeline, StoredPhoto
 from app.settings import Settings
@@ -62,54 +64,60 @@ def _geojson(request: Request, format: Format | None) -> bool:
     return GEOJSON in request.headers.get("accept", "")
 
 
-async def search_input(
+class SearchQuery(QueryModel):
+    """The query string of a work-order search (GET and POST), validated in one step
+    (app.core.query). Every list filter takes repeated parameters or commas:
+    status=open&status=scheduled, or status=open,scheduled."""
+
     status: Annotated[
         list[str] | None, Query(description="Ticket statuses (open ones; default all open)")
-    ] = None,
+    ] = None
     work_status: Annotated[
         list[str] | None,
         Query(description="assigned, accepted, en_route, on_site, unable, or none (no crew)"),
-    ] = None,
-    area: Annotated[list[str] | None, Query(description="Area ids (see GET /v1/areas)")] = None,
+    ] = None
+    area: Annotated[list[str] | None, Query(description="Area ids (see GET /v1/areas)")] = None
     service_code: Annotated[
         list[str] | None, Query(alias="service", description="Service codes")
-    ] = None,
-    priority: Annotated[list[str] | None, Query(description="Priorities, 1 to 5")] = None,
-    sla_state: Annotated[list[str] | None, Query(description="ok, warning, breached")] = None,
+    ] = None
+    priority: Annotated[list[str] | None, Query(description="Priorities, 1 to 5")] = None
+    sla_state: Annotated[list[str] | None, Query(description="ok, warning, breached")] = None
     bbox: Annotated[
         str | None, Query(description="minx,miny,maxx,maxy (lon/lat); edges included")
-    ] = None,
-    near: Annotated[str | None, Query(description="lon,lat: the crew's position")] = None,
+    ] = None
+    near: Annotated[str | None, Query(description="lon,lat: the crew's position")] = None
     radius_m: Annotated[
         float | None, Query(gt=0, description="With near: within this many metres")
-    ] = None,
-    due_before: Annotated[datetime | None, Query(description="Resolve due before")] = None,
-    due_after: Annotated[datetime | None, Query(description="Resolve due at or after")] = None,
-    sort: Sort = Sort.priority,
-    limit: Annotated[int | None, Query(ge=1, description="Page size")] = None,
-    cursor: Annotated[str | None, Query(description="From the previous page's `next`")] = None,
-) -> service.SearchInput:
-    """Every list filter takes repeated parameters or commas: status=open&status=scheduled,
-    or status=open,scheduled."""
-    return service.SearchInput(
-        status=status or (),
-        work_status=work_status or (),
-        area=area or (),
-        service=service_code or (),
-        priority=priority or (),
-        sla_state=sla_state or (),
-        bbox=bbox,
-        near=near,
-        radius_m=radius_m,
-        due_before=due_before,
-        due_after=due_after,
-        sort=sort,
-        limit=limit,
-        cursor=cursor,
-    )
+    ] = None
+    due_before: Annotated[datetime | None, Query(description="Resolve due before")] = None
+    due_after: Annotated[datetime | None, Query(description="Resolve due at or after")] = None
+    sort: Sort = Sort.priority
+    limit: Annotated[int | None, Query(ge=1, description="Page size")] = None
+    cursor: Annotated[str | None, Query(description="From the previous page's `next`")] = None
+    crew: Annotated[int | None, Query(description="Staff: one crew's territory")] = None
+    jurisdiction_id: Annotated[int | None, Query(description="Admins: one jurisdiction")] = None
+    format: Format | None = None
+
+    def search_input(self) -> service.SearchInput:
+        return service.SearchInput(
+            status=self.status or (),
+            work_status=self.work_status or (),
+            area=self.area or (),
+            service=self.service_code or (),
+            priority=self.priority or (),
+            sla_state=self.sla_state or (),
+            bbox=self.bbox,
+            near=self.near,
+            radius_m=self.radius_m,
+            due_before=self.due_before,
+            due_after=self.due_after,
+            sort=self.sort,
+            limit=self.limit,
+            cursor=self.cursor,
+        )
 
 
-SearchInputDep = Annotated[service.SearchInput, Depends(search_input)]
+SearchQueryDep = Annotated[SearchQuery, Depends(query_of(SearchQuery))]
 
 
 async def _search(
@@ -167,24 +175,22 @@ _SEARCH_DESCRIPTION = (
     summary="Work orders: your territory by default, filtered, sorted, paged",
     description=_SEARCH_DESCRIPTION,
     responses={**_PROBLEMS, **_PAGE_CONTENT},
+    openapi_extra=query_openapi(SearchQuery),
 )
 async def list_work_orders(
     request: Request,
     session: ReadSessionDep,
     principal: CrewPrincipal,
-    given: SearchInputDep,
-    crew: Annotated[int | None, Query(description="Staff: one crew's territory")] = None,
-    jurisdiction_id: Annotated[int | None, Query(description="Admins: one jurisdiction")] = None,
-    format: Format | None = None,
+    query: SearchQueryDep,
 ) -> Response:
     return await _search(
         request,
         session,
         principal,
-        given,
-        crew=crew,
-        jurisdiction_id=jurisdiction_id,
-        geojson=_geojson(request, format),
+        query.search_input(),
+        crew=query.crew,
+        jurisdiction_id=query.jurisdiction_id,
+        geojson=_geojson(request, query.format),
     )
 
 
@@ -196,26 +202,24 @@ async def list_work_orders(
     + " The body is the polygon; every other filter is a query parameter, as for GET. To get "
     "the next page, POST the same body to `next`.",
     responses={**_PROBLEMS, **_PAGE_CONTENT},
+    openapi_extra=query_openapi(SearchQuery),
 )
 async def search_work_orders(
     request: Request,
     session: ReadSessionDep,
     principal: CrewPrincipal,
-    given: SearchInputDep,
+    query: SearchQueryDep,
     polygon: Annotated[SearchArea, Body()],
-    crew: Annotated[int | None, Query(description="Staff: one crew's territory")] = None,
-    jurisdiction_id: Annotated[int | None, Query(description="Admins: one jurisdiction")] = None,
-    format: Format | None = None,
 ) -> Response:
-    given = service.SearchInput(**{**given.__dict__, "polygon": polygon.model_dump()})
+    given = replace(query.search_input(), polygon=polygon.model_dump())
     return await _search(
         request,
         session,
         principal,
         given,
-        crew=crew,
-        jurisdiction_id=jurisdiction_id,
-        geojson=_geojson(request, format),
+        crew=query.crew,
+        jurisdiction_id=query.jurisdiction_id,
+        geojson=_geojson(request, query.format),
     )
 
 
