@@ -20,6 +20,7 @@ from fastapi import Depends, Request
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -112,6 +113,55 @@ def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     return make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
 
 
+# What a hand-written statement runs on: a session's connection (inside its transaction) or
+# a psycopg connection of its own.
+Db = AsyncSession | psycopg.AsyncConnection[Any]
+
+
+@contextlib.asynccontextmanager
+async def read_db(request: Request) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A psycopg connection in autocommit for one-statement reads (maps, searches, the
+    caller's API key): from the read pool (``make_read_pool``). When the application's
+    sessions are bound to one connection (the tests' rolled-back transaction), that
+    connection, inside its transaction; with an engine installed from outside and no pool
+    (tests that commit), one of the engine's connections."""
+    state = request.app.state
+    sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
+    bind = sessionmaker.kw.get("bind")
+    if isinstance(bind, AsyncConnection):
+        yield await _driver(bind)  # no savepoint: a route's session may hold one meanwhile
+        return
+    pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = getattr(
+        state, "read_pool", None
+    )
+    if pool is not None:
+        async with pool.connection() as connection:
+            yield connection
+        return
+    async with state.engine.connect() as borrowed:
+        driver = await _driver(borrowed)
+        await driver.set_autocommit(True)
+        try:
+            yield driver
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                await driver.set_autocommit(False)
+
+
+async def _driver(connection: AsyncConnection) -> psycopg.AsyncConnection[Any]:
+    raw = await connection.get_raw_connection()
+    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    return driver
+
+
+async def get_read_db(request: Request) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async with read_db(request) as db:
+        yield db
+
+
+ReadDbDep = Annotated[psycopg.AsyncConnection[Any], Depends(get_read_db, scope="function")]
+
+
 @contextlib.asynccontextmanager
 async def read_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A session for work that reads (and at most makes one-statement writes).
@@ -152,13 +202,20 @@ class HotStatement:
         # :name -> %(name)s, leaving PostgreSQL casts (::type) alone; a literal % is doubled.
         self.sql = _NAMED_PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
 
-    async def one(self, session: AsyncSession, params: dict[str, Any]) -> Any:
-        connection = await session.connection()
-        raw = await connection.get_raw_connection()
-        driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    async def one(self, db: Db, params: dict[str, Any]) -> Any:
+        """The first row (a named tuple) or None, on a session's connection (inside its
+        transaction) or on a psycopg connection (``make_read_pool``'s)."""
+        driver = await driver_of(db)
         async with driver.cursor(row_factory=namedtuple_row) as cursor:
             await cursor.execute(self.sql, params, prepare=True)
             return await cursor.fetchone() if cursor.description is not None else None
 
 
 _NAMED_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+
+
+async def driver_of(db: Db) -> psycopg.AsyncConnection[Any]:
+    """The psycopg connection under ``db`` (a session's: it begins the session's transaction)."""
+    if isinstance(db, AsyncSession):
+        return await _driver(await db.connection())
+    return db

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import ROLE_RANK, ApiKey, Role
 from app.core.errors import Forbidden, InvalidInput, NotAuthenticated, NotFound
-from app.db import HotStatement
+from app.db import Db, HotStatement
 
 KEY_PREFIX = "ks"
 # Writing last_used_at on every call would turn each read into a write; once a minute is
@@ -144,13 +144,13 @@ _TOUCH_KEY = HotStatement(
 )
 
 
-async def authenticate_api_key(session: AsyncSession, raw: str) -> LiveApiKey:
+async def authenticate_api_key(db: Db, raw: str) -> LiveApiKey:
     """The live key that ``raw`` is, or 401 saying why not.
 
     Used for the ``X-API-Key`` header and the ``api_key`` query parameter alike.
     """
     prefix = _parse_prefix(raw.strip())
-    row = await FIND_API_KEY.one(session, {"prefix": prefix}) if prefix is not None else None
+    row = await FIND_API_KEY.one(db, {"prefix": prefix}) if prefix is not None else None
     # Compare even when no row matched, so timing does not tell a known prefix apart.
     expected = row.key_hash if row is not None else "0" * 64
     if not hmac.compare_digest(hash_key(raw.strip()), expected) or row is None:
@@ -168,5 +168,5 @@ async def authenticate_api_key(session: AsyncSession, raw: str) -> LiveApiKey:
         )
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         stale = now - LAST_USED_RESOLUTION
-        await _TOUCH_KEY.one(session, {"id": row.id, "now": now, "stale": stale})
+        await _TOUCH_KEY.one(db, {"id": row.id, "now": now, "stale": stale})
     return LiveApiKey(row.id, row.jurisdiction_id, row.name, row.role, tuple(row.scopes))

@@ -34,7 +34,7 @@ from app.auth.api_keys import LiveApiKey, authenticate_api_key
 from app.auth.models import ROLE_RANK, Role, User
 from app.auth.users import UserDatabase, UserManager, bearer_transport, get_jwt_strategy
 from app.core.errors import Forbidden, NotAuthenticated
-from app.db import read_session
+from app.db import read_db, read_session
 from app.settings import Settings
 
 _api_key_header = APIKeyHeader(
@@ -138,10 +138,20 @@ async def get_optional_principal(
     """
     if not (token or header_key or query_key):
         return None
+    return await principal_of(request, token, header_key or query_key)
+
+
+async def principal_of(
+    request: Request, token: str | None, api_key: str | None
+) -> Principal | None:
+    """``resolve_principal`` on a connection of its own. A key alone (machine clients, the
+    busiest callers) is one hand-written statement on a read-pool connection; a bearer token
+    needs the user manager, hence a session."""
+    if api_key and not token:
+        async with read_db(request) as db:
+            return Principal.of_api_key(await authenticate_api_key(db, api_key))
     async with read_session(request) as session:
-        return await resolve_principal(
-            session, request.app.state.settings, token, header_key or query_key
-        )
+        return await resolve_principal(session, request.app.state.settings, token, api_key)
 
 
 async def get_current_principal(

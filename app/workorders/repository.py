@@ -17,13 +17,12 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-import psycopg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.models import check_in
 from app.crews.repository import territory_sql
-from app.db import HotStatement
+from app.db import Db, HotStatement, driver_of
 from app.tickets.models import OPEN_STATUSES
 from app.tickets.sla import sla_state_sql
 from app.workorders.schemas import Scope, Search, Sort
@@ -327,15 +326,14 @@ def route_statement(
     return sql, params
 
 
-async def fetch(session: AsyncSession, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """Run ``sql`` (``:name`` parameters) unprepared on the session's psycopg connection.
+async def fetch(db: Db, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Run ``sql`` (``:name`` parameters) unprepared on a session's psycopg connection, or on
+    a psycopg connection (a read-pool one: searches are one statement each).
 
     Rows are plain tuples of text and numbers: the JSON comes ready-made from the database,
     so nothing is parsed per row here.
     """
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    driver = await driver_of(db)
     async with driver.cursor() as cursor:
         # Parallel workers and JIT are off on request connections (app.db.make_engine).
         await cursor.execute(_pyformat(sql), params, prepare=False)

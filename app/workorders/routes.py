@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import orjson
+import psycopg
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -18,7 +19,7 @@ from starlette.datastructures import UploadFile
 from app.auth.principal import CrewPrincipal, Principal
 from app.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.core.query import QueryModel, query_of, query_openapi
-from app.db import ReadSessionDep, SessionDep
+from app.db import ReadDbDep, ReadSessionDep, SessionDep
 from app.media.service import PhotoPipeline, StoredPhoto
 from app.settings import Settings
 from app.workorders import service
@@ -123,6 +124,7 @@ SearchQueryDep = Annotated[SearchQuery, Depends(query_of(SearchQuery))]
 async def _search(
     request: Request,
     session: AsyncSession,
+    db: psycopg.AsyncConnection[Any],
     principal: Principal,
     given: service.SearchInput,
     *,
@@ -135,8 +137,9 @@ async def _search(
         session, principal, crew_id=crew, jurisdiction_id=jurisdiction_id
     )
     search = service.check_search(given, settings, scope)
+    # The search is one statement (two by distance): a read-pool connection, no session.
     page = await service.search_work_orders(
-        session, scope, search, base_url=settings.public_base_url, geojson=geojson
+        db, scope, search, base_url=settings.public_base_url, geojson=geojson
     )
     next_url = None
     if page.next_cursor is not None:
@@ -180,12 +183,14 @@ _SEARCH_DESCRIPTION = (
 async def list_work_orders(
     request: Request,
     session: ReadSessionDep,
+    db: ReadDbDep,
     principal: CrewPrincipal,
     query: SearchQueryDep,
 ) -> Response:
     return await _search(
         request,
         session,
+        db,
         principal,
         query.search_input(),
         crew=query.crew,
@@ -207,6 +212,7 @@ async def list_work_orders(
 async def search_work_orders(
     request: Request,
     session: ReadSessionDep,
+    db: ReadDbDep,
     principal: CrewPrincipal,
     query: SearchQueryDep,
     polygon: Annotated[SearchArea, Body()],
@@ -215,6 +221,7 @@ async def search_work_orders(
     return await _search(
         request,
         session,
+        db,
         principal,
         given,
         crew=query.crew,

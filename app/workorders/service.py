@@ -33,6 +33,7 @@ from app.core import clock
 from app.core.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound
 from app.crews import repository as crews_sql
 from app.crews.service import acting_jurisdiction
+from app.db import Db
 from app.media.service import StoredPhoto
 from app.settings import Settings
 from app.tickets import repository as tickets_sql
@@ -236,7 +237,7 @@ class Page:
 
 
 async def search_work_orders(
-    session: AsyncSession,
+    db: Db,
     scope: Scope,
     search: Search,
     *,
@@ -246,14 +247,12 @@ async def search_work_orders(
 ) -> Page:
     now = now or clock.now()
     if search.sort == Sort.distance:
-        rows = await _nearest_first(
-            session, scope, search, now=now, base_url=base_url, geojson=geojson
-        )
+        rows = await _nearest_first(db, scope, search, now=now, base_url=base_url, geojson=geojson)
     else:
         statement, params = sql.search_statement(
             scope, search, now=now, base_url=base_url, geojson=geojson
         )
-        rows = await sql.fetch(session, statement, params)
+        rows = await sql.fetch(db, statement, params)
     more = len(rows) > search.limit
     rows = rows[: search.limit]
     next_cursor = None
@@ -271,7 +270,7 @@ async def search_work_orders(
 
 
 async def _nearest_first(
-    session: AsyncSession,
+    db: Db,
     scope: Scope,
     search: Search,
     *,
@@ -290,7 +289,7 @@ async def _nearest_first(
     """
     assert search.radius_m is not None
     statement, params = sql.nearest_bound_statement(scope, search, now=now)
-    bound = (await sql.fetch(session, statement, params))[0]
+    bound = (await sql.fetch(db, statement, params))[0]
     within = search.radius_m
     if bound[0] > search.limit and bound[1] is not None:
         # A hair over the farthest: its own distance was computed by the same function, but
@@ -299,7 +298,7 @@ async def _nearest_first(
     statement, params = sql.search_statement(
         scope, search, now=now, base_url=base_url, geojson=geojson, within_m=within
     )
-    return await sql.fetch(session, statement, params)
+    return await sql.fetch(db, statement, params)
 
 
 async def get_work_order(
