@@ -43,6 +43,7 @@ class HttpLoad:
     connections: int = 32
     threads: int = 2
     timeout_s: float = 5.0
+    rate: float | None = None  # requests/s offered on a fixed schedule (None: flat out)
 
 
 def wrk_version() -> str | None:
@@ -95,6 +96,7 @@ def run_wrk(
         uuid.uuid4().hex[:12],
         str(max(1, max_requests // threads)),
         str(threads),
+        f"{load.rate / threads:g}" if load.rate else "0",
         *(f"{name}={value}" for name, value in load.headers.items()),
     ]
     started = time.monotonic()

@@ -53,7 +53,11 @@ the 4 MB body, the stricter of the two.
 `Idempotency-Key`), 2 threads, 32 connections (8 for photo uploads and for z14 tiles, whose
 answers weigh megabytes at 1M tickets); an answer slower than 5 s (15 s for tiles) counts as
 a socket error. A Python client would take most of a core from the server on a 2-core
-machine. wrk is closed-loop: latencies are service times at that concurrency. Database
+machine. wrk is closed-loop (each connection sends its next request when the last is
+answered): latencies are service times at that concurrency, and flat out the p50 includes
+the queue the connections build. `workorders_polygon_at_300` paces the same 8 connections to
+a combined 300 req/s on a fixed schedule (`bench/wrk/workload.lua`), for the p50 at the
+rate issue 5 names. Database
 ceilings replay the statements of a workload through pgbench, with scripts generated from the
 application's own SQL builders; each reads its inputs with one primary-key lookup per
 transaction:

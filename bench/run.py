@@ -597,6 +597,7 @@ class Harness:
             unique_header=workload.unique_header,
             connections=workload.connections,
             timeout_s=workload.timeout_s,
+            rate=workload.rate,
         )
 
     def _last_report(self, ctx: Context) -> int:

@@ -36,7 +36,12 @@ PHOTO_UPLOAD_TARGET = {"p99_ms_max": 150.0, "peak_rss_mb_max": 300.0}
 PHOTO_PROCESS_TARGET = {"photos_per_s_min": 8.0}
 PHOTO_MEMORY_TARGET = {"peak_rss_mb_max": 300.0}
 EXPLAIN_TARGET = {"median_ms_max": 1.0}
-WORKORDERS_POLYGON_TARGET = {"p50_ms_max": 20.0, "rps_min": 300.0}
+# Issue 5: p50 <= 20 ms and >= 300 req/s. Throughput flat out (closed loop), and the p50 at
+# the target's rate: 300 req/s offered on a fixed schedule (open loop). Flat out, the p50 is
+# the queue the closed loop itself builds (connections / rps), not the latency at 300 req/s.
+WORKORDERS_POLYGON_TARGET = {"rps_min": 300.0}
+WORKORDERS_POLYGON_RATE = 300.0
+WORKORDERS_POLYGON_LATENCY_TARGET = {"p50_ms_max": 20.0}
 ROUTE_TARGET = {"median_ms_max": 100.0}
 BBOX_FEATURES = 150  # a street-sized box, as issue 6 measures
 TILE_ZOOM = 14
@@ -84,6 +89,7 @@ class HttpWorkload:
     facts: tuple[str, ...] = ()  # what its generator found, copied into the results
     target: dict[str, float] | None = None
     available: Callable[[Any], str | None] | None = None  # extra check: reason when not
+    rate: float | None = None  # requests/s offered on a fixed schedule (None: flat out)
 
 
 # -- generators --------------------------------------------------------------------------------
@@ -541,12 +547,28 @@ HTTP_WORKLOADS: tuple[HttpWorkload, ...] = (
         "/v1/workorders/search",
         _workorders_polygon,
         "read",
-        # Issue 5 asks for p50 <= 20 ms at >= 300 req/s: about 6 requests in flight (Little's
-        # law). With 32 closed-loop connections the p50 would be 32 / rps, a queue, not a latency.
+        # Flat out on 8 connections: how many the server answers (WORKORDERS_POLYGON_TARGET).
         connections=8,
         headers={"Content-Type": "application/json", "X-API-Key": BENCH_STAFF_KEY},
         facts=("district_vertices_median",),
         target=WORKORDERS_POLYGON_TARGET,
+    ),
+    HttpWorkload(
+        "workorders_polygon_at_300",
+        "POST /v1/workorders/search at 300 req/s offered (fixed schedule: the p50 at the "
+        "target's rate)",
+        "kerbside",
+        "map",
+        "POST",
+        "/v1/workorders/search",
+        _workorders_polygon,
+        "read",
+        # The same 8 clients as the flat-out run, each paced to its share of 300 req/s.
+        connections=8,
+        headers={"Content-Type": "application/json", "X-API-Key": BENCH_STAFF_KEY},
+        facts=("district_vertices_median",),
+        target=WORKORDERS_POLYGON_LATENCY_TARGET,
+        rate=WORKORDERS_POLYGON_RATE,
     ),
 )
 

@@ -1,8 +1,11 @@
 -- One wrk workload, driven by files the harness writes (see bench/loadgen.py).
 -- Arguments (after `--`): paths_file bodies_file|- method unique_header|- nonce
---   requests_per_thread threads header_name=value ...
+--   requests_per_thread threads rate_per_thread header_name=value ...
 -- Each thread walks the paths (and bodies) from its own offset, so no two threads send the
 -- same request; `unique_header` gets a fresh value per request (an Idempotency-Key).
+-- rate_per_thread > 0 paces the thread's requests to a fixed schedule (open loop: request k
+-- is due at start + k / rate, whichever of the thread's connections is free then); 0 sends
+-- as fast as the connections allow (closed loop).
 -- done() prints one line `BENCH_JSON {...}` with latency percentiles (microseconds) and counts.
 
 local threads = {}
@@ -42,8 +45,9 @@ function init(args)
   nonce = args[5]
   budget = tonumber(args[6])
   stride = tonumber(args[7])
+  rate = tonumber(args[8])
   headers = {}
-  for i = 8, #args do
+  for i = 9, #args do
     local name, value = args[i]:match("^([^=]+)=(.*)$")
     headers[name] = value
   end
@@ -51,6 +55,29 @@ function init(args)
   sent = 0
   non2xx = 0
   timings = {}
+end
+
+-- A monotonic clock in milliseconds (LuaJIT's FFI; CLOCK_MONOTONIC is 1 on Linux).
+local ffi = require("ffi")
+ffi.cdef [[
+  typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+  int clock_gettime(int clock, bench_timespec *tp);
+]]
+local clock = ffi.new("bench_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, clock)
+  return tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1e6
+end
+
+local started, scheduled = nil, 0
+
+function delay()
+  if rate <= 0 then return 0 end
+  local now = now_ms()
+  started = started or now
+  scheduled = scheduled + 1
+  local due = started + (scheduled - 1) * 1000 / rate
+  return math.max(0, due - now)
 end
 
 function request()
