@@ -32,15 +32,25 @@ Q = TypeVar("Q", bound=QueryModel)
 
 
 def query_of(model: type[Q]) -> Callable[[Request], Awaitable[Q]]:
-    """A dependency that validates the request's query string as ``model``. A list field
-    takes every value of a repeated parameter; any other field the last one (as FastAPI's
-    declared parameters do)."""
+    """A dependency that validates the request's query string as ``model``."""
+    parse_query = query_parser(model)
 
+    async def parse(request: Request) -> Q:
+        return parse_query(request)
+
+    parse.__name__ = f"query_of_{model.__name__}"
+    return parse
+
+
+def query_parser(model: type[Q]) -> Callable[[Request], Q]:
+    """A function that validates a request's query string as ``model`` (for routes that
+    resolve their own inputs). A list field takes every value of a repeated parameter; any
+    other field the last one (as FastAPI's declared parameters do)."""
     lists = frozenset(
         field.alias or name for name, field in model.model_fields.items() if _is_list(field)
     )
 
-    async def parse(request: Request) -> Q:
+    def parse(request: Request) -> Q:
         params = request.query_params
         values: dict[str, Any] = dict(params)
         for name in lists & values.keys():
@@ -54,7 +64,6 @@ def query_of(model: type[Q]) -> Callable[[Request], Awaitable[Q]]:
             ]
             raise RequestValidationError(errors) from None
 
-    parse.__name__ = f"query_of_{model.__name__}"
     return parse
 
 
