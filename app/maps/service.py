@@ -63,7 +63,7 @@ async def one(db: Db, sql: str, params: dict[str, Any]) -> Any:
     """The first row of ``sql`` (prepared on this connection), or None.
 
     Results come in binary: tiles and ``convert_to``-ed GeoJSON arrive as the bytes to send,
-    with no hex or UTF-8 decoding on the way.
+    with no hex decoding on the way; text is decoded straight from UTF-8.
     """
     async with db.cursor(row_factory=namedtuple_row) as cursor:
         await cursor.execute(statement(sql).sql, params, prepare=True, binary=True)
@@ -187,22 +187,32 @@ async def features_page(
     after: int | None,
     base_url: str,
 ) -> Page:
-    if queries.serves_from_map(view, properties):
+    from_map = queries.serves_from_map(view, properties)
+    if from_map:
         pad = 0.0  # the read model filters on the public point itself
-        sql = queries.map_page_sql(filters.key(), after is not None)
     else:
         pad = 0.0 if view.staff or filters.bbox is None else await public_snap_pad(db, state)
-        key = filters.key()
-        sql = queries.features_page_sql(view, properties, key, pad > 0, after is not None)
+    key = filters.key()
+
+    def page_sql(ordered: bool) -> str:
+        if from_map:
+            return queries.map_page_sql(key, after is not None, ordered)
+        return queries.features_page_sql(view, properties, key, pad > 0, after is not None, ordered)
+
     params = queries.filter_params(filters, view, pad)
     params["limit"] = limit
     if after is not None:
         params["after"] = after
     if "url" in properties:
         params["base_url"] = base_url
-    row = await one(db, sql, params)
+    # A first page that holds the whole answer (most map views) is read in index order:
+    # sorting a z16 view's rows by id cost a fifth of its time (measured). Only when there
+    # are more rows than the page holds is it read again in id order, where paging starts.
+    row = await one(db, page_sql(ordered=after is not None), params)
+    if after is None and int(row.n) > limit:
+        row = await one(db, page_sql(ordered=True), params)
     read = int(row.n)
-    features = bytes(row.features or b"")
+    features = row.features.encode() if row.features else b""
     if read <= limit:
         return Page(features, read, None)
     # Drop the extra feature (the last). Inside a feature this text cannot occur: quotes in
