@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import HotStatement
+
 
 def territory_sql(alias: str = "t", param: str = "crew_id") -> str:
     """SQL: ticket ``alias`` is assigned to crew ``:param`` or lies in one of its areas.
@@ -56,6 +58,10 @@ async def list_crews(
         {"j": jurisdiction_id, "inactive": include_inactive},
     )
     return result.all()
+
+
+# The crew's jurisdiction, for read-pool connections as well as sessions (work-order scopes).
+CREW_JURISDICTION = HotStatement("SELECT jurisdiction_id FROM crew WHERE id = :id")
 
 
 async def crew(session: AsyncSession, crew_id: int, *, lock: bool = False) -> Any:

@@ -13,7 +13,6 @@ import psycopg
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
 from app.auth.principal import CrewPrincipal, Principal
@@ -123,7 +122,6 @@ SearchQueryDep = Annotated[SearchQuery, Depends(query_of(SearchQuery))]
 
 async def _search(
     request: Request,
-    session: AsyncSession,
     db: psycopg.AsyncConnection[Any],
     principal: Principal,
     given: service.SearchInput,
@@ -133,9 +131,7 @@ async def _search(
     geojson: bool,
 ) -> Response:
     settings = _settings(request)
-    scope = await service.scope_for(
-        session, principal, crew_id=crew, jurisdiction_id=jurisdiction_id
-    )
+    scope = await service.scope_for(db, principal, crew_id=crew, jurisdiction_id=jurisdiction_id)
     search = service.check_search(given, settings, scope)
     # The search is one statement (two by distance): a read-pool connection, no session.
     page = await service.search_work_orders(
@@ -182,14 +178,12 @@ _SEARCH_DESCRIPTION = (
 )
 async def list_work_orders(
     request: Request,
-    session: ReadSessionDep,
     db: ReadDbDep,
     principal: CrewPrincipal,
     query: SearchQueryDep,
 ) -> Response:
     return await _search(
         request,
-        session,
         db,
         principal,
         query.search_input(),
@@ -211,7 +205,6 @@ async def list_work_orders(
 )
 async def search_work_orders(
     request: Request,
-    session: ReadSessionDep,
     db: ReadDbDep,
     principal: CrewPrincipal,
     query: SearchQueryDep,
@@ -220,7 +213,6 @@ async def search_work_orders(
     given = replace(query.search_input(), polygon=polygon.model_dump())
     return await _search(
         request,
-        session,
         db,
         principal,
         given,

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +50,7 @@ from geo.shapes import ShapeProblem, check_polygon, parse_bbox, parse_lonlat
 
 
 async def scope_for(
-    session: AsyncSession,
+    db: Db,
     principal: Principal,
     *,
     crew_id: int | None = None,
@@ -65,7 +66,7 @@ async def scope_for(
         return Scope(principal.jurisdiction_id, own)
     scope_jurisdiction = acting_jurisdiction(principal, jurisdiction_id, required=False)
     if crew_id is not None:
-        crew = await crews_sql.crew(session, crew_id)
+        crew = await crews_sql.CREW_JURISDICTION.one(db, {"id": crew_id})
         if crew is None or (
             scope_jurisdiction is not None and crew.jurisdiction_id != scope_jurisdiction
         ):
@@ -323,7 +324,7 @@ async def get_work_order(
 
 
 def _fingerprint(search: Search, scope: Scope) -> str:
-    fields = asdict(search)
+    fields = _fields_of(search)
     fields.pop("limit")
     fields.pop("after")
     if fields["polygon_wkb"] is not None:
@@ -347,7 +348,12 @@ def _with_cursor(search: Search, scope: Scope, token: str) -> Search:
         raise _bad_cursor("this is not a cursor from a work-order page") from None
     if sort != search.sort or fingerprint != _fingerprint(search, scope):
         raise _bad_cursor("the cursor belongs to another search; follow `next` as given")
-    return Search(**{**asdict(search), "after": after})
+    return replace(search, after=after)
+
+
+def _fields_of(search: Search) -> dict[str, Any]:
+    # Not asdict(): it deep-copies every field, a tenth of a polygon search's Python time.
+    return {field.name: getattr(search, field.name) for field in dataclasses.fields(search)}
 
 
 def _cursor_key(sort: Sort, key: list[Any]) -> tuple[object, ...]:
