@@ -151,12 +151,10 @@ def prewarm(url: str, label: str) -> None:
     would pay for the others. The warm-up runs cannot do it: they use other boxes."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
-        budget = int(
-            conn.execute(
-                "SELECT setting::bigint * 8192 * 3 / 4 FROM pg_settings"
-                " WHERE name = 'shared_buffers'"
-            ).fetchone()[0]
-        )
+        shared = conn.execute(
+            "SELECT setting::bigint * 8192 * 3 / 4 FROM pg_settings WHERE name = 'shared_buffers'"
+        ).fetchone()
+        budget = int(shared[0]) if shared is not None else 0
         relations = conn.execute(
             "SELECT c.oid::regclass::text, pg_relation_size(c.oid) FROM pg_class c"
             " JOIN pg_namespace n ON n.oid = c.relnamespace"

@@ -15,7 +15,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -372,6 +372,22 @@ def _workorders_polygon(ctx: Context) -> Requests:
     return ["/v1/workorders/search"], bodies
 
 
+_WORKORDERS_POLYGON = HttpWorkload(
+    "workorders_polygon",
+    "POST /v1/workorders/search (a district polygon, staff key, 50 a page, 8 connections)",
+    "kerbside",
+    "map",
+    "POST",
+    "/v1/workorders/search",
+    _workorders_polygon,
+    "read",
+    # Flat out on 8 connections: how many the server answers (WORKORDERS_POLYGON_TARGET).
+    connections=8,
+    headers={"Content-Type": "application/json", "X-API-Key": BENCH_STAFF_KEY},
+    facts=("district_vertices_median",),
+    target=WORKORDERS_POLYGON_TARGET,
+)
+
 HTTP_WORKLOADS: tuple[HttpWorkload, ...] = (
     HttpWorkload(
         "healthz",
@@ -538,35 +554,13 @@ HTTP_WORKLOADS: tuple[HttpWorkload, ...] = (
         timeout_s=15.0,
         facts=("viewport_side_m_median", "viewport_features_median", "viewport_features_mean"),
     ),
-    HttpWorkload(
-        "workorders_polygon",
-        "POST /v1/workorders/search (a district polygon, staff key, 50 a page, 8 connections)",
-        "kerbside",
-        "map",
-        "POST",
-        "/v1/workorders/search",
-        _workorders_polygon,
-        "read",
-        # Flat out on 8 connections: how many the server answers (WORKORDERS_POLYGON_TARGET).
-        connections=8,
-        headers={"Content-Type": "application/json", "X-API-Key": BENCH_STAFF_KEY},
-        facts=("district_vertices_median",),
-        target=WORKORDERS_POLYGON_TARGET,
-    ),
-    HttpWorkload(
-        "workorders_polygon_at_300",
-        "POST /v1/workorders/search at 300 req/s offered (fixed schedule: the p50 at the "
+    _WORKORDERS_POLYGON,
+    # The same 8 clients as the flat-out run, each paced to its share of 300 req/s.
+    replace(
+        _WORKORDERS_POLYGON,
+        name="workorders_polygon_at_300",
+        title="POST /v1/workorders/search at 300 req/s offered (fixed schedule: the p50 at the "
         "target's rate)",
-        "kerbside",
-        "map",
-        "POST",
-        "/v1/workorders/search",
-        _workorders_polygon,
-        "read",
-        # The same 8 clients as the flat-out run, each paced to its share of 300 req/s.
-        connections=8,
-        headers={"Content-Type": "application/json", "X-API-Key": BENCH_STAFF_KEY},
-        facts=("district_vertices_median",),
         target=WORKORDERS_POLYGON_LATENCY_TARGET,
         rate=WORKORDERS_POLYGON_RATE,
     ),
