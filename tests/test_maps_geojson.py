@@ -127,6 +127,38 @@ async def test_bad_bbox_is_a_422_on_the_field(
     assert field_message in error["message"]
 
 
+@pytest.mark.parametrize(
+    ("params", "headers", "status", "field"),
+    [
+        ({"bbox": NEAR}, {"X-API-Key": "ks_000000000000_nope"}, 401, None),
+        ({"bbox": NEAR, "api_key": "ks_000000000000_nope"}, {}, 401, None),
+        ({"bbox": NEAR}, {"Authorization": "Bearer not.a.token"}, 401, None),
+        ({"bbox": NEAR, "limit": "many"}, {}, 422, "limit"),
+        ({"bbox": NEAR, "limit": "0"}, {}, 422, "limit"),
+        ({"bbox": NEAR, "has_photo": "perhaps"}, {}, 422, "has_photo"),
+        ({"bbox": NEAR, "created_since": "2026-11-24T08:00:00"}, {}, 422, "created_since"),
+    ],
+)
+async def test_the_route_checks_its_own_inputs(
+    client: httpx.AsyncClient,
+    params: dict[str, str],
+    headers: dict[str, str],
+    status: int,
+    field: str | None,
+) -> None:
+    """The route resolves caller and query in its handler (app/maps/routes.py): wrong
+    credentials and bad values get the same problems as every other route, and the next
+    request still gets a connection."""
+    response = await get(client, headers=headers, **params)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    if status == 401:
+        assert "www-authenticate" in response.headers
+    else:
+        assert [e["field"] for e in response.json()["errors"]] == [field]
+    assert (await get(client, bbox=NEAR)).status_code == 200
+
+
 async def test_too_large_bbox_is_a_400_problem(client: httpx.AsyncClient) -> None:
     response = await get(client, bbox="-3,51,-2,52")  # ~7,700 km²
     assert response.status_code == 400
