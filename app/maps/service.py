@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.models import Role
 from app.auth.principal import Principal
-from app.db import HotStatement
+from app.db import HotStatement, driver_of
 from app.maps import queries
 from app.maps.queries import PUBLIC, Filters, View
 from geo.bbox import BBox
@@ -68,13 +68,6 @@ async def one(db: Db, sql: str, params: dict[str, Any]) -> Any:
     async with db.cursor(row_factory=namedtuple_row) as cursor:
         await cursor.execute(statement(sql).sql, params, prepare=True, binary=True)
         return await cursor.fetchone()
-
-
-async def _driver(session: AsyncSession) -> psycopg.AsyncConnection[Any]:
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
-    return driver
 
 
 async def all_rows(db: Db, sql: str, params: dict[str, Any]) -> list[Any]:
@@ -459,7 +452,7 @@ async def export_lines(
     sql = statement(queries.export_sql(filters.key(), fmt)).sql
     async with sessionmaker() as session:
         try:
-            driver = await _driver(session)
+            driver = await driver_of(session)
             async with driver.cursor(name="kerbside_export", row_factory=tuple_row) as cursor:
                 cursor.itersize = batch_rows
                 await cursor.execute(sql, params)
