@@ -689,7 +689,7 @@ class Harness:
         def prepare(conn: psycopg.Connection[Any]) -> tuple[str, dict[str, Any]]:
             polygons = workorders_sql.store_polygons(conn)
             jurisdiction_id = workorders_sql.staff_jurisdiction(conn)
-            script = workorders_sql.pgbench_script(polygons, jurisdiction_id, "http://127.0.0.1")
+            script = workorders_sql.pgbench_script(polygons, jurisdiction_id)
             return script, {"polygons": polygons}
 
         self._sql_ceiling(

@@ -108,17 +108,41 @@ def calendar_of(row: Any) -> BusinessCalendar | None:
 
 def sla_state(ticket: Any, now: datetime) -> SlaState | None:
     """The state of ``ticket`` (any object with the ticket's columns) at ``now``."""
-    if ticket.status in DISMISSED_STATUSES:
+    return sla_state_of(
+        now,
+        ticket.status,
+        acknowledged_at=ticket.acknowledged_at,
+        acknowledge_due_at=ticket.acknowledge_due_at,
+        acknowledge_warn_at=ticket.acknowledge_warn_at,
+        resolve_due_at=ticket.resolve_due_at,
+        resolve_warn_at=ticket.resolve_warn_at,
+        fixed_at=ticket.fixed_at,
+    )
+
+
+def sla_state_of(
+    now: datetime,
+    status: str,
+    *,
+    acknowledged_at: datetime | None,
+    acknowledge_due_at: datetime | None,
+    acknowledge_warn_at: datetime | None,
+    resolve_due_at: datetime | None,
+    resolve_warn_at: datetime | None,
+    fixed_at: datetime | None,
+) -> SlaState | None:
+    """The rule itself, on the columns it reads (for rows that are plain tuples)."""
+    if status in DISMISSED_STATUSES:
         return None
-    if ticket.status in DONE_STATUSES:
-        if ticket.resolve_due_at is None or ticket.fixed_at is None:
+    if status in DONE_STATUSES:
+        if resolve_due_at is None or fixed_at is None:
             return None
-        return SlaState.breached if ticket.fixed_at > ticket.resolve_due_at else SlaState.ok
-    if ticket.acknowledged_at is None and ticket.acknowledge_due_at is not None:
-        return _against(now, ticket.acknowledge_warn_at, ticket.acknowledge_due_at)
-    if ticket.resolve_due_at is None:
+        return SlaState.breached if fixed_at > resolve_due_at else SlaState.ok
+    if acknowledged_at is None and acknowledge_due_at is not None:
+        return _against(now, acknowledge_warn_at, acknowledge_due_at)
+    if resolve_due_at is None:
         return None
-    return _against(now, ticket.resolve_warn_at, ticket.resolve_due_at)
+    return _against(now, resolve_warn_at, resolve_due_at)
 
 
 def _against(now: datetime, warn_at: datetime | None, due_at: datetime) -> SlaState:

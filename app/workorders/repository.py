@@ -1,10 +1,11 @@
-"""Work-order queries: hand-written SQL with bound parameters, JSON and GeoJSON built by PostGIS.
+"""Work-order queries: hand-written SQL with bound parameters.
 
 A search is one statement. The inner query finds the page's tickets in sort order (the
 indexes decide how: ``ix_ticket_open_priority_due`` walks open tickets in priority order,
 ``ix_ticket_open_due`` in due order, the GiST index on ``location`` finds a small area); the
-outer query turns just those rows into JSON. Filter text comes from this module only;
-every value is a bound parameter.
+outer query joins just those rows to their service, area and crew. Every statement selects
+``app.workorders.documents.COLUMNS``, read in binary, which that module turns into JSON.
+Filter text comes from this module only; every value is a bound parameter.
 
 Searches run as unnamed (unprepared) statements, so each is planned with its own values: a
 street-sized box and a whole district want different plans, and a generic plan would guess.
@@ -25,6 +26,7 @@ from app.crews.repository import territory_sql
 from app.db import Db, HotStatement, driver_of
 from app.tickets.models import OPEN_STATUSES
 from app.tickets.sla import sla_state_sql
+from app.workorders.documents import select_list
 from app.workorders.schemas import Scope, Search, Sort
 from geo.distance import near_params
 
@@ -34,62 +36,6 @@ _POINT = "ST_SetSRID(ST_MakePoint(:near_lon, :near_lat), 4326)"
 # spheroid, and the same distances the day route adds up.
 DISTANCE = f"ST_Distance(t.location::geography, {_POINT}::geography, false)"
 ACTIVE_WORK = ("assigned", "accepted", "en_route", "on_site")
-
-
-def _iso(column: str) -> str:
-    """A timestamptz as ISO 8601 UTC with ``Z`` (NULL stays NULL)."""
-    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-
-
-def _properties(*, location: bool, distance: bool) -> str:
-    pairs = [
-        ("reference", "t.reference"),
-        ("url", ":base_url || '/v1/workorders/' || t.reference"),
-        ("ticket_url", ":base_url || '/v1/tickets/' || t.reference"),
-        ("status", "t.status"),
-        ("work_status", "t.work_status"),
-        ("priority", "t.priority"),
-        ("service_code", "s.code"),
-        ("service_name", "coalesce(s.names->>'en', s.code)"),
-        (
-            "area",
-            "CASE WHEN a.id IS NULL THEN NULL"
-            " ELSE json_build_object('id', a.id, 'code', a.code, 'name', a.name) END",
-        ),
-        (
-            "crew",
-            "CASE WHEN c.id IS NULL THEN NULL"
-            " ELSE json_build_object('id', c.id, 'name', c.name) END",
-        ),
-        ("description", "t.description"),
-        ("address", "t.address"),
-        ("report_count", "t.report_count"),
-        ("supporter_count", "t.supporter_count"),
-        ("first_reported_at", _iso("t.first_reported_at")),
-        ("last_reported_at", _iso("t.last_reported_at")),
-        ("acknowledge_due_at", _iso("t.acknowledge_due_at")),
-        ("resolve_due_at", _iso("t.resolve_due_at")),
-        ("assigned_at", _iso("t.assigned_at")),
-        ("scheduled_for", _iso("t.scheduled_for")),
-        ("sla_state", sla_state_sql("t", NOW)),
-    ]
-    if location:
-        pairs.insert(
-            8, ("location", "json_build_object('lon', ST_X(t.location), 'lat', ST_Y(t.location))")
-        )
-    if distance:
-        pairs.append(("distance_m", "round(CAST(t.distance_m AS numeric), 1)"))
-    return "json_build_object(" + ", ".join(f"'{k}', {v}" for k, v in pairs) + ")"
-
-
-def _body(*, geojson: bool, distance: bool) -> str:
-    if not geojson:
-        return _properties(location=True, distance=distance)
-    return (
-        "json_build_object('type', 'Feature', 'id', t.reference,"
-        " 'geometry', CAST(ST_AsGeoJSON(t.location) AS json),"
-        f" 'properties', {_properties(location=False, distance=distance)})"
-    )
 
 
 # The page's rows come whole from the inner query (aliased ``t``): joining ``ticket`` again
@@ -124,8 +70,6 @@ def search_statement(
     search: Search,
     *,
     now: datetime,
-    base_url: str,
-    geojson: bool,
     within_m: float | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The SQL and parameters of one page of a work-order search (``limit + 1`` rows).
@@ -133,7 +77,7 @@ def search_statement(
     ``within_m`` narrows the ``near`` circle below ``search.radius_m`` (see
     ``app.workorders.service`` for how distance pages choose it).
     """
-    params: dict[str, Any] = {"now": now, "base_url": base_url, "limit": search.limit + 1}
+    params: dict[str, Any] = {"now": now, "limit": search.limit + 1}
     where = _conditions(scope, search, params, within_m)
     distance = search.near is not None
     # Past a cursor, each branch is one range of an index (see _after); without one, one branch.
@@ -153,9 +97,7 @@ def search_statement(
         f" ORDER BY {inner_order.replace('t.', 'b.')} LIMIT :limit)"
     )
     sql = (
-        f"SELECT CAST({_body(geojson=geojson, distance=distance)} AS text) AS body,"  # noqa: S608
-        " CAST(json_build_array(t.priority, t.resolve_due_at, t.distance_m, t.id) AS text)"
-        " AS sort_key"
+        f"SELECT {select_list('t.distance_m')}"  # noqa: S608
         f" FROM {page} t{_JOINS} ORDER BY {outer_order}"
     )
     return sql, params
@@ -292,33 +234,19 @@ def _after(sort: Sort, key: tuple[object, ...], params: dict[str, Any]) -> list[
     return [f" AND ({DISTANCE}, t.id) > (CAST(:c_distance AS float8), CAST(:c_id AS bigint))"]
 
 
-def one_statement(
-    scope: Scope, reference: str, *, now: datetime, base_url: str, geojson: bool
-) -> tuple[str, dict[str, Any]]:
+def one_statement(scope: Scope, reference: str) -> tuple[str, dict[str, Any]]:
     """One work order by reference, in any status, if the scope sees it."""
-    params: dict[str, Any] = {"now": now, "base_url": base_url, "reference": reference.upper()}
+    params: dict[str, Any] = {"reference": reference.upper()}
     where = ["t.reference = :reference", *scope_conditions(scope, params)]
-    sql = (
-        f"SELECT CAST({_body(geojson=geojson, distance=False)} AS text) AS body"  # noqa: S608
-        f" FROM ticket t{_JOINS} WHERE {' AND '.join(where)}"
-    )
+    sql = f"SELECT {select_list()} FROM ticket t{_JOINS} WHERE {' AND '.join(where)}"  # noqa: S608
     return sql, params
 
 
-def route_statement(
-    crew_id: int, limit: int, *, now: datetime, base_url: str
-) -> tuple[str, dict[str, Any]]:
-    """The crew's open, unfinished work orders (most urgent first), with their coordinates."""
-    params: dict[str, Any] = {
-        "now": now,
-        "base_url": base_url,
-        "route_crew": crew_id,
-        "active": list(ACTIVE_WORK),
-        "limit": limit,
-    }
+def route_statement(crew_id: int, limit: int) -> tuple[str, dict[str, Any]]:
+    """The crew's open, unfinished work orders (most urgent first)."""
+    params: dict[str, Any] = {"route_crew": crew_id, "active": list(ACTIVE_WORK), "limit": limit}
     sql = (
-        f"SELECT CAST({_body(geojson=False, distance=False)} AS text) AS body,"  # noqa: S608
-        " ST_X(t.location) AS lon, ST_Y(t.location) AS lat"
+        f"SELECT {select_list()}"  # noqa: S608
         " FROM (SELECT t.* FROM ticket t"
         f" WHERE t.crew_id = :route_crew AND {check_in('t.status', OPEN_STATUSES)}"
         " AND t.work_status = ANY(CAST(:active AS text[]))"
@@ -332,11 +260,11 @@ async def fetch(db: Db, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...
     """Run ``sql`` (``:name`` parameters) unprepared on a session's psycopg connection, or on
     a psycopg connection (a read-pool one: searches are one statement each).
 
-    Rows are plain tuples of text and numbers: the JSON comes ready-made from the database,
-    so nothing is parsed per row here.
+    Rows are plain tuples, read in binary: numbers and times arrive as they are stored,
+    nothing is printed to text and parsed back.
     """
     driver = await driver_of(db)
-    async with driver.cursor() as cursor:
+    async with driver.cursor(binary=True) as cursor:
         # Parallel workers and JIT are off on request connections (app.db.make_engine).
         await cursor.execute(_pyformat(sql), params, prepare=False)
         return await cursor.fetchall()

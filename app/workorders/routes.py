@@ -53,6 +53,12 @@ _PAGE_CONTENT: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _dumps(document: Any) -> bytes:
+    # Times are UTC (the connections' time zone): RFC 3339 with Z, as the pydantic schemas
+    # of the other routes write them.
+    return orjson.dumps(document, option=orjson.OPT_UTC_Z)
+
+
 def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
@@ -142,20 +148,23 @@ async def _search(
         query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
         query.append(("cursor", page.next_cursor))
         next_url = f"{settings.public_base_url}{request.url.path}?{urlencode(query)}"
-    items = ",".join(page.bodies)
+    document: dict[str, Any]
     if geojson:
-        links = [{"rel": "next", "href": next_url, "type": GEOJSON}] if next_url else []
-        body = (
-            f'{{"type":"FeatureCollection","numberReturned":{len(page.bodies)},'
-            f'"features":[{items}],"links":{orjson.dumps(links).decode()}}}'
-        )
+        document = {
+            "type": "FeatureCollection",
+            "numberReturned": len(page.items),
+            "features": page.items,
+            "links": [{"rel": "next", "href": next_url, "type": GEOJSON}] if next_url else [],
+        }
     else:
-        body = (
-            f'{{"items":[{items}],"count":{len(page.bodies)},"sort":"{search.sort.value}",'
-            f'"next":{orjson.dumps(next_url).decode()}}}'
-        )
+        document = {
+            "items": page.items,
+            "count": len(page.items),
+            "sort": search.sort.value,
+            "next": next_url,
+        }
     headers = {"Link": f'<{next_url}>; rel="next"'} if next_url else None
-    return Response(body.encode(), media_type=GEOJSON if geojson else JSON, headers=headers)
+    return Response(_dumps(document), media_type=GEOJSON if geojson else JSON, headers=headers)
 
 
 _SEARCH_DESCRIPTION = (
@@ -264,8 +273,8 @@ async def day_route(
         base_url=settings.public_base_url,
     )
     if _geojson(request, format):
-        return Response(orjson.dumps(_route_geojson(planned)), media_type=GEOJSON)
-    return Response(orjson.dumps(_route_json(planned)), media_type=JSON)
+        return Response(_dumps(_route_geojson(planned)), media_type=GEOJSON)
+    return Response(_dumps(_route_json(planned)), media_type=JSON)
 
 
 def _route_json(planned: service.PlannedRoute) -> dict[str, Any]:
@@ -278,7 +287,7 @@ def _route_json(planned: service.PlannedRoute) -> dict[str, Any]:
                 "sequence": sequence,
                 "leg_m": round(leg, 1),
                 "cumulative_m": round(cumulative, 1),
-                "work_order": orjson.loads(planned.bodies[index]),
+                "work_order": planned.work_orders[index],
             }
         )
     return {
@@ -336,14 +345,14 @@ async def get_work_order(
 ) -> Response:
     scope = await service.scope_for(session, principal)
     geojson = _geojson(request, format)
-    body = await service.get_work_order(
+    document = await service.get_work_order(
         session,
         scope,
         reference,
         base_url=_settings(request).public_base_url,
         geojson=geojson,
     )
-    return Response(body.encode(), media_type=GEOJSON if geojson else JSON)
+    return Response(_dumps(document), media_type=GEOJSON if geojson else JSON)
 
 
 # -- the lifecycle ---------------------------------------------------------------------------------
@@ -358,13 +367,13 @@ _STEP_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 async def _stepped(request: Request, session: SessionDep, reference: str) -> Response:
     # The step has checked the caller's reach already: read the result back whole.
-    body = await service.get_work_order(
+    document = await service.get_work_order(
         session,
         Scope(None, None),
         reference,
         base_url=_settings(request).public_base_url,
     )
-    return Response(body.encode(), media_type=JSON)
+    return Response(_dumps(document), media_type=JSON)
 
 
 @router.post(

@@ -41,6 +41,7 @@ from app.tickets import repository as tickets_sql
 from app.tickets import workflow
 from app.tickets.models import OPEN_STATUSES, EventKind, TicketStatus, WorkStatus
 from app.tickets.sla import SlaState
+from app.workorders import documents
 from app.workorders import repository as sql
 from app.workorders.schemas import Scope, Search, Sort, Step
 from geo import route as routing
@@ -233,7 +234,7 @@ def _split(raw: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Page:
-    bodies: list[str]  # each item's JSON (or GeoJSON Feature), as the database wrote it
+    items: list[dict[str, Any]]  # each work order (or its GeoJSON Feature), ready for orjson
     next_cursor: str | None
 
 
@@ -248,26 +249,27 @@ async def search_work_orders(
 ) -> Page:
     now = now or clock.now()
     if search.sort == Sort.distance:
-        rows = await _nearest_first(db, scope, search, now=now, base_url=base_url, geojson=geojson)
+        rows = await _nearest_first(db, scope, search, now=now)
     else:
-        statement, params = sql.search_statement(
-            scope, search, now=now, base_url=base_url, geojson=geojson
-        )
+        statement, params = sql.search_statement(scope, search, now=now)
         rows = await sql.fetch(db, statement, params)
     more = len(rows) > search.limit
     rows = rows[: search.limit]
     next_cursor = None
     if more and rows:
-        priority, due, distance, last_id = orjson.loads(rows[-1][1])
+        last = rows[-1]
         key: tuple[object, ...]
         if search.sort == Sort.priority:
-            key = (priority, due, last_id)
+            key = (last[documents.PRIORITY], last[documents.RESOLVE_DUE_AT], last[documents.ID])
         elif search.sort == Sort.due:
-            key = (due, last_id)
+            key = (last[documents.RESOLVE_DUE_AT], last[documents.ID])
         else:
-            key = (distance, last_id)
+            key = (last[-1], last[documents.ID])
         next_cursor = _encode_cursor(search, scope, key)
-    return Page([r[0] for r in rows], next_cursor)
+    with_distance = search.near is not None
+    make = documents.feature if geojson else documents.work_order
+    items = [make(r, base_url=base_url, now=now, with_distance=with_distance) for r in rows]
+    return Page(items, next_cursor)
 
 
 async def _nearest_first(
@@ -276,8 +278,6 @@ async def _nearest_first(
     search: Search,
     *,
     now: datetime,
-    base_url: str,
-    geojson: bool,
 ) -> list[Any]:
     """A distance page in two index-bound steps, whatever the density and the filters.
 
@@ -296,9 +296,7 @@ async def _nearest_first(
         # A hair over the farthest: its own distance was computed by the same function, but
         # the circle test (ST_DWithin) must not lose it to rounding.
         within = min(float(bound[1]) + 0.01, search.radius_m)
-    statement, params = sql.search_statement(
-        scope, search, now=now, base_url=base_url, geojson=geojson, within_m=within
-    )
+    statement, params = sql.search_statement(scope, search, now=now, within_m=within)
     return await sql.fetch(db, statement, params)
 
 
@@ -310,14 +308,12 @@ async def get_work_order(
     base_url: str,
     geojson: bool = False,
     now: datetime | None = None,
-) -> str:
-    statement, params = sql.one_statement(
-        scope, reference, now=now or clock.now(), base_url=base_url, geojson=geojson
-    )
+) -> dict[str, Any]:
+    statement, params = sql.one_statement(scope, reference)
     rows = await sql.fetch(session, statement, params)
     if not rows:
         raise NotFound(f"No work order {reference}")
-    return str(rows[0][0])
+    return documents.document(rows[0], base_url=base_url, now=now or clock.now(), geojson=geojson)
 
 
 # -- cursors: opaque to clients, tied to the search that made them --------------------------------
@@ -553,7 +549,7 @@ class PlannedRoute:
     return_to_start: bool
     plan: routing.Route
     points: list[tuple[float, float]]  # of the stops, in the order fetched
-    bodies: list[str]  # each stop's work-order JSON, in the order fetched
+    work_orders: list[dict[str, Any]]  # each stop's work order, in the order fetched
     truncated: bool
 
 
@@ -569,19 +565,17 @@ async def day_route(
 ) -> PlannedRoute:
     """Visit the crew's open, unfinished work orders from ``start``: the most urgent
     ``max_stops`` of them, in the shortest order found (``geo.route.plan_route``)."""
-    statement, params = sql.route_statement(
-        crew_id, max_stops + 1, now=now or clock.now(), base_url=base_url
-    )
+    statement, params = sql.route_statement(crew_id, max_stops + 1)
     rows = await sql.fetch(session, statement, params)
     truncated = len(rows) > max_stops
     rows = rows[:max_stops]
-    points = [(float(r[1]), float(r[2])) for r in rows]
+    points = [(r[documents.LON], r[documents.LAT]) for r in rows]
+    now = now or clock.now()
+    work_orders = [documents.work_order(r, base_url=base_url, now=now) for r in rows]
 
     def plan() -> routing.Route:
         return routing.plan_route(start, points, return_to_start=return_to_start)
 
     # Small routes are solved in well under a millisecond; larger ones leave the event loop.
     planned = plan() if len(points) <= routing.EXACT_UP_TO else await anyio.to_thread.run_sync(plan)
-    return PlannedRoute(
-        crew_id, start, return_to_start, planned, points, [r[0] for r in rows], truncated
-    )
+    return PlannedRoute(crew_id, start, return_to_start, planned, points, work_orders, truncated)
