@@ -399,6 +399,52 @@ async def test_polygon_bounds(
     assert (error["type"], error["in"]) == (kind, "body")
 
 
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "kind"),
+    [
+        (b'{"type": "Polygon", "coordinates": [[[0, 0], [1, 0]', "application/json", 422,
+         "json_invalid"),
+        (b"", "application/json", 422, "missing"),
+        (b'{"type": "Polygon", "coordinates": "north"}', "application/json", 422, "list_type"),
+        (b'{"type": "Polygon", "coordinates": [[[0, 0, 0, 0]]]}', "application/json", 422,
+         "too_long"),
+        (b'{"type": "Polygon"}', "application/json", 422, "missing"),
+        (b"type=Polygon", "application/x-www-form-urlencoded", 415, None),
+    ],
+)  # fmt: skip
+async def test_a_body_that_is_no_polygon_is_a_problem(
+    client: httpx.AsyncClient,
+    world: World,
+    content: bytes,
+    content_type: str,
+    status: int,
+    kind: str | None,
+) -> None:
+    response = await client.post(
+        "/v1/workorders/search",
+        content=content,
+        headers={**world["staff"], "content-type": content_type},
+    )
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    if kind is not None:
+        assert kind in {e["type"] for e in response.json()["errors"]}
+        assert {e["in"] for e in response.json()["errors"]} == {"body"}
+    # Nothing is held: the next search answers.
+    polygon = {"type": "Polygon", "coordinates": [square(-2.6, 51.4, 500)]}
+    again = await client.post("/v1/workorders/search", json=polygon, headers=world["staff"])
+    assert again.status_code == 200
+
+
+async def test_anonymous_searches_are_refused_before_the_body_is_read(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/v1/workorders/search", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 401
+
+
 async def test_polygon_vertex_limit(
     client: httpx.AsyncClient, world: World, settings: Settings
 ) -> None:

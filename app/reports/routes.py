@@ -9,14 +9,13 @@ from typing import Annotated, Any
 import anyio
 import orjson
 from fastapi import APIRouter, Depends, Header, Request, Response
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 from starlette.background import BackgroundTask
 from starlette.types import Receive, Scope, Send
 
 from app.auth.models import Role
 from app.auth.principal import CurrentPrincipal, OptionalPrincipal, Principal
 from app.core import idempotency
+from app.core.bodies import JsonBody
 from app.core.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.core.multipart import Part, read_parts
 from app.core.ratelimit import client_ip, rate_limit
@@ -29,10 +28,11 @@ from app.reports.service import Submitter, submit_report
 
 router = APIRouter(prefix="/v1", tags=["reports"])
 
+_REPORT: JsonBody[ReportIn] = JsonBody("ReportIn", ReportIn)
 _REPORT_BODY = {
     "required": True,
     "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/ReportIn"}},
+        "application/json": {"schema": _REPORT.schema_ref()},
         "multipart/form-data": {
             "schema": {
                 "type": "object",
@@ -112,12 +112,7 @@ async def create_report(
         request, settings.max_photos_per_report, settings.max_photo_bytes
     )
     received = time.perf_counter()
-    try:
-        report = ReportIn.model_validate_json(raw)
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        ) from None
+    report = _REPORT.parse(raw)
 
     submitter = submitter_for(principal)
     key = idempotency_key or (f"client-id:{report.client_id}" if report.client_id else None)

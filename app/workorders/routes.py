@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from app.auth.principal import CrewPrincipal, Principal
+from app.core.bodies import JsonBody
 from app.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.core.query import QueryModel, query_of, query_openapi
 from app.db import ReadDbDep, ReadSessionDep, SessionDep
@@ -26,6 +27,8 @@ from app.workorders.schemas import (
     AcceptIn,
     DayRoute,
     DoneIn,
+    MultiPolygonIn,
+    PolygonIn,
     ProgressIn,
     Scope,
     SearchArea,
@@ -202,6 +205,11 @@ async def list_work_orders(
     )
 
 
+# Read by the route itself: pydantic-core parses and validates the polygon in one pass, a
+# third of what FastAPI's json.loads and then validation of the parsed tree cost.
+_SEARCH_AREA: JsonBody[PolygonIn | MultiPolygonIn] = JsonBody("SearchArea", SearchArea)
+
+
 @router.post(
     "/search",
     response_model=WorkOrderPage,
@@ -209,16 +217,23 @@ async def list_work_orders(
     description=_SEARCH_DESCRIPTION
     + " The body is the polygon; every other filter is a query parameter, as for GET. To get "
     "the next page, POST the same body to `next`.",
-    responses={**_PROBLEMS, **_PAGE_CONTENT},
-    openapi_extra=query_openapi(SearchQuery),
+    responses={
+        **_PROBLEMS,
+        **_PAGE_CONTENT,
+        415: {
+            "description": "The body is not JSON",
+            "content": {"application/problem+json": {}},
+        },
+    },
+    openapi_extra={**query_openapi(SearchQuery), "requestBody": _SEARCH_AREA.openapi()},
 )
 async def search_work_orders(
     request: Request,
     db: ReadDbDep,
     principal: CrewPrincipal,
     query: SearchQueryDep,
-    polygon: Annotated[SearchArea, Body()],
 ) -> Response:
+    polygon = await _SEARCH_AREA.read(request)
     given = replace(query.search_input(), polygon=polygon.model_dump())
     return await _search(
         request,
