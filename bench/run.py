@@ -535,7 +535,8 @@ class Harness:
                 )
             paths, bodies = workload.generate(ctx)
             load = self._load(workload, paths, bodies)
-            before = self._last_report(ctx) if workload.method == "POST" else None
+            # Writes file reports: count them after. (A polygon search is a POST, and files none.)
+            before = self._last_report(ctx) if workload.duration == "write" else None
             server.memory.reset()
             say(f"{workload.name}: {workload.connections} connections, {seconds:g}s")
             measured = loadgen.run_wrk(
