@@ -50,6 +50,7 @@ COLUMNS = (
     "t.fixed_at",
 )
 ID, PRIORITY, LON, LAT, RESOLVE_DUE_AT = 0, 4, 7, 8, 21
+DISTANCE = len(COLUMNS)  # select_list's last column
 
 
 def select_list(distance: str | None = None) -> str:
@@ -131,7 +132,7 @@ def work_order(
     """The ``WorkOrder`` object of ``row``; ``distance_m`` (to 0.1 m) when ``with_distance``."""
     document = _unpack(row, base_url, now)
     if with_distance:
-        document["distance_m"] = round(row[-1], 1)
+        document["distance_m"] = round(row[DISTANCE], 1)
     return document
 
 

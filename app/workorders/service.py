@@ -264,11 +264,15 @@ async def search_work_orders(
         elif search.sort == Sort.due:
             key = (last[documents.RESOLVE_DUE_AT], last[documents.ID])
         else:
-            key = (last[-1], last[documents.ID])
+            key = (last[documents.DISTANCE], last[documents.ID])
         next_cursor = _encode_cursor(search, scope, key)
     with_distance = search.near is not None
-    make = documents.feature if geojson else documents.work_order
-    items = [make(r, base_url=base_url, now=now, with_distance=with_distance) for r in rows]
+    items = [
+        documents.document(
+            r, base_url=base_url, now=now, geojson=geojson, with_distance=with_distance
+        )
+        for r in rows
+    ]
     return Page(items, next_cursor)
 
 
