@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.auth.routes import router as auth_router
+from app.contacts.routes import router as contacts_router
 from app.core.bodies import install_schemas
 from app.core.errors import install_error_handlers
 from app.core.limits import BodySizeLimitMiddleware
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # work orders); maps also before tickets for /v1/tickets/clusters.
     app.include_router(maps_router)
     app.include_router(reports_router)
+    app.include_router(contacts_router)
     app.include_router(workorders_router)
     app.include_router(health_router)
     app.include_router(auth_router)

@@ -1,12 +1,13 @@
 """Every table, imported in one place so metadata (Alembic, tests) sees the whole schema."""
 
 from app.auth.models import ApiKey, Role, User
+from app.contacts.models import Contact, ContactConsent, report_contact
 from app.core.models import Base
 from app.crews.models import AssignmentRule, Crew, crew_area
 from app.jurisdictions.models import Area, AreaPart, Jurisdiction, Service
 from app.maps import models as _map_indexes  # noqa: F401  (indexes on ticket)
 from app.media.models import Photo
-from app.reports.models import Contact, IdempotencyRecord, Report, report_contact
+from app.reports.models import IdempotencyRecord, Report
 from app.tickets.models import ResponseTemplate, Subscription, Ticket, TicketEvent
 from app.workorders import models as _work_order_indexes  # noqa: F401  (indexes on ticket)
 
@@ -17,6 +18,7 @@ __all__ = [
     "AssignmentRule",
     "Base",
     "Contact",
+    "ContactConsent",
     "Crew",
     "IdempotencyRecord",
     "Jurisdiction",

@@ -9,11 +9,14 @@ the retry does the work itself. Nothing is ever half-claimed.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+import anyio
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
 
 from app.core.errors import Conflict, KerbsideError
 from app.db import HotStatement
@@ -65,6 +68,68 @@ class AlreadyClaimed(Exception):
 class Replay:
     status_code: int
     body: bytes
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a guarded request answered, stored for its retries."""
+
+    status_code: int
+    body: bytes
+    report_id: int | None = None
+
+
+# Hashing megabytes of photos releases the GIL: past this size it runs in a thread.
+_THREAD_FROM_BYTES = 256 * 1024
+
+
+async def claim_for(
+    principal: str, key: str | None, canonical: bytes, attachments: Sequence[bytes] = ()
+) -> Claim | None:
+    """The claim of a request with ``key`` (None without one): the key and a fingerprint of
+    the request (its canonical form, e.g. the JSON body re-encoded with sorted keys, and any
+    attached files), so that reusing a key for a different request is refused."""
+    if not key:
+        return None
+    if sum(map(len, attachments)) > _THREAD_FROM_BYTES:
+        fingerprint = await anyio.to_thread.run_sync(request_fingerprint, canonical, *attachments)
+    else:
+        fingerprint = request_fingerprint(canonical, *attachments)
+    return Claim(principal, key, fingerprint)
+
+
+async def once(
+    session: AsyncSession,
+    claim: Claim | None,
+    work: Callable[[Claim | None], Awaitable[Answer]],
+) -> Answer | Replay:
+    """Run ``work`` at most once per key: it must claim ``claim`` in its transaction's first
+    statement (raising ``AlreadyClaimed`` when an earlier request holds the key); its answer is
+    stored in the same transaction, and a retry gets that answer back as a ``Replay``.
+
+    Every HTTP caller that files something (the app's intake, Open311, webhooks) goes through
+    here, so the protocol lives in one place.
+    """
+    try:
+        answer = await work(claim)
+    except AlreadyClaimed:
+        assert claim is not None
+        return await replay(session, claim.principal, claim.key, claim.request_hash)
+    if claim:
+        await finish(
+            session, claim.principal, claim.key, answer.status_code, answer.body, answer.report_id
+        )
+    return answer
+
+
+def replayed(replay: Replay, media_type: str = "application/json") -> Response:
+    """The HTTP response that replays an earlier request's answer."""
+    return Response(
+        replay.body,
+        status_code=replay.status_code,
+        media_type=media_type,
+        headers={"Idempotent-Replayed": "true"},
+    )
 
 
 def request_fingerprint(*parts: bytes) -> str:

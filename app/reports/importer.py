@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from app.jurisdictions.catalog import Catalog, JurisdictionInfo
-    from app.reports.service import Submitter
+    from app.reports.intake import Submitter
 
 Format = Literal["csv", "geojson"]
 Progress = Callable[[int, int], None]  # (rows done, rows in the file)
@@ -704,7 +704,7 @@ async def import_reports(
     Raises ``KerbsideError`` before anything is written when the jurisdiction, an option or
     the file as a whole is wrong; a bad row is only counted (with its line and reason).
     """
-    from app.reports.service import Submitter
+    from app.reports.intake import Submitter
 
     started = time.perf_counter()
     await catalog.jurisdictions(session, fresh=True)  # services added a moment ago count
@@ -796,7 +796,8 @@ async def _file(
     options: ImportOptions,
 ) -> None:
     """One row through the intake path in its own savepoint: filed, skipped or rejected."""
-    from app.reports.models import Channel
+    from app.reports.intake import Place, Submission
+    from app.reports.models import Channel, LocationSource
     from app.reports.schemas import Location, ReportIn
     from app.reports.service import submit_report
 
@@ -826,17 +827,23 @@ async def _file(
         return
     try:
         async with session.begin_nested():
-            accepted, _ = await submit_report(
+            assert report.location is not None
+            filed = await submit_report(
                 session,
                 catalog,
-                submitter,
-                report,
-                channel=Channel.import_,
-                base_url=options.base_url,
+                Submission(
+                    channel=Channel.import_,
+                    submitter=submitter,
+                    service_code=report.service_code,
+                    place=Place(report.location.lon, report.location.lat, LocationSource.import_),
+                    jurisdiction=report.jurisdiction,
+                    description=report.description,
+                    address=report.address,
+                    external_id=report.client_id,
+                    reported_at=report.reported_at,
+                ),
             )
-            status_set = await _legacy_status(
-                session, accepted.ticket.reference, row, tally, submitter.label
-            )
+            status_set = await _legacy_status(session, filed.reference, row, tally, submitter.label)
     except KerbsideError as exc:
         tally.reject(Rejection(row.position, _reason(exc), exc.detail))
     except IntegrityError as exc:
@@ -847,7 +854,7 @@ async def _file(
     except DataError as exc:
         tally.reject(Rejection(row.position, "database_refused", str(exc.orig)))
     else:
-        tally.filed(row, joined=accepted.joined_existing)
+        tally.filed(row, joined=filed.joined)
         if status_set:
             tally.statuses_set[status_set] += 1
 

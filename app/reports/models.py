@@ -1,4 +1,4 @@
-"""Reports (one submission by one person on one channel), contacts and idempotency records."""
+"""Reports (one submission by one person on one channel) and idempotency records."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -21,16 +20,14 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
-    Table,
     Text,
-    UniqueConstraint,
     func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.models import Base, CreatedAt, check_in
+from app.core.models import Base, check_in
 
 
 class Channel(StrEnum):
@@ -39,6 +36,9 @@ class Channel(StrEnum):
     open311 = "open311"
     x = "x"
     facebook = "facebook"
+    whatsapp = "whatsapp"
+    mastodon = "mastodon"
+    bluesky = "bluesky"
     email = "email"
     phone = "phone"
     staff = "staff"
@@ -51,44 +51,6 @@ class LocationSource(StrEnum):
     address = "address"
     post = "post"  # a social post's coordinates or place
     import_ = "import"
-
-
-class ContactKind(StrEnum):
-    email = "email"
-    phone = "phone"
-    fcm = "fcm"
-    webpush = "webpush"
-    x = "x"
-    facebook = "facebook"
-    webhook = "webhook"
-
-
-class Contact(CreatedAt, Base):
-    """A way to reach one person on one channel. Personal data: never on public endpoints."""
-
-    __tablename__ = "contact"
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    address: Mapped[str] = mapped_column(Text)  # email, E.164 phone, token, handle, URL
-    display_name: Mapped[str | None] = mapped_column(String(200))
-    user_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("app_user.id", ondelete="SET NULL"), index=True
-    )
-    data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
-
-    __table_args__ = (
-        UniqueConstraint("kind", "address"),
-        CheckConstraint(check_in("kind", tuple(ContactKind)), name="kind_known"),
-    )
-
-
-report_contact = Table(
-    "report_contact",
-    Base.metadata,
-    Column("report_id", ForeignKey("report.id", ondelete="CASCADE"), primary_key=True),
-    Column("contact_id", ForeignKey("contact.id", ondelete="CASCADE"), primary_key=True),
-)
 
 
 class Report(Base):

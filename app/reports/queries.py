@@ -12,9 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.models import Role
 from app.auth.principal import Principal
 from app.core.errors import NotFound
+from app.media.links import photos_of_reports
 from app.reports.schemas import ContactOut, LocationOut, ReportOut
-from app.reports.service import photo_ref
-from app.tickets.schemas import PhotoRef
 
 _REPORTS = """
     SELECT r.id, r.public_id, r.reporter_id, r.reporter_name, r.jurisdiction_id, r.channel,
@@ -62,26 +61,6 @@ async def reports_of_user(
         params["before"] = before
     rows = (await session.execute(text(sql + " ORDER BY r.id DESC LIMIT :limit"), params)).all()
     return await _build(session, rows, base_url, private_ids={r.id for r in rows})
-
-
-async def photos_of_reports(
-    session: AsyncSession, report_ids: list[int], base_url: str
-) -> dict[int, list[PhotoRef]]:
-    photos: dict[int, list[PhotoRef]] = defaultdict(list)
-    if not report_ids:
-        return photos
-    rows = await session.execute(
-        text(
-            "SELECT report_id, public_id, width, height, status FROM photo"
-            " WHERE report_id = ANY(:ids) AND public ORDER BY id"
-        ),
-        {"ids": report_ids},
-    )
-    for row in rows:
-        photos[row.report_id].append(
-            photo_ref(base_url, row.public_id, row.width, row.height, status=row.status)
-        )
-    return photos
 
 
 async def _build(

@@ -214,17 +214,6 @@ FILE_REPORT = HotStatement(
     """  # noqa: S608 (formats code constants only, never input)
 )
 
-UPSERT_CONTACT = text(
-    """
-    INSERT INTO contact (kind, address, display_name, user_id)
-    VALUES (:kind, :address, :display_name, :user_id)
-    ON CONFLICT (kind, address) DO UPDATE
-        SET display_name = coalesce(EXCLUDED.display_name, contact.display_name),
-            user_id = coalesce(contact.user_id, EXCLUDED.user_id)
-    RETURNING id
-    """
-)
-
 LINK_CONTACT = text(
     """
     WITH link AS (

@@ -6,14 +6,14 @@ import time
 import uuid
 from typing import Annotated, Any
 
-import anyio
 import orjson
 from fastapi import APIRouter, Depends, Header, Request, Response
-from starlette.background import BackgroundTask
+from starlette.background import BackgroundTasks
 from starlette.types import Receive, Scope, Send
 
 from app.auth.models import Role
 from app.auth.principal import CurrentPrincipal, OptionalPrincipal, Principal
+from app.contacts.messages import send_verifications
 from app.core import idempotency
 from app.core.bodies import JsonBody
 from app.core.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
@@ -21,10 +21,10 @@ from app.core.multipart import Part, read_parts
 from app.core.ratelimit import client_ip, rate_limit
 from app.db import SessionDep
 from app.media.service import AcceptedUploads, PhotoPipeline, ensure_photo_backlog_below
-from app.reports import queries
-from app.reports.models import Channel
+from app.reports import queries, wire
+from app.reports.intake import Submitter
 from app.reports.schemas import ReportAccepted, ReportIn, ReportOut
-from app.reports.service import Submitter, submit_report
+from app.reports.service import submit_report
 
 router = APIRouter(prefix="/v1", tags=["reports"])
 
@@ -117,23 +117,16 @@ async def create_report(
     submitter = submitter_for(principal)
     key = idempotency_key or (f"client-id:{report.client_id}" if report.client_id else None)
     who = submitter.idempotency_principal
-    claim = None
-    if key:  # the fingerprint (a canonical re-encoding of the body) only matters with a key
-        canonical = orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS)
-        if uploads:  # hashing megabytes releases the GIL: let the event loop go on meanwhile
-            fingerprint = await anyio.to_thread.run_sync(
-                idempotency.request_fingerprint, canonical, *uploads
-            )
-        else:
-            fingerprint = idempotency.request_fingerprint(canonical)
-        claim = idempotency.Claim(who, key, fingerprint)
+    # The fingerprint (a canonical re-encoding of the body) only matters with a key.
+    canonical = orjson.dumps(orjson.loads(raw), option=orjson.OPT_SORT_KEYS) if key else b""
+    claim = await idempotency.claim_for(who, key, canonical, uploads)
     # Before storing photos, answer a plain retry at once.
     if (
         claim
         and uploads
         and (early := await idempotency.peek(session, who, claim.key, claim.request_hash))
     ):
-        return _replayed(early)
+        return idempotency.replayed(early)
 
     # Photos are only checked here (nothing is decoded), and their originals are written to
     # private storage while the report is filed; their rows are pending, and this process
@@ -142,45 +135,53 @@ async def create_report(
     if uploads:
         await ensure_photo_backlog_below(session, settings.photo_max_pending)
         photos = await pipeline.accept(uploads)
-    try:
-        accepted, report_id = await submit_report(
+    after_commit = BackgroundTasks()
+    location = ""
+
+    async def file(claim: idempotency.Claim | None) -> idempotency.Answer:
+        filed = await submit_report(
             session,
             request.app.state.catalog,
-            submitter,
-            report,
-            channel=Channel.app,
-            base_url=settings.public_base_url,
-            photos=photos.photos if photos else (),
+            wire.submission_of(report, submitter, photos=photos.photos if photos else ()),
             claim=claim,
         )
-        body = accepted.model_dump_json().encode()
-        if claim:
-            await idempotency.finish(session, who, claim.key, 201, body, report_id)
+        nonlocal location
+        location = f"{settings.public_base_url}/v1/reports/{filed.report_public_id}"
+        answer = wire.accepted(filed, settings.public_base_url)
         if photos:
             await photos.written()  # before the commit: a pending row always has its original
-    except idempotency.AlreadyClaimed:
-        if photos:
-            await photos.discard()
-        assert claim is not None
-        return _replayed(await idempotency.replay(session, who, claim.key, claim.request_hash))
+            after_commit.add_task(pipeline.enqueue, [p.public_id for p in filed.photos])
+        if filed.verifications:
+            after_commit.add_task(
+                send_verifications, settings, filed.verifications, filed.reference
+            )
+        return idempotency.Answer(201, answer.model_dump_json().encode(), filed.report_id)
+
+    try:
+        outcome = await idempotency.once(session, claim, file)
     except BaseException:
         if photos:
             await photos.discard()
         raise
+    if isinstance(outcome, idempotency.Replay):
+        if photos:
+            await photos.discard()
+        return idempotency.replayed(outcome)
     if not photos:
         return Response(
-            body,
+            outcome.body,
             status_code=201,
             media_type="application/json",
-            headers={"Location": f"{settings.public_base_url}/v1/reports/{accepted.report.id}"},
+            headers={"Location": location},
+            background=after_commit if after_commit.tasks else None,
         )
     return _AcceptedWithPhotos(
-        body,
+        outcome.body,
         status_code=201,
         media_type="application/json",
-        headers={"Location": f"{settings.public_base_url}/v1/reports/{accepted.report.id}"},
+        headers={"Location": location},
         # Runs after the response is sent, which is after the commit (see app.db.SessionDep).
-        background=BackgroundTask(pipeline.enqueue, [p.id for p in accepted.report.photos]),
+        background=after_commit,
         received=received,
     )
 
@@ -200,15 +201,6 @@ class _AcceptedWithPhotos(Response):
         took = (time.perf_counter() - self._received) * 1000
         self.raw_headers.append((b"server-timing", f"accept;dur={took:.1f}".encode()))
         await super().__call__(scope, receive, send)
-
-
-def _replayed(replay: idempotency.Replay) -> Response:
-    return Response(
-        replay.body,
-        status_code=replay.status_code,
-        media_type="application/json",
-        headers={"Idempotent-Replayed": "true"},
-    )
 
 
 async def _read_body(

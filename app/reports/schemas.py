@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
-from app.tickets.schemas import PhotoRef, TicketSummary
+from app.media.schemas import PhotoRef
+from app.tickets.schemas import TicketSummary
 
 PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")  # E.164
 

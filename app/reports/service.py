@@ -7,31 +7,24 @@ service within its radius and window → attach or open → contacts and subscri
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import idempotency
+from app.contacts import service as contacts
+from app.contacts.models import Purpose
+from app.contacts.service import Consent, StoredContact, Verification
+from app.core import clock, idempotency
 from app.core.errors import InvalidInput, NotAuthenticated
 from app.jurisdictions.catalog import Catalog, JurisdictionInfo, ServiceInfo
 from app.media.service import AcceptedPhoto
 from app.reports import repository as sql
-from app.reports.models import Channel, ContactKind, LocationSource
-from app.reports.schemas import (
-    ContactOut,
-    LocationOut,
-    Match,
-    ReportAccepted,
-    ReportIn,
-    ReportOut,
-)
+from app.reports.intake import Filed, FiledPhoto, Place, Submission
+from app.reports.models import LocationSource
 from app.tickets.priority import priority_for
-from app.tickets.schemas import PhotoRef, TicketSummary, summary_fields
 from app.tickets.sla import deadline
 from geo.distance import near_params
 from geo.grid import lock_keys
@@ -42,55 +35,56 @@ CITIZEN_BACKDATE_LIMIT = timedelta(days=7)
 CLOCK_SKEW = timedelta(minutes=5)
 
 
-@dataclass(frozen=True)
-class Submitter:
-    """Who submits: a signed-in person, an API client, or nobody we know."""
-
-    user_id: uuid.UUID | None = None
-    label: str = "anonymous"  # for the timeline: "user:<id>", "api-key:<name>", "import"
-    trusted: bool = False  # staff, admin, trusted API keys, imports: may backdate freely
-    identified: bool = False  # signed in or a known API client
-
-    @property
-    def idempotency_principal(self) -> str:
-        return self.label if self.identified else "anonymous"
+# The longest texts a report keeps (the app's schema says the same to its clients).
+LIMITS: Mapping[str, int] = {
+    "service_code": 64,
+    "jurisdiction": 100,
+    "description": 5000,
+    "address": 500,
+    "reporter_name": 200,
+    "external_id": 200,
+    "locale": 16,
+}
+MAX_ATTRIBUTES = 50
 
 
 async def submit_report(
     session: AsyncSession,
     catalog: Catalog,
-    submitter: Submitter,
-    report: ReportIn,
+    submission: Submission,
     *,
-    channel: Channel,
-    base_url: str,
-    photos: Sequence[AcceptedPhoto] = (),
     now: datetime | None = None,
     claim: idempotency.Claim | None = None,
-) -> tuple[ReportAccepted, int]:
-    """File ``report``; returns the answer for the client and the new report's id.
+) -> Filed:
+    """File ``submission`` and say what that did: the report, its ticket, joined or opened.
 
     With ``claim``, the idempotency key is claimed in the same transaction; if an earlier
     request already holds it, ``idempotency.AlreadyClaimed`` is raised before anything is
     written, and the caller replays that request's answer.
     """
-    now = now or datetime.now(UTC)
-    lon, lat, accuracy, source = _location(report, photos)
-    jurisdiction = await _jurisdiction(session, catalog, report, lon, lat)
+    now = now or clock.now()
+    submitter = submission.submitter
+    _check_texts(submission)
+    place = _place(submission.place, submission.media)
+    jurisdiction = await _jurisdiction(session, catalog, submission.jurisdiction, place)
     if not submitter.identified and not jurisdiction.allow_anonymous:
         raise NotAuthenticated(f"{jurisdiction.name} takes reports from signed-in people only")
-    jurisdiction, service = await _service(session, catalog, jurisdiction, report.service_code)
-    if service.description_required and not report.description:
+    jurisdiction, service = await _service(session, catalog, jurisdiction, submission.service_code)
+    description = _stripped(submission.description)
+    address = _stripped(submission.address)
+    if service.description_required and not description:
         raise _invalid("description", f"{service.name()} reports need a description")
-    attributes = _check_attributes(service, report.attributes)
-    reported_at = _reported_at(report.reported_at, now, trusted=submitter.trusted)
+    attributes = _check_attributes(service, submission.attributes)
+    reported_at = _reported_at(submission.reported_at, now, trusted=submitter.trusted)
+    wants_updates = (
+        submission.updates if submission.updates is not None else submitter.user_id is not None
+    )
 
-    contact = report.contact
     calendar = jurisdiction.calendar if service.counts_business_hours else None
     acknowledge = deadline(reported_at, service.acknowledge_within, calendar)
     resolve = deadline(reported_at, service.resolve_within, calendar)
     # Serialise with every concurrent report of this service nearby (and claim the key).
-    keys = lock_keys(lon, lat, service.duplicate_radius_m, service.lock_cell_deg)
+    keys = lock_keys(place.lon, place.lat, service.duplicate_radius_m, service.lock_cell_deg)
     claimed = (
         await sql.LOCK_NEIGHBOURHOOD.one(
             session,
@@ -109,7 +103,7 @@ async def submit_report(
     row = await sql.FILE_REPORT.one(
         session,
         {
-            **near_params(lon, lat, service.duplicate_radius_m),
+            **near_params(place.lon, place.lat, service.duplicate_radius_m),
             "service_id": service.id,
             "window": service.duplicate_window,
             "jurisdiction_id": jurisdiction.id,
@@ -120,128 +114,99 @@ async def submit_report(
             "resolve_warn_at": resolve.warn_at if resolve else None,
             "priority": priority_for(service.hazard_level * 10),
             "reopen_within": service.reopen_within,
-            "channel": channel.value,
-            "accuracy_m": accuracy,
-            "location_source": source.value,
-            "address": report.address,
-            "description": report.description,
+            "channel": submission.channel.value,
+            "accuracy_m": place.accuracy_m,
+            "location_source": place.source.value,
+            "address": address,
+            "description": description,
             "attributes": orjson.dumps(attributes).decode(),
             "reporter_id": submitter.user_id,
-            "reporter_name": contact.name if contact else None,
-            "notify": bool(contact.updates) if contact else submitter.user_id is not None,
-            "locale": report.locale,
-            "external_id": report.client_id,
+            "reporter_name": submission.reporter_name,
+            "notify": wants_updates,
+            "locale": submission.locale,
+            "external_id": submission.external_id,
             "reported_at": reported_at,
             "actor_label": submitter.label,
-            "photos": len(photos),
+            "photos": len(submission.media),
         },
     )
-    matched: Match | None = None
-    if row.joined:
-        matched = Match(
-            distance_m=row.distance_m,
-            age_seconds=row.age_seconds,
-            radius_m=service.duplicate_radius_m,
-            window_seconds=service.duplicate_window.total_seconds(),
+    stored, verifications = await _store_contacts(session, submission, row, wants_updates, now)
+    photos = await _store_photos(session, submission.media, row)
+    return Filed(
+        report_id=int(row.report_id),
+        report_public_id=row.public_id,
+        received_at=row.received_at,
+        reported_at=reported_at,
+        ticket_id=int(row.ticket_id),
+        reference=row.reference,
+        ticket=row,
+        service=service,
+        channel=submission.channel,
+        place=place,
+        description=description,
+        address=address,
+        attributes=attributes,
+        reporter_name=submission.reporter_name,
+        joined=bool(row.joined),
+        reopened=bool(row.reopened),
+        distance_m=row.distance_m if row.joined else None,
+        age_seconds=row.age_seconds if row.joined else None,
+        contacts=stored,
+        verifications=verifications,
+        photos=photos,
+    )
+
+
+def explain(filed: Filed) -> str:
+    """Why the report joined its ticket or opened a new one, in a sentence for people."""
+    service = filed.service
+    kind = service.name().lower()
+    radius = f"{service.duplicate_radius_m:g} m"
+    if filed.reopened:
+        return (
+            f"Reopened {filed.reference}: a {kind} ticket fixed within the last "
+            f"{_human(service.reopen_within)}, {filed.distance_m:g} m away (within {radius});"
+            " the problem is back"
         )
-        age = row.age_seconds
-        explanation = (
-            f"Reopened {row.reference}: a {service.name().lower()} ticket fixed within the last "
-            f"{_human(service.reopen_within)}, {matched.distance_m:g} m away (within "
-            f"{service.duplicate_radius_m:g} m); the problem is back"
-            if row.reopened
-            else f"Joined {row.reference}: an open {service.name().lower()} ticket "
-            f"{matched.distance_m:g} m away (within {service.duplicate_radius_m:g} m), "
-            f"last reported {_human(timedelta(seconds=abs(age)))} "
+    if filed.joined:
+        age = filed.age_seconds or 0.0
+        return (
+            f"Joined {filed.reference}: an open {kind} ticket {filed.distance_m:g} m away "
+            f"(within {radius}), last reported {_human(timedelta(seconds=abs(age)))} "
             f"{'before' if age >= 0 else 'after'} this report "
             f"(window {_human(service.duplicate_window)})"
         )
-    else:
-        explanation = (
-            f"Opened {row.reference}: no open {service.name().lower()} ticket within "
-            f"{service.duplicate_radius_m:g} m was reported within "
-            f"{_human(service.duplicate_window)} of this report"
-        )
-
-    contacts = await _store_contacts(session, report, row.ticket_id, row.report_id, submitter)
-    photo_refs = []
-    for photo in photos:
-        public_id = (
-            await session.execute(
-                sql.INSERT_PHOTO,
-                {
-                    "ticket_id": row.ticket_id,
-                    "report_id": row.report_id,
-                    "storage_key": photo.storage_key,
-                    "thumbnail_key": photo.thumbnail_key,
-                    "original_key": photo.original_key,
-                    "content_type": photo.content_type,
-                    "width": photo.width,
-                    "height": photo.height,
-                    "taken_at": photo.taken_at,
-                },
-            )
-        ).scalar_one()
-        photo_refs.append(
-            photo_ref(base_url, public_id, photo.width, photo.height, status="pending")
-        )
-
-    accepted = ReportAccepted(
-        report=ReportOut(
-            id=row.public_id,
-            service_code=service.code,
-            channel=channel.value,
-            location=LocationOut(lon=lon, lat=lat, accuracy_m=accuracy),
-            location_source=source.value,
-            address=report.address,
-            description=report.description,
-            attributes=attributes,
-            reported_at=reported_at,
-            received_at=row.received_at,
-            photos=photo_refs,
-            ticket_reference=row.reference,
-            contacts=contacts,
-            reporter_name=contact.name if contact else None,
-        ),
-        ticket=TicketSummary(
-            **summary_fields(row, base_url, service_code=service.code, service_name=service.name())
-        ),
-        joined_existing=matched is not None,
-        reopened=bool(row.reopened),
-        match=matched,
-        explanation=explanation,
-    )
-    return accepted, int(row.report_id)
-
-
-def photo_ref(
-    base_url: str,
-    public_id: uuid.UUID,
-    width: int,
-    height: int,
-    *,
-    status: Literal["pending", "ready", "failed"] = "ready",
-) -> PhotoRef:
-    return PhotoRef(
-        id=public_id,
-        url=f"{base_url}/v1/photos/{public_id}.jpg",
-        thumbnail_url=f"{base_url}/v1/photos/{public_id}/thumbnail.jpg",
-        width=width,
-        height=height,
-        status=status,
+    return (
+        f"Opened {filed.reference}: no open {kind} ticket within {radius} was reported within "
+        f"{_human(service.duplicate_window)} of this report"
     )
 
 
 # -- steps ------------------------------------------------------------------------------------
 
 
-def _location(
-    report: ReportIn, photos: Sequence[AcceptedPhoto]
-) -> tuple[float, float, float | None, LocationSource]:
-    if report.location is not None:
-        lon, lat, accuracy = report.location.lon, report.location.lat, report.location.accuracy_m
-        source = LocationSource.device
-    else:
+def _check_texts(submission: Submission) -> None:
+    errors = []
+    for name, limit in LIMITS.items():
+        value = getattr(submission, name)
+        if value is not None and len(value) > limit:
+            errors.append(_err(name, f"at most {limit} characters", "too_long"))
+        if value is not None and "\x00" in value:
+            errors.append(_err(name, "must not contain NUL characters"))
+    if len(submission.attributes) > MAX_ATTRIBUTES:
+        errors.append(_err("attributes", f"at most {MAX_ATTRIBUTES} attributes", "too_long"))
+    if errors:
+        raise InvalidInput(f"{errors[0]['field']}: {errors[0]['message']}", errors=errors)
+
+
+def _stripped(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return value.strip() or None
+
+
+def _place(given: Place | None, photos: Sequence[AcceptedPhoto]) -> Place:
+    if given is None:
         fix = next((p.gps for p in photos if p.gps is not None), None)
         if fix is None:
             raise _invalid(
@@ -249,8 +214,8 @@ def _location(
                 "Send a location, or a photo whose EXIF carries GPS coordinates",
                 type_="missing",
             )
-        lon, lat, accuracy, source = fix.lon, fix.lat, fix.accuracy_m, LocationSource.exif
-    problems = check_lonlat(lon, lat)
+        given = Place(fix.lon, fix.lat, LocationSource.exif, fix.accuracy_m)
+    problems = check_lonlat(given.lon, given.lat)
     if problems:
         raise InvalidInput(
             problems[0].message,
@@ -259,19 +224,20 @@ def _location(
                 for p in problems
             ],
         )
-    return lon, lat, accuracy, source
+    return given
 
 
 async def _jurisdiction(
-    session: AsyncSession, catalog: Catalog, report: ReportIn, lon: float, lat: float
+    session: AsyncSession, catalog: Catalog, slug: str | None, place: Place
 ) -> JurisdictionInfo:
-    if report.jurisdiction:
-        jurisdiction = await catalog.by_slug(session, report.jurisdiction)
+    lon, lat = place.lon, place.lat
+    if slug:
+        jurisdiction = await catalog.by_slug(session, slug)
         if jurisdiction is None:
             known = sorted(j.slug for j in await catalog.jurisdictions(session))
             raise _invalid(
                 "jurisdiction",
-                f"Unknown jurisdiction {report.jurisdiction!r}; known: {', '.join(known)}",
+                f"Unknown jurisdiction {slug!r}; known: {', '.join(known)}",
                 valid=known,
             )
         if not jurisdiction.contains(lon, lat):
@@ -320,7 +286,7 @@ async def _service(
 _NUMBER_TYPES = (int, float)
 
 
-def _check_attributes(service: ServiceInfo, given: dict[str, Any]) -> dict[str, Any]:
+def _check_attributes(service: ServiceInfo, given: Mapping[str, Any]) -> dict[str, Any]:
     """Answers to the service's Open311 attributes: known codes, right types, required ones."""
     definitions = {a["code"]: a for a in service.attributes if a.get("variable", True)}
     errors = []
@@ -357,12 +323,14 @@ def _check_attributes(service: ServiceInfo, given: dict[str, Any]) -> dict[str, 
             errors.append(_err(f"attributes.{code}", f"must be a list of {allowed}"))
     if errors:
         raise InvalidInput(errors[0]["message"], errors=errors)
-    return given
+    return dict(given)
 
 
 def _reported_at(given: datetime | None, now: datetime, *, trusted: bool) -> datetime:
     if given is None:
         return now
+    if given.tzinfo is None:
+        raise _invalid("reported_at", "reported_at needs a timezone (e.g. 2026-11-24T09:30:00Z)")
     given = given.astimezone(UTC)
     if given > now + CLOCK_SKEW:
         raise _invalid("reported_at", "reported_at is in the future")
@@ -372,45 +340,65 @@ def _reported_at(given: datetime | None, now: datetime, *, trusted: bool) -> dat
 
 
 async def _store_contacts(
-    session: AsyncSession,
-    report: ReportIn,
-    ticket_id: int,
-    report_id: int,
-    submitter: Submitter,
-) -> list[ContactOut] | None:
-    contact = report.contact
-    if contact is None:
-        return None
-    out = []
-    for kind, address in (
-        (ContactKind.email, contact.email.lower() if contact.email else None),
-        (ContactKind.phone, contact.phone),
-        (ContactKind.fcm, contact.push_token),
-    ):
-        if not address:
-            continue
-        contact_id = (
-            await session.execute(
-                sql.UPSERT_CONTACT,
-                {
-                    "kind": kind.value,
-                    "address": address,
-                    "display_name": contact.name,
-                    "user_id": submitter.user_id,
-                },
-            )
-        ).scalar_one()
+    session: AsyncSession, submission: Submission, row: Any, updates: bool, now: datetime
+) -> tuple[tuple[StoredContact, ...], tuple[Verification, ...]]:
+    """The reporter's contacts (through ``app.contacts``), linked to the report; those that
+    asked for updates subscribe to the ticket with their consent recorded."""
+    stored = []
+    verifications = []
+    for spec in submission.contacts:
+        contact = await contacts.remember(session, spec, user_id=submission.submitter.user_id)
         await session.execute(
             sql.LINK_CONTACT,
             {
-                "report_id": report_id,
-                "contact_id": contact_id,
-                "ticket_id": ticket_id,
-                "subscribe": contact.updates,
+                "report_id": row.report_id,
+                "contact_id": contact.id,
+                "ticket_id": row.ticket_id,
+                "subscribe": updates,
             },
         )
-        out.append(ContactOut(kind=kind.value, address=address, display_name=contact.name))
-    return out
+        if updates:
+            await contacts.give_consent(
+                session,
+                contact.id,
+                Consent(
+                    Purpose.ticket_updates,
+                    submission.consent_method,
+                    ticket_id=row.ticket_id,
+                    evidence={"report": str(row.public_id), "channel": submission.channel.value},
+                ),
+                at=now,
+            )
+            verification = await contacts.begin_verification(session, contact)
+            if verification is not None:
+                verifications.append(verification)
+        stored.append(contact)
+    return tuple(stored), tuple(verifications)
+
+
+async def _store_photos(
+    session: AsyncSession, media: Sequence[AcceptedPhoto], row: Any
+) -> tuple[FiledPhoto, ...]:
+    filed = []
+    for photo in media:
+        public_id = (
+            await session.execute(
+                sql.INSERT_PHOTO,
+                {
+                    "ticket_id": row.ticket_id,
+                    "report_id": row.report_id,
+                    "storage_key": photo.storage_key,
+                    "thumbnail_key": photo.thumbnail_key,
+                    "original_key": photo.original_key,
+                    "content_type": photo.content_type,
+                    "width": photo.width,
+                    "height": photo.height,
+                    "taken_at": photo.taken_at,
+                },
+            )
+        ).scalar_one()
+        filed.append(FiledPhoto(public_id, photo.width, photo.height))
+    return tuple(filed)
 
 
 def _human(span: timedelta) -> str:

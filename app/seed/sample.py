@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.models import Role
 from app.auth.principal import Principal
 from app.jurisdictions.catalog import Catalog
-from app.reports.models import Channel
-from app.reports.schemas import Location, ReportIn
-from app.reports.service import Submitter, submit_report
+from app.reports.intake import Place, Submission, Submitter
+from app.reports.models import Channel, LocationSource
+from app.reports.service import submit_report
 from app.tickets import workflow
 from app.tickets.models import TicketStatus as S
 
@@ -38,21 +38,20 @@ async def submit_sample_report(
     now: datetime,
     rng: random.Random,
 ) -> None:
-    accepted, _ = await submit_report(
+    filed = await submit_report(
         session,
         catalog,
-        SEED,
-        ReportIn(
+        Submission(
+            channel=rng.choice([Channel.app, Channel.app, Channel.web, Channel.open311]),
+            submitter=SEED,
             service_code=service_code,
-            location=Location(lon=lon, lat=lat, accuracy_m=rng.choice([5.0, 8.0, 12.0, None])),
+            place=Place(lon, lat, LocationSource.device, rng.choice([5.0, 8.0, 12.0, None])),
             description=description,
             reported_at=reported_at,
         ),
-        channel=rng.choice([Channel.app, Channel.app, Channel.web, Channel.open311]),
-        base_url="",
         now=now,
     )
-    if accepted.joined_existing:
+    if filed.joined:
         return
     age = now - reported_at
     if age < timedelta(days=2) or rng.random() > 0.75:
@@ -67,7 +66,7 @@ async def submit_sample_report(
         path = [S.acknowledged, S.scheduled]
     else:
         path = [S.acknowledged]
-    ticket_id = await workflow.ticket_id(session, accepted.ticket.reference)
+    ticket_id = filed.ticket_id
     at = reported_at
     for status in path:
         at = min(now, at + timedelta(hours=rng.uniform(2, 24 * 5)))

@@ -11,13 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.principal import Principal
 from app.core.errors import NotFound
 from app.core.models import check_in
-from app.reports.queries import photos_of_reports
-from app.reports.service import photo_ref
+from app.media.links import photo_ref, photos_of_reports
+from app.media.schemas import PhotoRef
 from app.tickets import priority
 from app.tickets.models import OPEN_STATUSES
 from app.tickets.schemas import (
     NearbyTicket,
-    PhotoRef,
     PrioritySignal,
     PublicReport,
     StaffTicketDetail,

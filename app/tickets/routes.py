@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Body, Depends, Query, Request
 
 from app.auth.principal import OptionalPrincipal
+from app.contacts.messages import send_verifications
 from app.core.errors import InvalidInput
 from app.core.ratelimit import client_ip, rate_limit
 from app.db import SessionDep
@@ -101,13 +102,15 @@ _SUPPORT_LIMIT = Depends(
 
 async def _subscribe(
     reference: str,
+    request: Request,
     session: SessionDep,
     principal: OptionalPrincipal,
     who: SupportIn | None,
+    after_commit: BackgroundTasks,
     *,
     support: bool,
 ) -> SupportOut:
-    return await support_or_follow(
+    out, verification = await support_or_follow(
         session,
         reference,
         who or SupportIn(),
@@ -115,6 +118,12 @@ async def _subscribe(
         actor_label=principal.label if principal else "anonymous",
         support=support,
     )
+    if verification is not None:
+        # Background tasks run after the response, which is after the commit.
+        after_commit.add_task(
+            send_verifications, request.app.state.settings, [verification], out.reference
+        )
+    return out
 
 
 @router.post(
@@ -125,11 +134,13 @@ async def _subscribe(
 )
 async def support(
     reference: str,
+    request: Request,
     session: SessionDep,
     principal: OptionalPrincipal,
+    after_commit: BackgroundTasks,
     who: Annotated[SupportIn | None, Body()] = None,
 ) -> Any:
-    return await _subscribe(reference, session, principal, who, support=True)
+    return await _subscribe(reference, request, session, principal, who, after_commit, support=True)
 
 
 @router.post(
@@ -140,8 +151,12 @@ async def support(
 )
 async def follow(
     reference: str,
+    request: Request,
     session: SessionDep,
     principal: OptionalPrincipal,
+    after_commit: BackgroundTasks,
     who: Annotated[SupportIn | None, Body()] = None,
 ) -> Any:
-    return await _subscribe(reference, session, principal, who, support=False)
+    return await _subscribe(
+        reference, request, session, principal, who, after_commit, support=False
+    )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, EmailStr, Field
 
+from app.media.schemas import PhotoRef
 from app.tickets.models import TicketStatus
 
 
@@ -82,25 +83,6 @@ class PublicReport(BaseModel):
     description: str | None = None
     reported_at: datetime
     photos: list[PhotoRef] = Field(default_factory=list)
-
-
-class PhotoRef(BaseModel):
-    # Always in answers, so documented as required there.
-    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
-
-    id: uuid.UUID
-    url: str
-    thumbnail_url: str
-    width: int
-    height: int
-    status: Literal["pending", "ready", "failed"] = Field(
-        default="ready",
-        description=(
-            "pending: accepted, its files are still being made (the URLs answer 503 with "
-            "Retry-After; width and height are already final); ready: served; failed: it could "
-            "not be processed, and the URLs answer 410"
-        ),
-    )
 
 
 class TimelineEntry(BaseModel):
@@ -234,7 +216,12 @@ class SupportIn(BaseModel):
 class SupportOut(BaseModel):
     reference: str
     supporter_count: int
-    subscribed: bool
+    subscribed: bool = Field(
+        description=(
+            "Recorded. An address given without an account hears nothing but one message that"
+            " asks to confirm it, until it is confirmed"
+        )
+    )
     already: bool = Field(description="True when this person already supported/followed it")
 
 

@@ -10,10 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role
 from app.auth.principal import Principal
+from app.contacts import service as contacts
+from app.contacts.models import ConsentMethod, ContactKind, Purpose
+from app.contacts.service import Consent, ContactSpec, Verification
 from app.core import clock
 from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound
-from app.reports import repository as report_sql
-from app.reports.models import ContactKind
 from app.tickets import repository as tickets_sql
 from app.tickets.models import OPEN_STATUSES, EventKind, SubscriptionReason, TicketStatus
 from app.tickets.queries import ticket_row
@@ -37,34 +38,31 @@ async def support_or_follow(
     user_id: uuid.UUID | None,
     actor_label: str,
     support: bool,
-) -> SupportOut:
-    """Add the person as a supporter (counted) or follower of the ticket, once."""
+) -> tuple[SupportOut, Verification | None]:
+    """Add the person as a supporter (counted) or follower of the ticket, once.
+
+    Without an account, the person gives an address; until they confirm it (the verification
+    message, returned here to send after the commit) it hears nothing else from us.
+    """
     ticket = await ticket_row(session, reference)
     if support and ticket.status not in OPEN_STATUSES:
         raise Conflict(
             f"{ticket.reference} is {ticket.status.replace('_', ' ')}; if the problem is back,"
             " report it again"
         )
-    contact_id = None
+    contact = None
     if user_id is None:
-        kind, address = (
-            (ContactKind.email, who.email.lower())
-            if who.email
-            else (ContactKind.fcm, who.push_token)
-            if who.push_token
-            else (None, None)
-        )
-        if kind is None or address is None:
+        if who.email:
+            spec = ContactSpec(ContactKind.email, who.email)
+        elif who.push_token:
+            spec = ContactSpec(ContactKind.fcm, who.push_token)
+        else:
             raise InvalidInput(
                 "Sign in, or give an email or push_token so we can tell you of progress",
                 errors=[{"field": "email", "message": "missing", "type": "missing"}],
             )
-        contact_id = (
-            await session.execute(
-                report_sql.UPSERT_CONTACT,
-                {"kind": kind.value, "address": address, "display_name": None, "user_id": None},
-            )
-        ).scalar_one()
+        contact = await contacts.remember(session, spec)
+    contact_id = contact.id if contact else None
     # Lock the ticket row: concurrent "me too" taps must not double-count.
     await session.execute(text("SELECT 1 FROM ticket WHERE id = :t FOR UPDATE"), {"t": ticket.id})
     existing = (
@@ -111,9 +109,22 @@ async def support_or_follow(
             actor_user_id=user_id,
             data={"count": count} if support else {},
         )
-    return SupportOut(
+    verification = None
+    if contact is not None:
+        await contacts.give_consent(
+            session,
+            contact.id,
+            Consent(
+                Purpose.ticket_updates,
+                ConsentMethod.support_form if support else ConsentMethod.follow_form,
+                ticket_id=ticket.id,
+            ),
+        )
+        verification = await contacts.begin_verification(session, contact)
+    out = SupportOut(
         reference=ticket.reference, supporter_count=count, subscribed=True, already=already
     )
+    return out, verification
 
 
 # -- merge and split (staff) -------------------------------------------------------------------

@@ -1,0 +1,83 @@
+"""The SQL of contacts and consent. Bound parameters only."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+# Insert or refresh a contact. A self-verifying kind (a device's token, a platform account) is
+# verified at once and revived if it had been disabled: the device or platform just handed it
+# to us again. An email address is verified when it is the signed-in person's own, already
+# verified, account address.
+UPSERT = text(
+    """
+    INSERT INTO contact (kind, address, display_name, user_id, data, verified_at)
+    VALUES (:kind, :address, :display_name, :user_id, CAST(:data AS jsonb),
+            CASE WHEN :self_verifying OR EXISTS (
+                     SELECT 1 FROM app_user u
+                     WHERE u.id = CAST(:user_id AS uuid) AND u.is_verified
+                       AND CAST(:kind AS varchar) = 'email' AND lower(u.email) = :address)
+                 THEN statement_timestamp() END)
+    ON CONFLICT (kind, address) DO UPDATE
+        SET display_name = coalesce(EXCLUDED.display_name, contact.display_name),
+            user_id = coalesce(contact.user_id, EXCLUDED.user_id),
+            data = contact.data || EXCLUDED.data,
+            verified_at = coalesce(contact.verified_at, EXCLUDED.verified_at),
+            disabled_at = CASE WHEN :self_verifying THEN NULL ELSE contact.disabled_at END,
+            disabled_reason = CASE WHEN :self_verifying THEN NULL
+                                   ELSE contact.disabled_reason END
+    RETURNING id, verified_at IS NOT NULL AS verified, disabled_at IS NOT NULL AS disabled
+    """
+)
+
+# A live consent is recorded once; giving it again keeps the first (its date is the evidence).
+CONSENT = text(
+    """
+    INSERT INTO contact_consent (contact_id, purpose, ticket_id, method, evidence, given_at)
+    VALUES (:contact_id, :purpose, :ticket_id, :method, CAST(:evidence AS jsonb), :at)
+    ON CONFLICT (contact_id, purpose, ticket_id) WHERE withdrawn_at IS NULL DO NOTHING
+    """
+)
+
+WITHDRAW = text(
+    """
+    UPDATE contact_consent SET withdrawn_at = :at, withdrawn_how = :how
+    WHERE contact_id = :contact_id AND withdrawn_at IS NULL
+      AND (CAST(:purpose AS varchar) IS NULL OR purpose = :purpose)
+      AND (CAST(:ticket_id AS bigint) IS NULL OR ticket_id = :ticket_id)
+    """
+)
+
+# A new verification token, unless one was sent within the last hour (so that following
+# tickets with somebody else's address cannot flood their inbox).
+BEGIN_VERIFICATION = text(
+    """
+    UPDATE contact SET verify_token_hash = :token_hash, verify_expires_at = :expires_at
+    WHERE id = :contact_id AND verified_at IS NULL AND disabled_at IS NULL
+      AND (verify_expires_at IS NULL
+           OR verify_expires_at < CAST(:expires_at AS timestamptz) - interval '1 hour')
+    RETURNING kind, address
+    """
+)
+
+VERIFY = text(
+    """
+    UPDATE contact SET verified_at = :at, verify_token_hash = NULL, verify_expires_at = NULL
+    WHERE verify_token_hash = :token_hash AND verify_expires_at > :at
+    RETURNING id, kind, address, display_name
+    """
+)
+
+DISABLE = text(
+    """
+    UPDATE contact SET disabled_at = :at, disabled_reason = :reason
+    WHERE id = :contact_id AND disabled_at IS NULL
+    """
+)
+
+# The condition for telling a contact anything beyond the verification message itself.
+REACHABLE = "{c}.verified_at IS NOT NULL AND {c}.disabled_at IS NULL"
+
+
+def reachable_sql(alias: str) -> str:
+    """SQL: the contact ``alias`` may be sent messages (verified, not disabled)."""
+    return REACHABLE.format(c=alias)
