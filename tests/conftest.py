@@ -28,6 +28,9 @@ from app.main import create_app
 from app.migrations import upgrade_to_head
 from app.settings import Settings, to_sqlalchemy_url
 
+# The SMTP inbox fixture (``inbox``) for every test that checks mail.
+pytest_plugins = ("tests.mailbox",)
+
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:

@@ -7,15 +7,12 @@ import logging
 import re
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from fastapi import APIRouter, FastAPI
 from fastapi_users.authentication import JWTStrategy
 from sqlalchemy import select
@@ -38,6 +35,7 @@ from app.jurisdictions.models import Jurisdiction
 from app.mail import Mail, send_mail
 from app.settings import Settings, get_settings
 from tests.factories import PASSWORD, make_crew, make_jurisdiction, make_user
+from tests.mailbox import Inbox, configure, token_in
 
 PROBLEM = "application/problem+json"
 NEW_PASSWORD = "a quite different passphrase"
@@ -61,12 +59,6 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def configure(app: FastAPI, **changes: Any) -> Settings:
-    """Change this test's application settings (the shared fixture stays untouched)."""
-    app.state.settings = app.state.settings.model_copy(update=changes)
-    return app.state.settings  # type: ignore[no-any-return]
-
-
 def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == PROBLEM
@@ -74,46 +66,6 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert body["status"] == status
     assert body["detail"]
     return body
-
-
-class Inbox:
-    """An aiosmtpd handler keeping what it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = message_from_bytes(envelope.content, policy=policy.default)
-        assert isinstance(message, EmailMessage)
-        self.messages.append(message)
-        return "250 OK"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for m in self.messages if m["To"] == address]
-
-
-def token_in(message: EmailMessage) -> str:
-    body = message.get_body(preferencelist=("plain",))
-    assert body is not None
-    found = re.search(r"\?token=([\w.-]+)", body.get_content())
-    assert found, body.get_content()
-    return found.group(1)
-
-
-@pytest.fixture
-def inbox(app: FastAPI) -> Iterator[Inbox]:
-    """A real SMTP server on a free loopback port, and the app configured to send to it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    handler = Inbox()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    configure(app, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False)
-    try:
-        yield handler
-    finally:
-        controller.stop()
 
 
 # -- registration, sign-in, profile ------------------------------------------------------------

@@ -26,7 +26,7 @@ from app.tickets.models import TicketStatus
 from app.tickets.sla import BusinessCalendar, SlaState, deadline, sla_state, sla_state_sql
 from geo.distance import offset_lonlat
 from tests.factories import CITY, make_jurisdiction, make_service, make_user
-from tests.test_auth import Inbox
+from tests.mailbox import Inbox
 from tests.test_workflow import bearer
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday, 09:00 UTC (= London time in March)

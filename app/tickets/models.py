@@ -256,6 +256,10 @@ class Subscription(Base):
             unique=True,
             postgresql_where=text("user_id IS NOT NULL"),
         ),
+        # Who follows this ticket now (the event stream asks on every timeline line).
+        Index(
+            "ix_subscription_ticket_live", "ticket_id", postgresql_where=text("ended_at IS NULL")
+        ),
         Index(
             "uq_subscription_ticket_contact",
             "ticket_id",

@@ -8,10 +8,14 @@
   that made them (report, support, follow), dated when the subscription was made.
 - ``report.channel`` takes the coming channels.
 - ``ticket_event_stream``: every line written to a ticket's timeline, by whichever statement,
-  passes this one trigger. Today it announces public events of tickets that somebody follows
-  on ``kerbside_ticket_event`` (``<ticket_id>:<event_id>:<kind>``), so a listener wakes without
+  passes this one trigger. It is a constraint trigger deferred to the commit, so it sees the
+  transaction as it ends (a reporter's contacts and subscriptions are written after the event
+  that opened the ticket) and still runs inside it: what it writes commits or rolls back with
+  the change. Today it announces public events of tickets that somebody follows on
+  ``kerbside_ticket_event`` (``<ticket_id>:<event_id>:<kind>``), so a listener wakes without
   polling; the outbox hangs its rows off the same function. Announcing only where somebody
-  listens keeps NOTIFY's commit-time lock off anonymous intake.
+  listens keeps NOTIFY's commit-time lock off anonymous intake; ``ix_subscription_ticket_live``
+  makes that look-up one index probe.
 
 Revision ID: 0006
 Revises: 0005
@@ -52,7 +56,8 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER ticket_event_stream AFTER INSERT ON ticket_event
+CREATE CONSTRAINT TRIGGER ticket_event_stream AFTER INSERT ON ticket_event
+    DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION kerbside_ticket_event();
 """
 
@@ -141,12 +146,20 @@ def upgrade() -> None:
         FROM subscription WHERE contact_id IS NOT NULL
         """
     )
+    op.create_index(
+        "ix_subscription_ticket_live",
+        "subscription",
+        ["ticket_id"],
+        unique=False,
+        postgresql_where=sa.text("ended_at IS NULL"),
+    )
     op.execute(EVENT_STREAM)
 
 
 def downgrade() -> None:
     op.execute("DROP TRIGGER ticket_event_stream ON ticket_event")
     op.execute("DROP FUNCTION kerbside_ticket_event()")
+    op.drop_index("ix_subscription_ticket_live", table_name="subscription")
     op.drop_table("contact_consent")
     op.drop_constraint(op.f("ck_report_channel_known"), "report", type_="check")
     op.create_check_constraint(
