@@ -13,7 +13,7 @@ from typing import Any
 
 from app.auth.cli import add_api_key_commands, add_user_commands
 from app.core.cli import CommandError, open_database
-from app.embedded import port_is_free
+from app.embedded import EmbeddedCluster, port_is_free
 from app.imports.cli import add_import_command
 from app.settings import PROJECT_ROOT, get_settings
 
@@ -113,8 +113,6 @@ def cmd_db(args: argparse.Namespace) -> None:
         resolved = open_database(settings)
         print(resolved.url)
         return
-    from app.embedded import EmbeddedCluster
-
     cluster = EmbeddedCluster(root=settings.embedded_dir, port=settings.embedded_port)
     if args.action == "start":
         print(cluster.ensure_running())
