@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -13,25 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from app.auth.cli import add_api_key_commands, add_user_commands
-from app.database_setup import DatabaseUnavailable, ResolvedDatabase, resolve_database
-from app.embedded import EmbeddedDatabaseError, port_is_free
-from app.reports.importer import add_import_command
-from app.settings import PROJECT_ROOT, Settings, get_settings
-
-
-class CommandError(RuntimeError):
-    """A one-line reason to stop, printed without a traceback."""
-
-
-def _database(settings: Settings) -> ResolvedDatabase:
-    try:
-        resolved = resolve_database(settings)
-    except (EmbeddedDatabaseError, DatabaseUnavailable) as exc:
-        raise CommandError(str(exc)) from exc
-    # Children (uvicorn workers, alembic) read the same URL from the environment.
-    os.environ["KERBSIDE_DATABASE_URL"] = resolved.url
-    get_settings.cache_clear()
-    return resolved
+from app.core.cli import CommandError, open_database
+from app.embedded import EmbeddedCluster, port_is_free
+from app.imports.cli import add_import_command
+from app.settings import PROJECT_ROOT, get_settings
 
 
 def _migrate(url: str) -> None:
@@ -48,7 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     port = args.port or settings.port
     if not port_is_free(port, host if host not in ("0.0.0.0", "::") else "127.0.0.1"):
         raise CommandError(f"port {port} on {host} is in use; stop that program or pass --port")
-    resolved = _database(settings)
+    resolved = open_database(settings)
     try:
         _migrate(resolved.url)
         if (resolved.cluster is not None and not args.no_seed) or args.seed:
@@ -75,7 +59,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
     from app.worker import run_worker
 
     settings = get_settings()
-    resolved = _database(settings)
+    resolved = open_database(settings)
     try:
         asyncio.run(run_worker(get_settings(), once=args.once))
     finally:
@@ -83,7 +67,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
-    resolved = _database(get_settings())
+    resolved = open_database(get_settings())
     try:
         _migrate(resolved.url)
         print("kerbside: database schema is at head", file=sys.stderr)
@@ -94,7 +78,7 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 def cmd_seed(args: argparse.Namespace) -> None:
     from app.seed.demo import seed_demo
 
-    resolved = _database(get_settings())
+    resolved = open_database(get_settings())
     try:
         _migrate(resolved.url)
         summary = asyncio.run(seed_demo(resolved.url, reports=args.reports))
@@ -126,11 +110,9 @@ def cmd_db(args: argparse.Namespace) -> None:
     if settings.database_url and args.action != "url":
         raise CommandError("KERBSIDE_DATABASE_URL is set: the embedded cluster is not in use")
     if args.action == "url":
-        resolved = _database(settings)
+        resolved = open_database(settings)
         print(resolved.url)
         return
-    from app.embedded import EmbeddedCluster
-
     cluster = EmbeddedCluster(root=settings.embedded_dir, port=settings.embedded_port)
     if args.action == "start":
         print(cluster.ensure_running())
@@ -209,8 +191,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # `python -m app.cli`: run the importable module's main, not this __main__ copy, so the
-    # CommandError that other modules import from app.cli is the class caught here.
-    from app.cli import main as cli_main
-
-    cli_main()
+    main()

@@ -18,12 +18,12 @@ from app.core.logging import RequestContextMiddleware, configure_logging
 from app.crews.routes import router as crews_router
 from app.db import make_engine, make_read_pool, make_read_sessionmaker, make_sessionmaker
 from app.health.routes import router as health_router
+from app.imports.routes import router as imports_router
 from app.jurisdictions.catalog import Catalog
 from app.jurisdictions.routes import router as jurisdictions_router
 from app.maps.routes import router as maps_router
 from app.media.routes import router as photos_router
 from app.media.service import PhotoPipeline
-from app.reports.import_routes import router as imports_router
 from app.reports.routes import router as reports_router
 from app.settings import Settings, get_settings
 from app.tickets.routes import router as tickets_router

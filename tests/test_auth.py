@@ -231,6 +231,32 @@ async def test_user_admin_routes_are_for_admins(
     assert made_admin.json()["is_superuser"] is True
 
 
+async def test_a_crew_member_joins_only_a_crew_of_their_jurisdiction(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    # auth checks the crew by table (app/auth/repository.py), not through app.crews.
+    home, elsewhere = await make_jurisdiction(db), await make_jurisdiction(db)
+    ours, theirs = await make_crew(db, home), await make_crew(db, elsewhere)
+    member = await make_user(db)
+    admin = bearer(await token_for(settings, await make_user(db, role=Role.admin)))
+
+    for crew_id in (theirs.id, theirs.id + 1000):
+        refused = await client.patch(
+            f"/v1/users/{member.id}",
+            json={"role": "crew", "jurisdiction_id": home.id, "crew_id": crew_id},
+            headers=admin,
+        )
+        body = assert_problem(refused, 422)
+        assert f"Crew {crew_id} is not a crew of jurisdiction {home.id}" in body["detail"]
+    joined = await client.patch(
+        f"/v1/users/{member.id}",
+        json={"role": "crew", "jurisdiction_id": home.id, "crew_id": ours.id},
+        headers=admin,
+    )
+    assert joined.status_code == 200, joined.text
+    assert (joined.json()["role"], joined.json()["crew_id"]) == ("crew", ours.id)
+
+
 # -- mail: password reset and verification -----------------------------------------------------
 
 
@@ -781,3 +807,41 @@ def test_cli_creates_users_and_keys(
             "--role", "crew",
         )  # fmt: skip
     assert "--jurisdiction" in capsys.readouterr().err
+
+
+def test_cli_puts_a_crew_member_in_a_crew_of_their_jurisdiction(
+    cli_database: async_sessionmaker[AsyncSession], capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def crews() -> tuple[int, int]:
+        async with cli_database() as session, session.begin():
+            city = (
+                await session.execute(select(Jurisdiction).where(Jurisdiction.slug == "cli-city"))
+            ).scalar_one()
+            other = await make_jurisdiction(session, slug="cli-other")
+            ours = await make_crew(session, city, name="Night shift")
+            await make_crew(session, other, name="Day shift")
+            return city.id, ours.id
+
+    city_id, crew_id = asyncio.run(crews())
+
+    def create(email: str, crew: str) -> str:
+        cli_main(
+            [
+                "users", "create", "--email", email, "--password", PASSWORD,
+                "--role", "crew", "--jurisdiction", "cli-city", "--crew", crew,
+            ]
+        )  # fmt: skip
+        return capsys.readouterr().out.strip()
+
+    create("night@cli.example", "Night shift")
+
+    async def stored(email: str) -> User:
+        async with cli_database() as session:
+            return (await session.execute(select(User).where(User.email == email))).scalar_one()
+
+    user = asyncio.run(stored("night@cli.example"))
+    assert (user.role, user.jurisdiction_id, user.crew_id) == ("crew", city_id, crew_id)
+    with pytest.raises(SystemExit) as stopped:
+        create("day@cli.example", "Day shift")  # a crew, but of another jurisdiction
+    assert stopped.value.code == 2
+    assert "jurisdiction 'cli-city' has no crew 'Day shift'" in capsys.readouterr().err

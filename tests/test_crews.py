@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.crews.models import AssignmentRule
-from app.crews.repository import ticket_in_territory
+from app.crews.sql import ticket_in_territory
 from app.settings import Settings
 from tests.factories import make_ticket
 from tests.workorders_support import PROBLEM, World, inside, make_world

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -249,6 +250,32 @@ def test_cli_fails_fast_on_unreachable_database() -> None:
     assert result.stderr.startswith("kerbside: error: cannot reach the database at 127.0.0.1:9")
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_stops_a_domain_command_with_one_line(tmp_path: Path) -> None:
+    # `kerbside import` raises app.core.cli.CommandError; `-m app.cli` runs app/cli.py as
+    # __main__, whose main() must still catch it (one line, exit 2, no traceback).
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "import",
+            str(tmp_path / "gone.csv"),
+            "--jurisdiction",
+            "x",
+        ],
+        env={
+            "KERBSIDE_DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none",
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == f"kerbside: error: {tmp_path / 'gone.csv'}: no such file\n"
 
 
 def test_cli_fails_fast_when_port_in_use(database_url: str) -> None:

@@ -20,19 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import Role
 from app.core.errors import InvalidInput
+from app.imports import routes as import_routes
+from app.imports.mapping import RowError, RowReader, parse_service_map, resolve_columns
+from app.imports.schemas import ImportOptions, ImportSummary
+from app.imports.service import import_reports
+from app.imports.sources import ImportFileError
 from app.jurisdictions.catalog import Catalog
 from app.jurisdictions.models import Jurisdiction
-from app.reports import import_routes
-from app.reports.importer import (
-    ImportFileError,
-    ImportOptions,
-    ImportSummary,
-    RowError,
-    RowReader,
-    import_reports,
-    parse_service_map,
-    resolve_columns,
-)
 from app.settings import PROJECT_ROOT
 from geo.distance import offset_lonlat
 from tests.factories import CITY, PASSWORD, make_jurisdiction, make_service, make_user
@@ -535,8 +529,6 @@ async def test_http_errors_are_problems(
 def kerbside(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KERBSIDE_DATABASE_URL": database_url, "KERBSIDE_LOG_JSON": "false"}
     return subprocess.run(
-        # Not `-m app.cli`: that loads app.cli twice (as __main__), and the commands'
-        # CommandError would not be the class main() catches.
         [sys.executable, "-c", "from app.cli import main; main()", *args],
         capture_output=True,
         text=True,

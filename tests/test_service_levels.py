@@ -19,11 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.models import Role
 from app.auth.principal import Principal
 from app.core import clock
+from app.jurisdictions.calendar import BusinessCalendar
 from app.jurisdictions.models import Jurisdiction, Service
 from app.settings import Settings
 from app.tickets import service_levels, workflow
 from app.tickets.models import TicketStatus
-from app.tickets.sla import BusinessCalendar, SlaState, deadline, sla_state, sla_state_sql
+from app.tickets.sla import SlaState, deadline, sla_state, sla_state_sql
 from geo.distance import offset_lonlat
 from tests.factories import CITY, make_jurisdiction, make_service, make_user
 from tests.mailbox import Inbox

@@ -15,13 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from app.auth import repository as sql
 from app.auth.models import Role
+from app.core.cli import CommandError, open_database
+from app.core.errors import KerbsideError
+from app.settings import get_settings, to_sqlalchemy_url
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-# Heavy modules (the web stack) are imported inside the commands, so `kerbside --help` and the
-# other commands do not pay for them; `app.cli` is imported late because it imports this module.
+# Heavy modules (the web stack, fastapi-users, geoalchemy2) are imported inside the commands,
+# so `kerbside --help` and the other commands do not pay for them.
 
 Command = Callable[["AsyncSession", argparse.Namespace], Awaitable[None]]
 
@@ -57,10 +61,7 @@ def _sync(command: Command) -> Callable[[argparse.Namespace], None]:
     """Resolve the database, then run ``command(session, args)`` in one committed transaction."""
 
     def run(args: argparse.Namespace) -> None:
-        from app.cli import _database
-        from app.settings import get_settings
-
-        resolved = _database(get_settings())
+        resolved = open_database(get_settings())
         try:
             asyncio.run(_in_transaction(resolved.url, command, args))
         finally:
@@ -72,10 +73,6 @@ def _sync(command: Command) -> Callable[[argparse.Namespace], None]:
 async def _in_transaction(url: str, command: Command, args: argparse.Namespace) -> None:
     from sqlalchemy.exc import ProgrammingError
     from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-
-    from app.cli import CommandError
-    from app.core.errors import KerbsideError
-    from app.settings import to_sqlalchemy_url
 
     engine = create_async_engine(to_sqlalchemy_url(url))
     try:
@@ -93,7 +90,6 @@ async def _in_transaction(url: str, command: Command, args: argparse.Namespace) 
 
 
 async def _jurisdiction_id(session: AsyncSession, slug: str) -> int:
-    from app.cli import CommandError
     from app.jurisdictions.models import Jurisdiction
 
     found = (
@@ -106,9 +102,6 @@ async def _jurisdiction_id(session: AsyncSession, slug: str) -> int:
 
 async def cmd_users_create(session: AsyncSession, args: argparse.Namespace) -> None:
     from app.auth.users import create_user
-    from app.cli import CommandError
-    from app.crews.models import Crew
-    from app.settings import get_settings
 
     role = Role(args.role)
     if role in (Role.staff, Role.crew) and not args.jurisdiction:
@@ -122,9 +115,7 @@ async def cmd_users_create(session: AsyncSession, args: argparse.Namespace) -> N
     if args.crew:
         crew_id = (
             await session.execute(
-                select(Crew.id).where(
-                    Crew.jurisdiction_id == jurisdiction_id, Crew.name == args.crew
-                )
+                sql.CREW_BY_NAME, {"jurisdiction_id": jurisdiction_id, "name": args.crew}
             )
         ).scalar_one_or_none()
         if crew_id is None:

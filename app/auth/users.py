@@ -14,13 +14,12 @@ from fastapi import BackgroundTasks, Depends, Request
 from fastapi_users import BaseUserManager, FastAPIUsers, UUIDIDMixin, exceptions, models, schemas
 from fastapi_users.authentication import AuthenticationBackend, BearerTransport, JWTStrategy
 from fastapi_users_db_sqlalchemy import SQLAlchemyUserDatabase
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth import repository as sql
 from app.auth.models import Role, User
 from app.auth.schemas import UserUpdate
 from app.core.errors import InvalidInput
-from app.crews.models import Crew
 from app.db import SessionDep
 from app.mail import Mail, send_mail
 from app.settings import Settings
@@ -112,7 +111,7 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
             raise InvalidInput(f"A {role} account needs a jurisdiction_id")
         if crew_id is not None:
             crew_jurisdiction = (
-                await self.session.execute(select(Crew.jurisdiction_id).where(Crew.id == crew_id))
+                await self.session.execute(sql.CREW_JURISDICTION, {"id": crew_id})
             ).scalar_one_or_none()
             if crew_jurisdiction is None or crew_jurisdiction != jurisdiction_id:
                 raise InvalidInput(

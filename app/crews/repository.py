@@ -1,7 +1,6 @@
 """Queries for crews, their territories (``crew_area``) and the assignment rules.
 
-``territory_sql`` is the one definition of "a ticket a crew may see": every query that
-narrows tickets to a crew (work orders, the day route, a single work order) uses it.
+What other domains need of crews (the territory, a crew's jurisdiction) is ``app.crews.sql``.
 """
 
 from __future__ import annotations
@@ -11,28 +10,6 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from app.db import HotStatement
-
-
-def territory_sql(alias: str = "t", param: str = "crew_id") -> str:
-    """SQL: ticket ``alias`` is assigned to crew ``:param`` or lies in one of its areas.
-
-    ``alias`` and ``param`` are code constants, never input; the crew id is bound.
-    """
-    return (
-        f"({alias}.crew_id = :{param} OR {alias}.area_id IN"  # noqa: S608
-        f" (SELECT ca.area_id FROM crew_area ca WHERE ca.crew_id = :{param}))"
-    )
-
-
-async def ticket_in_territory(session: AsyncSession, ticket_id: int, crew_id: int) -> bool:
-    row = await session.execute(
-        text("SELECT 1 FROM ticket t WHERE t.id = :ticket_id AND " + territory_sql()),  # noqa: S608
-        {"ticket_id": ticket_id, "crew_id": crew_id},
-    )
-    return row.first() is not None
-
 
 # -- crews ---------------------------------------------------------------------------------------
 
@@ -58,10 +35,6 @@ async def list_crews(
         {"j": jurisdiction_id, "inactive": include_inactive},
     )
     return result.all()
-
-
-# The crew's jurisdiction, for read-pool connections as well as sessions (work-order scopes).
-CREW_JURISDICTION = HotStatement("SELECT jurisdiction_id FROM crew WHERE id = :id")
 
 
 async def crew(session: AsyncSession, crew_id: int, *, lock: bool = False) -> Any:

@@ -21,7 +21,7 @@ from shapely.geometry import Point
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.tickets.sla import BusinessCalendar
+from app.jurisdictions.calendar import BusinessCalendar
 from geo.grid import cell_size_degrees
 
 logger = logging.getLogger(__name__)

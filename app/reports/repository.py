@@ -11,9 +11,10 @@ from sqlalchemy import text
 from app.core.idempotency import CLAIM_SQL
 from app.core.models import check_in
 from app.db import HotStatement
+from app.jurisdictions.sql import area_at_sql
 from app.tickets.models import DONE_STATUSES, OPEN_STATUSES
-from app.tickets.repository import area_at_sql, reference_sql
 from app.tickets.sla import expected_by_sql, sla_state_sql
+from app.tickets.sql import reference_sql
 
 # Serialise reports of one service in one neighbourhood (see geo/grid.py). The same round trip
 # claims the request's idempotency key when it has one (see app/core/idempotency.py): `claimed`

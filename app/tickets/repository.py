@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
-import orjson
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.principal import Principal
-from app.tickets.models import EventKind
+from app.jurisdictions.sql import area_at_sql
 from app.tickets.priority import priority_sql
-
-
-def reference_sql(id_expr: str, at_expr: str) -> str:
-    """A ticket's public reference, ``K-2026-000123``: prefix, year of first report, id."""
-    return (
-        f":prefix || '-' || to_char(CAST({at_expr} AS timestamptz) AT TIME ZONE 'UTC', 'YYYY')"
-        f" || '-' || lpad({id_expr}::text, greatest(6, length({id_expr}::text)), '0')"
-    )
-
-
-def area_at_sql(point_expr: str, jurisdiction_expr: str) -> str:
-    """The area containing a point: a district first, then any other kind (on ``area_part``)."""
-    return f"""(SELECT a.id FROM area_part p JOIN area a ON a.id = p.area_id
-                WHERE a.jurisdiction_id = {jurisdiction_expr}
-                  AND ST_Intersects(p.geom, {point_expr})
-                ORDER BY (a.kind = 'district') DESC, a.id LIMIT 1)"""  # noqa: S608 (code only)
-
+from app.tickets.sql import reference_sql
 
 # A new ticket for an existing report (split): same place, service and time as the report.
 OPEN_TICKET_FOR_REPORT = text(
@@ -117,16 +95,6 @@ LOCK_TICKET = text(
 
 TICKET_ID_BY_REFERENCE = text("SELECT id FROM ticket WHERE reference = :ref")
 
-_INSERT_EVENT = text(
-    """
-    INSERT INTO ticket_event (ticket_id, kind, public, actor_user_id, actor_label, report_id,
-                              note, data, created_at)
-    VALUES (:ticket_id, :kind, :public, :actor_user_id, :actor_label, :report_id, :note,
-            CAST(:data AS jsonb), :at)
-    RETURNING id
-    """
-)
-
 # Is this person a reporter of the ticket (a report of theirs, or a reporter subscription)?
 IS_REPORTER = text(
     """
@@ -135,41 +103,3 @@ IS_REPORTER = text(
                    AND reason = 'reporter' AND ended_at IS NULL)
     """
 )
-
-
-async def add_event(
-    session: AsyncSession,
-    ticket_id: int,
-    kind: EventKind,
-    *,
-    at: Any,
-    public: bool = True,
-    actor: Principal | None = None,
-    actor_label: str | None = None,
-    actor_user_id: uuid.UUID | None = None,
-    report_id: int | None = None,
-    note: str | None = None,
-    data: dict[str, Any] | None = None,
-) -> int:
-    """Append one line to the ticket's timeline; returns its id.
-
-    ``actor`` is who did it; without one, ``actor_label`` (and ``actor_user_id``, for a
-    signed-in person acting as a citizen) say who.
-    """
-    event_id: int = (
-        await session.execute(
-            _INSERT_EVENT,
-            {
-                "ticket_id": ticket_id,
-                "kind": kind.value,
-                "public": public,
-                "actor_user_id": actor.user_id if actor else actor_user_id,
-                "actor_label": actor.label if actor else actor_label,
-                "report_id": report_id,
-                "note": note,
-                "data": orjson.dumps(data or {}).decode(),
-                "at": at,
-            },
-        )
-    ).scalar_one()
-    return event_id

@@ -15,6 +15,7 @@ from app.contacts.models import ConsentMethod, ContactKind, Purpose
 from app.contacts.service import Consent, ContactSpec, Verification
 from app.core import clock
 from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.tickets import events
 from app.tickets import repository as tickets_sql
 from app.tickets.models import OPEN_STATUSES, EventKind, SubscriptionReason, TicketStatus
 from app.tickets.queries import ticket_row
@@ -99,7 +100,7 @@ async def support_or_follow(
             )
         ).scalar_one()
     if not already:
-        await tickets_sql.add_event(
+        await events.add_event(
             session,
             ticket.id,
             EventKind.supporter_added if support else EventKind.follower_added,
@@ -230,7 +231,7 @@ async def merge(
         ),
         {"into": into.id, "now": now, "id": dup.id},
     )
-    await tickets_sql.add_event(
+    await events.add_event(
         session,
         into.id,
         EventKind.merged,
@@ -244,7 +245,7 @@ async def merge(
         at=now,
         actor=actor,
     )
-    await tickets_sql.add_event(
+    await events.add_event(
         session,
         dup.id,
         EventKind.merged,
@@ -321,7 +322,7 @@ async def split(
             {"report_id": report.id, "to": new.id, "from": ticket.id, "now": now},
         )
     ).one()
-    await tickets_sql.add_event(
+    await events.add_event(
         session,
         ticket.id,
         EventKind.split_off,
@@ -331,7 +332,7 @@ async def split(
         at=now,
         actor=actor,
     )
-    await tickets_sql.add_event(
+    await events.add_event(
         session,
         new.id,
         EventKind.split_off,

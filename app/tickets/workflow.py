@@ -26,9 +26,10 @@ from app.auth.principal import Principal, ensure_same_jurisdiction
 from app.core import clock
 from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.core.models import check_in
-from app.crews.repository import ticket_in_territory
+from app.crews.sql import ticket_in_territory
 from app.tickets import repository as sql
 from app.tickets import templates
+from app.tickets.events import add_event
 from app.tickets.models import (
     DONE_STATUSES,
     OPEN_STATUSES,
@@ -175,7 +176,7 @@ async def change_status(
     if template_id is not None:
         data["template_id"] = template_id
         data["notes"] = notes
-    await sql.add_event(
+    await add_event(
         session,
         ticket.id,
         EventKind.status_changed,
@@ -274,7 +275,7 @@ async def assign(
             "id": ticket.id,
         },
     )
-    await sql.add_event(
+    await add_event(
         session,
         ticket.id,
         EventKind.assigned,
@@ -313,7 +314,7 @@ async def set_priority(
         ),
         {"p": priority, "manual": manual, "now": now, "id": ticket.id},
     )
-    await sql.add_event(
+    await add_event(
         session,
         ticket.id,
         EventKind.priority_changed,
@@ -340,7 +341,7 @@ async def comment(
     if not actor.at_least(Role.crew):
         raise Forbidden("Only staff and crews comment on tickets")
     await ensure_may_act(session, actor, ticket)
-    return await sql.add_event(
+    return await add_event(
         session,
         ticket.id,
         EventKind.comment,

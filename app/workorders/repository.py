@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.models import check_in
-from app.crews.repository import territory_sql
+from app.crews.sql import territory_sql
 from app.db import Db, HotStatement, driver_of
 from app.tickets.models import OPEN_STATUSES
 from app.tickets.sla import sla_state_sql

@@ -3,7 +3,7 @@ and the day route.
 
 Reach, the same on every work-order route:
 
-- a crew member sees their crew's territory (``app.crews.repository.territory_sql``: tickets
+- a crew member sees their crew's territory (``app.crews.sql.territory_sql``: tickets
   assigned to the crew or in one of its areas) and steps only work orders assigned to it;
 - staff see and step their jurisdiction's work orders (``crew=`` narrows to a territory);
 - admins see everything.
@@ -32,13 +32,13 @@ from app.auth.models import Role
 from app.auth.principal import Principal
 from app.core import clock
 from app.core.errors import BadRequest, Conflict, Forbidden, InvalidInput, NotFound
-from app.crews import repository as crews_sql
+from app.crews import sql as crews_sql
 from app.crews.service import acting_jurisdiction
 from app.db import Db
 from app.media.service import StoredPhoto
 from app.settings import Settings
-from app.tickets import repository as tickets_sql
 from app.tickets import workflow
+from app.tickets.events import add_event
 from app.tickets.models import OPEN_STATUSES, EventKind, TicketStatus, WorkStatus
 from app.tickets.sla import SlaState
 from app.workorders import documents
@@ -514,7 +514,7 @@ async def advance(
     if photo_ids:
         data["photos"] = len(photo_ids)
         data["photo_ids"] = [str(i) for i in photo_ids]
-    await tickets_sql.add_event(
+    await add_event(
         session,
         ticket.id,
         EventKind.work_progress,

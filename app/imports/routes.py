@@ -1,6 +1,6 @@
 """HTTP for the historical import: ``POST /v1/imports`` (staff), small files only.
 
-The import itself is ``app.reports.importer.import_reports``; this module reads the upload,
+The import itself is ``app.imports.service.import_reports``; this module reads the upload,
 picks the jurisdiction the caller acts for and answers with the summary. Larger files go
 through the command line (``kerbside import``), which streams them.
 """
@@ -18,15 +18,11 @@ from starlette.datastructures import UploadFile
 from app.auth.principal import Principal, StaffPrincipal, ensure_same_jurisdiction
 from app.core.errors import Forbidden, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.db import SessionDep
+from app.imports.mapping import parse_service_map
+from app.imports.schemas import Format, ImportOptions, ImportSummary
+from app.imports.service import import_reports
+from app.imports.sources import format_for
 from app.jurisdictions.catalog import Catalog
-from app.reports.importer import (
-    Format,
-    ImportOptions,
-    ImportSummary,
-    format_for,
-    import_reports,
-    parse_service_map,
-)
 
 log = logging.getLogger("kerbside.import")
 router = APIRouter(prefix="/v1", tags=["imports"])

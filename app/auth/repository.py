@@ -1,0 +1,12 @@
+"""The SQL of accounts that is not fastapi-users' own. Bound parameters only.
+
+A user's crew is named by table here, as the foreign key ``app_user.crew_id`` names it,
+not through ``app.crews``: crews sit above auth (their routes use auth's role gates).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+CREW_JURISDICTION = text("SELECT jurisdiction_id FROM crew WHERE id = :id")
+CREW_BY_NAME = text("SELECT id FROM crew WHERE jurisdiction_id = :jurisdiction_id AND name = :name")
