@@ -1,11 +1,20 @@
-"""Async engine and the per-request session.
+"""How code reaches the database: four words, each for one kind of work.
 
-The engine is made in the application's lifespan (never at import time). A request gets one
-``AsyncSession`` that commits when the route returns and rolls back on any error; services only
-``flush()``. Routes that only read take ``ReadSessionDep`` instead (autocommit: no BEGIN and
-COMMIT round trips), and the caller is looked up on one of those before the route runs. Tests
-swap ``app.state.sessionmaker`` for one bound to a rolled-back connection; read sessions then
-use it too.
+- ``SessionDep`` (``get_session``): the request's ``AsyncSession``, one transaction. Every
+  write goes through it: services ``flush()``, the dependency commits when the route returns
+  (before the response is sent) and rolls back on any error.
+- ``read_db`` / ``ReadDbDep``: a ``ReadConnection`` of the read pool (psycopg, autocommit) for
+  reads that are one statement (maps, work-order searches, the caller's API key): no BEGIN and
+  COMMIT round trips, no SQLAlchemy checkout.
+- ``read_session`` / ``ReadSessionDep``: an autocommit ``AsyncSession`` for reads that need the
+  ORM or take a few statements that need not agree (a bearer token's user, a work order's
+  scope and row), without BEGIN and COMMIT.
+- ``HotStatement``: a hand-written statement prepared on the server and run on either a
+  session's connection (inside its transaction) or a read connection; ``Db`` is that "either".
+
+The engine and the read pool are made in the application's lifespan (never at import time).
+Tests swap ``app.state.sessionmaker`` for one bound to a rolled-back connection; read sessions
+and ``read_db`` then use that connection too. See docs/architecture.md, "Database access".
 """
 
 from __future__ import annotations
@@ -64,7 +73,13 @@ def _session_options(settings: Settings, *, parallel_query: bool) -> str:
     return options
 
 
-def make_read_pool(settings: Settings) -> AsyncConnectionPool[psycopg.AsyncConnection[Any]]:
+# A connection for one-statement reads: psycopg, in autocommit, from the read pool (or, in
+# tests, the application's one connection). Also what work outside a request borrows from the
+# engine when it wants psycopg directly (the grid refresh).
+ReadConnection = psycopg.AsyncConnection[Any]
+
+
+def make_read_pool(settings: Settings) -> AsyncConnectionPool[ReadConnection]:
     """Autocommit psycopg connections for the map routes' one-statement reads (not opened).
 
     Their own pool, beside the engine's: a map answer is one statement on a connection that
@@ -114,12 +129,12 @@ def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 
 
 # What a hand-written statement runs on: a session's connection (inside its transaction) or
-# a psycopg connection of its own.
-Db = AsyncSession | psycopg.AsyncConnection[Any]
+# a read connection.
+Db = AsyncSession | ReadConnection
 
 
 @contextlib.asynccontextmanager
-async def read_db(request: Request) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+async def read_db(request: Request) -> AsyncIterator[ReadConnection]:
     """A psycopg connection in autocommit for one-statement reads (maps, searches, the
     caller's API key): from the read pool (``make_read_pool``). When the application's
     sessions are bound to one connection (the tests' rolled-back transaction), that
@@ -131,9 +146,7 @@ async def read_db(request: Request) -> AsyncIterator[psycopg.AsyncConnection[Any
     if isinstance(bind, AsyncConnection):
         yield await _driver(bind)  # no savepoint: a route's session may hold one meanwhile
         return
-    pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] | None = getattr(
-        state, "read_pool", None
-    )
+    pool: AsyncConnectionPool[ReadConnection] | None = getattr(state, "read_pool", None)
     if pool is not None:
         async with pool.connection() as connection:
             yield connection
@@ -154,12 +167,12 @@ async def _driver(connection: AsyncConnection) -> psycopg.AsyncConnection[Any]:
     return driver
 
 
-async def get_read_db(request: Request) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+async def get_read_db(request: Request) -> AsyncIterator[ReadConnection]:
     async with read_db(request) as db:
         yield db
 
 
-ReadDbDep = Annotated[psycopg.AsyncConnection[Any], Depends(get_read_db, scope="function")]
+ReadDbDep = Annotated[ReadConnection, Depends(get_read_db, scope="function")]
 
 
 @contextlib.asynccontextmanager

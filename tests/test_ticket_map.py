@@ -186,7 +186,7 @@ DAILY_CLOCKS = (
     "generate_series(now() - interval '15 days', now() + interval '15 days',"
     " interval '1 day') AS c(clock)"
 )
-assert MAP_SLA_STATE.count("now()") == 2
+assert MAP_SLA_STATE.count("now()") == 1
 MAP_SLA_AT_CLOCK = MAP_SLA_STATE.replace("now()", "c.clock")
 SLA_AT_CLOCKS = f"ARRAY(SELECT {sla_state_sql('t', 'c.clock')} FROM {DAILY_CLOCKS})"
 

@@ -1,8 +1,5 @@
 """Dependencies of the map routes, lean because these are the busiest read paths.
 
-- ``ReadDb``: ``app.db.ReadDbDep``, a psycopg connection in autocommit mode from the read
-  pool. A map answer is one read-only statement, so BEGIN and COMMIT would be two extra
-  round trips per request.
 - ``MapPrincipal``: the same caller as ``OptionalPrincipal`` (and the same checks, by
   calling it), resolved only when the request carries credentials; anonymous requests, most
   of the map traffic, skip building the user manager and JWT strategy.
@@ -16,7 +13,6 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.principal import Principal, principal_of
-from app.db import ReadDbDep
 
 
 def background_engine(request: Request) -> AsyncEngine | None:
@@ -50,5 +46,4 @@ OPTIONAL_AUTH: dict[str, Any] = {
     "security": [{"OAuth2PasswordBearer": []}, {"ApiKeyHeader": []}, {"ApiKeyQuery": []}, {}]
 }
 
-ReadDb = ReadDbDep
 MapPrincipal = Annotated[Principal | None, Depends(map_principal)]

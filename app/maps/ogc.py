@@ -16,8 +16,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from app.core.errors import NotFound
+from app.db import ReadConnection, ReadDbDep
 from app.maps import service
-from app.maps.deps import OPTIONAL_AUTH, MapPrincipal, ReadDb
+from app.maps.deps import OPTIONAL_AUTH, MapPrincipal
 from app.maps.http import GEOJSON, BBoxParam, bbox_of, invalid, layer_filters, send
 from app.maps.queries import Filters
 from app.maps.service import MapState
@@ -95,7 +96,7 @@ async def conformance(request: Request) -> Response:
     return await _json(request, {"conformsTo": list(CONFORMANCE)})
 
 
-async def _collection(request: Request, db: ReadDb) -> dict[str, Any]:
+async def _collection(request: Request, db: ReadConnection) -> dict[str, Any]:
     base = _base(request)
     row = await service.one(
         db,
@@ -137,7 +138,7 @@ def _iso(moment: datetime) -> str:
 
 
 @router.get("/collections", summary="The feature collections", response_class=Response)
-async def collections(request: Request, db: ReadDb) -> Response:
+async def collections(request: Request, db: ReadDbDep) -> Response:
     base = _base(request)
     return await _json(
         request,
@@ -156,7 +157,7 @@ def _only_tickets(collection_id: str) -> None:
 @router.get(
     "/collections/{collection_id}", summary="One feature collection", response_class=Response
 )
-async def collection(collection_id: str, request: Request, db: ReadDb) -> Response:
+async def collection(collection_id: str, request: Request, db: ReadDbDep) -> Response:
     _only_tickets(collection_id)
     return await _json(request, await _collection(request, db))
 
@@ -202,7 +203,7 @@ def parse_datetime(value: str) -> tuple[datetime | None, datetime | None]:
 async def items(
     collection_id: str,
     request: Request,
-    db: ReadDb,
+    db: ReadDbDep,
     principal: MapPrincipal,
     filters: Annotated[Filters, Depends(layer_filters)],
     bbox: BBoxParam = None,
@@ -252,7 +253,7 @@ async def items(
 
 
 async def _id_at_offset(
-    db: ReadDb, request: Request, filters: Filters, view: Any, offset: int
+    db: ReadConnection, request: Request, filters: Filters, view: Any, offset: int
 ) -> int | None:
     page = await service.features_page(
         db,
@@ -280,7 +281,7 @@ async def item(
     collection_id: str,
     feature_id: str,
     request: Request,
-    db: ReadDb,
+    db: ReadDbDep,
     principal: MapPrincipal,
 ) -> Response:
     _only_tickets(collection_id)

@@ -347,13 +347,10 @@ _PAGE_OF_FEATURES = (
     "SELECT count(*) AS n, string_agg(f.feature, ',') AS features, max(f.id) AS max_id FROM "
 )
 
-# The read model's service-level state at now() (migration 0005, ticket_map): the same rule
-# as ``sla_state_sql``, with the choice of deadline made when the ticket was written.
-MAP_SLA_STATE = (
-    "(CASE WHEN m.sla_due_at IS NULL THEN m.sla_state"
-    " WHEN now() >= m.sla_due_at THEN 'breached'"
-    " WHEN now() >= m.sla_warn_at THEN 'warning' ELSE 'ok' END)"
-)
+# The read model's service-level state at now(): the rule's clock step (migration 0007,
+# kerbside_sla_clock) on the running deadline and outcome that the ticket_map trigger stored
+# with the rule's other parts; kerbside_sla_state is the same functions composed.
+MAP_SLA_STATE = "kerbside_sla_clock(m.sla_state, m.sla_warn_at, m.sla_due_at, now())"
 # A ticket_map row's whole Feature: the stored head, the state, the closing braces.
 MAP_FEATURE = f"m.head || coalesce('\"' || {MAP_SLA_STATE} || '\"', 'null') || '}}}}'"
 

@@ -18,12 +18,11 @@ from pydantic import AwareDatetime
 from app.auth.principal import Principal
 from app.core.errors import NotFound
 from app.core.query import QueryModel, query_openapi, query_parser
-from app.db import read_db
+from app.db import ReadConnection, ReadDbDep, read_db
 from app.maps import service
 from app.maps.deps import (
     OPTIONAL_AUTH,
     MapPrincipal,
-    ReadDb,
     background_engine,
     map_principal,
 )
@@ -50,7 +49,7 @@ from app.maps.http import (
 )
 from app.maps.ogc import router as ogc_router
 from app.maps.queries import CSV_COLUMNS, MAP_PROPERTIES, Filters, View
-from app.maps.service import Db, MapState
+from app.maps.service import MapState
 from app.settings import Settings
 from geo.tiles import MAX_ZOOM, Tile, cell_range, cluster_level, valid_tile
 
@@ -100,7 +99,7 @@ def _url(request: Request, **replace: Any) -> str:
     return f"{base}?{query}" if query else base
 
 
-async def _require_bbox(db: ReadDb, threshold: int) -> None:
+async def _require_bbox(db: ReadConnection, threshold: int) -> None:
     row = await service.one(
         db,
         "SELECT count(*) AS n FROM (SELECT 1 FROM ticket LIMIT CAST(:n AS int) + 1) x",
@@ -199,7 +198,7 @@ _tickets_query = query_parser(TicketsQuery)
 
 
 async def _tickets_page(
-    request: Request, db: Db, principal: Principal | None, query: TicketsQuery
+    request: Request, db: ReadConnection, principal: Principal | None, query: TicketsQuery
 ) -> Response:
     settings = _settings(request)
     view = service.view_of(principal)
@@ -254,7 +253,7 @@ async def _tickets_page(
 )
 async def tickets_clusters(
     request: Request,
-    db: ReadDb,
+    db: ReadDbDep,
     principal: MapPrincipal,
     state: MapStateDep,
     filters: LayerFilters,
@@ -313,7 +312,7 @@ async def tickets_clusters(
 )
 async def vector_tile(
     request: Request,
-    db: ReadDb,
+    db: ReadDbDep,
     principal: MapPrincipal,
     state: MapStateDep,
     filters: LayerFilters,
@@ -347,7 +346,7 @@ async def vector_tile(
 )
 async def tilejson(
     request: Request,
-    db: ReadDb,
+    db: ReadDbDep,
     filters: LayerFilters,
     jurisdiction: JurisdictionParam = None,
 ) -> Response:
@@ -419,7 +418,7 @@ async def tilejson(
     responses={200: {"content": {GEOJSON: {}}}},
 )
 async def areas_geojson(
-    request: Request, db: ReadDb, jurisdiction: JurisdictionParam = None
+    request: Request, db: ReadDbDep, jurisdiction: JurisdictionParam = None
 ) -> Response:
     body = await service.areas_geojson(db, jurisdiction)
     return await send(request, body, GEOJSON, max_age=_settings(request).map_cache_max_age_seconds)
@@ -440,7 +439,7 @@ async def areas_geojson(
 )
 async def stats(
     request: Request,
-    db: ReadDb,
+    db: ReadDbDep,
     state: MapStateDep,
     service_code: Annotated[ServiceParam, Query(alias="service")] = None,
     area: AreaParam = None,

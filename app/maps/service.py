@@ -14,13 +14,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
-import psycopg
 from psycopg.rows import namedtuple_row, tuple_row
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.models import Role
 from app.auth.principal import Principal
-from app.db import HotStatement, driver_of
+from app.db import HotStatement, ReadConnection, driver_of
 from app.maps import queries
 from app.maps.queries import PUBLIC, Filters, View
 from geo.bbox import BBox
@@ -56,10 +55,7 @@ def statement(sql: str) -> HotStatement:
     return found
 
 
-Db = psycopg.AsyncConnection[Any]
-
-
-async def one(db: Db, sql: str, params: dict[str, Any]) -> Any:
+async def one(db: ReadConnection, sql: str, params: dict[str, Any]) -> Any:
     """The first row of ``sql`` (prepared on this connection), or None.
 
     Results come in binary: tiles and ``convert_to``-ed GeoJSON arrive as the bytes to send,
@@ -70,7 +66,7 @@ async def one(db: Db, sql: str, params: dict[str, Any]) -> Any:
         return await cursor.fetchone()
 
 
-async def all_rows(db: Db, sql: str, params: dict[str, Any]) -> list[Any]:
+async def all_rows(db: ReadConnection, sql: str, params: dict[str, Any]) -> list[Any]:
     async with db.cursor() as cursor:
         await cursor.execute(statement(sql).sql, params, prepare=True)
         return await cursor.fetchall()
@@ -90,7 +86,7 @@ class MapState:
     stats: dict[tuple[Any, ...], tuple[float, bytes]] | None = None
 
 
-async def public_snap_pad(db: Db, state: MapState) -> float:
+async def public_snap_pad(db: ReadConnection, state: MapState) -> float:
     """The largest public snapping grid of any service (m): how far a public point may lie
     from its ticket, hence how much to widen a bbox's index prefilter."""
     now = time.monotonic()
@@ -102,7 +98,7 @@ async def public_snap_pad(db: Db, state: MapState) -> float:
 
 
 async def ensure_grid_fresh(
-    db: Db, state: MapState, max_age_s: float, *, engine: AsyncEngine | None = None
+    db: ReadConnection, state: MapState, max_age_s: float, *, engine: AsyncEngine | None = None
 ) -> None:
     """Refresh ``ticket_grid`` when it is older than ``max_age_s`` (one process at a time).
 
@@ -126,7 +122,7 @@ async def _refresh_in_background(engine: AsyncEngine, max_age_s: float) -> None:
     try:
         async with engine.connect() as connection:
             raw = await connection.get_raw_connection()
-            driver: Db = raw.driver_connection  # type: ignore[assignment]
+            driver: ReadConnection = raw.driver_connection  # type: ignore[assignment]
             await driver.set_autocommit(True)
             try:
                 await _refresh_if_stale(driver, max_age_s)
@@ -136,7 +132,7 @@ async def _refresh_in_background(engine: AsyncEngine, max_age_s: float) -> None:
         log.exception("refreshing ticket_grid failed")
 
 
-async def _refresh_if_stale(db: Db, max_age_s: float) -> None:
+async def _refresh_if_stale(db: ReadConnection, max_age_s: float) -> None:
     # A transaction-level lock: however this ends, the lock ends with it.
     async with db.transaction():
         locked = await db.execute("SELECT pg_try_advisory_xact_lock(%s)", (_GRID_LOCK,))
@@ -153,7 +149,7 @@ async def _refresh_if_stale(db: Db, max_age_s: float) -> None:
         await refresh_grid(db)
 
 
-async def refresh_grid(db: Db) -> None:
+async def refresh_grid(db: ReadConnection) -> None:
     """Recompute the low-zoom cluster grid from the tickets (about a second at 1M tickets)."""
     await db.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY ticket_grid")
     await db.execute("REFRESH MATERIALIZED VIEW ticket_grid_refreshed")
@@ -170,7 +166,7 @@ class Page:
 
 
 async def features_page(
-    db: Db,
+    db: ReadConnection,
     state: MapState,
     *,
     view: View,
@@ -229,7 +225,7 @@ def feature_collection(page: Page, links: list[dict[str, str]]) -> bytes:
 
 
 async def feature_by_reference(
-    db: Db, *, view: View, reference: str, base_url: str
+    db: ReadConnection, *, view: View, reference: str, base_url: str
 ) -> bytes | None:
     properties = tuple(view.properties)
     params: dict[str, Any] = {"reference": reference.upper(), "base_url": base_url}
@@ -246,7 +242,7 @@ async def feature_by_reference(
 
 
 async def _cells_source(
-    db: Db,
+    db: ReadConnection,
     state: MapState,
     *,
     view: View,
@@ -280,7 +276,7 @@ async def _cells_source(
 
 
 async def clusters(
-    db: Db,
+    db: ReadConnection,
     state: MapState,
     *,
     view: View,
@@ -307,7 +303,7 @@ async def clusters(
 
 
 async def tile(
-    db: Db,
+    db: ReadConnection,
     state: MapState,
     *,
     view: View,
@@ -346,7 +342,7 @@ async def tile(
     return bytes(row[0]) if row is not None and row[0] is not None else b""
 
 
-async def areas_geojson(db: Db, jurisdiction: str | None) -> bytes:
+async def areas_geojson(db: ReadConnection, jurisdiction: str | None) -> bytes:
     row = await one(db, queries.AREAS_SQL, {"jurisdiction": jurisdiction})
     return b"".join(
         (b'{"type":"FeatureCollection","features":[', (row.features or "").encode(), b"]}")
@@ -365,7 +361,7 @@ def _seconds(value: Any) -> float | None:
 
 
 async def stats(
-    db: Db,
+    db: ReadConnection,
     state: MapState,
     *,
     filters: Filters,

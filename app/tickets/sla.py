@@ -3,12 +3,17 @@
 A service promises to acknowledge a ticket within ``acknowledge_within`` and to resolve it
 within ``resolve_within``. Each ticket stores both deadlines and, beside each, the moment 80 %
 of the time has gone (``*_warn_at``), so every read can say ``ok`` / ``warning`` /
-``breached`` with two comparisons, in SQL (``sla_state_sql``) or in Python (``sla_state``).
+``breached`` with two comparisons.
 
 The state follows the ticket's current phase: before acknowledgement it is measured against
 the acknowledge deadline, then against the resolve deadline; a fixed or closed ticket keeps
 the outcome (fixed in time or not); tickets dismissed as duplicate, rejected or not our
 responsibility have no state.
+
+The rule lives in the database, as the SQL function ``kerbside_sla_state(…, at)`` (migration
+0007, with the parts ``ticket_map`` stores); every statement that shows a state calls it
+through ``sla_state_sql``. ``sla_state_of`` is its one Python mirror, for values that are
+not read from the database; ``tests/test_sla_rule.py`` holds the two equal.
 """
 
 from __future__ import annotations
@@ -81,7 +86,8 @@ def sla_state_of(
     resolve_warn_at: datetime | None,
     fixed_at: datetime | None,
 ) -> SlaState | None:
-    """The rule itself, on the columns it reads (for rows that are plain tuples)."""
+    """The rule in Python, on the columns it reads: the mirror of the SQL function
+    ``kerbside_sla_state`` for values that are not read from the database."""
     if status in DISMISSED_STATUSES:
         return None
     if status in DONE_STATUSES:
@@ -103,25 +109,27 @@ def _against(now: datetime, warn_at: datetime | None, due_at: datetime) -> SlaSt
     return SlaState.ok
 
 
+# The rule's inputs, in the order of kerbside_sla_state's arguments (before ``at``).
+SLA_COLUMNS = (
+    "status",
+    "acknowledged_at",
+    "acknowledge_warn_at",
+    "acknowledge_due_at",
+    "resolve_warn_at",
+    "resolve_due_at",
+    "fixed_at",
+)
+
+
 def sla_state_sql(alias: str = "t", now: str = "now()") -> str:
-    """The same rule as ``sla_state`` as an SQL expression over ticket ``alias``.
+    """The state of ticket ``alias`` at ``now``: a call of the SQL function
+    ``kerbside_sla_state``, which the planner inlines into the statement.
 
     ``now`` is SQL text too: ``now()`` by default, or a bound parameter such as
     ``CAST(:now AS timestamptz)`` for a controllable clock. Never pass input here.
     """
-    t = alias
-    return f"""(CASE
-        WHEN {check_in(f"{t}.status", DISMISSED_STATUSES)} THEN NULL
-        WHEN {check_in(f"{t}.status", DONE_STATUSES)} THEN
-            CASE WHEN {t}.resolve_due_at IS NULL OR {t}.fixed_at IS NULL THEN NULL
-                 WHEN {t}.fixed_at > {t}.resolve_due_at THEN 'breached' ELSE 'ok' END
-        WHEN {t}.acknowledged_at IS NULL AND {t}.acknowledge_due_at IS NOT NULL THEN
-            CASE WHEN {now} >= {t}.acknowledge_due_at THEN 'breached'
-                 WHEN {now} >= {t}.acknowledge_warn_at THEN 'warning' ELSE 'ok' END
-        WHEN {t}.resolve_due_at IS NULL THEN NULL
-        WHEN {now} >= {t}.resolve_due_at THEN 'breached'
-        WHEN {now} >= {t}.resolve_warn_at THEN 'warning'
-        ELSE 'ok' END)"""
+    columns = ", ".join(f"{alias}.{column}" for column in SLA_COLUMNS)
+    return f"kerbside_sla_state({columns}, {now})"
 
 
 def expected_by_sql(alias: str = "t") -> str:

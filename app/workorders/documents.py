@@ -11,13 +11,13 @@ half of a district search's execution time; here a page of 50 costs about 0.3 ms
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from app.tickets.sla import sla_state_of
+from app.tickets.sla import sla_state_sql
 
 # The select list, in the order _unpack reads it. ``t`` is the ticket (with a ``distance_m``
-# column where the statement computes one), ``s`` its service, ``a`` its area, ``c`` its crew.
+# column where the statement computes one), ``s`` its service, ``a`` its area, ``c`` its crew;
+# ``:now`` is the clock the service-level state is read at (every statement binds it).
 COLUMNS = (
     "t.id",
     "t.reference",
@@ -43,11 +43,8 @@ COLUMNS = (
     "t.resolve_due_at",
     "t.assigned_at",
     "t.scheduled_for",
-    # What the SLA rule reads besides the deadlines above (app.tickets.sla).
-    "t.acknowledged_at",
-    "t.acknowledge_warn_at",
-    "t.resolve_warn_at",
-    "t.fixed_at",
+    # The rule's own function (app.tickets.sla), so a page shows the state its filter reads.
+    sla_state_sql("t", "CAST(:now AS timestamptz)"),
 )
 ID, PRIORITY, LON, LAT, RESOLVE_DUE_AT = 0, 4, 7, 8, 21
 DISTANCE = len(COLUMNS)  # select_list's last column
@@ -58,7 +55,7 @@ def select_list(distance: str | None = None) -> str:
     return ", ".join((*COLUMNS, distance or "CAST(NULL AS float8)"))
 
 
-def _unpack(row: tuple[Any, ...], base_url: str, now: datetime) -> dict[str, Any]:
+def _unpack(row: tuple[Any, ...], base_url: str) -> dict[str, Any]:
     (
         _id,
         reference,
@@ -84,22 +81,9 @@ def _unpack(row: tuple[Any, ...], base_url: str, now: datetime) -> dict[str, Any
         resolve_due_at,
         assigned_at,
         scheduled_for,
-        acknowledged_at,
-        acknowledge_warn_at,
-        resolve_warn_at,
-        fixed_at,
+        sla_state,
         _distance,
     ) = row
-    sla = sla_state_of(
-        now,
-        status,
-        acknowledged_at=acknowledged_at,
-        acknowledge_due_at=acknowledge_due_at,
-        acknowledge_warn_at=acknowledge_warn_at,
-        resolve_due_at=resolve_due_at,
-        resolve_warn_at=resolve_warn_at,
-        fixed_at=fixed_at,
-    )
     return {
         "reference": reference,
         "url": f"{base_url}/v1/workorders/{reference}",
@@ -122,26 +106,24 @@ def _unpack(row: tuple[Any, ...], base_url: str, now: datetime) -> dict[str, Any
         "resolve_due_at": resolve_due_at,
         "assigned_at": assigned_at,
         "scheduled_for": scheduled_for,
-        "sla_state": None if sla is None else sla.value,
+        "sla_state": sla_state,
     }
 
 
 def work_order(
-    row: tuple[Any, ...], *, base_url: str, now: datetime, with_distance: bool = False
+    row: tuple[Any, ...], *, base_url: str, with_distance: bool = False
 ) -> dict[str, Any]:
     """The ``WorkOrder`` object of ``row``; ``distance_m`` (to 0.1 m) when ``with_distance``."""
-    document = _unpack(row, base_url, now)
+    document = _unpack(row, base_url)
     if with_distance:
         document["distance_m"] = round(row[DISTANCE], 1)
     return document
 
 
-def feature(
-    row: tuple[Any, ...], *, base_url: str, now: datetime, with_distance: bool = False
-) -> dict[str, Any]:
+def feature(row: tuple[Any, ...], *, base_url: str, with_distance: bool = False) -> dict[str, Any]:
     """``row`` as a GeoJSON Feature: the work order's fields bar ``location`` as properties,
     the point to 9 decimals (0.1 mm), as PostGIS writes GeoJSON."""
-    properties = work_order(row, base_url=base_url, now=now, with_distance=with_distance)
+    properties = work_order(row, base_url=base_url, with_distance=with_distance)
     del properties["location"]
     return {
         "type": "Feature",
@@ -155,9 +137,8 @@ def document(
     row: tuple[Any, ...],
     *,
     base_url: str,
-    now: datetime,
     geojson: bool,
     with_distance: bool = False,
 ) -> dict[str, Any]:
     make = feature if geojson else work_order
-    return make(row, base_url=base_url, now=now, with_distance=with_distance)
+    return make(row, base_url=base_url, with_distance=with_distance)

@@ -234,17 +234,22 @@ def _after(sort: Sort, key: tuple[object, ...], params: dict[str, Any]) -> list[
     return [f" AND ({DISTANCE}, t.id) > (CAST(:c_distance AS float8), CAST(:c_id AS bigint))"]
 
 
-def one_statement(scope: Scope, reference: str) -> tuple[str, dict[str, Any]]:
+def one_statement(scope: Scope, reference: str, *, now: datetime) -> tuple[str, dict[str, Any]]:
     """One work order by reference, in any status, if the scope sees it."""
-    params: dict[str, Any] = {"reference": reference.upper()}
+    params: dict[str, Any] = {"reference": reference.upper(), "now": now}
     where = ["t.reference = :reference", *scope_conditions(scope, params)]
     sql = f"SELECT {select_list()} FROM ticket t{_JOINS} WHERE {' AND '.join(where)}"  # noqa: S608
     return sql, params
 
 
-def route_statement(crew_id: int, limit: int) -> tuple[str, dict[str, Any]]:
+def route_statement(crew_id: int, limit: int, *, now: datetime) -> tuple[str, dict[str, Any]]:
     """The crew's open, unfinished work orders (most urgent first)."""
-    params: dict[str, Any] = {"route_crew": crew_id, "active": list(ACTIVE_WORK), "limit": limit}
+    params: dict[str, Any] = {
+        "route_crew": crew_id,
+        "active": list(ACTIVE_WORK),
+        "limit": limit,
+        "now": now,
+    }
     sql = (
         f"SELECT {select_list()}"  # noqa: S608
         " FROM (SELECT t.* FROM ticket t"

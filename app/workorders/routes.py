@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import orjson
-import psycopg
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -19,7 +18,7 @@ from app.auth.principal import CrewPrincipal, Principal
 from app.core.bodies import JsonBody
 from app.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.core.query import QueryModel, query_of, query_openapi
-from app.db import ReadDbDep, ReadSessionDep, SessionDep
+from app.db import ReadConnection, ReadDbDep, ReadSessionDep, SessionDep
 from app.media.service import PhotoPipeline, StoredPhoto
 from app.settings import Settings
 from app.workorders import service
@@ -131,7 +130,7 @@ SearchQueryDep = Annotated[SearchQuery, Depends(query_of(SearchQuery))]
 
 async def _search(
     request: Request,
-    db: psycopg.AsyncConnection[Any],
+    db: ReadConnection,
     principal: Principal,
     given: service.SearchInput,
     *,

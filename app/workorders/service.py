@@ -268,9 +268,7 @@ async def search_work_orders(
         next_cursor = _encode_cursor(search, scope, key)
     with_distance = search.near is not None
     items = [
-        documents.document(
-            r, base_url=base_url, now=now, geojson=geojson, with_distance=with_distance
-        )
+        documents.document(r, base_url=base_url, geojson=geojson, with_distance=with_distance)
         for r in rows
     ]
     return Page(items, next_cursor)
@@ -313,11 +311,11 @@ async def get_work_order(
     geojson: bool = False,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    statement, params = sql.one_statement(scope, reference)
+    statement, params = sql.one_statement(scope, reference, now=now or clock.now())
     rows = await sql.fetch(session, statement, params)
     if not rows:
         raise NotFound(f"No work order {reference}")
-    return documents.document(rows[0], base_url=base_url, now=now or clock.now(), geojson=geojson)
+    return documents.document(rows[0], base_url=base_url, geojson=geojson)
 
 
 # -- cursors: opaque to clients, tied to the search that made them --------------------------------
@@ -569,13 +567,12 @@ async def day_route(
 ) -> PlannedRoute:
     """Visit the crew's open, unfinished work orders from ``start``: the most urgent
     ``max_stops`` of them, in the shortest order found (``geo.route.plan_route``)."""
-    statement, params = sql.route_statement(crew_id, max_stops + 1)
+    statement, params = sql.route_statement(crew_id, max_stops + 1, now=now or clock.now())
     rows = await sql.fetch(session, statement, params)
     truncated = len(rows) > max_stops
     rows = rows[:max_stops]
     points = [(r[documents.LON], r[documents.LAT]) for r in rows]
-    now = now or clock.now()
-    work_orders = [documents.work_order(r, base_url=base_url, now=now) for r in rows]
+    work_orders = [documents.work_order(r, base_url=base_url) for r in rows]
 
     def plan() -> routing.Route:
         return routing.plan_route(start, points, return_to_start=return_to_start)
