@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from app.auth.cli import add_api_key_commands, add_user_commands
+from app.cities.cli import add_city_commands
 from app.core.cli import CommandError, open_database
 from app.embedded import EmbeddedCluster, port_is_free
 from app.imports.cli import add_import_command
@@ -141,6 +142,7 @@ EXTRA_COMMANDS: list[Callable[[Any], None]] = [
     add_user_commands,
     add_api_key_commands,
     add_import_command,
+    add_city_commands,
 ]
 
 

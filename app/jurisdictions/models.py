@@ -116,6 +116,8 @@ class Service(CreatedAt, Base):
     descriptions: Mapped[dict[str, str]] = mapped_column(JSONB, server_default=text("'{}'"))
     group: Mapped[str | None] = mapped_column(String(100))
     keywords: Mapped[dict[str, list[str]]] = mapped_column(JSONB, server_default=text("'{}'"))
+    # Hashtags (without "#") per language that mark a social post as this service.
+    hashtags: Mapped[dict[str, list[str]]] = mapped_column(JSONB, server_default=text("'{}'"))
     duplicate_radius_m: Mapped[float] = mapped_column(Float, server_default=text("50"))
     duplicate_window: Mapped[timedelta] = mapped_column(
         Interval, server_default=text("interval '30 days'")
