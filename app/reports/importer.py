@@ -48,6 +48,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, IntegrityError
 
 from app.core.errors import InvalidInput, KerbsideError, PayloadTooLarge
+from app.jobs.queue import REFRESH_MAP_GRID, defer
 from geo.validation import check_lonlat
 
 if TYPE_CHECKING:
@@ -761,6 +762,9 @@ async def import_reports(
         if options.dry_run:
             await session.rollback()
         else:
+            # The low-zoom map grid is rebuilt after the batch commits (one job waits at most).
+            grid = REFRESH_MAP_GRID
+            await defer(session, grid, lock=grid, queueing_lock=grid)
             await session.commit()
 
     elapsed = time.perf_counter() - started

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import anyio
 import orjson
 from fastapi import APIRouter, Depends, Header, Request, Response
-from starlette.background import BackgroundTask
 from starlette.types import Receive, Scope, Send
 
 from app.auth.models import Role
@@ -179,8 +178,6 @@ async def create_report(
         status_code=201,
         media_type="application/json",
         headers={"Location": f"{settings.public_base_url}/v1/reports/{accepted.report.id}"},
-        # Runs after the response is sent, which is after the commit (see app.db.SessionDep).
-        background=BackgroundTask(pipeline.enqueue, [p.id for p in accepted.report.photos]),
         received=received,
     )
 

@@ -1,0 +1,72 @@
+"""``kerbside worker``: a procrastinate worker running every task of ``app.jobs.tasks``.
+
+Any number of workers may run, on any host that reaches the database: they share the jobs
+(each taken once), periodic jobs are deferred once per tick, and each periodic job's lock
+keeps two of its runs apart. ``once`` is the burst mode: defer every periodic job now, run
+everything due, then exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from procrastinate import App
+from procrastinate.exceptions import AlreadyEnqueued
+
+from app.db import make_engine, make_sessionmaker
+from app.jobs import tasks
+from app.jobs.queue import open_queue
+from app.media.service import PhotoPipeline
+from app.settings import Settings
+
+log = logging.getLogger("kerbside.worker")
+
+# On a stop, running jobs get this long to finish (a photo decodes in well under it); a job
+# cut short is retried by the next worker (see ``app.jobs.tasks.retry_stalled_jobs``).
+SHUTDOWN_GRACE_SECONDS = 20.0
+
+
+async def defer_periodic_now(app: App) -> list[str]:
+    """Defer every periodic job for now (one not already waiting); returns their names."""
+    deferred = []
+    now = int(time.time())
+    for periodic in app.periodic_registry.periodic_tasks.values():
+        try:
+            await periodic.task.defer_async(timestamp=now)
+        except AlreadyEnqueued:
+            continue
+        deferred.append(periodic.task.name)
+    return sorted(deferred)
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    once: bool = False,
+    concurrency: int | None = None,
+    install_signal_handlers: bool = True,
+) -> None:
+    """Run jobs until stopped (SIGINT, SIGTERM), or with ``once`` until none is due."""
+    concurrency = concurrency or settings.worker_concurrency
+    engine = make_engine(settings, pool_size=concurrency + 1, parallel_query=True)
+    photos = PhotoPipeline(settings)
+    context = {
+        tasks.RESOURCES: tasks.Resources(settings, make_sessionmaker(engine), photos),
+    }
+    try:
+        async with open_queue(settings, pool_size=concurrency + 2) as app:
+            if once:
+                log.info("deferred periodic jobs", extra={"jobs": await defer_periodic_now(app)})
+            await app.run_worker_async(
+                concurrency=concurrency,
+                wait=not once,
+                additional_context=context,
+                install_signal_handlers=install_signal_handlers,
+                update_heartbeat_interval=settings.worker_heartbeat_seconds,
+                stalled_worker_timeout=settings.worker_stalled_after_seconds,
+                shutdown_graceful_timeout=SHUTDOWN_GRACE_SECONDS,
+            )
+    finally:
+        photos.close()
+        await engine.dispose()
