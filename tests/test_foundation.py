@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-from typing import Any
 
 import httpx
 import pytest
@@ -17,10 +16,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound
+from app.jobs.tasks import periodic_task_names, purge_expired_idempotency_records
 from app.migrations import alembic_config, head_revision
 from app.openapi_doc import openapi_json
 from app.settings import PROJECT_ROOT, Settings, to_libpq_url, to_sqlalchemy_url
-from app.jobs.tasks import periodic_task_names, purge_expired_idempotency_records
 from tests.factories import make_jurisdiction
 
 PROBLEM = "application/problem+json"
@@ -278,5 +277,3 @@ def test_database_check_reports_postgis(database_url: str) -> None:
     assert check_database(database_url).startswith("3.")
     with pytest.raises(DatabaseUnavailable, match="cannot reach"):
         check_database("postgresql://nobody@127.0.0.1:9/none")
-
-
