@@ -81,9 +81,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    from app.core.logging import configure_logging
     from app.jobs.worker import run_worker
 
     settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
     resolved = _database(settings)
     try:
         asyncio.run(run_worker(get_settings(), once=args.once, concurrency=args.concurrency))

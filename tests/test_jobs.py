@@ -4,7 +4,10 @@ commits. Workers run for real, in this process, in burst mode (``tests.jobs_supp
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -199,3 +202,26 @@ async def test_the_burst_worker_runs_every_periodic_job(
     async with open_queue(settings) as app:
         assert await defer_periodic_now(app) == periodic_task_names()
         assert await defer_periodic_now(app) == []
+
+
+async def test_kerbside_worker_once_runs_what_is_due_and_exits(
+    database_url: str, committed_db: async_sessionmaker[AsyncSession]
+) -> None:
+    result = subprocess.run(  # noqa: ASYNC221  (the command must end before anything else)
+        [sys.executable, "-m", "app.cli", "worker", "--once"],
+        env={
+            **os.environ,
+            "KERBSIDE_DATABASE_URL": database_url,
+            "KERBSIDE_LOG_JSON": "false",
+            "KERBSIDE_LOG_LEVEL": "WARNING",
+        },
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    for name in periodic_task_names():
+        assert "succeeded" in {job.status for job in await jobs_of(committed_db, name)}, name
