@@ -135,8 +135,8 @@ async def create_report(
         return _replayed(early)
 
     # Photos are only checked here (nothing is decoded), and their originals are written to
-    # private storage while the report is filed; their rows are pending, and this process
-    # makes the stored files once the report has committed.
+    # private storage while the report is filed; their rows are pending, each row defers its
+    # job (a trigger), and the worker makes the stored files once the report has committed.
     photos: AcceptedUploads | None = None
     if uploads:
         await ensure_photo_backlog_below(session, settings.photo_max_pending)
