@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,12 +35,18 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if not port_is_free(port, host if host not in ("0.0.0.0", "::") else "127.0.0.1"):
         raise CommandError(f"port {port} on {host} is in use; stop that program or pass --port")
     resolved = open_database(settings)
+    worker: subprocess.Popen[bytes] | None = None
     try:
         _migrate(resolved.url)
         if (resolved.cluster is not None and not args.no_seed) or args.seed:
             from app.seed.demo import seed_demo
 
             asyncio.run(seed_demo(resolved.url, reports=args.reports))
+        # On the embedded database the demo is one command: photos, sweeps and the map grid
+        # need a worker. A deployment runs its workers on their own (`kerbside worker`).
+        if args.worker if args.worker is not None else resolved.cluster is not None:
+            worker = _start_worker(args.worker_concurrency)
+            print("kerbside: started a worker beside the API (--no-worker: none)", file=sys.stderr)
         print(f"kerbside: serving on http://{host}:{port} (docs at /docs)", file=sys.stderr)
         uvicorn.run(
             "app.main:app_factory",
@@ -53,18 +60,44 @@ def cmd_serve(args: argparse.Namespace) -> None:
             server_header=False,
         )
     finally:
+        if worker is not None:
+            _stop_worker(worker)
         resolved.close()
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from app.worker import run_worker
+    from app.core.logging import configure_logging
+    from app.jobs.worker import run_worker
 
     settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
     resolved = open_database(settings)
     try:
-        asyncio.run(run_worker(get_settings(), once=args.once))
+        asyncio.run(run_worker(get_settings(), once=args.once, concurrency=args.concurrency))
     finally:
         resolved.close()
+
+
+def _start_worker(concurrency: int | None) -> subprocess.Popen[bytes]:
+    """``kerbside worker`` as a child process, beside the API (``kerbside serve``).
+
+    It shares the terminal's process group, so Ctrl-C reaches both; it reads the database
+    URL from the environment (``open_database`` set it).
+    """
+    command = [sys.executable, "-m", "app.cli", "worker"]
+    if concurrency:
+        command += ["--concurrency", str(concurrency)]
+    return subprocess.Popen(command)
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)  # a no-op when Ctrl-C already stopped it
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -157,9 +190,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-seed", action="store_true", help="skip demo data (embedded db)")
     serve.add_argument("--seed", action="store_true", help="load demo data into a configured db")
     serve.add_argument("--reports", type=int, default=400, help="demo reports to file once")
+    serve.add_argument(
+        "--worker",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run a job worker beside the API (default: only on the embedded database)",
+    )
+    serve.add_argument("--worker-concurrency", type=int, help="jobs that worker runs at once")
 
-    worker = sub.add_parser("worker", help="run background jobs")
-    worker.add_argument("--once", action="store_true", help="run every job once, then exit")
+    worker = sub.add_parser("worker", help="run background jobs (the procrastinate queue)")
+    worker.add_argument(
+        "--once", action="store_true", help="defer every periodic job, run all that is due, exit"
+    )
+    worker.add_argument(
+        "--concurrency", type=int, help="jobs run at once (KERBSIDE_WORKER_CONCURRENCY)"
+    )
 
     sub.add_parser("migrate", help="bring the database schema to the latest revision")
 

@@ -1,4 +1,4 @@
-"""Outgoing mail: account verification and password reset.
+"""Outgoing mail: account verification, password reset, staff alerts (sent by a job).
 
 Messages go out over SMTP (``KERBSIDE_SMTP_HOST``) with the standard library's ``smtplib``,
 run in a worker thread so the event loop never blocks on a slow mail server. Without a mail
@@ -53,11 +53,11 @@ def _send_over_smtp(settings: Settings, message: EmailMessage) -> None:
         smtp.send_message(message)
 
 
-async def send_mail(settings: Settings, mail: Mail) -> bool:
-    """Send one message; return whether it was handed to a mail server.
+async def deliver(settings: Settings, mail: Mail) -> bool:
+    """Hand one message to the mail server; False when none is configured (it is logged).
 
-    Never raises: a mail that cannot be sent is logged (with the reason) and dropped, because
-    the callers (sign-up, password reset) have already answered the client.
+    Raises ``OSError`` or ``smtplib.SMTPException`` when the server cannot take it: the job
+    that sends staff mail (``app.jobs.tasks.send_mail``) is retried then.
     """
     if not settings.smtp_host:
         if settings.env == "production":
@@ -74,8 +74,19 @@ async def send_mail(settings: Settings, mail: Mail) -> bool:
                 mail.body,
             )
         return False
+    await asyncio.to_thread(_send_over_smtp, settings, build_message(settings, mail))
+    log.info("mail sent", extra={"subject": mail.subject})
+    return True
+
+
+async def send_mail(settings: Settings, mail: Mail) -> bool:
+    """Send one message; return whether it was handed to a mail server.
+
+    Never raises: a mail that cannot be sent is logged (with the reason) and dropped, because
+    the callers (sign-up, password reset) have already answered the client.
+    """
     try:
-        await asyncio.to_thread(_send_over_smtp, settings, build_message(settings, mail))
+        return await deliver(settings, mail)
     except (OSError, smtplib.SMTPException) as exc:
         log.error(
             "could not send mail via %s:%s: %s: %s",
@@ -86,5 +97,3 @@ async def send_mail(settings: Settings, mail: Mail) -> bool:
             extra={"subject": mail.subject},
         )
         return False
-    log.info("mail sent", extra={"subject": mail.subject})
-    return True

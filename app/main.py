@@ -53,8 +53,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.read_sessionmaker = make_read_sessionmaker(app.state.engine)
             app.state.read_pool = make_read_pool(settings)
             await app.state.read_pool.open()
-        # Photos accepted by this process are processed here, after their reports commit.
-        app.state.photos.start(app.state.sessionmaker)
         # What start-up made lives as long as the process: keep the cyclic garbage collector
         # from scanning it again at every full collection, which paused the event loop for
         # over 100 ms (about 200,000 objects).
@@ -63,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await app.state.photos.stop()
+            app.state.photos.close()
             if owns_engine:
                 await app.state.read_pool.close()
                 await app.state.engine.dispose()

@@ -61,15 +61,18 @@ class Settings(BaseSettings):
     max_photo_bytes: int = Field(default=15 * 1024 * 1024, ge=1024)
     max_photo_pixels: int = Field(default=40_000_000, ge=10_000)
     photo_max_edge: int = Field(default=2048, ge=256, le=8192)
-    # Photos are accepted at once and processed afterwards (docs/intake.md, "Photos").
+    # Photos are accepted at once and processed afterwards by the worker (docs/intake.md).
     photo_threads: int = Field(default=1, ge=1, le=32)  # photos decoded at once per process
-    photo_process_in_api: bool = True  # false: only `kerbside worker` processes photos
     photo_decode_nice: int = Field(default=10, ge=0, le=19)  # lower CPU priority of decoding
-    photo_lease_seconds: int = Field(default=60, ge=5, le=3600)  # one try's hold on a photo
     photo_max_attempts: int = Field(default=3, ge=1, le=20)
     # Refuse new photo uploads (503, Retry-After) while this many wait to be processed; 0: never.
     photo_max_pending: int = Field(default=2000, ge=0)
-    photo_sweep_seconds: float = Field(default=10.0, gt=0, le=3600)  # look for photos left pending
+
+    # Background jobs (`kerbside worker`, docs/architecture.md "Jobs").
+    worker_concurrency: int = Field(default=2, ge=1, le=64)  # jobs one worker runs at once
+    worker_heartbeat_seconds: float = Field(default=10.0, gt=0, le=300)
+    # A running job whose worker sent no heartbeat for this long is retried elsewhere.
+    worker_stalled_after_seconds: float = Field(default=60.0, gt=0, le=3600)
 
     # Mail (account verification and password reset). Unset host: mail is logged, not sent.
     smtp_host: str | None = None
@@ -93,7 +96,6 @@ class Settings(BaseSettings):
     map_max_features: int = Field(default=10_000, ge=1, le=100_000)  # one page at most
     map_default_features: int = Field(default=1_000, ge=1, le=100_000)
     map_max_cluster_bbox_km2: float = Field(default=250_000.0, gt=0)
-    map_grid_max_age_seconds: float = Field(default=60.0, ge=0)  # low-zoom cluster freshness
     map_tile_points_min_zoom: int = Field(default=14, ge=0, le=22)  # below: clusters
     map_tile_max_points: int = Field(default=10_000, ge=1)
     map_cache_max_age_seconds: int = Field(default=60, ge=0)  # Cache-Control of tiles, stats

@@ -22,12 +22,16 @@ target_metadata = Base.metadata
 
 # Tables and indexes that belong to extensions, not to us.
 _FOREIGN_TABLES = {"spatial_ref_sys", "topology", "layer"}
-# Tables that migrations own as SQL, with no ORM model: read models kept by triggers.
-_SQL_TABLES = {"ticket_map"}
+# Tables that migrations own as SQL, with no ORM model: read models kept by triggers, the
+# grid's build time, and the job queue's tables (procrastinate's schema, migration 0008).
+_SQL_TABLES = {"ticket_map", "ticket_grid_refreshed"}
+_SQL_TABLE_PREFIXES = ("procrastinate_",)
 
 
 def include_object(obj, name, type_, reflected, compare_to):  # type: ignore[no-untyped-def]
-    if type_ == "table" and (name in _FOREIGN_TABLES or name in _SQL_TABLES):
+    if type_ == "table" and (
+        name in _FOREIGN_TABLES or name in _SQL_TABLES or name.startswith(_SQL_TABLE_PREFIXES)
+    ):
         return False
     return bool(alembic_helpers.include_object(obj, name, type_, reflected, compare_to))
 

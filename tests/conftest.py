@@ -116,7 +116,8 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 async def committed_db(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """Real commits on separate connections; every domain table is emptied afterwards."""
+    """Real commits on separate connections; every domain table and the job queue are
+    emptied afterwards."""
     engine = create_async_engine(to_sqlalchemy_url(database_url), poolclass=NullPool)
     try:
         yield async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
@@ -124,7 +125,8 @@ async def committed_db(database_url: str) -> AsyncIterator[async_sessionmaker[As
         async with engine.begin() as conn:
             await conn.execute(
                 text(
-                    "TRUNCATE jurisdiction, app_user, contact, idempotency_record "
+                    "TRUNCATE jurisdiction, app_user, contact, idempotency_record, "
+                    "procrastinate_jobs, procrastinate_workers, procrastinate_periodic_defers "
                     "RESTART IDENTITY CASCADE"
                 )
             )

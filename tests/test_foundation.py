@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,10 +17,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound
+from app.jobs.tasks import periodic_task_names, purge_expired_idempotency_records
 from app.migrations import alembic_config, head_revision
 from app.openapi_doc import openapi_json
 from app.settings import PROJECT_ROOT, Settings, to_libpq_url, to_sqlalchemy_url
-from app.worker import JOBS, purge_expired_idempotency_records
 from tests.factories import make_jurisdiction
 
 PROBLEM = "application/problem+json"
@@ -216,7 +215,7 @@ async def test_worker_purges_only_expired_idempotency_records(db: AsyncSession) 
     assert await purge_expired_idempotency_records(db) == 1
     left = await db.execute(text("SELECT key FROM idempotency_record"))
     assert left.scalars().all() == ["new"]
-    assert {job.name for job in JOBS} >= {"purge-idempotency"}
+    assert "purge_idempotency" in periodic_task_names()
 
 
 def test_openapi_document_is_current() -> None:
@@ -305,27 +304,3 @@ def test_database_check_reports_postgis(database_url: str) -> None:
     assert check_database(database_url).startswith("3.")
     with pytest.raises(DatabaseUnavailable, match="cannot reach"):
         check_database("postgresql://nobody@127.0.0.1:9/none")
-
-
-async def test_worker_runs_each_job_once_under_its_lock(
-    settings: Settings, committed_db: Any
-) -> None:
-    from datetime import timedelta
-
-    from app.worker import Job, run_job, run_worker
-
-    ran: list[str] = []
-
-    async def count(session: AsyncSession) -> int:
-        ran.append("count")
-        return 1
-
-    job = Job("test-count", timedelta(hours=1), count)
-    await run_worker(settings, once=True, jobs=[job])
-    assert ran == ["count"]
-    # While another worker holds a job's lock, this one skips it.
-    async with committed_db() as holder, holder.begin():
-        await holder.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": job.lock_id})
-        assert await run_job(committed_db, job) is None
-    assert ran == ["count"]
-    assert await run_job(committed_db, job) == 1

@@ -80,6 +80,13 @@ async def tickets(db: AsyncSession) -> list[dict[str, Any]]:
 # -- clustering by the rows' own times ------------------------------------------------------------
 
 
+async def grid_jobs(db: AsyncSession) -> int:
+    found = await db.execute(
+        text("SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'refresh_map_grid'")
+    )
+    return int(found.scalar_one())
+
+
 @pytest.mark.usefixtures("city")
 async def test_rows_cluster_by_their_historical_times(db: AsyncSession) -> None:
     near = offset_lonlat(*CENTER, 6.0, 8.0)  # 10 m away
@@ -117,6 +124,8 @@ async def test_rows_cluster_by_their_historical_times(db: AsyncSession) -> None:
     assert events.tuples().all() == [("import", "import:legacy.csv")]
     received = (await db.execute(text("SELECT min(received_at) FROM report"))).scalar_one()
     assert received > datetime.now(UTC) - timedelta(hours=1)
+    # The map's low-zoom grid is rebuilt after the batch commits: one job waits for it.
+    assert await grid_jobs(db) == 1
 
 
 @pytest.mark.usefixtures("city")
@@ -239,6 +248,7 @@ async def test_dry_run_keeps_nothing(db: AsyncSession) -> None:
     assert summary.dry_run is True
     assert (summary.tickets_opened, summary.reports_joined) == (1, 1)
     assert (await db.execute(text("SELECT count(*) FROM report"))).scalar_one() == 0
+    assert await grid_jobs(db) == 0
 
 
 # -- bad rows -------------------------------------------------------------------------------------

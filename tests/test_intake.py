@@ -558,9 +558,9 @@ async def test_photo_first_report_takes_location_from_exif_and_strips_it(
     assert report["location"]["lat"] == pytest.approx(lat, abs=1e-6)
     photo = report["photos"][0]
     assert (photo["width"], photo["height"]) == (900, 1200)  # orientation 6 applied
-    # Accepted, not processed yet (docs/intake.md, "Photos"): this process makes the files.
+    # Accepted, not processed yet (docs/intake.md, "Photos"): its job makes the files.
     assert photo["status"] == "pending"
-    assert await app.state.photos.process_pending(db) == 1
+    assert await app.state.photos.process_one(db, uuid.UUID(photo["id"])) == "ready"
     stored = await client.get(photo["url"].replace("http://127.0.0.1:8000", ""))
     assert stored.status_code == 200
     assert stored.headers["content-type"] == "image/jpeg"

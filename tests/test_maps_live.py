@@ -26,8 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 from websockets.sync.client import connect
 
+from app.db import driver_of
 from app.embedded import free_port
 from app.main import create_app
+from app.maps.service import refresh_grid
 from app.settings import Settings, to_sqlalchemy_url
 from geo.distance import offset_lonlat
 from tests.factories import make_jurisdiction, make_service
@@ -64,9 +66,8 @@ async def seeded(database_url: str) -> AsyncIterator[list[str]]:
                 )
                 references.append(made.reference)
             await db.commit()
-            # The server refreshes the cluster grid in the background; start it fresh.
-            await db.execute(text("REFRESH MATERIALIZED VIEW ticket_grid"))
-            await db.execute(text("REFRESH MATERIALIZED VIEW ticket_grid_refreshed"))
+            # The worker's job builds the cluster grid; here it is built once, up front.
+            await refresh_grid(await driver_of(db))
             await db.commit()
         yield references
     finally:

@@ -8,11 +8,13 @@ from typing import Any
 import httpx
 import mapbox_vector_tile
 import pytest
-from fastapi import FastAPI
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role
+from app.db import driver_of
 from app.jurisdictions.models import Jurisdiction, Service
+from app.maps.service import refresh_grid
 from geo.distance import haversine_m, offset_lonlat
 from geo.tiles import cell_range, cluster_level, mercator, tile_of
 from tests.factories import PASSWORD, make_jurisdiction, make_service, make_user
@@ -22,10 +24,10 @@ MVT = "application/vnd.mapbox-vector-tile"
 CITY_BOX = "-2.70,51.39,-2.49,51.51"
 
 
-@pytest.fixture
-def fresh_grid(app: FastAPI) -> None:
-    # Every low-zoom request recomputes the grid, so it sees this test's tickets.
-    app.state.settings = app.state.settings.model_copy(update={"map_grid_max_age_seconds": 0})
+async def rebuild_grid(db: AsyncSession) -> None:
+    """What the ``refresh_map_grid`` job does, in this test's transaction: low-zoom clusters
+    come from the grid, which no request rebuilds."""
+    await refresh_grid(await driver_of(db))
 
 
 @pytest.fixture
@@ -51,7 +53,6 @@ async def clusters(client: httpx.AsyncClient, **params: Any) -> dict[str, Any]:
     return doc
 
 
-@pytest.mark.usefixtures("fresh_grid")
 async def test_low_zoom_clusters_count_per_service(
     client: httpx.AsyncClient,
     db: AsyncSession,
@@ -62,6 +63,7 @@ async def test_low_zoom_clusters_count_per_service(
     await add_ticket(db, city, pothole, *CENTER)
     await add_ticket(db, city, pothole, *offset_lonlat(*CENTER, 100, 0))
     await add_ticket(db, city, streetlight, *offset_lonlat(*CENTER, 0, 100), status="fixed")
+    await rebuild_grid(db)
     doc = await clusters(client, bbox=CITY_BOX, zoom=10)
     assert doc["tickets"] == 3
     (cluster,) = doc["features"]
@@ -76,13 +78,13 @@ async def test_low_zoom_clusters_count_per_service(
     assert (await clusters(client, bbox=CITY_BOX, zoom=10, area="D09"))["tickets"] == 0
 
 
-@pytest.mark.usefixtures("fresh_grid")
 async def test_high_zoom_clusters_split_and_match_the_grid(
     client: httpx.AsyncClient, db: AsyncSession, city: Jurisdiction, pothole: Service
 ) -> None:
     far = offset_lonlat(*CENTER, 500, 0)
     for point in (CENTER, offset_lonlat(*CENTER, 2, 2), far):
         await add_ticket(db, city, pothole, *point)
+    await rebuild_grid(db)
     box = ",".join(
         str(v) for v in (*offset_lonlat(*CENTER, -800, -800), *offset_lonlat(*CENTER, 800, 800))
     )
@@ -108,13 +110,13 @@ async def test_cluster_requests_are_bounded(client: httpx.AsyncClient) -> None:
     assert too_many.status_code == 400
 
 
-@pytest.mark.usefixtures("fresh_grid")
 async def test_snapped_services_cluster_at_public_points(
     client: httpx.AsyncClient, db: AsyncSession, city: Jurisdiction
 ) -> None:
     hidden = await make_service(db, city, "needle", public_location_snap_m=500)
     lon, lat = offset_lonlat(*CENTER, 123, 77)
     await add_ticket(db, city, hidden, lon, lat)
+    await rebuild_grid(db)
     (cluster,) = (await clusters(client, bbox=CITY_BOX, zoom=14))["features"]
     clon, clat = cluster["geometry"]["coordinates"]
     assert haversine_m(lon, lat, clon, clat) > 5
@@ -177,7 +179,6 @@ async def test_staff_tiles_carry_internal_fields(
     assert response.headers["cache-control"] == "private, no-cache"
 
 
-@pytest.mark.usefixtures("fresh_grid")
 async def test_low_zoom_tile_holds_clusters(
     client: httpx.AsyncClient,
     db: AsyncSession,
@@ -188,6 +189,7 @@ async def test_low_zoom_tile_holds_clusters(
     await add_ticket(db, city, pothole, *CENTER)
     await add_ticket(db, city, pothole, *offset_lonlat(*CENTER, 30, 0))
     await add_ticket(db, city, streetlight, *offset_lonlat(*CENTER, 0, 30))
+    await rebuild_grid(db)
     tile = tile_of(*CENTER, 10)
     response = await client.get(f"/v1/tiles/10/{tile.x}/{tile.y}.mvt")
     layers = decode(response.content)
@@ -221,3 +223,28 @@ async def test_tilejson(client: httpx.AsyncClient) -> None:
     west, south, east, north = doc["bounds"]
     assert west < CENTER[0] < east
     assert south < CENTER[1] < north
+
+
+async def test_a_grid_never_built_is_not_served_as_a_cacheable_answer(
+    client: httpx.AsyncClient, db: AsyncSession, city: Jurisdiction, pothole: Service
+) -> None:
+    # A fresh database: the grid was never built (migration 0008 leaves no row).
+    await db.execute(text("DELETE FROM ticket_grid_refreshed"))
+    await add_ticket(db, city, pothole, *CENTER)
+    tile = tile_of(*CENTER, 10)
+    for path, params in (
+        ("/v1/tickets/clusters", {"bbox": CITY_BOX, "zoom": 10}),
+        (f"/v1/tiles/10/{tile.x}/{tile.y}.mvt", {}),
+    ):
+        provisional = await client.get(path, params=params)
+        assert provisional.status_code == 200
+        assert provisional.headers["cache-control"] == "no-store", path
+        assert "etag" not in provisional.headers
+    # No request built it: that is the worker's job (and the seed's, and an import's).
+    assert (await db.execute(text("SELECT count(*) FROM ticket_grid_refreshed"))).scalar_one() == 0
+
+    await rebuild_grid(db)
+    built = await client.get("/v1/tickets/clusters", params={"bbox": CITY_BOX, "zoom": 10})
+    assert built.json()["tickets"] == 1
+    assert built.headers["cache-control"] == "public, max-age=60"
+    assert built.headers["etag"]

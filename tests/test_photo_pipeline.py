@@ -1,21 +1,23 @@
 """Photos are accepted at once and processed afterwards: pending → ready | failed.
 
-The request only checks an upload and keeps it privately; the API process's queue or
-``kerbside worker`` makes the stored files later. These tests drive that processing directly
-(``PhotoPipeline.process_pending``), except the last ones, which run the app's own queue and
-two workers on real parallel connections.
+The request only checks an upload and keeps it privately, and inserting its row defers a
+``process_photo`` job in the report's transaction; ``kerbside worker`` makes the stored files
+later. Most tests drive that processing directly (``PhotoPipeline.process_one``, what the job
+runs) inside the test's rolled-back transaction; the last ones run real workers on committed
+reports, and one kills a worker process in the middle of a photo.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import re
+import sys
 import uuid
 import zlib
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +26,25 @@ import orjson
 import pytest
 from fastapi import FastAPI
 from PIL import Image, ImageFile
+from procrastinate.exceptions import AlreadyEnqueued
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from starlette.requests import Request
 
+from app.core.jobs import PROCESS_PHOTO
 from app.core.multipart import Part, read_parts
+from app.jobs import tasks
+from app.jobs.queue import queue
+from app.jobs.worker import open_queue
 from app.jurisdictions.models import Jurisdiction, Service
 from app.main import create_app
-from app.media import repository as media_sql
 from app.media.processing import ProcessedPhoto
 from app.media.service import PhotoPipeline
-from app.settings import Settings, to_sqlalchemy_url
-from app.worker import default_jobs, run_job
+from app.settings import PROJECT_ROOT, Settings, to_sqlalchemy_url
 from geo.distance import offset_lonlat
 from tests.factories import CITY, make_jurisdiction, make_service
 from tests.images import jpeg, without_jpeg_segment
+from tests.jobs_support import drain, jobs_of
 
 CENTER = CITY.center
 PROBLEM = "application/problem+json"
@@ -89,6 +95,15 @@ def _local(url: str) -> str:
     return url.replace(BASE, "")
 
 
+async def _process(app: FastAPI, db: AsyncSession) -> int:
+    """Run what each pending photo's job runs; returns how many photos it finished."""
+    pipeline: PhotoPipeline = app.state.photos
+    pending = (
+        await db.execute(text("SELECT public_id FROM photo WHERE status = 'pending' ORDER BY id"))
+    ).scalars()
+    return sum([await pipeline.process_one(db, public_id) is not None for public_id in pending])
+
+
 # -- accepting ------------------------------------------------------------------------------------
 
 
@@ -121,6 +136,16 @@ async def test_upload_is_accepted_without_decoding_and_answers_pending(
 
     row = await _row(db, photo["id"])
     assert (row.status, row.attempts, row.bytes, row.sha256) == ("pending", 0, None, None)
+    # Its job was deferred in the report's transaction (the photo trigger).
+    job = (
+        await db.execute(
+            text("SELECT task_name, queue_name, args, lock, status FROM procrastinate_jobs")
+        )
+    ).one()
+    task = queue.tasks[PROCESS_PHOTO]
+    assert (job.task_name, job.queue_name, job.status) == (task.name, task.queue, "todo")
+    assert job.args == {"public_id": photo["id"]}
+    assert job.lock == f"photo:{photo['id']}"
     assert row.original_key.startswith("originals/")
     assert _path(settings, row.original_key).read_bytes() == upload  # kept as it came
     assert not _path(settings, row.storage_key).exists()
@@ -181,17 +206,12 @@ async def test_processing_makes_stripped_upright_files_and_deletes_the_original(
     photo = first.json()["report"]["photos"][0]
     original_key = (await _row(db, photo["id"])).original_key
 
+    assert await _process(app, db) == 1
     pipeline: PhotoPipeline = app.state.photos
-    assert await pipeline.process_pending(db) == 1
-    assert await pipeline.process_pending(db) == 0  # nothing left
+    assert await pipeline.process_one(db, uuid.UUID(photo["id"])) is None  # done already
 
     row = await _row(db, photo["id"])
-    assert (row.status, row.attempts, row.lease_until, row.original_key) == (
-        "ready",
-        1,
-        None,
-        None,
-    )
+    assert (row.status, row.attempts, row.original_key) == ("ready", 1, None)
     assert not _path(settings, original_key).exists()
     stored = await client.get(_local(photo["url"]))
     assert stored.status_code == 200
@@ -229,7 +249,7 @@ async def test_a_photo_that_fails_to_decode_ends_failed_with_the_reason(
     assert photo["status"] == "pending"
     original_key = (await _row(db, photo["id"])).original_key
 
-    assert await app.state.photos.process_pending(db) == 1
+    assert await _process(app, db) == 1
 
     row = await _row(db, photo["id"])
     assert (row.status, row.original_key) == ("failed", None)
@@ -260,7 +280,7 @@ async def test_a_missing_original_fails_the_photo(
 ) -> None:
     photo = (await _submit(client, jpeg((64, 48))))["report"]["photos"][0]
     _path(settings, (await _row(db, photo["id"])).original_key).unlink()
-    assert await app.state.photos.process_pending(db) == 1
+    assert await _process(app, db) == 1
     row = await _row(db, photo["id"])
     assert row.status == "failed"
     assert "missing from storage" in row.failure
@@ -270,33 +290,29 @@ async def test_a_missing_original_fails_the_photo(
 
 
 @pytest.mark.usefixtures("pothole")
-async def test_worker_picks_up_a_photo_left_pending_by_a_crash(
-    client: httpx.AsyncClient,
-    db: AsyncSession,
-    settings: Settings,
-    sessionmaker: async_sessionmaker[AsyncSession],
+async def test_the_sweep_defers_a_job_for_a_photo_left_without_one(
+    client: httpx.AsyncClient, app: FastAPI, db: AsyncSession
 ) -> None:
-    # The API process took the upload and died: nothing is queued anywhere. Another one
-    # claimed it and died mid-decoding: its lease still holds the photo.
     photo = (await _submit(client, jpeg((640, 480))))["report"]["photos"][0]
-    claim = (
-        await db.execute(media_sql.CLAIM_PHOTO, {"public_id": None, "lease": timedelta(seconds=60)})
-    ).one()
+    pipeline: PhotoPipeline = app.state.photos
+    assert await pipeline.sweep(db) == 0  # its job is waiting
+    # Its job failed for good (storage away through every retry): the photo is still pending.
+    await db.execute(text("UPDATE procrastinate_jobs SET status = 'failed'"))
     await db.commit()
-    assert str(claim.public_id) == photo["id"]
-
-    [job] = [j for j in default_jobs(settings) if j.name == "process-photos"]
-    assert not job.exclusive  # workers share it through SKIP LOCKED, no advisory lock
-    assert await run_job(sessionmaker, job) == 0  # leased: not yet
-    assert (await _row(db, photo["id"])).status == "pending"
-
-    await db.execute(
-        text("UPDATE photo SET lease_until = statement_timestamp() - interval '1 second'")
-    )
-    await db.commit()
-    assert await run_job(sessionmaker, job) == 1
-    row = await _row(db, photo["id"])
-    assert (row.status, row.attempts, row.original_key) == ("ready", 2, None)
+    assert await pipeline.sweep(db) == 1
+    assert await pipeline.sweep(db) == 0  # one job waits again; not two
+    jobs = (
+        await db.execute(
+            text("SELECT status, args FROM procrastinate_jobs WHERE task_name = :t ORDER BY id"),
+            {"t": PROCESS_PHOTO},
+        )
+    ).all()
+    assert [(j.status, j.args["public_id"]) for j in jobs] == [
+        ("failed", photo["id"]),
+        ("todo", photo["id"]),
+    ]
+    assert await _process(app, db) == 1
+    assert (await _row(db, photo["id"])).status == "ready"
 
 
 @pytest.mark.usefixtures("pothole")
@@ -308,7 +324,7 @@ async def test_a_photo_that_keeps_crashing_its_worker_is_given_up(
     # Every try so far died before finishing (an out-of-memory kill, say).
     await db.execute(text("UPDATE photo SET attempts = :n"), {"n": settings.photo_max_attempts})
     await db.commit()
-    assert await app.state.photos.process_pending(db) == 1
+    assert await _process(app, db) == 1
     row = await _row(db, photo["id"])
     assert (row.status, row.original_key) == ("failed", None)
     assert f"tried {settings.photo_max_attempts} times" in row.failure
@@ -331,7 +347,7 @@ async def test_originals_left_behind_by_a_finished_photo_are_deleted(
     await db.execute(text("UPDATE photo SET status = 'ready' WHERE id = :id"), {"id": row.id})
     await db.commit()
     assert _path(settings, row.original_key).exists()
-    assert await app.state.photos.process_pending(db) == 0
+    assert await app.state.photos.sweep(db) == 0
     assert not _path(settings, row.original_key).exists()
     assert (await _row(db, photo["id"])).original_key is None
 
@@ -371,6 +387,32 @@ async def _post_photos(app: FastAPI, count: int) -> list[str]:
         return ids
 
 
+async def _statuses(
+    committed_db: async_sessionmaker[AsyncSession], ids: list[str]
+) -> list[tuple[str, int]]:
+    async with committed_db() as session:
+        rows = (
+            await session.execute(
+                text("SELECT status, attempts FROM photo WHERE public_id = ANY(:ids)"),
+                {"ids": [uuid.UUID(i) for i in ids]},
+            )
+        ).all()
+    return sorted((r.status, r.attempts) for r in rows)
+
+
+@pytest.mark.slow
+async def test_the_worker_processes_photos_uploaded_with_a_report(
+    live_app: FastAPI, settings: Settings, committed_db: async_sessionmaker[AsyncSession]
+) -> None:
+    ids = await _post_photos(live_app, 3)
+    assert await _statuses(committed_db, ids) == [("pending", 0)] * 3
+    await drain(settings, queues=["photos"])
+    assert await _statuses(committed_db, ids) == [("ready", 1)] * 3
+    jobs = await jobs_of(committed_db, PROCESS_PHOTO)
+    assert sorted(j.args["public_id"] for j in jobs) == sorted(ids)
+    assert {j.status for j in jobs} == {"succeeded"}
+
+
 @pytest.mark.slow
 async def test_two_workers_never_process_one_photo_twice(
     live_app: FastAPI, settings: Settings, committed_db: async_sessionmaker[AsyncSession]
@@ -387,49 +429,107 @@ async def test_two_workers_never_process_one_photo_twice(
             photo = await real(data)
             decoded[photo.sha256] += 1
             by_worker[n] += 1
-            await asyncio.sleep(0.02)  # hold the claim a while, so the two overlap
+            await asyncio.sleep(0.02)  # hold the job a while, so the two overlap
             return photo
 
         worker.decode = counted  # type: ignore[method-assign]
 
-    async def run(worker: PhotoPipeline) -> int:
-        async with committed_db() as session:
-            return await worker.process_pending(session)
-
-    done = await asyncio.gather(*(run(w) for w in workers))
-    assert sum(done) == 12
-    assert min(by_worker.values()) > 0  # both took part
-    async with committed_db() as session:
-        rows = (
-            await session.execute(
-                text("SELECT public_id, status, attempts FROM photo WHERE public_id = ANY(:ids)"),
-                {"ids": [uuid.UUID(i) for i in ids]},
-            )
-        ).all()
-    assert sorted((r.status, r.attempts) for r in rows) == [("ready", 1)] * 12
+    try:
+        await drain(settings, queues=["photos"], photos=workers)
+    finally:
+        for worker in workers:
+            worker.close()
+    assert sum(by_worker.values()) == 12
+    assert len(by_worker) == 2  # both took part
+    assert await _statuses(committed_db, ids) == [("ready", 1)] * 12
     assert len(decoded) == 12
     assert set(decoded.values()) == {1}
 
 
+# A worker whose decoding never ends: the test kills it in the middle of a photo.
+_HANGING_WORKER = """
+import asyncio, sys
+from pathlib import Path
+from app.jobs.worker import run_worker
+from app.media.service import PhotoPipeline
+from app.settings import Settings
+
+async def hang(self, data):
+    Path(sys.argv[3]).touch()  # the photo is in hand
+    await asyncio.sleep(3600)
+
+PhotoPipeline.decode = hang
+settings = Settings(
+    env="test", database_url=sys.argv[1], media_dir=sys.argv[2], log_json=False,
+    log_level="WARNING", worker_heartbeat_seconds=0.2,
+)
+asyncio.run(run_worker(settings, concurrency=1))
+"""
+
+
 @pytest.mark.slow
-async def test_the_app_processes_its_own_uploads_after_the_commit(
-    live_app: FastAPI, committed_db: async_sessionmaker[AsyncSession]
+async def test_a_photo_whose_worker_was_killed_is_processed_once_by_the_next(
+    live_app: FastAPI,
+    settings: Settings,
+    committed_db: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
 ) -> None:
-    async with live_app.router.lifespan_context(live_app):
-        ids = await _post_photos(live_app, 3)
-        for _ in range(200):
-            async with committed_db() as session:
-                statuses = (
-                    await session.execute(
-                        text("SELECT status FROM photo WHERE public_id = ANY(:ids)"),
-                        {"ids": [uuid.UUID(i) for i in ids]},
-                    )
-                ).scalars()
-                if set(statuses) == {"ready"}:
-                    break
+    [photo_id] = await _post_photos(live_app, 1)
+    in_hand = tmp_path / "in-hand"
+    assert settings.database_url is not None
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _HANGING_WORKER,
+        settings.database_url,
+        str(settings.media_dir),
+        str(in_hand),
+        cwd=PROJECT_ROOT,
+    )
+    try:
+        for _ in range(300):
+            if in_hand.exists() or worker.returncode is not None:
+                break
             await asyncio.sleep(0.05)
-        else:
-            pytest.fail("the app did not process its photos")
+        assert in_hand.exists(), "the worker never took the photo"
+        [job] = await jobs_of(committed_db, PROCESS_PHOTO)
+        assert job.status == "doing"
+    finally:
+        worker.kill()  # SIGKILL: no goodbye, the job stays "doing"
+        await worker.wait()
+    assert await _statuses(committed_db, [photo_id]) == [("pending", 1)]
+
+    # The next worker finds the dead one's heartbeat old and runs its job again.
+    await asyncio.sleep(1.2)
+    decoded: Counter[str] = Counter()
+    pipeline = PhotoPipeline(settings)
+    real = pipeline.decode
+
+    async def counted(data: bytes) -> ProcessedPhoto:
+        photo = await real(data)
+        decoded[photo.sha256] += 1
+        return photo
+
+    pipeline.decode = counted  # type: ignore[method-assign]
+    quick = settings.model_copy(update={"worker_stalled_after_seconds": 1.0})
+    try:
+        async with open_queue(quick):
+            # (unless the killed worker's own periodic deferrer queued it already)
+            with contextlib.suppress(AlreadyEnqueued):
+                await tasks.retry_stalled_jobs.defer_async(timestamp=0)
+        await drain(quick, photos=[pipeline])  # retries the stalled job
+        await drain(quick, queues=["photos"], photos=[pipeline])
+    finally:
+        pipeline.close()
+    # Processed exactly once: two tries started (the killed one counted), one finished.
+    assert await _statuses(committed_db, [photo_id]) == [("ready", 2)]
+    assert list(decoded.values()) == [1]
+    [job] = await jobs_of(committed_db, PROCESS_PHOTO)
+    assert (job.status, job.attempts) == ("succeeded", 2)  # one job: the killed run, this one
+    async with committed_db() as session:
+        row = await _row(session, photo_id)
+    assert row.original_key is None
+    assert _path(settings, row.storage_key).exists()
 
 
 # -- the multipart body --------------------------------------------------------------------------
@@ -539,14 +639,12 @@ async def test_storage_trouble_leaves_the_photo_pending_without_counting_the_try
         raise OSError("storage unreachable")
 
     monkeypatch.setattr(pipeline.storage, "put", unreachable)
-    with pytest.raises(OSError, match="unreachable"):
-        await pipeline.process_pending(db)
+    with pytest.raises(OSError, match="unreachable"):  # the job fails: procrastinate retries
+        await pipeline.process_one(db, uuid.UUID(photo["id"]))
     row = await _row(db, photo["id"])
     assert (row.status, row.attempts) == ("pending", 0)
-    assert row.lease_until is not None  # held back until the lease runs out
     assert _path(settings, row.original_key).exists()
     monkeypatch.undo()
-    await db.execute(text("UPDATE photo SET lease_until = NULL"))
-    await db.commit()
-    assert await pipeline.process_pending(db) == 1
+    assert await _process(app, db) == 1
     assert (await _row(db, photo["id"])).status == "ready"
+    assert queue.tasks[PROCESS_PHOTO].retry_strategy is not None

@@ -32,6 +32,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import KerbsideError, PayloadTooLarge
+from app.core.jobs import REFRESH_MAP_GRID, defer
 from app.imports import repository as sql
 from app.imports.mapping import ImportRow, RowError, RowReader, legacy_status, option_error
 from app.imports.schemas import ImportOptions, ImportSummary, RejectedRow, Rejections
@@ -190,6 +191,9 @@ async def import_reports(
         if options.dry_run:
             await session.rollback()
         else:
+            # The low-zoom map grid is rebuilt after the batch commits (one job waits at most).
+            grid = REFRESH_MAP_GRID
+            await defer(session, grid, lock=grid, queueing_lock=grid)
             await session.commit()
 
     elapsed = time.perf_counter() - started

@@ -10,19 +10,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.auth.principal import Principal, principal_of
-
-
-def background_engine(request: Request) -> AsyncEngine | None:
-    """The engine for work outside the request (the grid refresh), or None when sessions are
-    bound to one connection (tests): such work must then run on that connection."""
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    if isinstance(sessionmaker.kw.get("bind"), AsyncConnection):
-        return None
-    engine: AsyncEngine = request.app.state.engine
-    return engine
 
 
 def _has_credentials(request: Request) -> bool:

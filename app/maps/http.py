@@ -193,16 +193,22 @@ async def send(
     *,
     max_age: int,
     compress: bool = True,
+    cacheable: bool = True,
 ) -> Response:
-    """``body`` with an ETag (304 when the client has it), gzip-encoded when welcome."""
-    etag = etag_of(body)
-    headers = {
-        "ETag": etag,
-        "Cache-Control": cache_control(request, max_age),
-        "Vary": "Accept-Encoding, Authorization, X-API-Key",
-    }
-    if _matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=headers)
+    """``body`` with an ETag (304 when the client has it), gzip-encoded when welcome.
+
+    Not ``cacheable``: ``no-store`` and no ETag, for an answer that is known to be
+    provisional (clusters before the grid was first built).
+    """
+    headers = {"Vary": "Accept-Encoding, Authorization, X-API-Key"}
+    if cacheable:
+        etag = etag_of(body)
+        headers["ETag"] = etag
+        headers["Cache-Control"] = cache_control(request, max_age)
+        if _matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+    else:
+        headers["Cache-Control"] = "no-store"
     if compress and len(body) >= _MIN_GZIP_BYTES and accepts_gzip(request):
         body = (
             await run_in_threadpool(_gzip, body)

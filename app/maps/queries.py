@@ -521,6 +521,8 @@ AREAS_SQL = (
 )
 
 MAX_PUBLIC_SNAP_SQL = "SELECT coalesce(max(public_location_snap_m), 0) FROM service"
+# A row once ticket_grid was first built (migration 0008).
+GRID_BUILT_SQL = "SELECT at FROM ticket_grid_refreshed"
 
 # -- stats ------------------------------------------------------------------------------------
 

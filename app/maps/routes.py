@@ -23,7 +23,6 @@ from app.maps import service
 from app.maps.deps import (
     OPTIONAL_AUTH,
     MapPrincipal,
-    background_engine,
     map_principal,
 )
 from app.maps.http import (
@@ -272,14 +271,8 @@ async def tickets_clusters(
             f"This bbox holds more than {MAX_CLUSTER_CELLS:,} cells at zoom {zoom}: "
             "send the map's own view and zoom",
         )
-    features, count, tickets = await service.clusters(
-        db,
-        state,
-        view=service.view_of(principal),
-        filters=filters,
-        level=level,
-        grid_max_age_s=settings.map_grid_max_age_seconds,
-        engine=background_engine(request),
+    features, count, tickets, cacheable = await service.clusters(
+        db, state, view=service.view_of(principal), filters=filters, level=level
     )
     body = b"".join(
         (
@@ -294,7 +287,9 @@ async def tickets_clusters(
             b"}",
         )
     )
-    return await send(request, body, GEOJSON, max_age=settings.map_cache_max_age_seconds)
+    return await send(
+        request, body, GEOJSON, max_age=settings.map_cache_max_age_seconds, cacheable=cacheable
+    )
 
 
 @router.get(
@@ -324,7 +319,7 @@ async def vector_tile(
     if problem:
         raise invalid("tile", problem, "tile")
     settings = _settings(request)
-    body = await service.tile(
+    body, cacheable = await service.tile(
         db,
         state,
         view=service.view_of(principal),
@@ -332,10 +327,10 @@ async def vector_tile(
         tile=Tile(z, x, y),
         points_min_zoom=settings.map_tile_points_min_zoom,
         max_points=settings.map_tile_max_points,
-        grid_max_age_s=settings.map_grid_max_age_seconds,
-        engine=background_engine(request),
     )
-    return await send(request, body, MVT, max_age=settings.map_cache_max_age_seconds)
+    return await send(
+        request, body, MVT, max_age=settings.map_cache_max_age_seconds, cacheable=cacheable
+    )
 
 
 @router.get(

@@ -6,7 +6,6 @@ rows of CSV, and these functions only add the envelope (links, counts) around th
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -15,7 +14,7 @@ from typing import Any
 
 import orjson
 from psycopg.rows import namedtuple_row, tuple_row
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import Role
 from app.auth.principal import Principal
@@ -29,7 +28,6 @@ log = logging.getLogger("kerbside.maps")
 
 GRID_FINEST_LEVEL = 16  # ticket_grid's finest level (migration 0003)
 TILE_CLUSTER_DEPTH = 3  # a low-zoom tile holds 8 by 8 cluster cells (32 px each)
-_GRID_LOCK = 7_206_001  # pg advisory lock key: one grid refresh at a time
 _SNAP_TTL = 30.0
 
 
@@ -81,8 +79,7 @@ class MapState:
 
     snap_m: float = 0.0
     snap_loaded_at: float = -1e18
-    grid_checked_at: float = -1e18
-    grid_task: asyncio.Task[None] | None = None
+    grid_built: bool = False
     stats: dict[tuple[Any, ...], tuple[float, bytes]] | None = None
 
 
@@ -97,62 +94,29 @@ async def public_snap_pad(db: ReadConnection, state: MapState) -> float:
     return state.snap_m
 
 
-async def ensure_grid_fresh(
-    db: ReadConnection, state: MapState, max_age_s: float, *, engine: AsyncEngine | None = None
-) -> None:
-    """Refresh ``ticket_grid`` when it is older than ``max_age_s`` (one process at a time).
+async def grid_built(db: ReadConnection, state: MapState) -> bool:
+    """Whether ``ticket_grid`` has been built since the schema was made.
 
-    Checked at most once per ``max_age_s`` per process. With an ``engine`` the refresh runs
-    in the background on a connection of its own, so no map request waits for it; requests
-    read the previous grid meanwhile (``CONCURRENTLY``). Without one (the tests' single
-    connection) it runs here, before the read. ``kerbside worker`` may call
-    ``refresh_grid`` on a timer instead.
+    Until the first build (``refresh_grid``: the seed, an import's job, the worker's
+    periodic job) the grid may miss every ticket, so answers from it must not be cached.
+    Once built it stays built: the answer is remembered in the process.
     """
-    now = time.monotonic()
-    if max_age_s > 0 and now - state.grid_checked_at < max_age_s:
-        return
-    state.grid_checked_at = now
-    if engine is None:
-        await _refresh_if_stale(db, max_age_s)
-    elif state.grid_task is None or state.grid_task.done():
-        state.grid_task = asyncio.create_task(_refresh_in_background(engine, max_age_s))
-
-
-async def _refresh_in_background(engine: AsyncEngine, max_age_s: float) -> None:
-    try:
-        async with engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            driver: ReadConnection = raw.driver_connection  # type: ignore[assignment]
-            await driver.set_autocommit(True)
-            try:
-                await _refresh_if_stale(driver, max_age_s)
-            finally:
-                await driver.set_autocommit(False)
-    except Exception:  # the next check tries again; requests keep the previous grid
-        log.exception("refreshing ticket_grid failed")
-
-
-async def _refresh_if_stale(db: ReadConnection, max_age_s: float) -> None:
-    # A transaction-level lock: however this ends, the lock ends with it.
-    async with db.transaction():
-        locked = await db.execute("SELECT pg_try_advisory_xact_lock(%s)", (_GRID_LOCK,))
-        if not (await locked.fetchone() or (False,))[0]:
-            return  # another process is refreshing it right now
-        aged = await db.execute(
-            "SELECT extract(epoch FROM clock_timestamp() - at) FROM ticket_grid_refreshed"
-        )
-        age = (await aged.fetchone() or (None,))[0]
-        if max_age_s > 0 and age is not None and float(age) < max_age_s:
-            return
-        # A million tickets take seconds: more than API statements are allowed.
-        await db.execute("SET LOCAL statement_timeout = '10min'")
-        await refresh_grid(db)
+    if not state.grid_built:
+        state.grid_built = await one(db, queries.GRID_BUILT_SQL, {}) is not None
+    return state.grid_built
 
 
 async def refresh_grid(db: ReadConnection) -> None:
-    """Recompute the low-zoom cluster grid from the tickets (about a second at 1M tickets)."""
+    """Recompute the low-zoom cluster grid from the tickets (about a second at 1M tickets).
+
+    Requests read the previous grid meanwhile (``CONCURRENTLY``). Run by the periodic
+    ``refresh_map_grid`` job, the seed and after imports, never by a request.
+    """
     await db.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY ticket_grid")
-    await db.execute("REFRESH MATERIALIZED VIEW ticket_grid_refreshed")
+    await db.execute(
+        "INSERT INTO ticket_grid_refreshed (at) VALUES (statement_timestamp())"
+        " ON CONFLICT (one) DO UPDATE SET at = excluded.at"
+    )
 
 
 # -- features ----------------------------------------------------------------------------------
@@ -249,13 +213,12 @@ async def _cells_source(
     filters: Filters,
     level: int,
     cells: tuple[int, int, int, int],
-    grid_max_age_s: float,
-    engine: AsyncEngine | None,
-) -> tuple[str, dict[str, Any]]:
-    """SQL and parameters of per (cell, service) counts at ``level`` over ``cells``."""
+) -> tuple[str, dict[str, Any], bool]:
+    """SQL and parameters of per (cell, service) counts at ``level`` over ``cells``, and
+    whether the answer may be cached (not while it comes from a grid never built)."""
     cx0, cy0, cx1, cy1 = cells
     if level <= GRID_FINEST_LEVEL:
-        await ensure_grid_fresh(db, state, grid_max_age_s, engine=engine)
+        built = await grid_built(db, state)
         scoped = view.staff and view.jurisdiction_id is not None
         params = queries.filter_params(
             Filters(
@@ -268,11 +231,11 @@ async def _cells_source(
             0.0,
         )
         params.update(level=level, cx0=cx0, cy0=cy0, cx1=cx1, cy1=cy1)
-        return queries.grid_cells_sql(filters.key(), scoped), params
+        return queries.grid_cells_sql(filters.key(), scoped), params, built
     pad = 0.0 if view.staff else await public_snap_pad(db, state)
     params = queries.filter_params(filters, view, pad)
     params.update(level=level, cell_m=cell_size_m(level))
-    return queries.live_cells_sql(view, filters.key(), pad > 0), params
+    return queries.live_cells_sql(view, filters.key(), pad > 0), params, True
 
 
 async def clusters(
@@ -282,24 +245,16 @@ async def clusters(
     view: View,
     filters: Filters,
     level: int,
-    grid_max_age_s: float,
-    engine: AsyncEngine | None = None,
-) -> tuple[bytes, int, int]:
-    """(features, clusters, tickets): clusters of grid ``level`` cells inside the bbox."""
+) -> tuple[bytes, int, int, bool]:
+    """(features, clusters, tickets, cacheable): clusters of grid ``level`` cells inside the
+    bbox, and whether the answer may be cached (see ``grid_built``)."""
     assert filters.bbox is not None
     cells = cell_range(filters.bbox.as_tuple(), level)
-    source, params = await _cells_source(
-        db,
-        state,
-        view=view,
-        filters=filters,
-        level=level,
-        cells=cells,
-        grid_max_age_s=grid_max_age_s,
-        engine=engine,
+    source, params, cacheable = await _cells_source(
+        db, state, view=view, filters=filters, level=level, cells=cells
     )
     row = await one(db, queries.clusters_geojson_sql(source), params)
-    return bytes(row.features or b""), int(row.n), int(row.tickets)
+    return bytes(row.features or b""), int(row.n), int(row.tickets), cacheable
 
 
 async def tile(
@@ -311,11 +266,11 @@ async def tile(
     tile: Tile,
     points_min_zoom: int,
     max_points: int,
-    grid_max_age_s: float,
-    engine: AsyncEngine | None = None,
-) -> bytes:
-    """The MVT of ``tile``: ticket points from ``points_min_zoom`` on, clusters below."""
+) -> tuple[bytes, bool]:
+    """The MVT of ``tile`` (ticket points from ``points_min_zoom`` on, clusters below), and
+    whether it may be cached (see ``grid_built``)."""
     params: dict[str, Any]
+    cacheable = True
     if tile.z >= points_min_zoom:
         # The tile's box plus its 64/4096 buffer, so symbols at the edge are drawn whole.
         west, south, east, north = tile.bounds_lonlat()
@@ -327,19 +282,13 @@ async def tile(
         row = await one(db, queries.tile_points_sql(view, bounded.key(), pad > 0), params)
     else:
         level = min(tile.z + TILE_CLUSTER_DEPTH, GRID_FINEST_LEVEL)
-        source, params = await _cells_source(
-            db,
-            state,
-            view=view,
-            filters=filters,
-            level=level,
-            cells=tile.cells(level),
-            grid_max_age_s=grid_max_age_s,
-            engine=engine,
+        source, params, cacheable = await _cells_source(
+            db, state, view=view, filters=filters, level=level, cells=tile.cells(level)
         )
         params.update(z=tile.z, x=tile.x, y=tile.y)
         row = await one(db, queries.clusters_mvt_sql(source), params)
-    return bytes(row[0]) if row is not None and row[0] is not None else b""
+    body = bytes(row[0]) if row is not None and row[0] is not None else b""
+    return body, cacheable
 
 
 async def areas_geojson(db: ReadConnection, jurisdiction: str | None) -> bytes:

@@ -64,16 +64,15 @@ class Photo(CreatedAt, Base):
     status: Mapped[str] = mapped_column(String(16), server_default=PhotoStatus.ready.value)
     # The upload as received (private, see app.media.storage.ORIGINALS_PREFIX) until processed.
     original_key: Mapped[str | None] = mapped_column(String(255))
-    # Processing claims: how many times it was tried, and until when the current try holds it.
+    # How many tries of processing started (app.media.repository.CLAIM_PHOTO).
     attempts: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
-    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     failure: Mapped[str | None] = mapped_column(Text)  # why it failed; for staff, never public
 
     __table_args__ = (
         CheckConstraint("kind IN ('report', 'completion')", name="kind_known"),
         CheckConstraint(check_in("status", tuple(PhotoStatus)), name="status_known"),
-        # What processing picks up (app.media.repository.CLAIM_PHOTO) and what leaks
-        # originals if left behind.
+        # What the sweep looks for (app.media.repository.DEFER_LEFT_PENDING) and what
+        # leaks originals if left behind.
         Index("ix_photo_pending", "id", postgresql_where=text("status = 'pending'")),
         Index(
             "ix_photo_leftover_original",

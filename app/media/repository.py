@@ -1,41 +1,51 @@
 """The SQL of photo processing: claim a pending photo, then mark it ready or failed.
 
-A claim is a lease, not a held lock: it commits ``attempts + 1`` and ``lease_until`` at once,
-so decoding runs outside any transaction, and a process that dies mid-way only delays the
-photo until the lease runs out. ``FOR UPDATE SKIP LOCKED`` lets any number of processes claim
-at the same time without waiting for each other or taking the same photo. The finishing
-statements only touch the photo while its ``attempts`` is still the claim's own, so a try that
-outlived its lease never overwrites the one that took over.
+Each pending photo has a ``process_photo`` job (deferred by the ``photo_defer_processing``
+trigger when its row is inserted, migration 0008). The job's lock, ``photo:<public_id>``,
+keeps two tries of one photo from running at once, so a claim is only a count: it commits
+``attempts + 1`` before decoding, which then runs outside any transaction. A try that dies
+(its worker killed) has still counted, so a photo that keeps killing workers is given up.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import text
 
-# The oldest pending photo nobody holds (or the one named by :public_id).
+# The named photo, while it is still pending.
 CLAIM_PHOTO = text(
     """
-    WITH next AS (
-        SELECT id FROM photo
-        WHERE status = 'pending'
-          AND (CAST(:public_id AS uuid) IS NULL OR public_id = CAST(:public_id AS uuid))
-          AND (lease_until IS NULL OR lease_until < statement_timestamp())
-        ORDER BY id
-        LIMIT 1
-        FOR UPDATE SKIP LOCKED
+    UPDATE photo SET attempts = attempts + 1
+    WHERE public_id = :public_id AND status = 'pending'
+    RETURNING id, public_id, original_key, storage_key, thumbnail_key, content_type, attempts
+    """
+)
+
+# Pending photos with no job waiting or running (their job failed for good, or predates the
+# queue): one new job each, as the trigger defers it. The job lock index is small (only
+# jobs waiting or running).
+DEFER_LEFT_PENDING = text(
+    """
+    WITH left_pending AS (
+        SELECT p.public_id FROM photo p
+        WHERE p.status = 'pending'
+          AND NOT EXISTS (
+              SELECT 1 FROM procrastinate_jobs j
+              WHERE j.lock = 'photo:' || p.public_id AND j.status IN ('todo', 'doing'))
+        ORDER BY p.id
+        LIMIT :limit
     )
-    UPDATE photo SET attempts = photo.attempts + 1,
-                     lease_until = statement_timestamp() + CAST(:lease AS interval)
-    FROM next WHERE photo.id = next.id
-    RETURNING photo.id, photo.public_id, photo.original_key, photo.storage_key,
-              photo.thumbnail_key, photo.content_type, photo.attempts
+    SELECT coalesce(cardinality(procrastinate_defer_jobs_v1(array_agg(ROW(
+        'photos', 'process_photo', 0, 'photo:' || public_id, 'photo:' || public_id,
+        jsonb_build_object('public_id', CAST(public_id AS text)), NULL
+    )::procrastinate_job_to_defer_v1))), 0)
+    FROM left_pending
     """
 )
 
 MARK_READY = text(
     """
     UPDATE photo SET status = 'ready', width = :width, height = :height, bytes = :bytes,
-                     sha256 = :sha256, lease_until = NULL
+                     sha256 = :sha256
     WHERE id = :id AND status = 'pending' AND attempts = :attempts
     RETURNING id
     """
@@ -53,7 +63,7 @@ UNCOUNT_ATTEMPT = text(
 MARK_FAILED = text(
     """
     WITH failed AS (
-        UPDATE photo SET status = 'failed', failure = :failure, lease_until = NULL
+        UPDATE photo SET status = 'failed', failure = :failure
         WHERE id = :id AND status = 'pending' AND attempts = :attempts
         RETURNING id, public_id, ticket_id, report_id
     )

@@ -2,14 +2,11 @@
 
 The request only checks each upload without decoding it (``check_photo``: limits, format,
 header, structure, EXIF GPS), keeps it privately under ``originals/`` and inserts the photo
-row as ``pending`` in the report's transaction. Decoding, stripping and resizing happen later,
-in one of two places that share one claim (``app.media.repository.CLAIM_PHOTO``):
-
-- the API process's own queue: after the report commits, its photos are queued, and a bounded
-  number of consumers (``photo_threads``) decode them in a thread pool at a lower CPU priority,
-  so accepting uploads comes first and memory stays bounded;
-- ``process_pending``, run by each consumer when its queue is idle and by ``kerbside worker``,
-  picks up whatever is still pending (a full queue, a restart, a crash).
+row as ``pending`` in the report's transaction; inserting it defers the photo's
+``process_photo`` job in that transaction too (a trigger, migration 0008). ``kerbside
+worker`` runs the job: it decodes, strips and resizes in a few lower-priority threads
+(``process_one``), and procrastinate retries it after storage trouble or a killed worker.
+``sweep``, a periodic job, defers a job again for any photo left pending without one.
 """
 
 from __future__ import annotations
@@ -24,12 +21,12 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import anyio
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import (
     Gone,
@@ -63,9 +60,8 @@ from app.settings import Settings
 
 log = logging.getLogger("kerbside.media")
 
-# Photo ids waiting in one API process. Only ids are queued (the uploads are in storage), and a
-# photo that finds the queue full is picked up by the next sweep instead.
-QUEUE_SIZE = 4096
+# Photos left pending without a job that one sweep defers again.
+SWEEP_BATCH = 1000
 # Leftover originals deleted per sweep (see app.media.repository.LEFTOVER_ORIGINALS).
 LEFTOVER_BATCH = 100
 _EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
@@ -161,7 +157,7 @@ class PhotoFailed(Gone):
 
 class PhotoPipeline:
     """Per-process photo handling: checks and private storage for the request, and the
-    processing of pending photos (an in-process queue started with the app, and sweeps)."""
+    processing of pending photos (the worker's jobs)."""
 
     def __init__(self, settings: Settings, storage: PhotoStorage | None = None) -> None:
         self.settings = settings
@@ -174,10 +170,6 @@ class PhotoPipeline:
             public_base_url=settings.photo_public_base_url,
         )
         self._decoder: ThreadPoolExecutor | None = None
-        self._queue: asyncio.Queue[uuid.UUID | None] | None = None
-        self._consumers: list[asyncio.Task[None]] = []
-        self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
-        self._stopping = asyncio.Event()
 
     # -- in the request ------------------------------------------------------------------------
 
@@ -279,31 +271,17 @@ class PhotoPipeline:
             raise
         return stored
 
-    async def enqueue(self, public_ids: Sequence[uuid.UUID]) -> None:
-        """Queue committed photos for this process's consumers (a no-op when not started)."""
-        if self._queue is None or self._stopping.is_set():
-            return
-        for public_id in public_ids:
-            try:
-                self._queue.put_nowait(public_id)
-            except asyncio.QueueFull:
-                return  # the sweeps will find them
+    # -- processing (the worker's jobs) ---------------------------------------------------------
 
-    # -- processing ----------------------------------------------------------------------------
+    async def process_one(self, session: AsyncSession, public_id: uuid.UUID) -> str | None:
+        """Process the pending photo ``public_id`` (``process_photo``'s job).
 
-    async def process_next(
-        self, session: AsyncSession, public_id: uuid.UUID | None = None
-    ) -> str | None:
-        """Claim one pending photo (``public_id``, or the oldest one free) and process it.
-
-        Returns the photo's new status, or None when there was nothing to claim. Errors other
-        than a bad upload (storage or database trouble) propagate and leave the photo pending:
-        it is tried again when its lease runs out, until ``photo_max_attempts``.
+        Returns the photo's new status, or None when it is no longer pending (done by an
+        earlier try). Errors other than a bad upload (storage or database trouble) propagate
+        and leave the photo pending, for the job's retry; a try that started counts towards
+        ``photo_max_attempts`` (storage trouble excepted).
         """
-        lease = timedelta(seconds=self.settings.photo_lease_seconds)
-        claim = (
-            await session.execute(sql.CLAIM_PHOTO, {"public_id": public_id, "lease": lease})
-        ).first()
+        claim = (await session.execute(sql.CLAIM_PHOTO, {"public_id": public_id})).first()
         await session.commit()
         if claim is None:
             return None
@@ -353,21 +331,19 @@ class PhotoPipeline:
             await self._forget_original(session, claim.id, claim.original_key)
         return "ready"
 
-    async def process_pending(self, session: AsyncSession, limit: int | None = None) -> int:
-        """Process pending photos until none is left (or ``limit``); returns how many.
+    async def sweep(self, session: AsyncSession, limit: int = SWEEP_BATCH) -> int:
+        """Defer a job for each photo left pending without one; delete leftover originals.
 
-        Also deletes originals that a finished photo left behind. Safe to run in any number of
-        processes at once. This is ``kerbside worker``'s photo job.
+        Returns how many jobs were deferred (the periodic ``sweep_photos`` job).
         """
-        done = 0
-        while limit is None or done < limit:
-            if await self.process_next(session) is None:
-                break
-            done += 1
+        deferred = int(
+            (await session.execute(sql.DEFER_LEFT_PENDING, {"limit": limit})).scalar_one()
+        )
+        await session.commit()
         for row in (await session.execute(sql.LEFTOVER_ORIGINALS, {"limit": LEFTOVER_BATCH})).all():
             await self._forget_original(session, row.id, row.original_key)
         await session.commit()
-        return done
+        return deferred
 
     async def decode(self, data: bytes) -> ProcessedPhoto:
         """``process_photo`` in this process's bounded, lower-priority decoding threads."""
@@ -388,8 +364,8 @@ class PhotoPipeline:
         return await asyncio.get_running_loop().run_in_executor(self._decoder, job)
 
     async def _storage_trouble(self, session: AsyncSession, claim: Any) -> None:
-        # Not the photo's fault: this try does not count towards giving up, and the lease
-        # keeps the photo back until it runs out, so a storage outage does not fail photos.
+        # Not the photo's fault: this try does not count towards giving up, and the job's
+        # retries (then the sweep) try again, so a storage outage does not fail photos.
         await session.rollback()
         await session.execute(sql.UNCOUNT_ATTEMPT, {"id": claim.id, "attempts": claim.attempts})
         await session.commit()
@@ -427,62 +403,11 @@ class PhotoPipeline:
             return False
         return True
 
-    # -- the in-process queue ------------------------------------------------------------------
-
-    def start(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        """Start this process's consumers (from the app's lifespan)."""
-        if not self.settings.photo_process_in_api or self._consumers:
-            return
-        self._sessionmaker = sessionmaker
-        self._stopping.clear()
-        self._queue = asyncio.Queue(maxsize=QUEUE_SIZE)
-        self._consumers = [
-            asyncio.create_task(self._consume(), name=f"photo-consumer-{n}")
-            for n in range(self.settings.photo_threads)
-        ]
-
-    async def stop(self, grace_seconds: float = 5.0) -> None:
-        """Let the consumers finish the photo in hand, then stop them and the decoding threads.
-
-        Whatever is still queued stays pending in the database, for the next sweep.
-        """
-        self._stopping.set()
-        if self._queue is not None:
-            for _ in self._consumers:
-                with contextlib.suppress(asyncio.QueueFull):
-                    self._queue.put_nowait(None)  # wakes an idle consumer
-        if self._consumers:
-            _, late = await asyncio.wait(self._consumers, timeout=grace_seconds)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*self._consumers, return_exceptions=True)
-        self._consumers = []
-        self._queue = None
+    def close(self) -> None:
+        """Stop the decoding threads (at the end of a lifespan or a worker)."""
         if self._decoder is not None:
             self._decoder.shutdown(wait=False, cancel_futures=True)
             self._decoder = None
-
-    async def _consume(self) -> None:
-        assert self._queue is not None
-        assert self._sessionmaker is not None
-        queue, sessionmaker = self._queue, self._sessionmaker
-        while not self._stopping.is_set():
-            try:
-                public_id = await asyncio.wait_for(
-                    queue.get(), timeout=self.settings.photo_sweep_seconds
-                )
-            except TimeoutError:
-                public_id = None  # idle: look for photos left pending
-            if self._stopping.is_set():
-                break
-            try:
-                async with sessionmaker() as session:
-                    if public_id is None:
-                        await self.process_pending(session)
-                    else:
-                        await self.process_next(session, public_id)
-            except Exception:
-                log.exception("photo processing failed; the photo stays pending")
 
 
 def _lower_priority(nice: int) -> None:

@@ -129,8 +129,8 @@ async def create_report(
         return idempotency.replayed(early)
 
     # Photos are only checked here (nothing is decoded), and their originals are written to
-    # private storage while the report is filed; their rows are pending, and this process
-    # makes the stored files once the report has committed.
+    # private storage while the report is filed; their rows are pending, each row defers its
+    # job (a trigger), and the worker makes the stored files once the report has committed.
     photos: AcceptedUploads | None = None
     if uploads:
         await ensure_photo_backlog_below(session, settings.photo_max_pending)
@@ -150,7 +150,6 @@ async def create_report(
         answer = wire.accepted(filed, settings.public_base_url)
         if photos:
             await photos.written()  # before the commit: a pending row always has its original
-            after_commit.add_task(pipeline.enqueue, [p.public_id for p in filed.photos])
         if filed.verifications:
             after_commit.add_task(
                 send_verifications, settings, filed.verifications, filed.reference
@@ -181,7 +180,7 @@ async def create_report(
         media_type="application/json",
         headers={"Location": location},
         # Runs after the response is sent, which is after the commit (see app.db.SessionDep).
-        background=after_commit,
+        background=after_commit if after_commit.tasks else None,
         received=received,
     )
 

@@ -17,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from app.auth.models import Role, User
 from app.crews.models import AssignmentRule, Crew, crew_area
+from app.db import driver_of
 from app.jurisdictions.models import Area, Jurisdiction, Service
+from app.maps.service import refresh_grid
 from app.settings import to_sqlalchemy_url
 from geo.city import make_city
 
@@ -123,6 +125,10 @@ async def seed_demo(
             # One seeder at a time (two `make run` started together).
             await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('kerbside-seed'))"))
             summary = await _seed(session, reports=reports, progress=progress)
+        # The map's low-zoom clusters come from a grid: build it now, so the first map
+        # after the seed shows the demo (otherwise it waits for the worker's next minute).
+        async with AsyncSession(engine) as session, session.begin():
+            await refresh_grid(await driver_of(session))
         return summary
     finally:
         await engine.dispose()

@@ -1,6 +1,6 @@
 """The service-level sweep: record warnings and breaches once, escalate breaches to staff.
 
-Run by ``kerbside worker`` every minute (job ``service-levels``). Each open ticket carries
+Run by ``kerbside worker`` every minute (job ``service_levels``). Each open ticket carries
 ``sla_next_at``, the earliest warning or deadline not yet recorded, under a partial index,
 so a sweep reads only the tickets whose moment has come, however many tickets are open.
 
@@ -9,7 +9,7 @@ For each such ticket, once per phase (acknowledge, resolve) and level:
 - warning (80 % of the time gone): an internal ``sla_warning`` event;
 - breached: an internal ``sla_breached`` event, and escalation: the priority goes up one
   step (unless staff set it by hand) and the jurisdiction's staff get one e-mail per sweep
-  listing the tickets that breached.
+  listing the tickets that breached (a ``send_mail`` job, sent after the sweep commits).
 
 ``sla_flags`` remembers what was recorded, so a ticket is never warned twice; a reopened
 ticket clears its resolve flags and is watched again.
@@ -26,9 +26,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import clock
+from app.core.jobs import SEND_MAIL, defer
 from app.core.models import check_in
-from app.mail import Mail, send_mail
-from app.settings import Settings, get_settings
 from app.tickets.models import OPEN_STATUSES, SlaFlag
 
 log = logging.getLogger("kerbside.service_levels")
@@ -142,9 +141,15 @@ async def sweep(
             return result
 
 
-async def escalate(session: AsyncSession, settings: Settings, result: SweepResult) -> int:
-    """E-mail each jurisdiction's staff the tickets that breached in this sweep."""
-    sent = 0
+async def escalate(session: AsyncSession, result: SweepResult) -> int:
+    """Queue one e-mail to each of a jurisdiction's staff listing the tickets that breached.
+
+    The mails are jobs deferred in the sweep's transaction: the worker sends them after the
+    commit (retrying while the mail server is away), so a sweep rolled back sends nothing
+    and the next sweep, which records the same breaches, does not mail them twice.
+    Returns how many mails were queued.
+    """
+    queued = 0
     for jurisdiction_id, lines in result.escalated.items():
         emails = (await session.execute(_STAFF_EMAILS, {"j": jurisdiction_id})).scalars().all()
         body = (
@@ -153,14 +158,19 @@ async def escalate(session: AsyncSession, settings: Settings, result: SweepResul
             + ("\n- ..." if len(lines) > 500 else "")
         )
         for email in emails:
-            mail = Mail(to=email, subject=f"Kerbside: {len(lines)} overdue ticket(s)", body=body)
-            sent += bool(await send_mail(settings, mail))
-    return sent
+            mail = {
+                "to": email,
+                "subject": f"Kerbside: {len(lines)} overdue ticket(s)",
+                "body": body,
+            }
+            await defer(session, SEND_MAIL, mail, queue="mail")
+            queued += 1
+    return queued
 
 
 async def service_level_job(session: AsyncSession) -> int:
-    """The worker job: sweep, then tell staff. Returns how many events were recorded."""
+    """The periodic job: sweep, then queue staff mail. Returns how many events were recorded."""
     result = await sweep(session)
     if result.escalated:
-        await escalate(session, get_settings(), result)
+        await escalate(session, result)
     return result.warnings + result.breaches

@@ -1,0 +1,215 @@
+"""Every background job, as a procrastinate task on ``app.jobs.queue.queue``.
+
+Deferred jobs announce a committed change (deferred in its transaction, see
+``app.jobs.queue.defer``): a photo to process, a staff mail to send, a grid to rebuild after
+an import. Periodic jobs are deferred by the workers from their cron (procrastinate records
+each tick once, whatever the number of workers); each has a ``queueing_lock`` (at most one
+waiting) and a ``lock`` (at most one running), so two workers never sweep at once.
+
+A job gets what it needs from ``Resources``, which the worker passes in its context.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from procrastinate import JobContext, RetryStrategy
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core import clock
+from app.core.jobs import PROCESS_PHOTO, REFRESH_MAP_GRID, SEND_MAIL
+from app.db import driver_of
+from app.jobs.queue import queue
+from app.mail import Mail, deliver
+from app.maps.service import refresh_grid
+from app.media.service import PhotoPipeline
+from app.settings import Settings
+from app.tickets import priority
+from app.tickets.service_levels import service_level_job
+from app.tickets.workflow import close_undisputed_fixes
+
+log = logging.getLogger("kerbside.jobs")
+
+RESOURCES = "kerbside"  # the key of ``Resources`` in the worker's additional context
+# Finished jobs (and their events) are kept this long for inspection, then deleted.
+KEEP_FINISHED_JOBS_HOURS = 72
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What jobs use, made once per worker: settings, sessions, the photo pipeline."""
+
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    photos: PhotoPipeline
+
+
+def resources(context: JobContext) -> Resources:
+    found = context.additional_context[RESOURCES]
+    assert isinstance(found, Resources)
+    return found
+
+
+async def _in_transaction(
+    context: JobContext, run: Callable[[AsyncSession], Awaitable[int]]
+) -> int:
+    async with resources(context).sessionmaker() as session, session.begin():
+        return await run(session)
+
+
+# -- deferred by a committed change -------------------------------------------------------------
+
+
+# Storage trouble is retried (2, 4, 8 ... 64 s); after that the photo stays pending and the
+# sweep defers it again. A bad upload is not an error: the photo ends ``failed``.
+@queue.task(
+    name=PROCESS_PHOTO,
+    queue="photos",
+    pass_context=True,
+    retry=RetryStrategy(max_attempts=6, exponential_wait=2),
+)
+async def process_photo(context: JobContext, public_id: str) -> str | None:
+    """Decode, strip and resize one pending photo (deferred when its row is inserted)."""
+    found = resources(context)
+    async with found.sessionmaker() as session:
+        return await found.photos.process_one(session, uuid.UUID(public_id))
+
+
+# A mail server away for a while: 2, 4, 8 ... 512 s, then the job is failed (kept 72 h).
+@queue.task(
+    name=SEND_MAIL,
+    queue="mail",
+    pass_context=True,
+    retry=RetryStrategy(max_attempts=10, exponential_wait=2),
+)
+async def send_mail(context: JobContext, to: str, subject: str, body: str) -> bool:
+    """Send one mail that a committed change asked for (service-level escalations)."""
+    return await deliver(resources(context).settings, Mail(to=to, subject=subject, body=body))
+
+
+@queue.periodic(cron="* * * * *")
+@queue.task(
+    name=REFRESH_MAP_GRID,
+    pass_context=True,
+    lock=REFRESH_MAP_GRID,
+    queueing_lock=REFRESH_MAP_GRID,
+)
+async def refresh_map_grid(context: JobContext, timestamp: int | None = None) -> None:
+    """Rebuild the low-zoom cluster grid (every minute, and after an import)."""
+    async with resources(context).sessionmaker() as session, session.begin():
+        # A million tickets take seconds: more than API statements are allowed.
+        await session.execute(text("SET LOCAL statement_timeout = '10min'"))
+        await refresh_grid(await driver_of(session))
+
+
+# -- periodic -----------------------------------------------------------------------------------
+
+
+@queue.periodic(cron="* * * * *")
+@queue.task(
+    name="sweep_photos", pass_context=True, lock="sweep_photos", queueing_lock="sweep_photos"
+)
+async def sweep_photos(context: JobContext, timestamp: int) -> int:
+    """Defer a job for photos left pending without one; delete leftover originals."""
+    found = resources(context)
+    async with found.sessionmaker() as session:
+        return await found.photos.sweep(session)
+
+
+@queue.periodic(cron="* * * * *")
+@queue.task(
+    name="service_levels", pass_context=True, lock="service_levels", queueing_lock="service_levels"
+)
+async def service_levels(context: JobContext, timestamp: int) -> int:
+    """Record service-level warnings and breaches; queue staff mail for breaches."""
+    return await _in_transaction(context, service_level_job)
+
+
+@queue.periodic(cron="*/15 * * * *")
+@queue.task(
+    name="refresh_priorities",
+    pass_context=True,
+    lock="refresh_priorities",
+    queueing_lock="refresh_priorities",
+)
+async def refresh_priorities(context: JobContext, timestamp: int) -> int:
+    """Keep computed priorities in step with reports, supporters and age."""
+    return await _in_transaction(context, lambda s: priority.refresh(s, clock.now()))
+
+
+@queue.periodic(cron="0 * * * *")
+@queue.task(
+    name="close_undisputed_fixes",
+    pass_context=True,
+    lock="close_undisputed_fixes",
+    queueing_lock="close_undisputed_fixes",
+)
+async def close_fixes(context: JobContext, timestamp: int) -> int:
+    """Close fixed tickets whose reopen window has passed."""
+    return await _in_transaction(context, close_undisputed_fixes)
+
+
+@queue.periodic(cron="*/10 * * * *")
+@queue.task(
+    name="purge_idempotency",
+    pass_context=True,
+    lock="purge_idempotency",
+    queueing_lock="purge_idempotency",
+)
+async def purge_idempotency(context: JobContext, timestamp: int) -> int:
+    """Forget idempotency keys past their expiry (kept at least 24 h)."""
+    return await _in_transaction(context, purge_expired_idempotency_records)
+
+
+async def purge_expired_idempotency_records(session: AsyncSession) -> int:
+    result = await session.execute(
+        text(
+            "DELETE FROM idempotency_record WHERE ctid IN ("
+            " SELECT ctid FROM idempotency_record WHERE expires_at < now() LIMIT 10000)"
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# -- the queue's own upkeep ---------------------------------------------------------------------
+
+
+@queue.periodic(cron="* * * * *")
+@queue.task(
+    name="retry_stalled_jobs",
+    pass_context=True,
+    lock="retry_stalled_jobs",
+    queueing_lock="retry_stalled_jobs",
+)
+async def retry_stalled_jobs(context: JobContext, timestamp: int) -> int:
+    """Put back the running jobs of workers that stopped sending heartbeats (killed,
+    lost their host): another worker runs them again."""
+    after = resources(context).settings.worker_stalled_after_seconds
+    manager = context.app.job_manager
+    stalled = list(await manager.get_stalled_jobs(seconds_since_heartbeat=after))
+    for job in stalled:
+        log.warning("retrying a stalled job", extra={"job_id": job.id, "task": job.task_name})
+        await manager.retry_job(job)
+    return len(stalled)
+
+
+@queue.periodic(cron="17 3 * * *")
+@queue.task(
+    name="remove_finished_jobs",
+    pass_context=True,
+    lock="remove_finished_jobs",
+    queueing_lock="remove_finished_jobs",
+)
+async def remove_finished_jobs(context: JobContext, timestamp: int) -> None:
+    """Delete jobs that finished (or failed for good) over three days ago."""
+    await context.app.job_manager.delete_old_jobs(
+        nb_hours=KEEP_FINISHED_JOBS_HOURS, include_failed=True
+    )
+
+
+def periodic_task_names() -> list[str]:
+    return sorted(p.task.name for p in queue.periodic_registry.periodic_tasks.values())
