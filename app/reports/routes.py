@@ -8,12 +8,11 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Request, Response
-from starlette.background import BackgroundTasks
 from starlette.types import Receive, Scope, Send
 
 from app.auth.models import Role
 from app.auth.principal import CurrentPrincipal, OptionalPrincipal, Principal
-from app.contacts.messages import send_verifications
+from app.contacts.messages import queue_verifications
 from app.core import idempotency
 from app.core.bodies import JsonBody
 from app.core.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
@@ -135,7 +134,6 @@ async def create_report(
     if uploads:
         await ensure_photo_backlog_below(session, settings.photo_max_pending)
         photos = await pipeline.accept(uploads)
-    after_commit = BackgroundTasks()
     location = ""
 
     async def file(claim: idempotency.Claim | None) -> idempotency.Answer:
@@ -150,10 +148,7 @@ async def create_report(
         answer = wire.accepted(filed, settings.public_base_url)
         if photos:
             await photos.written()  # before the commit: a pending row always has its original
-        if filed.verifications:
-            after_commit.add_task(
-                send_verifications, settings, filed.verifications, filed.reference
-            )
+        await queue_verifications(session, settings, filed.verifications, filed.reference)
         return idempotency.Answer(201, answer.model_dump_json().encode(), filed.report_id)
 
     try:
@@ -172,15 +167,12 @@ async def create_report(
             status_code=201,
             media_type="application/json",
             headers={"Location": location},
-            background=after_commit if after_commit.tasks else None,
         )
     return _AcceptedWithPhotos(
         outcome.body,
         status_code=201,
         media_type="application/json",
         headers={"Location": location},
-        # Runs after the response is sent, which is after the commit (see app.db.SessionDep).
-        background=after_commit if after_commit.tasks else None,
         received=received,
     )
 

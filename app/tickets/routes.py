@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 
 from app.auth.principal import OptionalPrincipal
-from app.contacts.messages import send_verifications
+from app.contacts.messages import queue_verifications
 from app.core.errors import InvalidInput
 from app.core.ratelimit import client_ip, rate_limit
 from app.db import SessionDep
@@ -106,7 +106,6 @@ async def _subscribe(
     session: SessionDep,
     principal: OptionalPrincipal,
     who: SupportIn | None,
-    after_commit: BackgroundTasks,
     *,
     support: bool,
 ) -> SupportOut:
@@ -119,9 +118,8 @@ async def _subscribe(
         support=support,
     )
     if verification is not None:
-        # Background tasks run after the response, which is after the commit.
-        after_commit.add_task(
-            send_verifications, request.app.state.settings, [verification], out.reference
+        await queue_verifications(
+            session, request.app.state.settings, [verification], out.reference
         )
     return out
 
@@ -137,10 +135,9 @@ async def support(
     request: Request,
     session: SessionDep,
     principal: OptionalPrincipal,
-    after_commit: BackgroundTasks,
     who: Annotated[SupportIn | None, Body()] = None,
 ) -> Any:
-    return await _subscribe(reference, request, session, principal, who, after_commit, support=True)
+    return await _subscribe(reference, request, session, principal, who, support=True)
 
 
 @router.post(
@@ -154,9 +151,6 @@ async def follow(
     request: Request,
     session: SessionDep,
     principal: OptionalPrincipal,
-    after_commit: BackgroundTasks,
     who: Annotated[SupportIn | None, Body()] = None,
 ) -> Any:
-    return await _subscribe(
-        reference, request, session, principal, who, after_commit, support=False
-    )
+    return await _subscribe(reference, request, session, principal, who, support=False)
