@@ -1,6 +1,8 @@
 """The demo jurisdiction: a synthetic city with districts, services, crews, users and tickets.
 
-Idempotent: each part is created once and kept on later runs. Demo credentials are documented
+The city is the city file ``app/seed/city/demo.yaml``, applied as ``kerbside city apply``
+would; users and sample reports come on top. Idempotent: each part is created once and kept on
+later runs. Demo credentials are documented
 in the README; they are refused in production (``kerbside serve`` never seeds there by itself).
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 import random
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi_users.password import PasswordHelper
@@ -16,89 +19,22 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from app.auth.models import Role, User
-from app.crews.models import AssignmentRule, Crew, crew_area
+from app.cities.service import apply, load
+from app.crews.models import Crew
 from app.db import driver_of
-from app.jurisdictions.models import Area, Jurisdiction, Service
+from app.jurisdictions.models import Jurisdiction, Service
 from app.maps.service import refresh_grid
 from app.settings import to_sqlalchemy_url
 from geo.city import make_city
 
 DEMO_SLUG = "demo"
+DEMO_CITY_FILE = Path(__file__).parent / "city" / "demo.yaml"
 DEMO_USERS = (
     # email, password, role, full name, crew name
     ("admin@demo.kerbside.dev", "demo-admin-password", Role.admin, "Ada Admin", None),
     ("staff@demo.kerbside.dev", "demo-staff-password", Role.staff, "Sam Staff", None),
     ("crew@demo.kerbside.dev", "demo-crew-password", Role.crew, "Cal Crew", "North crew"),
     ("citizen@demo.kerbside.dev", "demo-citizen-password", Role.citizen, "Cit Izen", None),
-)
-
-DEMO_SERVICES: tuple[dict[str, Any], ...] = (
-    {
-        "code": "pothole",
-        "names": {"en": "Pothole", "es": "Bache", "fr": "Nid-de-poule"},
-        "descriptions": {"en": "A hole or sunken patch in a road or cycle lane"},
-        "group": "Roads",
-        "keywords": {
-            "en": ["pothole", "hole in the road", "road damage", "sunken road"],
-            "es": ["bache", "hoyo"],
-        },
-        "duplicate_radius_m": 30.0,
-        "duplicate_window": timedelta(days=60),
-        "acknowledge_within": timedelta(days=2),
-        "resolve_within": timedelta(days=14),
-        "hazard_level": 3,
-        "attributes": [
-            {
-                "code": "depth_cm",
-                "datatype": "number",
-                "required": False,
-                "variable": True,
-                "order": 1,
-                "description": "Roughly how deep is it, in centimetres?",
-            }
-        ],
-    },
-    {
-        "code": "fly_tipping",
-        "names": {"en": "Fly-tipping", "es": "Vertido ilegal", "fr": "Dépôt sauvage"},
-        "descriptions": {"en": "Rubbish dumped on a street, verge or alley"},
-        "group": "Waste",
-        "keywords": {
-            "en": ["fly-tipping", "flytipping", "dumped", "illegal dumping", "rubbish", "mattress"],
-            "es": ["basura", "vertido"],
-        },
-        "duplicate_radius_m": 50.0,
-        "duplicate_window": timedelta(days=14),
-        "acknowledge_within": timedelta(days=1),
-        "resolve_within": timedelta(days=5),
-        "hazard_level": 2,
-        "attributes": [],
-    },
-    {
-        "code": "streetlight",
-        "names": {"en": "Streetlight out", "es": "Farola apagada", "fr": "Lampadaire éteint"},
-        "descriptions": {"en": "A street lamp that is out, flickering or on by day"},
-        "group": "Lighting",
-        "keywords": {
-            "en": ["streetlight", "street light", "lamp post", "light out", "dark street"],
-            "es": ["farola"],
-        },
-        "duplicate_radius_m": 25.0,
-        "duplicate_window": timedelta(days=30),
-        "acknowledge_within": timedelta(days=2),
-        "resolve_within": timedelta(days=10),
-        "hazard_level": 2,
-        "attributes": [
-            {
-                "code": "pole_number",
-                "datatype": "string",
-                "required": False,
-                "variable": True,
-                "order": 1,
-                "description": "The number on the lamp post, if you can see it",
-            }
-        ],
-    },
 )
 
 SAMPLE_TEXT = {
@@ -134,89 +70,45 @@ async def seed_demo(
         await engine.dispose()
 
 
+def _say(line: str) -> None:
+    print(f"kerbside: {line}", file=sys.stderr, flush=True)
+
+
 async def _seed(session: AsyncSession, *, reports: int, progress: bool) -> dict[str, Any]:
     city = make_city()
     summary: dict[str, Any] = {"jurisdiction": DEMO_SLUG}
+    # The city itself (boundary, districts, services, crews, templates) is a city file,
+    # applied through the same path as `kerbside city apply`.
+    declared = load(DEMO_CITY_FILE.read_bytes(), name=str(DEMO_CITY_FILE))
+    outcome = await apply(
+        session, declared, base_dir=DEMO_CITY_FILE.parent, say=_say if progress else None
+    )
+    summary["city_file"] = outcome.counts()
     jurisdiction = (
         await session.execute(select(Jurisdiction).where(Jurisdiction.slug == DEMO_SLUG))
-    ).scalar_one_or_none()
-    if jurisdiction is None:
-        jurisdiction = Jurisdiction(
-            slug=DEMO_SLUG,
-            name="Kerbside Demo City",
-            boundary=f"SRID=4326;{city.boundary.wkt}",
-            timezone="Europe/London",
-            languages=["en", "es", "fr"],
-            reference_prefix="K",
-            allow_anonymous=True,
-        )
-        session.add(jurisdiction)
-        await session.flush()
-        summary["created_jurisdiction"] = True
-    areas = {
-        a.code: a
-        for a in (
-            await session.execute(select(Area).where(Area.jurisdiction_id == jurisdiction.id))
-        ).scalars()
-    }
-    for district in city.districts:
-        if district.code not in areas:
-            area = Area(
-                jurisdiction_id=jurisdiction.id,
-                kind="district",
-                code=district.code,
-                name=district.name,
-                geom=f"SRID=4326;{district.geom.wkt}",
+    ).scalar_one()
+    services = list(
+        (
+            await session.execute(
+                select(Service)
+                .where(Service.jurisdiction_id == jurisdiction.id, Service.active)
+                .order_by(Service.code)
             )
-            session.add(area)
-            areas[district.code] = area
-    await session.flush()
-    summary["areas"] = len(areas)
-
-    services = {
-        s.code: s
-        for s in (
-            await session.execute(select(Service).where(Service.jurisdiction_id == jurisdiction.id))
         ).scalars()
-    }
-    for spec in DEMO_SERVICES:
-        if spec["code"] not in services:
-            service = Service(jurisdiction_id=jurisdiction.id, **spec)
-            session.add(service)
-            services[spec["code"]] = service
-    await session.flush()
-    summary["services"] = sorted(services)
-
+    )
+    summary["areas"] = (
+        await session.execute(
+            text("SELECT count(*) FROM area WHERE jurisdiction_id = :j"), {"j": jurisdiction.id}
+        )
+    ).scalar_one()
+    summary["services"] = [s.code for s in services]
     crews = {
         c.name: c
         for c in (
             await session.execute(select(Crew).where(Crew.jurisdiction_id == jurisdiction.id))
         ).scalars()
     }
-    codes = sorted(areas)
-    crew_plan = {
-        "North crew": codes[: len(codes) // 2],
-        "South crew": codes[len(codes) // 2 :],
-    }
-    for name, area_codes in crew_plan.items():
-        if name not in crews:
-            crew = Crew(jurisdiction_id=jurisdiction.id, name=name)
-            session.add(crew)
-            await session.flush()
-            await session.execute(
-                crew_area.insert(),
-                [{"crew_id": crew.id, "area_id": areas[code].id} for code in area_codes],
-            )
-            # New tickets in the crew's districts go to it (app/tickets/workflow.py).
-            session.add_all(
-                AssignmentRule(
-                    jurisdiction_id=jurisdiction.id, area_id=areas[code].id, crew_id=crew.id
-                )
-                for code in area_codes
-            )
-            crews[name] = crew
     summary["crews"] = sorted(crews)
-    await _response_templates(session, jurisdiction.id)
 
     helper = PasswordHelper()
     for email, password, role, full_name, crew_name in DEMO_USERS:
@@ -248,30 +140,10 @@ async def _seed(session: AsyncSession, *, reports: int, progress: bool) -> dict[
     ).scalar_one()
     created = 0
     if existing == 0 and reports > 0:
-        created = await _sample_tickets(session, list(services.values()), city, reports, progress)
+        created = await _sample_tickets(session, services, city, reports, progress)
     summary["sample_reports_filed"] = reports if existing == 0 else 0
     summary["tickets_created"] = created
     return summary
-
-
-DEMO_TEMPLATES = {
-    "acknowledged": "Thank you: we have {reference} ({service}) on our list.",
-    "scheduled": "{reference}: a crew is booked to fix this {service} by {expected_date}.",
-    "in_progress": "{reference}: our crew is working on it now.",
-    "fixed": "{reference} is fixed. Not fixed? Reopen it within 14 days from the app.",
-    "closed": "{reference} is closed. Thank you for reporting it.",
-    "not_our_responsibility": "{reference}: this is not ours to fix; we have passed it on.",
-}
-
-
-async def _response_templates(session: AsyncSession, jurisdiction_id: int) -> None:
-    await session.execute(
-        text(
-            "INSERT INTO response_template (jurisdiction_id, status, language, body)"
-            " VALUES (:j, :status, 'en', :body) ON CONFLICT DO NOTHING"
-        ),
-        [{"j": jurisdiction_id, "status": k, "body": v} for k, v in DEMO_TEMPLATES.items()],
-    )
 
 
 async def _sample_tickets(
