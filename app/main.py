@@ -17,6 +17,7 @@ from app.core.logging import RequestContextMiddleware, configure_logging
 from app.crews.routes import router as crews_router
 from app.db import make_engine, make_read_pool, make_read_sessionmaker, make_sessionmaker
 from app.health.routes import router as health_router
+from app.home.routes import router as home_router
 from app.jurisdictions.catalog import Catalog
 from app.jurisdictions.routes import router as jurisdictions_router
 from app.maps.routes import router as maps_router
@@ -74,6 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=API_DESCRIPTION,
         lifespan=lifespan,
         license_info={"name": "AGPL-3.0-or-later"},
+        # Served by app.home from vendored files, so they work without internet.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.catalog = Catalog()
@@ -103,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(templates_router)
     app.include_router(photos_router)
     app.include_router(crews_router)
+    app.include_router(home_router)
     install_schemas(app)
     return app
 
