@@ -88,7 +88,8 @@ class Settings(BaseSettings):
     rate_limit_reports_per_minute: int = Field(default=60, ge=0)
 
     # Maps and open data (docs/maps.md).
-    map_max_bbox_km2: float = Field(default=25.0, gt=0)  # largest bbox of a feature request
+    # Largest bbox of clusters counted live (zoom >= 15); feature pages take any bbox.
+    map_max_bbox_km2: float = Field(default=25.0, gt=0)
     map_bbox_optional_below: int = Field(default=10_000, ge=0)  # tickets; above: bbox required
     map_max_features: int = Field(default=10_000, ge=1, le=100_000)  # one page at most
     map_default_features: int = Field(default=1_000, ge=1, le=100_000)

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 import uvicorn
-from fastapi import FastAPI
 from websockets.sync.client import connect
 
 from app.embedded import free_port
@@ -31,10 +30,7 @@ from app.embedded import free_port
 def serve(app: Any, port: int | None = None) -> Iterator[str]:
     """Run an ASGI app on a free local port; yield its base URL."""
     port = port or free_port()
-    lifespan = "on" if isinstance(app, FastAPI) else "off"
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

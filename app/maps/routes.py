@@ -44,6 +44,7 @@ from app.maps.http import (
     gzip_stream,
     invalid,
     layer_filters,
+    limit_query,
     send,
     split_list,
     time_filters,
@@ -159,7 +160,9 @@ class TicketsQuery(QueryModel):
             max_length=2000,
         ),
     ] = None
-    limit: Annotated[int | None, Query(ge=1, description="features per page")] = None
+    limit: Annotated[
+        int, limit_query("features per page (default: KERBSIDE_MAP_DEFAULT_FEATURES)")
+    ] = Settings.model_fields["map_default_features"].default
     cursor: Annotated[str | None, Query(description="from a `next` link", max_length=40)] = None
     service: ServiceParam = None
     status: StatusParam = None
@@ -173,10 +176,10 @@ class TicketsQuery(QueryModel):
     response_class=Response,
     summary="Tickets as a GeoJSON FeatureCollection (filters, keyset pages)",
     description=(
-        "RFC 7946 GeoJSON built by the database. Filters combine with AND. `bbox` is required "
-        "when there are more tickets than `KERBSIDE_MAP_BBOX_OPTIONAL_BELOW` and may cover at "
-        "most `KERBSIDE_MAP_MAX_BBOX_KM2` (else 400). Pages are in a stable order; follow the "
-        "`next` link until there is none. Staff (bearer token or API key) see their "
+        "RFC 7946 GeoJSON built by the database. Filters combine with AND. `bbox` (any size) "
+        "is required when there are more tickets than `KERBSIDE_MAP_BBOX_OPTIONAL_BELOW`. "
+        "Pages of at most `limit` features are in a stable order; follow the `next` link "
+        "until there is none. Staff (bearer token or API key) see their "
         "jurisdiction's internal fields and exact locations; the public sees locations of "
         "sensitive services snapped to the service's grid. ETag / If-None-Match, gzip."
     ),
@@ -204,13 +207,15 @@ async def _tickets_page(
     settings = _settings(request)
     view = service.view_of(principal)
     filters = await layer_filters(query.service, query.status, query.area, query.jurisdiction)
-    filters.bbox = bbox_of(query.bbox, max_km2=settings.map_max_bbox_km2)
+    # Any bbox (a whole city in QGIS or GDAL): the page size bounds the answer.
+    filters.bbox = bbox_of(query.bbox, max_km2=None)
     filters.has_photo = query.has_photo
     time_filters(
         filters, query.created_since, query.created_until, query.updated_since, query.updated_until
     )
     chosen = _properties(query.properties, view)
-    page_size = min(query.limit or settings.map_default_features, settings.map_max_features)
+    limit = query.limit if "limit" in query.model_fields_set else settings.map_default_features
+    page_size = min(limit, settings.map_max_features)
     after = _cursor(query.cursor)
     if filters.bbox is None:
         await _require_bbox(db, settings.map_bbox_optional_below)
