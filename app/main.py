@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app.auth.routes import router as auth_router
 from app.core.bodies import install_schemas
+from app.core.cors import OpenDataCORSMiddleware
 from app.core.errors import install_error_handlers
 from app.core.limits import BodySizeLimitMiddleware
 from app.core.logging import RequestContextMiddleware, configure_logging
@@ -92,6 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "ETag", "Location"],
         )
+    # Added after (so outside) the general CORS: open data answers any allowed origin first.
+    if settings.open_data_cors_origins:
+        app.add_middleware(OpenDataCORSMiddleware, origins=settings.open_data_cors_origins)
     app.add_middleware(RequestContextMiddleware)
     # Requests are matched against routes in this order: the busiest first (maps, intake,
     # work orders); maps also before tickets for /v1/tickets/clusters.

@@ -39,7 +39,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     public_base_url: str = "http://127.0.0.1:8000"
-    cors_origins: list[str] = []
+    cors_origins: list[str] = []  # every route, for the city's own web apps (docs/auth.md)
+    # Public reads (tiles, GeoJSON, OGC API, stats, public tickets), without credentials;
+    # ["*"]: any origin, []: none (app/core/cors.py).
+    open_data_cors_origins: list[str] = ["*"]
     max_request_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
 
     # Auth.
