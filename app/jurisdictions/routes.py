@@ -9,10 +9,13 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from app.auth.principal import CHECK_CREDENTIALS
 from app.core.errors import NotFound
 from app.db import SessionDep
 
-router = APIRouter(prefix="/v1/jurisdictions", tags=["jurisdictions"])
+router = APIRouter(
+    prefix="/v1/jurisdictions", tags=["jurisdictions"], dependencies=[CHECK_CREDENTIALS]
+)
 
 
 class JurisdictionOut(BaseModel):

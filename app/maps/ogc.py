@@ -15,6 +15,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from app.auth.principal import CHECK_CREDENTIALS
 from app.core.errors import NotFound
 from app.maps import service
 from app.maps.deps import OPTIONAL_AUTH, MapPrincipal, ReadDb
@@ -68,7 +69,12 @@ async def _json(request: Request, document: dict[str, Any]) -> Response:
     )
 
 
-@router.get("", summary="OGC API landing page", response_class=Response)
+@router.get(
+    "",
+    summary="OGC API landing page",
+    response_class=Response,
+    dependencies=[CHECK_CREDENTIALS],
+)
 async def landing(request: Request) -> Response:
     base = _base(request)
     settings: Settings = request.app.state.settings
@@ -114,7 +120,12 @@ async def landing(request: Request) -> Response:
     )
 
 
-@router.get("/conformance", summary="OGC API conformance classes", response_class=Response)
+@router.get(
+    "/conformance",
+    summary="OGC API conformance classes",
+    response_class=Response,
+    dependencies=[CHECK_CREDENTIALS],
+)
 async def conformance(request: Request) -> Response:
     return await _json(request, {"conformsTo": list(CONFORMANCE)})
 
@@ -160,7 +171,12 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@router.get("/collections", summary="The feature collections", response_class=Response)
+@router.get(
+    "/collections",
+    summary="The feature collections",
+    response_class=Response,
+    dependencies=[CHECK_CREDENTIALS],
+)
 async def collections(request: Request, db: ReadDb) -> Response:
     base = _base(request)
     return await _json(
@@ -178,7 +194,10 @@ def _only_tickets(collection_id: str) -> None:
 
 
 @router.get(
-    "/collections/{collection_id}", summary="One feature collection", response_class=Response
+    "/collections/{collection_id}",
+    summary="One feature collection",
+    response_class=Response,
+    dependencies=[CHECK_CREDENTIALS],
 )
 async def collection(collection_id: str, request: Request, db: ReadDb) -> Response:
     _only_tickets(collection_id)

@@ -15,7 +15,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from pydantic import AwareDatetime
 
-from app.auth.principal import Principal
+from app.auth.principal import CHECK_CREDENTIALS, Principal
 from app.core.errors import NotFound
 from app.core.query import QueryModel, query_openapi, query_parser
 from app.db import read_db
@@ -346,6 +346,7 @@ async def vector_tile(
 
 @router.get(
     "/v1/tiles.json",
+    dependencies=[CHECK_CREDENTIALS],
     summary="TileJSON 3.0 for the ticket tiles",
     response_class=Response,
     responses={200: {"content": {"application/json": {}}}},
@@ -419,6 +420,7 @@ async def tilejson(
 
 @router.get(
     "/v1/areas.geojson",
+    dependencies=[CHECK_CREDENTIALS],
     response_class=Response,
     summary="Areas (districts) as GeoJSON outlines, simplified to about 10 m",
     responses={200: {"content": {GEOJSON: {}}}},
@@ -432,6 +434,7 @@ async def areas_geojson(
 
 @router.get(
     "/v1/stats",
+    dependencies=[CHECK_CREDENTIALS],
     response_class=Response,
     summary="Transparency figures: counts, medians, service levels, weekly trend",
     description=(
@@ -518,6 +521,7 @@ _EXPORT_DESCRIPTION = (
 
 @router.get(
     "/v1/export/tickets.csv",
+    dependencies=[CHECK_CREDENTIALS],
     response_class=StreamingResponse,
     summary="Bulk export: all public tickets as CSV",
     description=_EXPORT_DESCRIPTION,
@@ -538,6 +542,7 @@ async def export_csv(
 
 @router.get(
     "/v1/export/tickets.geojson",
+    dependencies=[CHECK_CREDENTIALS],
     response_class=StreamingResponse,
     summary="Bulk export: all public tickets as one GeoJSON FeatureCollection",
     description=_EXPORT_DESCRIPTION,

@@ -13,13 +13,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy import text
 
+from app.auth.principal import CHECK_CREDENTIALS
 from app.core.errors import NotFound
 from app.db import SessionDep
 from app.media.models import PhotoStatus
 from app.media.service import PhotoFailed, PhotoPipeline, PhotoStillProcessing
 from app.media.storage import PhotoNotFound
 
-router = APIRouter(prefix="/v1/photos", tags=["photos"])
+router = APIRouter(prefix="/v1/photos", tags=["photos"], dependencies=[CHECK_CREDENTIALS])
 
 _PHOTO = text(
     "SELECT storage_key, thumbnail_key, content_type, sha256, status FROM photo"
