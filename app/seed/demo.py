@@ -7,7 +7,6 @@ in the README; they are refused in production (``kerbside serve`` never seeds th
 from __future__ import annotations
 
 import random
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from app.auth.models import Role, User
 from app.crews.models import AssignmentRule, Crew, crew_area
 from app.jurisdictions.models import Area, Jurisdiction, Service
+from app.seed.progress import Progress
 from app.settings import to_sqlalchemy_url
 from geo.city import make_city
 
@@ -282,6 +282,7 @@ async def _sample_tickets(
     rng = random.Random(2026)
     now = datetime.now(UTC)
     catalog = Catalog()
+    shown = Progress("kerbside: demo reports", count) if progress else None
     points = city.random_points(count, seed=11)
     # Oldest first, so clustering windows see reports in the order they happened.
     times = sorted(now - timedelta(minutes=rng.randint(10, 90 * 24 * 60)) for _ in points)
@@ -298,9 +299,7 @@ async def _sample_tickets(
             now=now,
             rng=rng,
         )
-        if progress and (i % 50 == 0 or i == count):
-            print(f"\rkerbside: demo reports {i}/{count}", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
+        if shown and (i % 50 == 0 or i == count):
+            shown.step(i)
     tickets = await session.execute(text("SELECT count(*) FROM ticket"))
     return int(tickets.scalar_one())
