@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     map_cache_max_age_seconds: int = Field(default=60, ge=0)  # Cache-Control of tiles, stats
     map_stats_cache_seconds: float = Field(default=60.0, ge=0)
     map_export_batch_rows: int = Field(default=1_000, ge=100, le=100_000)
+    # The dashboard's basemap: a MapLibre style URL (a city's own tile server, a hosted
+    # style); unset: a plain background, nothing loaded from elsewhere.
+    map_basemap_style_url: str | None = None
 
     # Work orders: every filter is bounded, so one request never scans the whole city.
     workorders_page_size: int = Field(default=50, ge=1, le=1000)

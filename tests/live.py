@@ -116,6 +116,10 @@ class Browser:
     def load(self, url: str, ready: str, timeout: float = 90) -> None:
         """Navigate, then wait until the JavaScript expression ``ready`` is true."""
         self.call("Page.navigate", url=url)
+        self.load_wait(ready, timeout)
+
+    def load_wait(self, ready: str, timeout: float = 90) -> None:
+        """Wait, on the page already loaded, until ``ready`` is true."""
         deadline = time.monotonic() + timeout
         while not self.evaluate(ready):
             if time.monotonic() > deadline:

@@ -569,6 +569,17 @@ async def dashboard() -> FileResponse:
     return FileResponse(STATIC_DIR / "dashboard.html", media_type="text/html")
 
 
+@router.get("/maps/config.json", include_in_schema=False)
+async def dashboard_config(request: Request) -> Response:
+    """What the dashboard page reads before drawing: the deployment's basemap style."""
+    settings = _settings(request)
+    return Response(
+        orjson.dumps({"basemap_style_url": settings.map_basemap_style_url}),
+        media_type="application/json",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
 @router.get("/maps/static/{name}", include_in_schema=False)
 async def dashboard_file(name: str) -> FileResponse:
     found = STATIC_FILES.get(name)
