@@ -111,7 +111,8 @@ class Browser:
                 return result
 
     def evaluate(self, expression: str) -> Any:
-        return self.call("Runtime.evaluate", expression=expression)["result"].get("value")
+        answer = self.call("Runtime.evaluate", expression=expression, awaitPromise=True)
+        return answer["result"].get("value")
 
     def load(self, url: str, ready: str, timeout: float = 90) -> None:
         """Navigate, then wait until the JavaScript expression ``ready`` is true."""
