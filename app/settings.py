@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     database_max_overflow: int = Field(default=10, ge=0, le=200)
     database_statement_timeout_ms: int = Field(default=15_000, ge=0)
     database_pre_ping: bool = False
+    # Behind PgBouncer (or another pooler) in transaction mode: no server-side prepared
+    # statements and no session options in the startup packet (docs/scaling.md).
+    database_transaction_pooler: bool = False
 
     # Embedded cluster (used only when database_url is unset).
     embedded_dir: Path = PROJECT_ROOT / ".kerbside"
