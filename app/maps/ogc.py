@@ -46,7 +46,7 @@ OPENAPI = "application/vnd.oai.openapi+json;version=3.1"  # FastAPI writes 3.1
 # same document for them (they read it as plain JSON, which it is).
 OPENAPI_FOR_3_0_CLIENTS = "application/vnd.oai.openapi+json;version=3.0"
 MAX_OFFSET = 100_000
-# GDAL and QGIS page by the document's maximum; OWSLib and browsers get a useful page.
+# Clients that read the document's `maximum` page by it; a plain request gets a useful page.
 DEFAULT_LIMIT = 1_000
 
 
