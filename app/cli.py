@@ -154,7 +154,8 @@ def cmd_db(args: argparse.Namespace) -> None:
         cluster.stop()
         print("kerbside: embedded database stopped", file=sys.stderr)
     elif args.action == "status":
-        print("running" if cluster.is_running() else "stopped")
+        state = "running" if cluster.is_running() else "stopped"
+        print(f"{state} {cluster.datadir}")  # where it lives (as root it may move, README)
 
 
 def _handle_sigterm(*_: Any) -> None:
@@ -180,7 +181,13 @@ EXTRA_COMMANDS: list[Callable[[Any], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kerbside", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="kerbside",
+        # Plain text: argparse prints it as it is (the module docstring is reStructuredText).
+        description="Kerbside, civic issue reporting: run the API and its jobs, manage the "
+        "database, demo data, accounts, API keys and imports. "
+        "`kerbside COMMAND --help` tells more.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP API (embedded database unless configured)")

@@ -58,11 +58,31 @@ def make_engine(
         pool_recycle=1800,
         # JIT compiles for queries it guesses are long; ours are short and its guesses cost
         # tens of milliseconds each (measured on the work-order searches at 1M tickets).
-        connect_args={
-            "options": _session_options(settings, parallel_query=parallel_query),
-            "application_name": "kerbside",
-        },
+        connect_args=_connect_args(settings, parallel_query=parallel_query),
     )
+
+
+def _connect_args(settings: Settings, *, parallel_query: bool) -> dict[str, Any]:
+    """What every connection is opened with.
+
+    Behind a transaction-mode pooler a client's statements run on whichever server
+    connection is free: a statement prepared on one is missing on the next (or its name is
+    taken), and the pooler may refuse the ``options`` startup parameter (PgBouncer 1.18
+    does). There, nothing is prepared (``prepare_threshold=None``; ``prepare_flag``) and the
+    session settings come from the role instead (``ALTER ROLE ... SET``, docs/scaling.md).
+    """
+    if settings.database_transaction_pooler:
+        return {"application_name": "kerbside", "prepare_threshold": None}
+    return {
+        "options": _session_options(settings, parallel_query=parallel_query),
+        "application_name": "kerbside",
+    }
+
+
+def prepare_flag(connection: psycopg.AsyncConnection[Any]) -> bool | None:
+    """``prepare=`` for a hot statement: prepared on the server (True), or left to the
+    connection (None), which prepares nothing when opened for a transaction-mode pooler."""
+    return None if connection.prepare_threshold is None else True
 
 
 def _session_options(settings: Settings, *, parallel_query: bool) -> str:
@@ -91,11 +111,7 @@ def make_read_pool(settings: Settings) -> AsyncConnectionPool[ReadConnection]:
         to_libpq_url(settings.async_database_url),
         min_size=1,
         max_size=settings.database_pool_size + settings.database_max_overflow,
-        kwargs={
-            "autocommit": True,
-            "options": _session_options(settings, parallel_query=False),
-            "application_name": "kerbside",
-        },
+        kwargs={"autocommit": True, **_connect_args(settings, parallel_query=False)},
         check=AsyncConnectionPool.check_connection if settings.database_pre_ping else None,
         open=False,
         name="kerbside-read",
@@ -207,7 +223,8 @@ class HotStatement:
     For the few statements on the hottest path (report intake): it skips SQLAlchemy's
     execution layers (about a sixth of intake's CPU in a profile) but stays inside the
     session's transaction, so commits and rollbacks are unchanged. Parameters are named
-    ``:name`` as in ``text()``; the statement is prepared on the server once per connection.
+    ``:name`` as in ``text()``; the statement is prepared on the server once per connection
+    (unless the connection is for a transaction-mode pooler: ``prepare_flag``).
     """
 
     def __init__(self, sql: str) -> None:
@@ -220,7 +237,7 @@ class HotStatement:
         transaction) or on a psycopg connection (``make_read_pool``'s)."""
         driver = await driver_of(db)
         async with driver.cursor(row_factory=namedtuple_row) as cursor:
-            await cursor.execute(self.sql, params, prepare=True)
+            await cursor.execute(self.sql, params, prepare=prepare_flag(driver))
             return await cursor.fetchone() if cursor.description is not None else None
 
 

@@ -9,15 +9,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from app.auth.principal import CHECK_CREDENTIALS
 from app.auth.routes import router as auth_router
 from app.contacts.routes import router as contacts_router
 from app.core.bodies import install_schemas
+from app.core.cors import OpenDataCORSMiddleware
 from app.core.errors import install_error_handlers
 from app.core.limits import BodySizeLimitMiddleware
 from app.core.logging import RequestContextMiddleware, configure_logging
 from app.crews.routes import router as crews_router
 from app.db import make_engine, make_read_pool, make_read_sessionmaker, make_sessionmaker
 from app.health.routes import router as health_router
+from app.home.routes import router as home_router
 from app.imports.routes import router as imports_router
 from app.jurisdictions.catalog import Catalog
 from app.jurisdictions.routes import router as jurisdictions_router
@@ -73,6 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=API_DESCRIPTION,
         lifespan=lifespan,
         license_info={"name": "AGPL-3.0-or-later"},
+        # Served by app.home from vendored files, so they work without internet.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.catalog = Catalog()
@@ -87,22 +93,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["X-Request-ID", "ETag", "Location"],
         )
+    # Added after (so outside) the general CORS: open data answers any allowed origin first.
+    if settings.open_data_cors_origins:
+        app.add_middleware(OpenDataCORSMiddleware, origins=settings.open_data_cors_origins)
     app.add_middleware(RequestContextMiddleware)
     # Requests are matched against routes in this order: the busiest first (maps, intake,
     # work orders); maps also before tickets for /v1/tickets/clusters.
     app.include_router(maps_router)
     app.include_router(reports_router)
-    app.include_router(contacts_router)
+    app.include_router(contacts_router, dependencies=[CHECK_CREDENTIALS])
     app.include_router(workorders_router)
     app.include_router(health_router)
     app.include_router(auth_router)
-    app.include_router(jurisdictions_router)
+    # Public routers of domains below auth: wrong credentials are still a 401 there.
+    app.include_router(jurisdictions_router, dependencies=[CHECK_CREDENTIALS])
     app.include_router(imports_router)
     app.include_router(tickets_router)
     app.include_router(workflow_router)
     app.include_router(templates_router)
-    app.include_router(photos_router)
+    app.include_router(photos_router, dependencies=[CHECK_CREDENTIALS])
     app.include_router(crews_router)
+    app.include_router(home_router)
     install_schemas(app)
     return app
 

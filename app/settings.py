@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     database_max_overflow: int = Field(default=10, ge=0, le=200)
     database_statement_timeout_ms: int = Field(default=15_000, ge=0)
     database_pre_ping: bool = False
+    # Behind PgBouncer (or another pooler) in transaction mode: no server-side prepared
+    # statements and no session options in the startup packet (docs/scaling.md).
+    database_transaction_pooler: bool = False
 
     # Embedded cluster (used only when database_url is unset).
     embedded_dir: Path = PROJECT_ROOT / ".kerbside"
@@ -39,7 +42,10 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     public_base_url: str = "http://127.0.0.1:8000"
-    cors_origins: list[str] = []
+    cors_origins: list[str] = []  # every route, for the city's own web apps (docs/auth.md)
+    # Public reads (tiles, GeoJSON, OGC API, stats, public tickets), without credentials;
+    # ["*"]: any origin, []: none (app/core/cors.py).
+    open_data_cors_origins: list[str] = ["*"]
     max_request_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
 
     # Auth.
@@ -91,7 +97,8 @@ class Settings(BaseSettings):
     rate_limit_reports_per_minute: int = Field(default=60, ge=0)
 
     # Maps and open data (docs/maps.md).
-    map_max_bbox_km2: float = Field(default=25.0, gt=0)  # largest bbox of a feature request
+    # Largest bbox of clusters counted live (zoom >= 15); feature pages take any bbox.
+    map_max_bbox_km2: float = Field(default=25.0, gt=0)
     map_bbox_optional_below: int = Field(default=10_000, ge=0)  # tickets; above: bbox required
     map_max_features: int = Field(default=10_000, ge=1, le=100_000)  # one page at most
     map_default_features: int = Field(default=1_000, ge=1, le=100_000)
@@ -101,6 +108,9 @@ class Settings(BaseSettings):
     map_cache_max_age_seconds: int = Field(default=60, ge=0)  # Cache-Control of tiles, stats
     map_stats_cache_seconds: float = Field(default=60.0, ge=0)
     map_export_batch_rows: int = Field(default=1_000, ge=100, le=100_000)
+    # The dashboard's basemap: a MapLibre style URL (a city's own tile server, a hosted
+    # style); unset: a plain background, nothing loaded from elsewhere.
+    map_basemap_style_url: str | None = None
 
     # Work orders: every filter is bounded, so one request never scans the whole city.
     workorders_page_size: int = Field(default=50, ge=1, le=1000)

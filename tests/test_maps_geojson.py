@@ -159,19 +159,24 @@ async def test_the_route_checks_its_own_inputs(
     assert (await get(client, bbox=NEAR)).status_code == 200
 
 
-async def test_too_large_bbox_is_a_400_problem(client: httpx.AsyncClient) -> None:
-    response = await get(client, bbox="-3,51,-2,52")  # ~7,700 km²
-    assert response.status_code == 400
-    assert response.headers["content-type"] == PROBLEM
-    problem = response.json()
-    assert problem["type"] == "https://kerbside.dev/problems/bbox-too-large"
-    assert problem["max_km2"] == 25.0
-    assert problem["area_km2"] > 7000
-    assert problem["errors"][0]["field"] == "bbox"
-    # Just under the limit is fine (5 km x 5 km is 25 km²; this box is a little smaller).
-    west, south = offset_lonlat(*CENTER, -2490, -2490)
-    east, north = offset_lonlat(*CENTER, 2490, 2490)
-    assert (await get(client, bbox=f"{west},{south},{east},{north}")).status_code == 200
+async def test_a_bbox_of_any_size_is_paged_not_refused(
+    client: httpx.AsyncClient, db: AsyncSession, city: Jurisdiction, pothole: Service
+) -> None:
+    """A whole region (GDAL's -spat, QGIS's extent) gets pages of `limit`, never a 400."""
+    made = [
+        await add_ticket(db, city, pothole, *offset_lonlat(*CENTER, i * 40, 0)) for i in range(3)
+    ]
+    wide = "-3,51,-2,52"  # ~7,700 km²
+    first = await get(client, bbox=wide, limit=2)
+    assert first.status_code == 200, first.text
+    assert refs(first) == [t.reference for t in made[:2]]
+    (following,) = [link["href"] for link in first.json()["links"] if link["rel"] == "next"]
+    rest = await client.get(urlsplit(following)._replace(scheme="", netloc="").geturl())
+    assert refs(rest) == [made[2].reference]
+    everything = await get(client, bbox="-180,-90,180,90")
+    assert sorted(refs(everything)) == sorted(t.reference for t in made)
+    # A limit above the maximum is served as the maximum.
+    assert (await get(client, bbox=wide, limit=10**9)).status_code == 200
 
 
 async def test_bbox_required_only_above_the_size(

@@ -174,6 +174,7 @@ def test_unknown_collection_and_feature_are_404(live: Live) -> None:
 # -- the dashboard in headless Chromium ----------------------------------------------------------
 
 TICKET_RGB = (0xD1, 0x49, 0x5B)  # dashboard.js TICKET_COLOUR
+CLUSTER_RGB = (0x3B, 0x5B, 0xA5)  # dashboard.js CLUSTER_COLOUR
 BACKGROUND_RGB = (0xF4, 0xF1, 0xEA)
 
 
@@ -287,7 +288,7 @@ def test_dashboard_renders_tickets(live: Live, tmp_path: Path) -> None:
     image = Image.open(shot).convert("RGB")
     map_width = image.width - 300  # the stats panel is 300 px wide on the right
     pixels = [image.getpixel((x, y)) for x in range(map_width) for y in range(image.height)]
-    ticket_pixels = sum(1 for p in pixels if _near(p, TICKET_RGB))
+    ticket_pixels = sum(1 for p in pixels if _near(p, TICKET_RGB) or _near(p, CLUSTER_RGB))
     background = sum(1 for p in pixels if _near(p, BACKGROUND_RGB, 6))
     assert background > len(pixels) * 0.2, "the plain background is missing"
     assert ticket_pixels > 150, f"only {ticket_pixels} ticket-coloured pixels"

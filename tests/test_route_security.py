@@ -51,6 +51,12 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/v1/ogc/collections/{collection_id}/items/{feature_id}"): "OGC API - Features",
     ("GET", "/maps"): "the public dashboard page",
     ("GET", "/maps/static/{name}"): "its bundled scripts and styles",
+    ("GET", "/maps/config.json"): "its settings (the basemap style)",
+    ("GET", "/"): "the landing page",
+    ("GET", "/docs"): "API documentation",
+    ("GET", "/docs/oauth2-redirect"): "Swagger UI's sign-in return page",
+    ("GET", "/redoc"): "API documentation",
+    ("GET", "/static/docs/{name}"): "the documentation's bundled scripts and styles",
 }
 # fastapi-users' own routers guard themselves (sign-up and sign-in are open by nature).
 FASTAPI_USERS = re.compile(r"^/v1/(auth|users)/")

@@ -154,6 +154,22 @@ async def principal_of(
         return await resolve_principal(session, request.app.state.settings, token, api_key)
 
 
+async def refuse_wrong_credentials(request: Request) -> None:
+    """For public routes whose answer is the same for everyone: credentials are not needed,
+    but wrong or expired ones still get 401, as on every other route (docs/auth.md), so a
+    client learns its token is stale. Anonymous requests pay nothing."""
+    headers = request.headers
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    bearer = token.strip() if scheme.lower() == "bearer" else None
+    key = headers.get("x-api-key") or request.query_params.get("api_key")
+    if bearer or key:
+        await principal_of(request, bearer, key)
+
+
+# As a route's or router's ``dependencies=[CHECK_CREDENTIALS]``.
+CHECK_CREDENTIALS = Depends(refuse_wrong_credentials)
+
+
 async def get_current_principal(
     principal: Annotated[Principal | None, Depends(get_optional_principal)],
 ) -> Principal:

@@ -38,14 +38,15 @@ _TYPES: dict[str, Format] = {
     "application/json": "geojson",
 }
 
+# The document lists one media type per kind of body, so generated clients get one model
+# each (openapi-python-client made two identical JSON models, and has no text/csv body). The
+# route also takes a raw `text/csv` or `application/json` body; the description says so.
 _IMPORT_BODY = {
     "required": True,
     "content": {
-        "text/csv": {"schema": {"type": "string", "description": "CSV with a header row"}},
         "application/geo+json": {
             "schema": {"type": "object", "description": "A FeatureCollection of Points"}
         },
-        "application/json": {"schema": {"type": "object", "description": "As geo+json"}},
         "multipart/form-data": {
             "schema": {
                 "type": "object",
@@ -77,7 +78,9 @@ _PROBLEM: dict[str, Any] = {"application/problem+json": {}}
         f"repeated safely. At most {MAX_IMPORT_BYTES // 2**20} MiB and {MAX_IMPORT_ROWS:,} "
         "rows; larger files: `kerbside import FILE --jurisdiction SLUG`. Columns, time zones "
         "and limits: docs/import.md. Bad rows are counted with their line and reason; the "
-        "others are imported (committed every 500 rows)."
+        "others are imported (committed every 500 rows). Send the file as multipart "
+        "(`file`), or as the raw body: `application/geo+json` (or `application/json`), or "
+        "`text/csv` (or `application/csv`)."
     ),
     openapi_extra={"requestBody": _IMPORT_BODY},
     responses={

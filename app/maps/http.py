@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Query, Request
 from fastapi.responses import Response
@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.core.errors import BadRequest, InvalidInput
 from app.maps.queries import Filters
+from app.settings import Settings
 from app.tickets.models import TicketStatus
 from geo.bbox import BBox, BBoxError, parse_bbox
 
@@ -50,19 +51,21 @@ def split_list(value: str | None, field: str) -> list[str]:
     return items
 
 
-def bbox_of(value: str | None, *, max_km2: float, field: str = "bbox") -> BBox | None:
+def bbox_of(value: str | None, *, max_km2: float | None, field: str = "bbox") -> BBox | None:
+    """The parsed bbox; ``max_km2`` None: any size (the answer is then bounded by its page)."""
     if value is None:
         return None
     try:
         bbox = parse_bbox(value)
     except BBoxError as exc:
         raise invalid(field, str(exc), "bbox") from None
+    if max_km2 is None:
+        return bbox
     area = bbox.area_km2()
     if area > max_km2:
         raise BBoxTooLarge(
             f"The bbox covers {area:,.1f} km²; at most {max_km2:,.1f} km² is served here. Zoom "
-            "in, use /v1/tickets/clusters or the vector tiles for wide views, or the bulk "
-            "export for everything",
+            "in, or use the vector tiles or /v1/tickets.geojson (paged) for wide views",
             errors=[
                 {
                     "field": field,
@@ -107,6 +110,20 @@ AreaParam = Annotated[
     str | None, Query(description="area (district) codes, comma-separated", max_length=2000)
 ]
 JurisdictionParam = Annotated[str | None, Query(description="jurisdiction slug", max_length=100)]
+
+
+def limit_query(description: str) -> Any:
+    """``limit``'s Query with its maximum in the OpenAPI document, where GDAL and QGIS read
+    their page size. The maximum is the default of ``KERBSIDE_MAP_MAX_FEATURES``; a larger
+    value is served as the maximum, not refused (OGC API - Features 7.15.3)."""
+    maximum = Settings.model_fields["map_max_features"].default
+    return Query(
+        ge=1,
+        description=f"{description}; at most KERBSIDE_MAP_MAX_FEATURES ({maximum:,} by default)",
+        json_schema_extra={"maximum": maximum},
+    )
+
+
 SinceParam = Annotated[AwareDatetime | None, Query(description="included (ISO 8601 with zone)")]
 UntilParam = Annotated[AwareDatetime | None, Query(description="excluded (ISO 8601 with zone)")]
 

@@ -15,11 +15,20 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from app.auth.principal import CHECK_CREDENTIALS
 from app.core.errors import NotFound
 from app.db import ReadConnection, ReadDbDep
 from app.maps import service
 from app.maps.deps import OPTIONAL_AUTH, MapPrincipal
-from app.maps.http import GEOJSON, BBoxParam, bbox_of, invalid, layer_filters, send
+from app.maps.http import (
+    GEOJSON,
+    BBoxParam,
+    bbox_of,
+    invalid,
+    layer_filters,
+    limit_query,
+    send,
+)
 from app.maps.queries import Filters
 from app.maps.service import MapState
 from app.settings import Settings
@@ -33,9 +42,13 @@ CONFORMANCE = (
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
 )
 JSON = "application/json"
-OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
+OPENAPI = "application/vnd.oai.openapi+json;version=3.1"  # FastAPI writes 3.1
+# OWSLib (0.35) and GDAL (3.6) look only for a 3.0 service-desc; the second link names the
+# same document for them (they read it as plain JSON, which it is).
+OPENAPI_FOR_3_0_CLIENTS = "application/vnd.oai.openapi+json;version=3.0"
 MAX_OFFSET = 100_000
-DEFAULT_LIMIT = 10
+# Clients that read the document's `maximum` page by it; a plain request gets a useful page.
+DEFAULT_LIMIT = 1_000
 
 
 def _base(request: Request) -> str:
@@ -57,7 +70,12 @@ async def _json(request: Request, document: dict[str, Any]) -> Response:
     )
 
 
-@router.get("", summary="OGC API landing page", response_class=Response)
+@router.get(
+    "",
+    summary="OGC API landing page",
+    response_class=Response,
+    dependencies=[CHECK_CREDENTIALS],
+)
 async def landing(request: Request) -> Response:
     base = _base(request)
     settings: Settings = request.app.state.settings
@@ -71,8 +89,20 @@ async def landing(request: Request) -> Response:
                 {
                     "rel": "service-desc",
                     "type": OPENAPI,
-                    "title": "The API definition",
+                    "title": "The API definition (OpenAPI 3.1)",
                     "href": settings.public_base_url + "/openapi.json",
+                },
+                {
+                    "rel": "service-desc",
+                    "type": OPENAPI_FOR_3_0_CLIENTS,
+                    "title": "The same definition, for clients that ask for 3.0 (it is 3.1)",
+                    "href": settings.public_base_url + "/openapi.json",
+                },
+                {
+                    "rel": "service-doc",
+                    "type": "text/html",
+                    "title": "The API documentation",
+                    "href": settings.public_base_url + "/docs",
                 },
                 {
                     "rel": "conformance",
@@ -91,7 +121,12 @@ async def landing(request: Request) -> Response:
     )
 
 
-@router.get("/conformance", summary="OGC API conformance classes", response_class=Response)
+@router.get(
+    "/conformance",
+    summary="OGC API conformance classes",
+    response_class=Response,
+    dependencies=[CHECK_CREDENTIALS],
+)
 async def conformance(request: Request) -> Response:
     return await _json(request, {"conformsTo": list(CONFORMANCE)})
 
@@ -137,7 +172,12 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@router.get("/collections", summary="The feature collections", response_class=Response)
+@router.get(
+    "/collections",
+    summary="The feature collections",
+    response_class=Response,
+    dependencies=[CHECK_CREDENTIALS],
+)
 async def collections(request: Request, db: ReadDbDep) -> Response:
     base = _base(request)
     return await _json(
@@ -155,7 +195,10 @@ def _only_tickets(collection_id: str) -> None:
 
 
 @router.get(
-    "/collections/{collection_id}", summary="One feature collection", response_class=Response
+    "/collections/{collection_id}",
+    summary="One feature collection",
+    response_class=Response,
+    dependencies=[CHECK_CREDENTIALS],
 )
 async def collection(collection_id: str, request: Request, db: ReadDbDep) -> Response:
     _only_tickets(collection_id)
@@ -193,9 +236,11 @@ def parse_datetime(value: str) -> tuple[datetime | None, datetime | None]:
     openapi_extra=OPTIONAL_AUTH,
     summary="Tickets of the collection (GeoJSON)",
     description=(
-        "`bbox`, `datetime` (first reported: an instant or a closed interval, `..` for an open "
-        "end), `limit` (default 10), then follow the `next` link (or use `offset`). Also takes "
-        "the filters of /v1/tickets.geojson: `service`, `status`, `area`, `jurisdiction`."
+        "`bbox` (any size: a whole city pages through `limit` at a time), `datetime` (first "
+        "reported: an instant or a closed interval, `..` for an open end), `limit` (default "
+        "1,000; more than the maximum is served as the maximum), then follow the `next` link "
+        "(or use `offset`). Also takes the filters of /v1/tickets.geojson: `service`, "
+        "`status`, `area`, `jurisdiction`."
     ),
     response_class=Response,
     responses={200: {"content": {GEOJSON: {}}}},
@@ -208,18 +253,18 @@ async def items(
     filters: Annotated[Filters, Depends(layer_filters)],
     bbox: BBoxParam = None,
     datetime_: Annotated[str | None, Query(alias="datetime", max_length=100)] = None,
-    limit: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, limit_query("features per page")] = DEFAULT_LIMIT,
     offset: Annotated[int | None, Query(ge=0, le=MAX_OFFSET)] = None,
     cursor: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
     _only_tickets(collection_id)
     settings: Settings = request.app.state.settings
     view = service.view_of(principal)
-    filters.bbox = bbox_of(bbox, max_km2=settings.map_max_bbox_km2)
+    filters.bbox = bbox_of(bbox, max_km2=None)  # bounded by the page, not the area
     if datetime_ is not None:
         filters.created_since, filters.created_until = parse_datetime(datetime_)
         filters.created_until_inclusive = True
-    page_size = min(limit or DEFAULT_LIMIT, settings.map_max_features)
+    page_size = min(limit, settings.map_max_features)
     after: int | None = None
     if cursor is not None:
         if not cursor.isdigit() or len(cursor) > 19:

@@ -511,9 +511,12 @@ def clusters_mvt_sql(cells: str) -> str:
 
 # -- districts --------------------------------------------------------------------------------
 
+# RFC 7946 3.1.6: exterior rings counterclockwise, holes clockwise (PostGIS keeps whatever
+# order the polygons were stored in).
 AREAS_SQL = (
     'SELECT coalesce(string_agg(\'{"type":"Feature","id":\' || a.id'
-    " || ',\"geometry\":' || ST_AsGeoJSON(ST_SimplifyPreserveTopology(a.geom, 0.0001), 6)"
+    " || ',\"geometry\":'"
+    " || ST_AsGeoJSON(ST_ForcePolygonCCW(ST_SimplifyPreserveTopology(a.geom, 0.0001)), 6)"
     " || ',\"properties\":' || json_build_object('code', a.code, 'name', a.name,"
     " 'kind', a.kind, 'jurisdiction', j.slug)::text || '}', ',' ORDER BY a.id), '') AS features"
     " FROM area a JOIN jurisdiction j ON j.id = a.jurisdiction_id"

@@ -15,7 +15,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
 from pydantic import AwareDatetime
 
-from app.auth.principal import Principal
+from app.auth.principal import CHECK_CREDENTIALS, Principal
 from app.core.errors import NotFound
 from app.core.query import QueryModel, query_openapi, query_parser
 from app.db import ReadConnection, ReadDbDep, read_db
@@ -42,6 +42,7 @@ from app.maps.http import (
     gzip_stream,
     invalid,
     layer_filters,
+    limit_query,
     send,
     split_list,
     time_filters,
@@ -157,7 +158,9 @@ class TicketsQuery(QueryModel):
             max_length=2000,
         ),
     ] = None
-    limit: Annotated[int | None, Query(ge=1, description="features per page")] = None
+    limit: Annotated[
+        int, limit_query("features per page (default: KERBSIDE_MAP_DEFAULT_FEATURES)")
+    ] = Settings.model_fields["map_default_features"].default
     cursor: Annotated[str | None, Query(description="from a `next` link", max_length=40)] = None
     service: ServiceParam = None
     status: StatusParam = None
@@ -171,10 +174,10 @@ class TicketsQuery(QueryModel):
     response_class=Response,
     summary="Tickets as a GeoJSON FeatureCollection (filters, keyset pages)",
     description=(
-        "RFC 7946 GeoJSON built by the database. Filters combine with AND. `bbox` is required "
-        "when there are more tickets than `KERBSIDE_MAP_BBOX_OPTIONAL_BELOW` and may cover at "
-        "most `KERBSIDE_MAP_MAX_BBOX_KM2` (else 400). Pages are in a stable order; follow the "
-        "`next` link until there is none. Staff (bearer token or API key) see their "
+        "RFC 7946 GeoJSON built by the database. Filters combine with AND. `bbox` (any size) "
+        "is required when there are more tickets than `KERBSIDE_MAP_BBOX_OPTIONAL_BELOW`. "
+        "Pages of at most `limit` features are in a stable order; follow the `next` link "
+        "until there is none. Staff (bearer token or API key) see their "
         "jurisdiction's internal fields and exact locations; the public sees locations of "
         "sensitive services snapped to the service's grid. ETag / If-None-Match, gzip."
     ),
@@ -202,13 +205,15 @@ async def _tickets_page(
     settings = _settings(request)
     view = service.view_of(principal)
     filters = await layer_filters(query.service, query.status, query.area, query.jurisdiction)
-    filters.bbox = bbox_of(query.bbox, max_km2=settings.map_max_bbox_km2)
+    # Any bbox (a whole city in QGIS or GDAL): the page size bounds the answer.
+    filters.bbox = bbox_of(query.bbox, max_km2=None)
     filters.has_photo = query.has_photo
     time_filters(
         filters, query.created_since, query.created_until, query.updated_since, query.updated_until
     )
     chosen = _properties(query.properties, view)
-    page_size = min(query.limit or settings.map_default_features, settings.map_max_features)
+    limit = query.limit if "limit" in query.model_fields_set else settings.map_default_features
+    page_size = min(limit, settings.map_max_features)
     after = _cursor(query.cursor)
     if filters.bbox is None:
         await _require_bbox(db, settings.map_bbox_optional_below)
@@ -335,6 +340,7 @@ async def vector_tile(
 
 @router.get(
     "/v1/tiles.json",
+    dependencies=[CHECK_CREDENTIALS],
     summary="TileJSON 3.0 for the ticket tiles",
     response_class=Response,
     responses={200: {"content": {"application/json": {}}}},
@@ -408,6 +414,7 @@ async def tilejson(
 
 @router.get(
     "/v1/areas.geojson",
+    dependencies=[CHECK_CREDENTIALS],
     response_class=Response,
     summary="Areas (districts) as GeoJSON outlines, simplified to about 10 m",
     responses={200: {"content": {GEOJSON: {}}}},
@@ -421,6 +428,7 @@ async def areas_geojson(
 
 @router.get(
     "/v1/stats",
+    dependencies=[CHECK_CREDENTIALS],
     response_class=Response,
     summary="Transparency figures: counts, medians, service levels, weekly trend",
     description=(
@@ -507,6 +515,7 @@ _EXPORT_DESCRIPTION = (
 
 @router.get(
     "/v1/export/tickets.csv",
+    dependencies=[CHECK_CREDENTIALS],
     response_class=StreamingResponse,
     summary="Bulk export: all public tickets as CSV",
     description=_EXPORT_DESCRIPTION,
@@ -527,6 +536,7 @@ async def export_csv(
 
 @router.get(
     "/v1/export/tickets.geojson",
+    dependencies=[CHECK_CREDENTIALS],
     response_class=StreamingResponse,
     summary="Bulk export: all public tickets as one GeoJSON FeatureCollection",
     description=_EXPORT_DESCRIPTION,
@@ -551,6 +561,17 @@ async def export_geojson(
 @router.get("/maps", include_in_schema=False, response_class=HTMLResponse)
 async def dashboard() -> FileResponse:
     return FileResponse(STATIC_DIR / "dashboard.html", media_type="text/html")
+
+
+@router.get("/maps/config.json", include_in_schema=False)
+async def dashboard_config(request: Request) -> Response:
+    """What the dashboard page reads before drawing: the deployment's basemap style."""
+    settings = _settings(request)
+    return Response(
+        orjson.dumps({"basemap_style_url": settings.map_basemap_style_url}),
+        media_type="application/json",
+        headers={"Cache-Control": "no-cache"},
+    )
 
 
 @router.get("/maps/static/{name}", include_in_schema=False)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import Role
 from app.auth.principal import Principal
-from app.db import HotStatement, ReadConnection, driver_of
+from app.db import HotStatement, ReadConnection, driver_of, prepare_flag
 from app.maps import queries
 from app.maps.queries import PUBLIC, Filters, View
 from geo.bbox import BBox
@@ -60,13 +60,13 @@ async def one(db: ReadConnection, sql: str, params: dict[str, Any]) -> Any:
     with no hex decoding on the way; text is decoded straight from UTF-8.
     """
     async with db.cursor(row_factory=namedtuple_row) as cursor:
-        await cursor.execute(statement(sql).sql, params, prepare=True, binary=True)
+        await cursor.execute(statement(sql).sql, params, prepare=prepare_flag(db), binary=True)
         return await cursor.fetchone()
 
 
 async def all_rows(db: ReadConnection, sql: str, params: dict[str, Any]) -> list[Any]:
     async with db.cursor() as cursor:
-        await cursor.execute(statement(sql).sql, params, prepare=True)
+        await cursor.execute(statement(sql).sql, params, prepare=prepare_flag(db))
         return await cursor.fetchall()
 
 

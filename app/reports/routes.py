@@ -79,8 +79,16 @@ def submitter_for(principal: Principal | None) -> Submitter:
     ),
     openapi_extra={"requestBody": _REPORT_BODY},
     responses={
-        200: {
-            "description": "A replay of an earlier identical request (Idempotent-Replayed: true)"
+        201: {
+            "description": "Filed; or a replay of the first answer to an earlier request with "
+            "the same idempotency key and body (header `Idempotent-Replayed: true`)",
+            "headers": {
+                "Location": {"description": "The report", "schema": {"type": "string"}},
+                "Idempotent-Replayed": {
+                    "description": "`true` on a replay",
+                    "schema": {"type": "string"},
+                },
+            },
         },
         413: {
             "description": "Body or photo too large",

@@ -24,6 +24,7 @@ from app.crews.models import Crew
 from app.db import driver_of
 from app.jurisdictions.models import Jurisdiction, Service
 from app.maps.service import refresh_grid
+from app.seed.progress import Progress
 from app.settings import to_sqlalchemy_url
 from geo.city import make_city
 
@@ -160,6 +161,7 @@ async def _sample_tickets(
     rng = random.Random(2026)
     now = datetime.now(UTC)
     catalog = Catalog()
+    shown = Progress("kerbside: demo reports", count) if progress else None
     points = city.random_points(count, seed=11)
     # Oldest first, so clustering windows see reports in the order they happened.
     times = sorted(now - timedelta(minutes=rng.randint(10, 90 * 24 * 60)) for _ in points)
@@ -176,9 +178,7 @@ async def _sample_tickets(
             now=now,
             rng=rng,
         )
-        if progress and (i % 50 == 0 or i == count):
-            print(f"\rkerbside: demo reports {i}/{count}", end="", file=sys.stderr, flush=True)
-    if progress:
-        print(file=sys.stderr)
+        if shown and (i % 50 == 0 or i == count):
+            shown.step(i)
     tickets = await session.execute(text("SELECT count(*) FROM ticket"))
     return int(tickets.scalar_one())

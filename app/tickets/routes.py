@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 
-from app.auth.principal import OptionalPrincipal
+from app.auth.principal import CHECK_CREDENTIALS, OptionalPrincipal
 from app.contacts.messages import queue_verifications
 from app.core.errors import InvalidInput
 from app.core.ratelimit import client_ip, rate_limit
@@ -24,6 +24,7 @@ MAX_NEARBY_RADIUS_M = 1000.0
 @router.get(
     "/nearby",
     response_model=list[NearbyTicket],
+    dependencies=[CHECK_CREDENTIALS],
     summary="Open tickets of a service near a point, nearest first",
     description=(
         'For the app\'s "already reported?" step before submitting: offer to support or follow '
@@ -87,6 +88,7 @@ async def nearby(
 @router.get(
     "/{reference}",
     response_model=TicketDetail,
+    dependencies=[CHECK_CREDENTIALS],
     summary="A ticket with its reports, photos and public timeline",
 )
 async def get_ticket(reference: str, request: Request, session: SessionDep) -> Any:

@@ -12,7 +12,7 @@ from app.media.schemas import PhotoRef
 from app.tickets.models import TicketStatus
 
 
-class AreaRef(BaseModel):
+class TicketArea(BaseModel):
     code: str
     name: str
 
@@ -23,7 +23,7 @@ class TicketSummary(BaseModel):
     service_code: str
     service_name: str
     location: dict[str, float] = Field(description="{lon, lat}")
-    area: AreaRef | None = None
+    area: TicketArea | None = None
     description: str | None = None
     report_count: int
     supporter_count: int
@@ -57,7 +57,7 @@ def summary_fields(
         "service_code": service_code,
         "service_name": service_name,
         "location": {"lon": row.lon, "lat": row.lat},
-        "area": AreaRef(code=row.area_code, name=row.area_name) if row.area_code else None,
+        "area": TicketArea(code=row.area_code, name=row.area_name) if row.area_code else None,
         "description": row.description,
         "report_count": row.report_count,
         "supporter_count": row.supporter_count,

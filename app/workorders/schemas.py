@@ -33,13 +33,13 @@ class Step(StrEnum):
     unable = "unable"
 
 
-class AreaRef(BaseModel):
+class WorkOrderArea(BaseModel):
     id: int
     code: str
     name: str
 
 
-class CrewRef(BaseModel):
+class WorkOrderCrew(BaseModel):
     id: int
     name: str
 
@@ -63,8 +63,8 @@ class WorkOrder(BaseModel):
     service_code: str
     service_name: str
     location: LonLat
-    area: AreaRef | None
-    crew: CrewRef | None
+    area: WorkOrderArea | None
+    crew: WorkOrderCrew | None
     description: str | None
     address: str | None
     report_count: int
