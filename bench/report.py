@@ -129,8 +129,8 @@ def results_table(results: dict[str, Any]) -> list[str]:
         "| --- | --- | --- | --: | --: | --: | --: | --: | --: | --- | --: | --- |",
     ]
     for e in results["workloads"]:
-        if e["kind"] == "sql":
-            continue  # its own table below
+        if e["kind"] in ("sql", "quality"):
+            continue  # their own tables below
         name = f"`{e['name']}`"
         if e["status"] != "ok":
             lines.append(
@@ -201,6 +201,32 @@ def explain_table(results: dict[str, Any]) -> list[str]:
             largest["extra"]["sample_plan"],
             "```",
         ]
+    return lines
+
+
+def quality_table(results: dict[str, Any]) -> list[str]:
+    """The duplicate rules' pairwise precision, recall and F1 (workload ``dedup_quality``)."""
+    entry = next((e for e in results["workloads"] if e["kind"] == "quality"), None)
+    if entry is None:
+        return []
+    if entry["status"] != "ok":
+        return [f"`{entry['name']}`: {entry['status']}: {entry.get('reason')}"]
+    x = entry["extra"]
+    lines = [
+        f"`{x['file']}`: {x['rows']:,} reports filed through the intake once per rule, "
+        f"window {x['window_hours']:g} h; {x['labelled_pairs']:,} labelled duplicate pairs "
+        f"({x['label_rule']}). `extra.f1` is `{x['headline_rule']}`'s.",
+        "",
+        "| rule | strategy | radius m | same street within m | tickets | predicted pairs "
+        "| precision | recall | F1 |",
+        "| --- | --- | --: | --: | --: | --: | --: | --: | --: |",
+    ]
+    for name, r in x["rules"].items():
+        lines.append(
+            f"| `{name}` | {r['strategy']} | {_fmt(r.get('radius_m'))} "
+            f"| {_fmt(r.get('street_within_m'))} | {r['tickets']:,} | {r['predicted_pairs']:,} "
+            f"| {_fmt(r.get('precision'), 3)} | {_fmt(r['recall'], 3)} | {_fmt(r['f1'], 3)} |"
+        )
     return lines
 
 
@@ -318,6 +344,9 @@ def render_markdown(results: dict[str, Any], charts: list[Path], markdown: Path)
         *explain_table(results),
         "",
     ]
+    quality = quality_table(results)
+    if quality:
+        lines += ["## Duplicate rules: clustering quality", "", *quality, ""]
     notes = details(results)
     if notes:
         lines += ["## Details", "", *notes, ""]
@@ -337,7 +366,7 @@ def render_markdown(results: dict[str, Any], charts: list[Path], markdown: Path)
 
 def _groups(results: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
     """One chart per measured workload, with what it is compared against beside it."""
-    by_name = {e["name"]: e for e in results["workloads"] if e["kind"] != "sql"}
+    by_name = {e["name"]: e for e in results["workloads"] if e["kind"] not in ("sql", "quality")}
     groups: list[tuple[str, list[dict[str, Any]]]] = []
     paired = set()
     for numerator, denominator, _ in RATIOS:
@@ -451,5 +480,13 @@ def render(results: dict[str, Any], *, markdown: Path, charts_dir: Path) -> list
 def summary_table(results: dict[str, Any]) -> str:
     """The results and ratio tables as plain text, for the terminal."""
     return "\n".join(
-        [*results_table(results), "", *ratio_table(results), "", *explain_table(results)]
+        [
+            *results_table(results),
+            "",
+            *ratio_table(results),
+            "",
+            *explain_table(results),
+            "",
+            *quality_table(results),
+        ]
     )
