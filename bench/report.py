@@ -79,6 +79,18 @@ comparison's req/s (above 1 is better for Kerbside), and p50/p99 latency ratios 
 better for Kerbside). Kerbside ÷ ceiling says how much of the database's own throughput the
 HTTP service delivers; Kerbside ÷ tipg compares with what a city would otherwise deploy.
 
+**Duplicate rules' quality (`dedup_quality`).** Not a speed figure: the LA 311 export
+(`$KERBSIDE_LA311_CSV`, default `../shared/data/la311_2020-01-01_to_03_10k.csv` beside the
+project, never copied into it; skipped when absent) is filed oldest first through the real
+intake (`submit_report`), once per rule, into an empty database on a cluster of its own
+(`.kerbside/bench/dedup/`): `radius` at 5, 25, 50 and 100 m, `same_address` (the address
+only, and with the same street within 100 m) and `never`, each with a 48 h window and one
+service per `requesttype`. Two reports in one ticket are a predicted duplicate pair;
+precision, recall and F1 are pairwise. The export marks no duplicates, so the labels come from
+a documented rule on the city's own fields (same `requesttype`, created at most 48 h apart,
+same `address` text or same geocoded point): it favours address rules by construction and
+cannot see a job spread along a street; see `bench/dedup_quality.py`.
+
 **Noise.** The machine has 2 shared virtual cores: the server, PostgreSQL and the load
 generator all compete for them, and neighbours on the host come and go. Nothing is pinned
 (pinning is not reliable on a shared VM). Each workload runs once after a warm-up (5 s by
