@@ -37,6 +37,13 @@ def main(argv: list[str] | None = None) -> None:
         help="a Kerbside setting for this run (repeatable), e.g. KERBSIDE_DATABASE_POOL_SIZE=20;"
         " such runs write under bench/results/tmp/",
     )
+    parser.add_argument(
+        "--dedup-data",
+        type=Path,
+        metavar="CSV",
+        help="the 311 export dedup_quality reads (default: $KERBSIDE_LA311_CSV or"
+        " ../shared/data/la311_2020-01-01_to_03_10k.csv)",
+    )
     parser.add_argument("--render", type=Path, metavar="RESULTS", help="only render a results file")
     args = parser.parse_args(argv)
 
@@ -65,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         workdir=workdir,
         rebuild=args.rebuild,
         kerbside_settings=settings,
+        dedup_data=args.dedup_data,
     )
     results = harness.run()
     # Only a full default run with the shipped settings replaces the committed figures.

@@ -207,6 +207,19 @@ def on_server(server_url: str, label: str, tickets: int) -> BenchDatabase:
     return BenchDatabase(label, server_url, name, manifest)
 
 
+def empty_database(server_url: str, name: str) -> str:
+    """A new, migrated database ``name`` without data on an existing server; its URL."""
+    with psycopg.connect(database_url(server_url, "postgres"), autocommit=True) as conn:
+        _terminate(conn, name)
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = database_url(server_url, name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    upgrade_to_head(url)
+    return url
+
+
 def drop_database(db: BenchDatabase) -> None:
     db.drop_copies()
     with db.admin() as conn:

@@ -154,7 +154,17 @@ _COMMON: dict[str, str | None] = {
 }
 # What an anonymous JSON report without contact leaves empty.
 _NULLS: dict[str, str | None] = dict.fromkeys(
-    ("accuracy_m", "address", "reporter_id", "reporter_name", "locale", "external_id"), None
+    (
+        "accuracy_m",
+        "address",
+        "address_key",
+        "street_key",
+        "reporter_id",
+        "reporter_name",
+        "locale",
+        "external_id",
+    ),
+    None,
 )
 
 

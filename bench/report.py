@@ -79,6 +79,18 @@ comparison's req/s (above 1 is better for Kerbside), and p50/p99 latency ratios 
 better for Kerbside). Kerbside ÷ ceiling says how much of the database's own throughput the
 HTTP service delivers; Kerbside ÷ tipg compares with what a city would otherwise deploy.
 
+**Duplicate rules' quality (`dedup_quality`).** Not a speed figure: the LA 311 export
+(`$KERBSIDE_LA311_CSV`, default `../shared/data/la311_2020-01-01_to_03_10k.csv` beside the
+project, never copied into it; skipped when absent) is filed oldest first through the real
+intake (`submit_report`), once per rule, into an empty database on a cluster of its own
+(`.kerbside/bench/dedup/`): `radius` at 5, 25, 50 and 100 m, `same_address` (the address
+only, and with the same street within 100 m) and `never`, each with a 48 h window and one
+service per `requesttype`. Two reports in one ticket are a predicted duplicate pair;
+precision, recall and F1 are pairwise. The export marks no duplicates, so the labels come from
+a documented rule on the city's own fields (same `requesttype`, created at most 48 h apart,
+same `address` text or same geocoded point): it favours address rules by construction and
+cannot see a job spread along a street; see `bench/dedup_quality.py`.
+
 **Noise.** The machine has 2 shared virtual cores: the server, PostgreSQL and the load
 generator all compete for them, and neighbours on the host come and go. Nothing is pinned
 (pinning is not reliable on a shared VM). Each workload runs once after a warm-up (5 s by
@@ -129,8 +141,8 @@ def results_table(results: dict[str, Any]) -> list[str]:
         "| --- | --- | --- | --: | --: | --: | --: | --: | --: | --- | --: | --- |",
     ]
     for e in results["workloads"]:
-        if e["kind"] == "sql":
-            continue  # its own table below
+        if e["kind"] in ("sql", "quality"):
+            continue  # their own tables below
         name = f"`{e['name']}`"
         if e["status"] != "ok":
             lines.append(
@@ -201,6 +213,32 @@ def explain_table(results: dict[str, Any]) -> list[str]:
             largest["extra"]["sample_plan"],
             "```",
         ]
+    return lines
+
+
+def quality_table(results: dict[str, Any]) -> list[str]:
+    """The duplicate rules' pairwise precision, recall and F1 (workload ``dedup_quality``)."""
+    entry = next((e for e in results["workloads"] if e["kind"] == "quality"), None)
+    if entry is None:
+        return []
+    if entry["status"] != "ok":
+        return [f"`{entry['name']}`: {entry['status']}: {entry.get('reason')}"]
+    x = entry["extra"]
+    lines = [
+        f"`{x['file']}`: {x['rows']:,} reports filed through the intake once per rule, "
+        f"window {x['window_hours']:g} h; {x['labelled_pairs']:,} labelled duplicate pairs "
+        f"({x['label_rule']}). `extra.f1` is `{x['headline_rule']}`'s.",
+        "",
+        "| rule | strategy | radius m | same street within m | tickets | predicted pairs "
+        "| precision | recall | F1 |",
+        "| --- | --- | --: | --: | --: | --: | --: | --: | --: |",
+    ]
+    for name, r in x["rules"].items():
+        lines.append(
+            f"| `{name}` | {r['strategy']} | {_fmt(r.get('radius_m'))} "
+            f"| {_fmt(r.get('street_within_m'))} | {r['tickets']:,} | {r['predicted_pairs']:,} "
+            f"| {_fmt(r.get('precision'), 3)} | {_fmt(r['recall'], 3)} | {_fmt(r['f1'], 3)} |"
+        )
     return lines
 
 
@@ -318,6 +356,9 @@ def render_markdown(results: dict[str, Any], charts: list[Path], markdown: Path)
         *explain_table(results),
         "",
     ]
+    quality = quality_table(results)
+    if quality:
+        lines += ["## Duplicate rules: clustering quality", "", *quality, ""]
     notes = details(results)
     if notes:
         lines += ["## Details", "", *notes, ""]
@@ -337,7 +378,7 @@ def render_markdown(results: dict[str, Any], charts: list[Path], markdown: Path)
 
 def _groups(results: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
     """One chart per measured workload, with what it is compared against beside it."""
-    by_name = {e["name"]: e for e in results["workloads"] if e["kind"] != "sql"}
+    by_name = {e["name"]: e for e in results["workloads"] if e["kind"] not in ("sql", "quality")}
     groups: list[tuple[str, list[dict[str, Any]]]] = []
     paired = set()
     for numerator, denominator, _ in RATIOS:
@@ -451,5 +492,13 @@ def render(results: dict[str, Any], *, markdown: Path, charts_dir: Path) -> list
 def summary_table(results: dict[str, Any]) -> str:
     """The results and ratio tables as plain text, for the terminal."""
     return "\n".join(
-        [*results_table(results), "", *ratio_table(results), "", *explain_table(results)]
+        [
+            *results_table(results),
+            "",
+            *ratio_table(results),
+            "",
+            *explain_table(results),
+            "",
+            *quality_table(results),
+        ]
     )

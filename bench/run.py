@@ -26,8 +26,19 @@ from typing import Any
 
 import psycopg
 
+from app.embedded import EmbeddedCluster, free_port
 from app.settings import PROJECT_ROOT, Settings
-from bench import databases, dataset, intake, loadgen, machine, maps_sql, servers, workorders_sql
+from bench import (
+    databases,
+    dataset,
+    dedup_quality,
+    intake,
+    loadgen,
+    machine,
+    maps_sql,
+    servers,
+    workorders_sql,
+)
 from bench.databases import BenchDatabase
 from bench.progress import say
 from bench.workloads import (
@@ -134,6 +145,7 @@ PROBES = (
     "photo_process_8threads",
     "export_memory",
     "route_50_stops",
+    "dedup_quality",
 )
 ALL_WORKLOADS = tuple(w.name for w in HTTP_WORKLOADS) + PROBES
 
@@ -225,10 +237,16 @@ class Harness:
         workdir: Path | None = None,
         rebuild: bool = False,
         kerbside_settings: dict[str, str] | None = None,
+        dedup_data: Path | None = None,
+        dedup_server: str | None = None,
     ) -> None:
         self.mode = mode
         self.workers = workers
         self.kerbside_settings = kerbside_settings or {}
+        # dedup_quality: the 311 export (None: $KERBSIDE_LA311_CSV or the shared default) and
+        # a server to make its database on (None: a cluster of its own under .kerbside/bench/).
+        self.dedup_data = dedup_data
+        self.dedup_server = dedup_server
         self.only = only
         self.open_dataset = open_dataset or (
             lambda label: databases.open_cached(label, SIZES[label], rebuild=rebuild)
@@ -275,6 +293,7 @@ class Harness:
             finally:
                 db.close()
         self._photo_probes()
+        self._dedup_quality()
         for entry in self.entries:
             check_target(entry)
         facts["load_average_at_end"] = machine.load_average()
@@ -747,6 +766,45 @@ class Harness:
             )
         except Exception as exc:  # the ceiling failing must not lose the rest of the run
             self.entries.append(self._failed(name, title, "pgbench", exc, **common))
+
+    # -- duplicate rules' quality -----------------------------------------------------------
+
+    def _dedup_quality(self) -> None:
+        name = "dedup_quality"
+        title = "Duplicate rules on a real 311 export: pairwise precision, recall, F1"
+        if not self.wanted(name):
+            return
+        path = dedup_quality.data_path(self.dedup_data)
+        if not path.is_file():
+            reason = f"not available: no file {path} (set {dedup_quality.DATA_ENV})"
+            say(f"{name}: skipped, {reason}")
+            self.entries.append(skipped(name, title, "quality", reason))
+            return
+        say(f"{name}: {path.name} through the intake once per rule ({len(dedup_quality.RULES)})")
+        cluster = None
+        try:
+            server = self.dedup_server
+            if server is None:
+                cluster = EmbeddedCluster(root=databases.BENCH_ROOT / "dedup", port=free_port())
+                server = cluster.ensure_running()
+            url = databases.empty_database(server, "bench_dedup_quality")
+            figures = dedup_quality.measure(url, path)
+            self.entries.append(
+                result(
+                    name,
+                    title,
+                    "quality",
+                    dataset=path.name,
+                    seconds=figures["seconds"],
+                    requests=figures["reports_filed"],
+                    extra=figures,
+                )
+            )
+        except Exception as exc:  # a probe failing must not end the run
+            self.entries.append(self._failed(name, title, "quality", exc, dataset=path.name))
+        finally:
+            if cluster is not None:
+                cluster.stop()
 
     # -- photo processing -------------------------------------------------------------------
 

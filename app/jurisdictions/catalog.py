@@ -43,6 +43,8 @@ class ServiceInfo:
     hazard_level: int = 1
     reopen_within: timedelta = timedelta(days=14)
     counts_business_hours: bool = False
+    duplicate_strategy: str = "radius"  # a DuplicateStrategy value
+    duplicate_street_within_m: float = 0.0
 
     def name(self, language: str = "en") -> str:
         return self.names.get(language) or self.names.get("en") or next(iter(self.names.values()))
@@ -127,7 +129,8 @@ async def _load(session: AsyncSession) -> list[JurisdictionInfo]:
         text(
             'SELECT id, jurisdiction_id, code, names, "group", duplicate_radius_m,'
             " duplicate_window, acknowledge_within, resolve_within, attributes,"
-            " description_required, hazard_level, reopen_within, business_hours"
+            " description_required, hazard_level, reopen_within, business_hours,"
+            " duplicate_strategy, duplicate_street_within_m"
             " FROM service WHERE active ORDER BY jurisdiction_id, code"
         )
     )
@@ -171,6 +174,8 @@ async def _load(session: AsyncSession) -> list[JurisdictionInfo]:
             hazard_level=s.hazard_level,
             reopen_within=s.reopen_within,
             counts_business_hours=s.business_hours,
+            duplicate_strategy=s.duplicate_strategy,
+            duplicate_street_within_m=float(s.duplicate_street_within_m),
         )
     return jurisdictions
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from enum import StrEnum
 from typing import Any
 
 from geoalchemy2 import Geometry
@@ -24,12 +25,24 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.models import Base, CreatedAt
+from app.core.models import Base, CreatedAt, check_in
 
 DEFAULT_BUSINESS_HOURS = (
     '{"mon": [["08:00", "18:00"]], "tue": [["08:00", "18:00"]], "wed": [["08:00", "18:00"]],'
     ' "thu": [["08:00", "18:00"]], "fri": [["08:00", "18:00"]]}'
 )
+
+
+class DuplicateStrategy(StrEnum):
+    """How a service decides that a new report is one more report of an existing ticket."""
+
+    # The nearest open ticket within duplicate_radius_m and duplicate_window (GPS reports).
+    radius = "radius"
+    # The same normalised address, or the same street within duplicate_street_within_m, in
+    # the window (call-centre reports geocoded to an address); no address: `radius`.
+    same_address = "same_address"
+    # Every report is its own ticket (abandoned vehicles, test-kit requests).
+    never = "never"
 
 
 class Jurisdiction(CreatedAt, Base):
@@ -122,6 +135,12 @@ class Service(CreatedAt, Base):
     duplicate_window: Mapped[timedelta] = mapped_column(
         Interval, server_default=text("interval '30 days'")
     )
+    duplicate_strategy: Mapped[str] = mapped_column(
+        String(16), server_default=DuplicateStrategy.radius.value
+    )
+    # For `same_address`: another house on the same street this close is the same job too
+    # (snow on one street); 0 = the same address only (bulky items at neighbours' doors).
+    duplicate_street_within_m: Mapped[float] = mapped_column(Float, server_default=text("0"))
     acknowledge_within: Mapped[timedelta | None] = mapped_column(Interval)
     resolve_within: Mapped[timedelta | None] = mapped_column(Interval)
     business_hours: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
@@ -142,6 +161,14 @@ class Service(CreatedAt, Base):
         UniqueConstraint("jurisdiction_id", "code"),
         CheckConstraint(
             "duplicate_radius_m >= 0 AND duplicate_radius_m <= 2000", name="radius_range"
+        ),
+        CheckConstraint(
+            check_in("duplicate_strategy", tuple(DuplicateStrategy)),
+            name="duplicate_strategy_known",
+        ),
+        CheckConstraint(
+            "duplicate_street_within_m >= 0 AND duplicate_street_within_m <= 2000",
+            name="street_within_range",
         ),
         CheckConstraint("hazard_level BETWEEN 1 AND 5", name="hazard_range"),
         CheckConstraint(

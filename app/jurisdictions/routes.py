@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from app.core.errors import NotFound
 from app.db import SessionDep
+from app.jurisdictions.models import DuplicateStrategy
 
 router = APIRouter(prefix="/v1/jurisdictions", tags=["jurisdictions"])
 
@@ -31,7 +32,9 @@ class ServiceOut(BaseModel):
     descriptions: dict[str, str]
     group: str | None
     keywords: dict[str, list[str]]
+    duplicate_strategy: DuplicateStrategy
     duplicate_radius_m: float
+    duplicate_street_within_m: float
     duplicate_window_seconds: float
     acknowledge_within_seconds: float | None
     resolve_within_seconds: float | None
@@ -94,7 +97,9 @@ async def list_services(slug: str, session: SessionDep) -> Any:
             descriptions=r.descriptions,
             group=r.group,
             keywords=r.keywords,
+            duplicate_strategy=r.duplicate_strategy,
             duplicate_radius_m=r.duplicate_radius_m,
+            duplicate_street_within_m=r.duplicate_street_within_m,
             duplicate_window_seconds=r.duplicate_window.total_seconds(),
             acknowledge_within_seconds=_seconds(r.acknowledge_within),
             resolve_within_seconds=_seconds(r.resolve_within),

@@ -72,13 +72,71 @@ _MATCH = f"""
 # The duplicate check alone (the benchmark's EXPLAIN and the tests read it).
 FIND_DUPLICATE = text(_MATCH)
 
+# The `same_address` rule (service.duplicate_strategy): an open ticket of the service on the
+# same street (street key, geo/address.py) with the same address key, or within
+# :street_within_m of the report when that is above 0; failing that, one fixed or closed
+# within the reopen window, as above. The same address is preferred to a nearer neighbour.
+# An address key names one place only nearby: beyond :address_within_m (geocoders disagree by
+# a few hundred metres, not kilometres) it is another place with the same name. The partial
+# btree indexes (service_id, street_key) on open, and on fixed/closed, tickets answer it.
+_ON_STREET = """
+    SELECT t.id, t.reference, t.status, t.first_reported_at, t.last_reported_at, t.fixed_at,
+           ST_Distance(t.location::geography,
+                       ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography) AS distance_m,
+           t.address_key = CAST(:address_key AS text) AS same_address
+    FROM ticket t
+    WHERE t.service_id = CAST(:service_id AS int4)
+      AND t.street_key = CAST(:street_key AS text)
+      AND CASE WHEN t.address_key = CAST(:address_key AS text)
+               THEN ST_DWithin(t.location::geography,
+                               ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography,
+                               :address_within_m)
+               ELSE CAST(:street_within_m AS float8) > 0
+                    AND ST_DWithin(t.location::geography,
+                                   ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography,
+                                   :street_within_m)
+          END
+"""
+_MATCH_SAME_ADDRESS = f"""
+    SELECT id, reference, status, first_reported_at, last_reported_at, fixed_at, distance_m
+    FROM (
+        ({_ON_STREET}
+          AND {check_in("t.status", OPEN_STATUSES)}
+          AND t.street_key IS NOT NULL
+          AND t.first_reported_at <= CAST(:reported_at AS timestamptz) + CAST(:window AS interval)
+          AND t.last_reported_at >= CAST(:reported_at AS timestamptz) - CAST(:window AS interval)
+         ORDER BY same_address DESC, distance_m, t.id LIMIT 1)
+        UNION ALL
+        ({_ON_STREET}
+          AND {check_in("t.status", DONE_STATUSES)}
+          AND t.street_key IS NOT NULL
+          AND t.fixed_at <= CAST(:reported_at AS timestamptz)
+          AND t.fixed_at >= CAST(:reported_at AS timestamptz) - CAST(:reopen_within AS interval)
+         ORDER BY same_address DESC, distance_m, t.id LIMIT 1)
+    ) AS candidate
+    LIMIT 1
+"""  # noqa: S608 (formats code constants only, never input)
+
+# The `never` rule: no ticket matches, every report opens its own.
+_MATCH_NEVER = """
+    SELECT t.id, t.reference, t.status, t.first_reported_at, t.last_reported_at, t.fixed_at,
+           CAST(NULL AS float8) AS distance_m
+    FROM ticket t WHERE false
+"""
+
+# The `same_address` duplicate check alone (the tests read its plan).
+FIND_SAME_ADDRESS = text(_MATCH_SAME_ADDRESS)
+
+
 # One statement files the report: it looks for the matching open ticket and either attaches the
 # report to it or opens a new ticket (reference K-YYYY-NNNNNN from its id), then writes the
 # report, its timeline line and the signed-in reporter's subscription. Running after the lock
 # statement, its snapshot sees every ticket committed by reports that held the lock before us.
-FILE_REPORT = HotStatement(
-    f"""
-    WITH match AS ({_MATCH}),
+# One statement per duplicate rule (`match` is the rule), so each keeps its own plan.
+def _file_report(match: str) -> HotStatement:
+    return HotStatement(
+        f"""
+    WITH match AS ({match}),
     reopening AS (SELECT {check_in("match.status", DONE_STATUSES)} AS yes FROM match),
     attached AS (
         UPDATE ticket SET
@@ -110,14 +168,16 @@ FILE_REPORT = HotStatement(
     opened AS (
         INSERT INTO ticket (
             id, reference, jurisdiction_id, service_id, area_id, crew_id, work_status,
-            assigned_at, location, address, description, status, priority, report_count,
+            assigned_at, location, address, address_key, street_key, description, status,
+            priority, report_count,
             first_reported_at, last_reported_at, acknowledge_due_at, acknowledge_warn_at,
             resolve_due_at, resolve_warn_at, sla_next_at, created_at, updated_at)
         SELECT new_id.id, {reference_sql("new_id.id", ":reported_at")},
                :jurisdiction_id, :service_id, place.area_id, rule.crew_id,
                CASE WHEN rule.crew_id IS NOT NULL THEN 'assigned' END,
                CASE WHEN rule.crew_id IS NOT NULL THEN now() END,
-               ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :address, :description, 'open',
+               ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :address, :address_key,
+               :street_key, :description, 'open',
                :priority, 1, :reported_at, :reported_at, :acknowledge_due_at,
                :acknowledge_warn_at, :resolve_due_at, :resolve_warn_at,
                least(CAST(:acknowledge_warn_at AS timestamptz),
@@ -213,7 +273,13 @@ FILE_REPORT = HotStatement(
            CAST(decision.age_seconds AS float8) AS age_seconds
     FROM ticket CROSS JOIN report CROSS JOIN decision LEFT JOIN area ON area.id = ticket.area_id
     """  # noqa: S608 (formats code constants only, never input)
-)
+    )
+
+
+# `radius`, the default rule: the benchmarked hot path (bench/intake.py replays it).
+FILE_REPORT = _file_report(_MATCH)
+FILE_REPORT_SAME_ADDRESS = _file_report(_MATCH_SAME_ADDRESS)
+FILE_REPORT_NEVER = _file_report(_MATCH_NEVER)
 
 LINK_CONTACT = text(
     """

@@ -19,13 +19,17 @@ from app.contacts.models import Purpose
 from app.contacts.service import Consent, StoredContact, Verification
 from app.core import clock, idempotency
 from app.core.errors import InvalidInput, NotAuthenticated
+from app.db import HotStatement
 from app.jurisdictions.catalog import Catalog, JurisdictionInfo, ServiceInfo
+from app.jurisdictions.models import DuplicateStrategy
 from app.media.service import AcceptedPhoto
 from app.reports import repository as sql
 from app.reports.intake import Filed, FiledPhoto, Place, Submission
 from app.reports.models import LocationSource
 from app.tickets.priority import priority_for
 from app.tickets.sla import deadline
+from geo.address import AddressKey, address_key
+from geo.address import lock_key as street_lock_key
 from geo.distance import near_params
 from geo.grid import lock_keys
 from geo.validation import check_lonlat, swapped
@@ -46,6 +50,9 @@ LIMITS: Mapping[str, int] = {
     "locale": 16,
 }
 MAX_ATTRIBUTES = 50
+# The `same_address` rule: one address text names one place only this close (geocoders put
+# one address a few hundred metres apart at most; farther, it is a namesake elsewhere).
+SAME_ADDRESS_WITHIN_M = 1000.0
 
 
 async def submit_report(
@@ -83,8 +90,14 @@ async def submit_report(
     calendar = jurisdiction.calendar if service.counts_business_hours else None
     acknowledge = deadline(reported_at, service.acknowledge_within, calendar)
     resolve = deadline(reported_at, service.resolve_within, calendar)
-    # Serialise with every concurrent report of this service nearby (and claim the key).
+    address_keys = address_key(address)
+    rule = _duplicate_rule(service, address_keys)
+    # Serialise with every concurrent report of this service nearby (and claim the key); by
+    # address, also with every report of the service on the same street, however far apart
+    # the geocoder put them. Keys are sorted, so two reports never wait for each other in turn.
     keys = lock_keys(place.lon, place.lat, service.duplicate_radius_m, service.lock_cell_deg)
+    if rule is sql.FILE_REPORT_SAME_ADDRESS and address_keys is not None:
+        keys = sorted({*keys, street_lock_key(address_keys.street)})
     claimed = (
         await sql.LOCK_NEIGHBOURHOOD.one(
             session,
@@ -100,12 +113,14 @@ async def submit_report(
     ).claimed
     if not claimed:
         raise idempotency.AlreadyClaimed
-    row = await sql.FILE_REPORT.one(
+    row = await rule.one(
         session,
         {
             **near_params(place.lon, place.lat, service.duplicate_radius_m),
             "service_id": service.id,
             "window": service.duplicate_window,
+            "street_within_m": service.duplicate_street_within_m,
+            "address_within_m": SAME_ADDRESS_WITHIN_M,
             "jurisdiction_id": jurisdiction.id,
             "prefix": jurisdiction.reference_prefix,
             "acknowledge_due_at": acknowledge.due_at if acknowledge else None,
@@ -118,6 +133,8 @@ async def submit_report(
             "accuracy_m": place.accuracy_m,
             "location_source": place.source.value,
             "address": address,
+            "address_key": address_keys.address if address_keys else None,
+            "street_key": address_keys.street if address_keys else None,
             "description": description,
             "attributes": orjson.dumps(attributes).decode(),
             "reporter_id": submitter.user_id,
@@ -161,6 +178,10 @@ def explain(filed: Filed) -> str:
     """Why the report joined its ticket or opened a new one, in a sentence for people."""
     service = filed.service
     kind = service.name().lower()
+    if service.duplicate_strategy == DuplicateStrategy.never:
+        return f"Opened {filed.reference}: every {kind} report is a case of its own"
+    if service.duplicate_strategy == DuplicateStrategy.same_address and address_key(filed.address):
+        return _explain_by_address(filed, kind)
     radius = f"{service.duplicate_radius_m:g} m"
     if filed.reopened:
         return (
@@ -182,7 +203,42 @@ def explain(filed: Filed) -> str:
     )
 
 
+def _explain_by_address(filed: Filed, kind: str) -> str:
+    service = filed.service
+    street = service.duplicate_street_within_m
+    where = "at the same address" + (
+        f" or on the same street within {street:g} m" if street else ""
+    )
+    if filed.reopened:
+        return (
+            f"Reopened {filed.reference}: a {kind} ticket {where}, fixed within the last "
+            f"{_human(service.reopen_within)} ({filed.distance_m:g} m away); the problem is back"
+        )
+    if filed.joined:
+        return (
+            f"Joined {filed.reference}: an open {kind} ticket {where} ({filed.distance_m:g} m "
+            f"away), reported within {_human(service.duplicate_window)} of this report"
+        )
+    return (
+        f"Opened {filed.reference}: no open {kind} ticket {where} was reported within "
+        f"{_human(service.duplicate_window)} of this report"
+    )
+
+
 # -- steps ------------------------------------------------------------------------------------
+
+
+def _duplicate_rule(service: ServiceInfo, keys: AddressKey | None) -> HotStatement:
+    """The statement that files a report under the service's duplicate rule.
+
+    ``same_address`` needs an address that names a street; without one, the report is
+    clustered by ``radius``, like a GPS report.
+    """
+    if service.duplicate_strategy == DuplicateStrategy.never:
+        return sql.FILE_REPORT_NEVER
+    if service.duplicate_strategy == DuplicateStrategy.same_address and keys is not None:
+        return sql.FILE_REPORT_SAME_ADDRESS
+    return sql.FILE_REPORT
 
 
 def _check_texts(submission: Submission) -> None:

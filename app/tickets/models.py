@@ -100,6 +100,9 @@ class Ticket(Base):
         Geometry("POINT", srid=4326, spatial_index=False), nullable=False
     )
     address: Mapped[str | None] = mapped_column(Text)
+    # The address as the `same_address` duplicate rule compares it (geo/address.py).
+    address_key: Mapped[str | None] = mapped_column(Text)
+    street_key: Mapped[str | None] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(32), server_default=TicketStatus.open.value)
     # 1 (most urgent) to 5. Set by staff (`priority_manual`) or kept in step with the
@@ -157,6 +160,23 @@ class Ticket(Base):
             "location",
             postgresql_using="gist",
             postgresql_where=text(check_in("status", DONE_STATUSES)),
+        ),
+        # The `same_address` duplicate check: open, and fixed/closed, tickets on one street.
+        Index(
+            "ix_ticket_open_service_street",
+            "service_id",
+            "street_key",
+            postgresql_where=text(
+                check_in("status", OPEN_STATUSES) + " AND street_key IS NOT NULL"
+            ),
+        ),
+        Index(
+            "ix_ticket_done_service_street",
+            "service_id",
+            "street_key",
+            postgresql_where=text(
+                check_in("status", DONE_STATUSES) + " AND street_key IS NOT NULL"
+            ),
         ),
         # Work orders and queues in priority order, then by due time.
         Index(
