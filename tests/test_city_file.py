@@ -86,7 +86,12 @@ def town(**changes: Any) -> dict[str, Any]:
                 "acknowledge_within": "2d",
                 "resolve_within": "P14D",
             },
-            {"code": "graffiti", "names": {"en": "Graffiti"}},
+            {
+                "code": "graffiti",
+                "names": {"en": "Graffiti"},
+                "duplicate_strategy": "same_address",
+                "duplicate_street_within_m": 100,
+            },
         ],
         "crews": [{"name": "Roads", "areas": ["W", "E"], "assign": [{"services": ["pothole"]}]}],
         "templates": [{"status": "fixed", "language": "nl", "body": "{reference} is opgelost."}],
@@ -139,6 +144,15 @@ async def test_apply_creates_then_changes_nothing_and_exports_what_it_reads(
     assert row.resolve_within.days == 14
     assert row.hashtags == {"nl": ["kuil"]}
     assert row.name == "West"
+    rule = (
+        await db.execute(
+            text(
+                "SELECT duplicate_strategy, duplicate_street_within_m FROM service"
+                " WHERE code = 'graffiti'"
+            )
+        )
+    ).one()
+    assert tuple(rule) == ("same_address", 100.0)
 
     again = await apply_data(db, town())
     assert not again.changed

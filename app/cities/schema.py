@@ -179,7 +179,23 @@ class Service(Strict):
     hashtags: WordsPerLanguage = Field(
         default_factory=dict, description="Hashtags (without #) that mark a post as this service"
     )
+    duplicate_strategy: Literal["radius", "same_address", "never"] = Field(
+        default="radius",
+        description=(
+            "radius: the nearest open ticket within duplicate_radius_m (GPS reports from the "
+            "app); same_address: the same normalised address, or the same street within "
+            "duplicate_street_within_m (call-centre reports geocoded to an address; a report "
+            "without an address falls back to radius); never: every report is its own ticket"
+        ),
+    )
     duplicate_radius_m: float = Field(default=50.0, gt=0, le=2000)
+    duplicate_street_within_m: float = Field(
+        default=0.0,
+        ge=0,
+        le=2000,
+        description="same_address: other houses on the same street this close join too (0: "
+        "the same address only)",
+    )
     duplicate_window: Span = timedelta(days=30)
     acknowledge_within: Span | None = None
     resolve_within: Span | None = None

@@ -11,7 +11,7 @@ Existing tickets with an address get their keys here, computed by the same Pytho
 intake uses; a later change to that function needs a migration that recomputes them.
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-04 15:00:00+00:00
 """
 
@@ -23,7 +23,7 @@ from alembic import op
 from geo.address import address_key
 
 revision: str = "0010"
-down_revision: str | None = "0007"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
