@@ -15,14 +15,24 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import Role
+from app.core import cli as core_cli
 from app.core.errors import InvalidInput
 from app.imports import routes as import_routes
-from app.imports.mapping import RowError, RowReader, parse_service_map, resolve_columns
-from app.imports.schemas import ImportOptions, ImportSummary
+from app.imports import service as import_service
+from app.imports.mapping import (
+    COLUMNS,
+    RowError,
+    RowReader,
+    parse_column_mapping,
+    parse_service_map,
+    resolve_columns,
+)
+from app.imports.schemas import ColumnMapping, ImportOptions, ImportSummary
 from app.imports.service import import_reports
 from app.imports.sources import ImportFileError
 from app.jurisdictions.catalog import Catalog
@@ -745,15 +755,36 @@ async def test_without_statuses_every_ticket_stays_open_and_clusters_by_time_alo
 
 
 @pytest.mark.usefixtures("city")
-async def test_a_dry_run_predicts_the_import_exactly(db: AsyncSession) -> None:
+async def test_a_dry_run_predicts_the_import_exactly(
+    db: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await db.commit()  # the city stays when the dry run rolls back
+    search_path = (await db.execute(text("SHOW search_path"))).scalar_one()
+    held: list[int] = []
+    finish = import_service.Replay.finish
+
+    async def count_locks_then_finish(replay: import_service.Replay) -> None:
+        # Every row is filed by now: a dry run holds no neighbourhood lock for any of them.
+        locks = text(
+            "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'"
+        )
+        held.append((await replay.session.execute(locks)).scalar_one())
+        await finish(replay)
+
+    monkeypatch.setattr(import_service.Replay, "finish", count_locks_then_finish)
     # Small batches: a dry run that rolled back each batch lost the tickets later rows join.
     dry = await run(db, history_csv(), batch_size=2, dry_run=True)
+    monkeypatch.undo()
+    assert held == [0]
     assert (await db.execute(text("SELECT count(*) FROM report"))).scalar_one() == 0
     assert (await db.execute(text("SELECT count(*) FROM ticket_event"))).scalar_one() == 0
+    assert (await db.execute(text("SHOW search_path"))).scalar_one() == search_path
+    shims = text("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'kerbside_dry_run%'")
+    assert (await db.execute(shims)).scalar_one() == 0
     real = await run(db, history_csv(), batch_size=2)
 
-    assert dry.dry_run and not real.dry_run
+    assert dry.dry_run
+    assert not real.dry_run
     volatile = {"dry_run", "elapsed_seconds", "rows_read_per_second", "rows_filed_per_second"}
     assert dry.model_dump(exclude=volatile) == real.model_dump(exclude=volatile)
     assert (real.reports_joined, real.rejected.total) == (4, 1)
@@ -783,3 +814,141 @@ async def test_a_rerun_after_a_crash_still_applies_the_closures_that_were_due_la
     tickets_now = await ticket_ids(db)
     assert tickets_now["F-1"] == (["F-1", "F-2", "F-3"], "closed", 0)
     assert tickets_now["P-1"] == (["P-1", "P-2"], "closed", 0)
+
+
+# -- column mappings ------------------------------------------------------------------------------
+
+
+def test_the_column_mapping_model_covers_every_field() -> None:
+    assert set(ColumnMapping.model_fields) == set(COLUMNS)
+    assert ColumnMapping(service_code="Kind").given() == {"service_code": "Kind"}
+    with pytest.raises(ValidationError):
+        ColumnMapping.model_validate({"category": "Kind"})
+
+
+def test_socrata_and_311_names_are_recognised_out_of_the_box() -> None:
+    chicago = ["SR_NUMBER", "SR_TYPE", "STATUS", "CREATED_DATE", "CLOSED_DATE", "STREET_ADDRESS"]
+    found = resolve_columns([*chicago, "LATITUDE", "LONGITUDE", "LOCATION"])
+    assert found == {
+        "external_id": 0,
+        "service_code": 1,
+        "status": 2,
+        "reported_at": 3,
+        "closed_at": 4,
+        "address": 5,
+        "lat": 6,
+        "lon": 7,
+    }
+    nyc = ["unique_key", "created_date", "complaint_type", "descriptor", "incident_address"]
+    assert resolve_columns(nyc) == {
+        "external_id": 0,
+        "reported_at": 1,
+        "service_code": 2,
+        "description": 3,
+        "address": 4,
+    }
+    boston = ["case_enquiry_id", "open_dt", "closed_dt", "case_status", "type", "location"]
+    assert resolve_columns(boston) == {
+        "external_id": 0,
+        "reported_at": 1,
+        "closed_at": 2,
+        "status": 3,
+    }
+
+
+def test_a_mapping_wins_and_never_reads_a_column_twice() -> None:
+    header = ["Kind", "category", "x", "y", "when", "status"]
+    found = resolve_columns(header, {"service_code": "kind", "description": "Category"})
+    assert found == {
+        "service_code": 0,
+        "description": 1,  # not also the service
+        "lon": 2,
+        "lat": 3,
+        "status": 5,
+    }
+    assert "status" not in resolve_columns(header, statuses=False)
+    with pytest.raises(InvalidInput) as caught:
+        resolve_columns(header, {"reported_at": "created"})
+    assert caught.value.detail == (
+        "The column mapping names columns the file does not have (reported_at='created'); "
+        "its columns are: Kind, category, x, y, when, status"
+    )
+    assert parse_column_mapping(["service_code=sr_type", " external_id = SR Number "]) == {
+        "service_code": "sr_type",
+        "external_id": "SR Number",
+    }
+    with pytest.raises(InvalidInput, match="no field 'category'; the fields are: service_code"):
+        parse_column_mapping(["category=sr_type"])
+    with pytest.raises(InvalidInput, match="is not FIELD=COLUMN"):
+        parse_column_mapping("service_code")
+
+
+@pytest.mark.usefixtures("city")
+async def test_a_file_with_its_own_names_imports_through_a_mapping(db: AsyncSession) -> None:
+    header = ["Ticket", "Kind", "Where", "Lng", "Lat", "Opened", "Ward"]
+    data = csv_bytes(
+        [["W-1", "pothole", "1 High St", CENTER[0], CENTER[1], "2024-04-01T10:00Z", "7"]],
+        header,
+    )
+    with pytest.raises(ImportFileError, match=r"--column FIELD=COLUMN"):
+        await run(db, data)
+    columns = ColumnMapping(
+        service_code="kind", reported_at="Opened", external_id="Ticket", address="Where"
+    )
+    summary = await run(db, data, columns=columns)
+    assert summary.tickets_opened == 1
+    assert summary.columns == {
+        "service_code": "Kind",
+        "reported_at": "Opened",
+        "external_id": "Ticket",
+        "address": "Where",
+        "lon": "Lng",
+        "lat": "Lat",
+    }
+    assert summary.unused_columns == ["Ward"]
+    row = (await db.execute(text("SELECT external_id, address FROM report"))).one()
+    assert tuple(row) == ("W-1", "1 High St")
+    with pytest.raises(InvalidInput, match="its columns are: Ticket, Kind, Where"):
+        await run(db, data, columns=ColumnMapping(status="State"))
+
+
+@pytest.mark.usefixtures("city")
+async def test_geojson_properties_are_mapped_once_for_every_feature(db: AsyncSession) -> None:
+    def feature(**properties: Any) -> dict[str, Any]:
+        point = {"type": "Point", "coordinates": list(CENTER)}
+        return {"type": "Feature", "id": 9, "geometry": point, "properties": properties}
+
+    document = {
+        "type": "FeatureCollection",
+        "features": [
+            feature(kind="pothole", opened="2024-04-01T10:00Z"),
+            feature(kind="pothole", opened="2024-04-01T11:00Z", note="again", ref="R-2"),
+        ],
+    }
+    summary = await run(
+        db,
+        orjson.dumps(document),
+        file_format="geojson",
+        columns=ColumnMapping(service_code="kind", reported_at="opened", external_id="ref"),
+    )
+    assert (summary.tickets_opened, summary.reports_joined) == (1, 1)
+    assert summary.unused_columns == ["note"]
+    ids = (await db.execute(text("SELECT external_id FROM report ORDER BY id"))).scalars().all()
+    assert ids == ["9", "R-2"]  # the feature's id where the property is missing
+
+
+# -- progress -------------------------------------------------------------------------------------
+
+
+def test_progress_shows_no_rate_until_a_second_of_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(core_cli.time, "monotonic", lambda: clock[0])
+    out = io.StringIO()
+    bar = core_cli.ProgressBar("import x.csv", out)
+    bar(720, 10_000)  # the scan's rejections, counted before any row was filed
+    clock[0] += 6.0
+    bar(2_220, 10_000)
+    bar.finish()
+    first, second = out.getvalue().splitlines()
+    assert first == "kerbside: import x.csv: 720/10,000 rows   7.2%  -- rows/s"
+    assert second == "kerbside: import x.csv: 2,220/10,000 rows  22.2%  250 rows/s"

@@ -16,6 +16,8 @@ This use case commits, every ``batch_size`` rows, unlike the services that only 
 crash loses at most one batch, a re-run skips what was committed, and no transaction holds
 more than one batch's neighbourhood locks (a 20,000-row transaction would hold tens of
 thousands of advisory locks, blocking citizens' reports and overflowing the lock table).
+A dry run is one transaction, so it takes no neighbourhood locks at all
+(``repository.DRY_RUN_WITHOUT_LOCKS``): it commits nothing, so it needs no serialising.
 
 Reading files is ``app.imports.sources``, the legacy words ``app.imports.mapping``; the one
 call of the intake is ``_submit``.
@@ -333,6 +335,8 @@ async def import_reports(
     historical = _HistoricalCatalog(catalog)
     replay = Replay(session, tally, submitter.label)
     try:
+        if options.dry_run:
+            await session.execute(sql.DRY_RUN_WITHOUT_LOCKS)
         for batch in _batches(source.rows(), max(1, options.batch_size)):
             ids = [item.external_id for item in batch if isinstance(item, ImportRow)]
             seen = dict(
