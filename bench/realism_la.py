@@ -170,7 +170,11 @@ def brief(summary: ImportSummary) -> dict[str, Any]:
             "rows_filed_per_second",
             "unused_columns",
         },
-    ) | {"rejected": summary.rejected.total, "rejected_by_reason": summary.rejected.by_reason}
+    ) | {
+        "rejected": summary.rejected.total,
+        "rejected_by_reason": summary.rejected.by_reason,
+        "summary_bytes": len(summary.model_dump_json(indent=2, exclude_none=True)),
+    }
 
 
 async def measure(url: str, path: Path, cd_by_id: dict[str, str]) -> dict[str, Any]:

@@ -441,6 +441,22 @@ async def test_staff_import_into_their_jurisdiction(
     assert again.json()["skipped_already_imported"] == 2
     assert again.json()["source"] == "legacy-export.txt"
 
+    own_names = csv_bytes(
+        [["Q-1", "pothole", "Closed", *CENTER, "2024-07-03T08:00:00Z", "2024-07-04T08:00:00Z"]],
+        ["Ref", "Kind", "State", "Longitude", "Latitude", "Opened", "Done"],
+    )
+    mapped = await client.post(
+        "/v1/imports?column=service_code=Kind&column=reported_at=Opened&column=external_id=Ref"
+        "&column=status=State&column=closed_at=Done&statuses=false",
+        content=own_names,
+        headers={**headers, "Content-Type": "text/csv"},
+    )
+    assert mapped.status_code == 200, mapped.text
+    assert mapped.json()["tickets_opened"] == 1
+    assert mapped.json()["unused_columns"] == ["State", "Done"]
+    assert mapped.json()["clustering"]["statuses_imported"] is False
+    assert "rows_per_second" not in mapped.json()
+
 
 async def test_geojson_over_http_and_admin_names_the_jurisdiction(
     client: httpx.AsyncClient, db: AsyncSession, city: Jurisdiction
@@ -527,6 +543,13 @@ async def test_http_errors_are_problems(
     assert too_many.status_code == 413
     assert "kerbside import FILE" in too_many.json()["detail"]
     assert too_many.json()["max_rows"] == 2
+    bad_field = await post(small_csv(), "text/csv", "?column=category=Category")
+    assert bad_field.status_code == 422
+    assert bad_field.json()["errors"][0]["field"] == "columns"
+    no_column = await post(small_csv(), "text/csv", "?column=status=State")
+    assert no_column.status_code == 422
+    assert no_column.json()["errors"][0]["field"] == "columns.status"
+    assert "its columns are: id, Category" in no_column.json()["detail"]
 
     monkeypatch.setattr(import_routes, "MAX_IMPORT_BYTES", 100)
     too_big = await post(small_csv(), "text/csv")
@@ -595,6 +618,29 @@ async def test_the_command_imports_a_file_and_a_rerun_skips_it(
     again = kerbside(database_url, *mapped)
     assert again.returncode == 0, again.stderr
     assert orjson.loads(again.stdout)["skipped_already_imported"] == 2
+
+    socrata = tmp_path / "socrata.csv"
+    socrata.write_bytes(
+        csv_bytes(
+            [["S-1", "Dumping", "Closed", *CENTER, "2021-11-01 10:00", "2021-11-02 10:00"]],
+            ["sr_number", "Kind", "status", "lon", "lat", "created_date", "closed_date"],
+        )
+    )
+    by_name = kerbside(
+        database_url,
+        *("import", str(socrata), "--jurisdiction", "cliville", "--dry-run", "--no-status"),
+        *("--column", "service_code=kind", "--service-map", "Dumping=fly_tipping"),
+    )
+    assert by_name.returncode == 0, by_name.stderr
+    dry = orjson.loads(by_name.stdout)
+    assert (dry["dry_run"], dry["tickets_opened"]) == (True, 1)
+    assert dry["columns"]["external_id"] == "sr_number"
+    assert dry["unused_columns"] == ["status", "closed_date"]
+    wrong = kerbside(
+        database_url, "import", str(socrata), "--jurisdiction", "cliville", "--column", "kind=Kind"
+    )
+    assert wrong.returncode == 2
+    assert "no field 'kind'" in wrong.stderr
 
     missing = kerbside(database_url, "import", str(tmp_path / "nope.csv"), "--jurisdiction", "x")
     assert missing.returncode == 2
