@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import Role
+from app.auth.principal import Principal
 from app.core import cli as core_cli
 from app.core.errors import InvalidInput
 from app.imports import routes as import_routes
@@ -38,6 +39,8 @@ from app.imports.sources import ImportFileError
 from app.jurisdictions.catalog import Catalog
 from app.jurisdictions.models import Jurisdiction
 from app.settings import PROJECT_ROOT
+from app.tickets import workflow
+from app.tickets.models import TicketStatus
 from geo.distance import offset_lonlat
 from tests.factories import CITY, PASSWORD, make_jurisdiction, make_service, make_user
 
@@ -854,12 +857,31 @@ async def test_a_rerun_after_a_crash_still_applies_the_closures_that_were_due_la
             progress=crash_at_fifth_row,
         )
     await db.rollback()
-    # F-1 was committed in the first batch; its closure (10 January) was still waiting.
+    # The first batch (P-1, F-1, P-2, F-2) was committed; P-1's closure (2 January, noon) was
+    # due before the next row, in the batch that was lost. Meanwhile staff acknowledge F-1's.
+    ticket_of = dict(
+        (
+            await db.execute(
+                text("SELECT r.external_id, t.id FROM report r JOIN ticket t ON t.id = r.ticket_id")
+            )
+        )
+        .tuples()
+        .all()
+    )
+    staff = Principal(kind="user", role=Role.admin, label="test-staff")
+    await workflow.change_status(db, ticket_of["F-1"], TicketStatus.acknowledged, actor=staff)
+    await db.commit()
+
     rerun = await run(db, history_csv(), batch_size=4)
     assert rerun.skipped_already_imported == 4
     tickets_now = await ticket_ids(db)
-    assert tickets_now["F-1"] == (["F-1", "F-2", "F-3"], "closed", 0)
     assert tickets_now["P-1"] == (["P-1", "P-2"], "closed", 0)
+    assert tickets_now["P-3"] == (["P-3", "P-4"], "open", 0)
+    # A legacy status never overrides a change made since: F-1's ticket stays acknowledged
+    # (and open, so F-4 joins it).
+    assert tickets_now["F-1"] == (["F-1", "F-2", "F-3", "F-4"], "acknowledged", 0)
+    assert rerun.clustering.closures_applied == 1
+    assert rerun.clustering.closures_found_closed == 1
 
 
 # -- column mappings ------------------------------------------------------------------------------

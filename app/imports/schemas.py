@@ -109,8 +109,8 @@ class ClusteringEffects(BaseModel):
     )
     closures_found_closed: int = Field(
         default=0,
-        description="Closures that found their ticket closed already (by staff, or by an "
-        "earlier run of the same file)",
+        description="Closures not applied because their ticket was closed already (by an "
+        "earlier run of the same file) or its status was changed since (by staff)",
     )
     reports_joined_before_closure: int = Field(
         default=0,
