@@ -10,14 +10,14 @@ Legacy statuses are replayed in the same time order (``Replay``): a row's closur
 the replay passes its closure time, so every row meets the tickets as they stood at its time.
 
 A dry run is the same import in one transaction, rolled back at the end, so it opens, joins
-and closes exactly what the import would.
+and closes exactly what the import would. It takes no neighbourhood locks
+(``repository.DRY_RUN_WITHOUT_LOCKS``): it commits nothing, so it needs no serialising, and a
+transaction of that many rows would overflow the server's lock table.
 
 This use case commits, every ``batch_size`` rows, unlike the services that only flush: a
 crash loses at most one batch, a re-run skips what was committed, and no transaction holds
 more than one batch's neighbourhood locks (a 20,000-row transaction would hold tens of
 thousands of advisory locks, blocking citizens' reports and overflowing the lock table).
-A dry run is one transaction, so it takes no neighbourhood locks at all
-(``repository.DRY_RUN_WITHOUT_LOCKS``): it commits nothing, so it needs no serialising.
 
 Reading files is ``app.imports.sources``, the legacy words ``app.imports.mapping``; the one
 call of the intake is ``_submit``.
