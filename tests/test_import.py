@@ -15,19 +15,32 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import Role
+from app.auth.principal import Principal
+from app.core import cli as core_cli
 from app.core.errors import InvalidInput
 from app.imports import routes as import_routes
-from app.imports.mapping import RowError, RowReader, parse_service_map, resolve_columns
-from app.imports.schemas import ImportOptions, ImportSummary
+from app.imports import service as import_service
+from app.imports.mapping import (
+    COLUMNS,
+    RowError,
+    RowReader,
+    parse_column_mapping,
+    parse_service_map,
+    resolve_columns,
+)
+from app.imports.schemas import ColumnMapping, ImportOptions, ImportSummary
 from app.imports.service import import_reports
 from app.imports.sources import ImportFileError
 from app.jurisdictions.catalog import Catalog
 from app.jurisdictions.models import Jurisdiction
 from app.settings import PROJECT_ROOT
+from app.tickets import workflow
+from app.tickets.models import TicketStatus
 from geo.distance import offset_lonlat
 from tests.factories import CITY, PASSWORD, make_jurisdiction, make_service, make_user
 
@@ -287,7 +300,9 @@ async def test_bad_rows_are_rejected_with_their_line_and_the_rest_go_in(db: Asyn
     examples = {e.line: (e.reason, e.detail) for e in summary.rejected.examples}
     assert sorted(examples) == [4, 5, 6, 7, 8, 9, 10, 11]
     assert examples[4][0] == "unknown_service"
-    assert "fly_tipping, pothole" in examples[4][1]
+    # The valid codes are said once in the summary, not in every example.
+    assert "fly_tipping" not in examples[4][1]
+    assert summary.rejected.valid_service_codes == ["fly_tipping", "pothole"]
     assert examples[5][0] == "outside_jurisdiction"
     assert examples[6] == ("bad_coordinates", "lon 'abc' is not a number")
     assert examples[7][0] == "bad_coordinates"
@@ -439,6 +454,22 @@ async def test_staff_import_into_their_jurisdiction(
     assert again.json()["skipped_already_imported"] == 2
     assert again.json()["source"] == "legacy-export.txt"
 
+    own_names = csv_bytes(
+        [["Q-1", "pothole", "Closed", *CENTER, "2024-07-03T08:00:00Z", "2024-07-04T08:00:00Z"]],
+        ["Ref", "Kind", "State", "Longitude", "Latitude", "Opened", "Done"],
+    )
+    mapped = await client.post(
+        "/v1/imports?column=service_code=Kind&column=reported_at=Opened&column=external_id=Ref"
+        "&column=status=State&column=closed_at=Done&statuses=false",
+        content=own_names,
+        headers={**headers, "Content-Type": "text/csv"},
+    )
+    assert mapped.status_code == 200, mapped.text
+    assert mapped.json()["tickets_opened"] == 1
+    assert mapped.json()["unused_columns"] == ["State", "Done"]
+    assert mapped.json()["clustering"]["statuses_imported"] is False
+    assert "rows_per_second" not in mapped.json()
+
 
 async def test_geojson_over_http_and_admin_names_the_jurisdiction(
     client: httpx.AsyncClient, db: AsyncSession, city: Jurisdiction
@@ -525,6 +556,13 @@ async def test_http_errors_are_problems(
     assert too_many.status_code == 413
     assert "kerbside import FILE" in too_many.json()["detail"]
     assert too_many.json()["max_rows"] == 2
+    bad_field = await post(small_csv(), "text/csv", "?column=category=Category")
+    assert bad_field.status_code == 422
+    assert bad_field.json()["errors"][0]["field"] == "columns"
+    no_column = await post(small_csv(), "text/csv", "?column=status=State")
+    assert no_column.status_code == 422
+    assert no_column.json()["errors"][0]["field"] == "columns.status"
+    assert "its columns are: id, Category" in no_column.json()["detail"]
 
     monkeypatch.setattr(import_routes, "MAX_IMPORT_BYTES", 100)
     too_big = await post(small_csv(), "text/csv")
@@ -594,6 +632,29 @@ async def test_the_command_imports_a_file_and_a_rerun_skips_it(
     assert again.returncode == 0, again.stderr
     assert orjson.loads(again.stdout)["skipped_already_imported"] == 2
 
+    socrata = tmp_path / "socrata.csv"
+    socrata.write_bytes(
+        csv_bytes(
+            [["S-1", "Dumping", "Closed", *CENTER, "2021-11-01 10:00", "2021-11-02 10:00"]],
+            ["sr_number", "Kind", "status", "lon", "lat", "created_date", "closed_date"],
+        )
+    )
+    by_name = kerbside(
+        database_url,
+        *("import", str(socrata), "--jurisdiction", "cliville", "--dry-run", "--no-status"),
+        *("--column", "service_code=kind", "--service-map", "Dumping=fly_tipping"),
+    )
+    assert by_name.returncode == 0, by_name.stderr
+    dry = orjson.loads(by_name.stdout)
+    assert (dry["dry_run"], dry["tickets_opened"]) == (True, 1)
+    assert dry["columns"]["external_id"] == "sr_number"
+    assert dry["unused_columns"] == ["status", "closed_date"]
+    wrong = kerbside(
+        database_url, "import", str(socrata), "--jurisdiction", "cliville", "--column", "kind=Kind"
+    )
+    assert wrong.returncode == 2
+    assert "no field 'kind'" in wrong.stderr
+
     missing = kerbside(database_url, "import", str(tmp_path / "nope.csv"), "--jurisdiction", "x")
     assert missing.returncode == 2
     assert missing.stderr.strip().splitlines() == [
@@ -604,43 +665,43 @@ async def test_the_command_imports_a_file_and_a_rerun_skips_it(
     assert unknown.stderr.strip().splitlines() == ["kerbside: error: No jurisdiction 'atlantis'"]
 
 
+STATUS_HEADER = ["id", "Category", "Longitude", "Latitude", "CreatedDate", "Status", "ClosedDate"]
+
+
 @pytest.mark.usefixtures("city")
 async def test_legacy_statuses_are_set_at_their_historical_times(db: AsyncSession) -> None:
-    near = offset_lonlat(*CENTER, 6.0, 8.0)
     east = offset_lonlat(*CENTER, 900.0, 0.0)
     west = offset_lonlat(*CENTER, -900.0, 0.0)
     north = offset_lonlat(*CENTER, 0.0, 900.0)
-    header = ["id", "Category", "Longitude", "Latitude", "CreatedDate", "Status", "ClosedDate"]
     data = csv_bytes(
         [
             ["S-1", "pothole", *CENTER, "2024-01-01T09:00:00Z", "Closed", "2024-01-05T10:00:00Z"],
-            # Reported 10 m away five days after the fix: the fixed ticket is reopened.
-            ["S-2", "pothole", *near, "2024-01-10T09:00:00Z", "Open", ""],
             ["S-3", "fly_tipping", *east, "2024-01-02T09:00:00Z", "Cancelled", "2024-01-03T00:00Z"],
             ["S-4", "fly_tipping", *west, "2024-01-02T09:00:00Z", "Waiting on Godot", ""],
             ["S-5", "pothole", *north, "2024-01-02T09:00:00Z", "In Progress", ""],
         ],
-        header,
+        STATUS_HEADER,
     )
     summary = await run(db, data)
     assert summary.rejected.total == 0
     assert summary.statuses_set == {"closed": 1, "rejected": 1, "in_progress": 1}
     assert summary.unknown_statuses == {"Waiting on Godot": 1}
+    assert summary.columns["status"] == "Status"
+    assert summary.columns["closed_at"] == "ClosedDate"
     rows = {
         r.ids[0]: r
         for r in (
             await db.execute(
                 text(
                     "SELECT array_agg(r.external_id ORDER BY r.reported_at) AS ids, t.status,"
-                    " t.fixed_at, t.closed_at, t.reopened_count FROM ticket t"
+                    " t.fixed_at, t.closed_at FROM ticket t"
                     " JOIN report r ON r.ticket_id = t.id GROUP BY t.id"
                 )
             )
         ).all()
     }
-    assert rows["S-1"].ids == ["S-1", "S-2"]
-    assert rows["S-1"].status == "reopened"
-    assert rows["S-1"].reopened_count == 1
+    assert rows["S-1"].status == "closed"
+    assert rows["S-1"].fixed_at == datetime(2024, 1, 5, 10, 0, tzinfo=UTC)
     assert rows["S-3"].status == "rejected"
     assert rows["S-3"].closed_at == datetime(2024, 1, 3, tzinfo=UTC)
     assert rows["S-4"].status == "open"
@@ -656,3 +717,314 @@ async def test_legacy_statuses_are_set_at_their_historical_times(db: AsyncSessio
     ).one()
     assert closing.created_at == datetime(2024, 1, 5, 10, 0, tzinfo=UTC)
     assert closing.data == {"from": "open", "to": "closed", "legacy_status": "Closed"}
+
+
+def history_csv() -> bytes:
+    """Reports whose legacy closures interleave with later reports of the same spot."""
+    near = offset_lonlat(*CENTER, 6.0, 8.0)  # 10 m: within both services' radius
+    far = offset_lonlat(*CENTER, 2000.0, 0.0)
+    far_near = offset_lonlat(*far, 0.0, 10.0)
+    return csv_bytes(
+        [
+            # A pothole fixed on 2 January at noon. A report that morning joins it; one that
+            # evening (inside the 3-day window and the 14-day reopen window) opens a new
+            # ticket, as the legacy system opened a new case; the next day's joins that one.
+            ["P-1", "pothole", *CENTER, "2024-01-01T09:00Z", "Closed", "2024-01-02T12:00Z"],
+            ["P-2", "pothole", *near, "2024-01-02T09:00Z", "Closed", "2024-01-02T12:00Z"],
+            ["P-3", "pothole", *near, "2024-01-02T18:00Z", "Open", ""],
+            ["P-4", "pothole", *CENTER, "2024-01-03T09:00Z", "Pending", ""],
+            # Dumping gathered from three cases: the one cancelled on the 3rd does not close
+            # the ticket while the first case stays open until the 10th, so the report of the
+            # 5th still joins it.
+            ["F-1", "fly_tipping", *far, "2024-01-01T10:00Z", "Closed", "2024-01-10T08:00Z"],
+            ["F-2", "fly_tipping", *far_near, "2024-01-02T10:00Z", "Cancelled", "2024-01-03"],
+            ["F-3", "fly_tipping", *far, "2024-01-05T10:00Z", "Duplicate", ""],
+            ["F-4", "fly_tipping", *far, "2024-01-11T10:00Z", "Open", ""],
+            ["X-1", "graffiti", *far, "2024-01-04T10:00Z", "Closed", "2024-01-05T10:00Z"],
+        ],
+        STATUS_HEADER,
+    )
+
+
+async def ticket_ids(db: AsyncSession) -> dict[str, tuple[list[str], str, int]]:
+    """First report's id → (the ticket's report ids, status, times reopened)."""
+    rows = await db.execute(
+        text(
+            "SELECT array_agg(r.external_id ORDER BY r.reported_at) AS ids, t.status,"
+            " t.reopened_count FROM ticket t JOIN report r ON r.ticket_id = t.id GROUP BY t.id"
+        )
+    )
+    return {r.ids[0]: (r.ids, r.status, r.reopened_count) for r in rows}
+
+
+@pytest.mark.usefixtures("city")
+async def test_closures_are_replayed_at_their_times_not_when_their_row_is_filed(
+    db: AsyncSession,
+) -> None:
+    # Two rows per batch: closures wait across commits.
+    summary = await run(db, history_csv(), batch_size=2)
+
+    assert (summary.tickets_opened, summary.reports_joined, summary.rejected.total) == (4, 4, 1)
+    assert await ticket_ids(db) == {
+        "P-1": (["P-1", "P-2"], "closed", 0),
+        "P-3": (["P-3", "P-4"], "open", 0),
+        "F-1": (["F-1", "F-2", "F-3"], "closed", 0),
+        "F-4": (["F-4"], "open", 0),
+    }
+    assert summary.statuses_set == {"closed": 2}
+    assert summary.clustering.model_dump() == {
+        "statuses_imported": True,
+        "closures_applied": 2,
+        # P-2's closure replaced by P-1's at the same time, F-2's by F-1's later one.
+        "closures_superseded": 2,
+        "closures_found_closed": 0,
+        "reports_joined_before_closure": 3,
+        "tickets_reopened": 0,
+    }
+    closed = (
+        await db.execute(
+            text(
+                "SELECT r.external_id, t.closed_at FROM ticket t JOIN report r"
+                " ON r.ticket_id = t.id WHERE r.external_id IN ('P-1', 'F-1')"
+            )
+        )
+    ).tuples()
+    assert dict(closed.all()) == {
+        "P-1": datetime(2024, 1, 2, 12, 0, tzinfo=UTC),
+        "F-1": datetime(2024, 1, 10, 8, 0, tzinfo=UTC),
+    }
+
+
+@pytest.mark.usefixtures("city")
+async def test_without_statuses_every_ticket_stays_open_and_clusters_by_time_alone(
+    db: AsyncSession,
+) -> None:
+    summary = await run(db, history_csv(), statuses=False)
+
+    assert await ticket_ids(db) == {
+        "P-1": (["P-1", "P-2", "P-3", "P-4"], "open", 0),
+        # With statuses F-4 opened a ticket: F-1's case had closed the day before.
+        "F-1": (["F-1", "F-2", "F-3", "F-4"], "open", 0),
+    }
+    assert summary.clustering.statuses_imported is False
+    assert summary.clustering.closures_applied == 0
+    assert summary.statuses_set == {}
+    assert "status" not in summary.columns
+    assert summary.unused_columns == ["Status", "ClosedDate"]
+
+
+@pytest.mark.usefixtures("city")
+async def test_a_dry_run_predicts_the_import_exactly(
+    db: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await db.commit()  # the city stays when the dry run rolls back
+    held: list[int] = []
+    finish = import_service.Replay.finish
+
+    async def count_locks_then_finish(replay: import_service.Replay) -> None:
+        # Every row is filed by now: a dry run holds no neighbourhood lock for any of them.
+        locks = text(
+            "SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory'"
+        )
+        held.append((await replay.session.execute(locks)).scalar_one())
+        await finish(replay)
+
+    monkeypatch.setattr(import_service.Replay, "finish", count_locks_then_finish)
+    # Small batches: a dry run that rolled back each batch lost the tickets later rows join.
+    dry = await run(db, history_csv(), batch_size=2, dry_run=True)
+    assert held == [0]
+    assert (await db.execute(text("SELECT count(*) FROM report"))).scalar_one() == 0
+    assert (await db.execute(text("SELECT count(*) FROM ticket_event"))).scalar_one() == 0
+    # The same connection, the real import: the intake locks again (the last batch's cells,
+    # not yet committed in this test's transaction).
+    real = await run(db, history_csv(), batch_size=2)
+    assert held[1] > 0
+
+    assert dry.dry_run
+    assert not real.dry_run
+    volatile = {"dry_run", "elapsed_seconds", "rows_read_per_second", "rows_filed_per_second"}
+    assert dry.model_dump(exclude=volatile) == real.model_dump(exclude=volatile)
+    assert (real.reports_joined, real.rejected.total) == (4, 1)
+    assert real.clustering.closures_applied == 2
+
+
+@pytest.mark.usefixtures("city")
+async def test_a_rerun_after_a_crash_still_applies_the_closures_that_were_due_later(
+    db: AsyncSession,
+) -> None:
+    def crash_at_fifth_row(done: int, total: int) -> None:
+        if done == 5:
+            raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError):
+        await import_reports(
+            db,
+            Catalog(),
+            io.BytesIO(history_csv()),
+            ImportOptions("importville", "csv", "legacy.csv", batch_size=4),
+            progress=crash_at_fifth_row,
+        )
+    await db.rollback()
+    # The first batch (P-1, F-1, P-2, F-2) was committed; P-1's closure (2 January, noon) was
+    # due before the next row, in the batch that was lost. Meanwhile staff acknowledge F-1's.
+    ticket_of = dict(
+        (
+            await db.execute(
+                text("SELECT r.external_id, t.id FROM report r JOIN ticket t ON t.id = r.ticket_id")
+            )
+        )
+        .tuples()
+        .all()
+    )
+    staff = Principal(kind="user", role=Role.admin, label="test-staff")
+    await workflow.change_status(db, ticket_of["F-1"], TicketStatus.acknowledged, actor=staff)
+    await db.commit()
+
+    rerun = await run(db, history_csv(), batch_size=4)
+    assert rerun.skipped_already_imported == 4
+    tickets_now = await ticket_ids(db)
+    assert tickets_now["P-1"] == (["P-1", "P-2"], "closed", 0)
+    assert tickets_now["P-3"] == (["P-3", "P-4"], "open", 0)
+    # A legacy status never overrides a change made since: F-1's ticket stays acknowledged
+    # (and open, so F-4 joins it).
+    assert tickets_now["F-1"] == (["F-1", "F-2", "F-3", "F-4"], "acknowledged", 0)
+    assert rerun.clustering.closures_applied == 1
+    assert rerun.clustering.closures_found_closed == 1
+
+
+# -- column mappings ------------------------------------------------------------------------------
+
+
+def test_the_column_mapping_model_covers_every_field() -> None:
+    assert set(ColumnMapping.model_fields) == set(COLUMNS)
+    assert ColumnMapping(service_code="Kind").given() == {"service_code": "Kind"}
+    with pytest.raises(ValidationError):
+        ColumnMapping.model_validate({"category": "Kind"})
+
+
+def test_socrata_and_311_names_are_recognised_out_of_the_box() -> None:
+    chicago = ["SR_NUMBER", "SR_TYPE", "STATUS", "CREATED_DATE", "CLOSED_DATE", "STREET_ADDRESS"]
+    found = resolve_columns([*chicago, "LATITUDE", "LONGITUDE", "LOCATION"])
+    assert found == {
+        "external_id": 0,
+        "service_code": 1,
+        "status": 2,
+        "reported_at": 3,
+        "closed_at": 4,
+        "address": 5,
+        "lat": 6,
+        "lon": 7,
+    }
+    nyc = ["unique_key", "created_date", "complaint_type", "descriptor", "incident_address"]
+    assert resolve_columns(nyc) == {
+        "external_id": 0,
+        "reported_at": 1,
+        "service_code": 2,
+        "description": 3,
+        "address": 4,
+    }
+    boston = ["case_enquiry_id", "open_dt", "closed_dt", "case_status", "type", "location"]
+    assert resolve_columns(boston) == {
+        "external_id": 0,
+        "reported_at": 1,
+        "closed_at": 2,
+        "status": 3,
+    }
+
+
+def test_a_mapping_wins_and_never_reads_a_column_twice() -> None:
+    header = ["Kind", "category", "x", "y", "when", "status"]
+    found = resolve_columns(header, {"service_code": "kind", "description": "Category"})
+    assert found == {
+        "service_code": 0,
+        "description": 1,  # not also the service
+        "lon": 2,
+        "lat": 3,
+        "status": 5,
+    }
+    assert "status" not in resolve_columns(header, statuses=False)
+    with pytest.raises(InvalidInput) as caught:
+        resolve_columns(header, {"reported_at": "created"})
+    assert caught.value.detail == (
+        "The column mapping names columns the file does not have (reported_at='created'); "
+        "its columns are: Kind, category, x, y, when, status"
+    )
+    assert parse_column_mapping(["service_code=sr_type", " external_id = SR Number "]) == {
+        "service_code": "sr_type",
+        "external_id": "SR Number",
+    }
+    with pytest.raises(InvalidInput, match="no field 'category'; the fields are: service_code"):
+        parse_column_mapping(["category=sr_type"])
+    with pytest.raises(InvalidInput, match="is not FIELD=COLUMN"):
+        parse_column_mapping("service_code")
+
+
+@pytest.mark.usefixtures("city")
+async def test_a_file_with_its_own_names_imports_through_a_mapping(db: AsyncSession) -> None:
+    header = ["Ticket", "Kind", "Where", "Lng", "Lat", "Opened", "Ward"]
+    data = csv_bytes(
+        [["W-1", "pothole", "1 High St", CENTER[0], CENTER[1], "2024-04-01T10:00Z", "7"]],
+        header,
+    )
+    with pytest.raises(ImportFileError, match=r"--column FIELD=COLUMN"):
+        await run(db, data)
+    columns = ColumnMapping(
+        service_code="kind", reported_at="Opened", external_id="Ticket", address="Where"
+    )
+    summary = await run(db, data, columns=columns)
+    assert summary.tickets_opened == 1
+    assert summary.columns == {
+        "service_code": "Kind",
+        "reported_at": "Opened",
+        "external_id": "Ticket",
+        "address": "Where",
+        "lon": "Lng",
+        "lat": "Lat",
+    }
+    assert summary.unused_columns == ["Ward"]
+    row = (await db.execute(text("SELECT external_id, address FROM report"))).one()
+    assert tuple(row) == ("W-1", "1 High St")
+    with pytest.raises(InvalidInput, match="its columns are: Ticket, Kind, Where"):
+        await run(db, data, columns=ColumnMapping(status="State"))
+
+
+@pytest.mark.usefixtures("city")
+async def test_geojson_properties_are_mapped_once_for_every_feature(db: AsyncSession) -> None:
+    def feature(**properties: Any) -> dict[str, Any]:
+        point = {"type": "Point", "coordinates": list(CENTER)}
+        return {"type": "Feature", "id": 9, "geometry": point, "properties": properties}
+
+    document = {
+        "type": "FeatureCollection",
+        "features": [
+            feature(kind="pothole", opened="2024-04-01T10:00Z"),
+            feature(kind="pothole", opened="2024-04-01T11:00Z", note="again", ref="R-2"),
+        ],
+    }
+    summary = await run(
+        db,
+        orjson.dumps(document),
+        file_format="geojson",
+        columns=ColumnMapping(service_code="kind", reported_at="opened", external_id="ref"),
+    )
+    assert (summary.tickets_opened, summary.reports_joined) == (1, 1)
+    assert summary.unused_columns == ["note"]
+    ids = (await db.execute(text("SELECT external_id FROM report ORDER BY id"))).scalars().all()
+    assert ids == ["9", "R-2"]  # the feature's id where the property is missing
+
+
+# -- progress -------------------------------------------------------------------------------------
+
+
+def test_progress_shows_no_rate_until_a_second_of_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(core_cli.time, "monotonic", lambda: clock[0])
+    out = io.StringIO()
+    bar = core_cli.ProgressBar("import x.csv", out)
+    bar(720, 10_000)  # the scan's rejections, counted before any row was filed
+    clock[0] += 6.0
+    bar(2_220, 10_000)
+    bar.finish()
+    first, second = out.getvalue().splitlines()
+    assert first == "kerbside: import x.csv: 720/10,000 rows   7.2%  -- rows/s"
+    assert second == "kerbside: import x.csv: 2,220/10,000 rows  22.2%  250 rows/s"

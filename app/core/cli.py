@@ -34,6 +34,9 @@ def open_database(settings: Settings) -> ResolvedDatabase:
     return resolved
 
 
+MIN_RATE_SECONDS = 1.0
+
+
 class ProgressBar:
     """Rows done of the total, %, rows/s on stderr: redrawn on a terminal, a line every few
     seconds otherwise (logs, CI). ``label`` says what runs, e.g. ``import file.csv``."""
@@ -43,7 +46,7 @@ class ProgressBar:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.every = 0.2 if self.tty else 5.0
-        self.started = time.monotonic()
+        self._base: tuple[float, int] | None = None  # (time, rows done) at the first call
         self._shown_at = 0.0
         self._latest: tuple[int, int] | None = None
         self._shown: tuple[int, int] | None = None
@@ -51,6 +54,9 @@ class ProgressBar:
     def __call__(self, done: int, total: int) -> None:
         self._latest = (done, total)
         now = time.monotonic()
+        if self._base is None:
+            # Rows counted before the first call (a scan's rejections) were not done at a rate.
+            self._base = (now, done)
         if now - self._shown_at >= self.every:
             self._shown_at = now
             self._draw(done, total, now)
@@ -66,15 +72,18 @@ class ProgressBar:
 
     def _draw(self, done: int, total: int, now: float) -> None:
         self._shown = (done, total)
-        elapsed = max(now - self.started, 1e-9)
-        rate = done / elapsed
+        since, done_then = self._base or (now, done)
+        elapsed = now - since
+        # No rate until it means something: a second of work, and some rows done in it.
+        rate = (done - done_then) / elapsed if elapsed >= MIN_RATE_SECONDS else 0.0
         share = done / total if total else 1.0
-        numbers = f"{done:,}/{total:,} rows {share:6.1%}  {rate:,.0f} rows/s"
+        speed = f"{rate:,.0f} rows/s" if rate > 0 else "-- rows/s"
+        numbers = f"{done:,}/{total:,} rows {share:6.1%}  {speed}"
         if self.tty:
             width = 28
             filled = round(width * share)
             left = (total - done) / rate if rate > 0 else 0.0
-            eta = f"  ETA {int(left // 60)}:{int(left % 60):02d}" if done < total else ""
+            eta = f"  ETA {int(left // 60)}:{int(left % 60):02d}" if done < total and rate else ""
             bar = "#" * filled + "." * (width - filled)
             self.stream.write(f"\r\x1b[K{self.label} [{bar}] {numbers}{eta}")
         else:

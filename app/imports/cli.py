@@ -17,8 +17,8 @@ from typing import Any
 
 from app.core.cli import CommandError, ProgressBar, open_database
 from app.core.errors import KerbsideError
-from app.imports.mapping import parse_service_map
-from app.imports.schemas import DEFAULT_BATCH_SIZE, ImportOptions, ImportSummary
+from app.imports.mapping import parse_column_mapping, parse_service_map
+from app.imports.schemas import DEFAULT_BATCH_SIZE, ColumnMapping, ImportOptions, ImportSummary
 from app.imports.sources import format_for
 from app.settings import get_settings
 
@@ -44,6 +44,20 @@ def add_import_command(sub: Any) -> None:
         "or @file.json",
     )
     command.add_argument(
+        "--column",
+        action="append",
+        metavar="FIELD=COLUMN",
+        help="the file's column for one of our fields, e.g. service_code=sr_type (repeatable; "
+        "fields: service_code, lon, lat, reported_at, description, address, external_id, "
+        "status, closed_at)",
+    )
+    command.add_argument(
+        "--no-status",
+        dest="statuses",
+        action="store_false",
+        help="do not import legacy statuses and closure times (every ticket stays open)",
+    )
+    command.add_argument(
         "--timezone",
         metavar="ZONE",
         help="IANA zone for times without a UTC offset (default: the jurisdiction's)",
@@ -60,7 +74,9 @@ def add_import_command(sub: Any) -> None:
         help=f"rows per transaction (default {DEFAULT_BATCH_SIZE})",
     )
     command.add_argument(
-        "--dry-run", action="store_true", help="check and cluster every row, then roll back"
+        "--dry-run",
+        action="store_true",
+        help="import every row in one transaction, then roll it back",
     )
     command.set_defaults(run=cmd_import)
 
@@ -81,6 +97,7 @@ def cmd_import(args: argparse.Namespace) -> None:
             raise CommandError(f"{map_path}: {exc.strerror}") from exc
     try:
         service_map = parse_service_map(spec)
+        columns = ColumnMapping(**parse_column_mapping(args.column))
     except KerbsideError as exc:
         raise CommandError(exc.detail) from exc
     options = ImportOptions(
@@ -88,6 +105,8 @@ def cmd_import(args: argparse.Namespace) -> None:
         format=file_format,
         source_name=path.name,
         service_map=service_map,
+        columns=columns,
+        statuses=args.statuses,
         timezone=args.timezone,
         date_format=args.date_format,
         dry_run=args.dry_run,

@@ -26,7 +26,13 @@ MAX_EXTERNAL_ID = 200  # report.external_id
 
 # Our field → the column names (or GeoJSON property names) that hold it, first match wins.
 # Names are compared case-insensitively, with spaces and hyphens read as underscores. Beyond the
-# common names, those of the LA (MyLA311) and NYC (Socrata) 311 exports are understood.
+# common names, those of the 311 exports most cities publish are understood where they are
+# unambiguous: LA (MyLA311: srnumber, requesttype, createddate, closeddate), Socrata portals
+# such as NYC (unique_key, complaint_type, descriptor, created_date, closed_date,
+# incident_address) and Chicago (sr_number, sr_type, street_address), Boston (case_enquiry_id,
+# open_dt, closed_dt, case_status), San Francisco and Open311 GeoReport v2 (service_name,
+# requested_datetime, status_description, long). A name that could mean two things (`type`,
+# `location`) is not guessed: map it with ``ColumnMapping``.
 COLUMNS: dict[str, tuple[str, ...]] = {
     "service_code": (
         "service_code",
@@ -35,8 +41,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "requesttype",
         "request_type",
         "complaint_type",
+        "sr_type",
+        "service_name",
     ),
-    "lon": ("lon", "longitude", "lng", "x"),
+    "lon": ("lon", "longitude", "lng", "long", "x"),
     "lat": ("lat", "latitude", "y"),
     "reported_at": (
         "reported_at",
@@ -45,12 +53,21 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "requested_datetime",
         "date",
         "created_date",
+        "open_dt",
     ),
-    "description": ("description", "details", "text"),
-    "address": ("address", "location_text"),
-    "external_id": ("external_id", "id", "service_request_id", "srnumber", "unique_key"),
-    "status": ("status", "request_status"),
-    "closed_at": ("closed_at", "closeddate", "closed_date", "closed_datetime"),
+    "description": ("description", "details", "text", "descriptor"),
+    "address": ("address", "location_text", "street_address", "incident_address"),
+    "external_id": (
+        "external_id",
+        "id",
+        "service_request_id",
+        "srnumber",
+        "sr_number",
+        "unique_key",
+        "case_enquiry_id",
+    ),
+    "status": ("status", "request_status", "status_description", "case_status"),
+    "closed_at": ("closed_at", "closeddate", "closed_date", "closed_datetime", "closed_dt"),
 }
 
 # A legacy status (lower-cased, first matching word wins) → what the ticket becomes. Statuses
@@ -126,16 +143,69 @@ def _column_key(name: str) -> str:
 _ALIASES = {field: tuple(_column_key(a) for a in names) for field, names in COLUMNS.items()}
 
 
-def resolve_columns(names: Sequence[str]) -> dict[str, int]:
-    """Our field → the index of the column holding it (aliases in priority order)."""
+def resolve_columns(
+    names: Sequence[str], given: Mapping[str, str] | None = None, *, statuses: bool = True
+) -> dict[str, int]:
+    """Our field → the index of the column holding it: the column ``given`` for it (the
+    operator's mapping), else the first of its usual names the file has.
+
+    Without ``statuses`` the status and closure columns are not read. Raises ``InvalidInput``
+    when ``given`` names a column the file lacks, listing the columns it has.
+    """
     keys = [_column_key(n) for n in names]
-    found: dict[str, int] = {}
+    given = dict(given or {})
+    missing = {f: c for f, c in given.items() if _column_key(c) not in keys}
+    if missing:
+        wanted = ", ".join(f"{f}={c!r}" for f, c in missing.items())
+        message = (
+            f"The column mapping names columns the file does not have ({wanted}); "
+            f"its columns are: {', '.join(names) or 'none'}"
+        )
+        raise InvalidInput(
+            message,
+            errors=[
+                {"field": f"columns.{f}", "message": f"no column {c!r}", "type": "value_error"}
+                for f, c in missing.items()
+            ],
+        )
+    found = {f: keys.index(_column_key(c)) for f, c in given.items()}
+    taken = set(found.values())
     for field_name, aliases in _ALIASES.items():
+        if field_name in found:
+            continue
         for alias in aliases:
-            if alias in keys:
+            # A column the operator mapped to another field is not read twice.
+            if alias in keys and keys.index(alias) not in taken:
                 found[field_name] = keys.index(alias)
                 break
+    if not statuses:
+        found.pop("status", None)
+        found.pop("closed_at", None)
     return found
+
+
+def parse_column_mapping(pairs: Sequence[str] | str | None) -> dict[str, str]:
+    """``['service_code=sr_type', 'external_id=sr_number']`` (or one comma-separated string)
+    → {our field: column}; refuses fields we do not have, naming the ones we do."""
+    if pairs is None:
+        return {}
+    items = pairs.split(",") if isinstance(pairs, str) else list(pairs)
+    mapping: dict[str, str] = {}
+    for item in items:
+        name, sep, column = item.partition("=")  # column names may hold '=', fields never
+        name, column = name.strip(), column.strip()
+        if not item.strip():
+            continue
+        if not sep or not name or not column:
+            raise option_error("columns", f"column mapping {item.strip()!r} is not FIELD=COLUMN")
+        if name not in COLUMNS:
+            raise option_error(
+                "columns",
+                f"column mapping {item.strip()!r}: no field {name!r}; "
+                f"the fields are: {', '.join(COLUMNS)}",
+            )
+        mapping[name] = column
+    return mapping
 
 
 def parse_service_map(spec: str | None) -> dict[str, str]:

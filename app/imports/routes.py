@@ -18,8 +18,8 @@ from starlette.datastructures import UploadFile
 from app.auth.principal import Principal, StaffPrincipal, ensure_same_jurisdiction
 from app.core.errors import Forbidden, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.db import SessionDep
-from app.imports.mapping import parse_service_map
-from app.imports.schemas import Format, ImportOptions, ImportSummary
+from app.imports.mapping import parse_column_mapping, parse_service_map
+from app.imports.schemas import ColumnMapping, Format, ImportOptions, ImportSummary
 from app.imports.service import import_reports
 from app.imports.sources import format_for
 from app.jurisdictions.catalog import Catalog
@@ -105,6 +105,17 @@ async def create_import(
         str | None,
         Query(description="Legacy category → service code: 'Name=code,Other=code2' or JSON"),
     ] = None,
+    column: Annotated[
+        list[str] | None,
+        Query(
+            description="The file's column for one of our fields, FIELD=COLUMN (repeatable), "
+            "e.g. service_code=sr_type; fields: " + ", ".join(ColumnMapping.model_fields)
+        ),
+    ] = None,
+    statuses: Annotated[
+        bool,
+        Query(description="Import legacy statuses and closure times (false: tickets stay open)"),
+    ] = True,
     timezone: Annotated[
         str | None,
         Query(description="IANA zone for times without a UTC offset; default the jurisdiction's"),
@@ -113,9 +124,9 @@ async def create_import(
         str | None,
         Query(description="strptime format for times that are not ISO 8601, e.g. %m/%d/%y %H:%M"),
     ] = None,
-    dry_run: Annotated[bool, Query(description="Check and cluster every row, keep nothing")] = (
-        False
-    ),
+    dry_run: Annotated[
+        bool, Query(description="Import every row in one transaction, then roll it back")
+    ] = False,
 ) -> Any:
     catalog: Catalog = request.app.state.catalog
     slug = await _target_jurisdiction(session, catalog, staff, jurisdiction)
@@ -131,6 +142,8 @@ async def create_import(
         format=chosen,
         source_name=name,
         service_map=parse_service_map(service_map),
+        columns=ColumnMapping(**parse_column_mapping(column)),
+        statuses=statuses,
         timezone=timezone,
         date_format=date_format,
         dry_run=dry_run,

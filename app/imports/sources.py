@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
@@ -95,9 +95,20 @@ class CsvSource:
 
     unit: Literal["line"] = "line"
 
-    def __init__(self, stream: IO[bytes], reader: RowReader) -> None:
+    def __init__(
+        self,
+        stream: IO[bytes],
+        reader: RowReader,
+        given: Mapping[str, str] | None = None,
+        *,
+        statuses: bool = True,
+    ) -> None:
         self.stream = stream
         self.reader = reader
+        self.given = given or {}
+        self.statuses = statuses
+        self.columns: dict[str, str] = {}  # our field → the column read for it
+        self.unused_columns: list[str] = []
         self._columns: dict[str, int] = {}
         self._delimiter = ","
         self._times = array("d")
@@ -115,16 +126,19 @@ class CsvSource:
         lines = _Lines(self.stream, start, 0)
         records = csv.reader(lines, delimiter=self._delimiter)
         header = next(records)
-        self._columns = resolve_columns(header)
+        self._columns = resolve_columns(header, self.given, statuses=self.statuses)
         missing = [f for f in REQUIRED_COLUMNS if f not in self._columns]
         if missing:
             wanted = "; ".join(f"{f}: {'|'.join(COLUMNS[f])}" for f in missing)
             raise ImportFileError(
-                f"The header lacks required columns ({wanted}); it has: {', '.join(header)}",
+                f"The header lacks required columns ({wanted}); it has: {', '.join(header)}. "
+                "Name the column that holds a field with a column mapping "
+                "(--column FIELD=COLUMN, ?column=FIELD=COLUMN)",
                 errors=[
                     {"field": f, "message": "no such column", "type": "missing"} for f in missing
                 ],
             )
+        self.columns, self.unused_columns = _used(header, self._columns)
         while True:
             offset, line = lines.offset, lines.line + 1
             try:
@@ -172,6 +186,13 @@ class CsvSource:
         return self.reader.parse(values, line)
 
 
+def _used(names: Sequence[str], found: Mapping[str, int]) -> tuple[dict[str, str], list[str]]:
+    """(our field → the column read for it, the columns not read), for the summary."""
+    read = {field: names[index] for field, index in found.items()}
+    taken = set(found.values())
+    return read, [name for index, name in enumerate(names) if index not in taken]
+
+
 def _delimiter(header: bytes) -> str:
     """Comma, unless the header line holds more semicolons, tabs or pipes (European exports)."""
     counts = {d: header.count(d.encode()) for d in (",", ";", "\t", "|")}
@@ -184,10 +205,23 @@ class GeoJsonSource:
 
     unit: Literal["feature"] = "feature"
 
-    def __init__(self, stream: IO[bytes], reader: RowReader, max_bytes: int) -> None:
+    def __init__(
+        self,
+        stream: IO[bytes],
+        reader: RowReader,
+        max_bytes: int,
+        given: Mapping[str, str] | None = None,
+        *,
+        statuses: bool = True,
+    ) -> None:
         self.stream = stream
         self.reader = reader
         self.max_bytes = max_bytes
+        self.given = given or {}
+        self.statuses = statuses
+        self.columns: dict[str, str] = {}  # our field → the property read for it
+        self.unused_columns: list[str] = []
+        self._names: dict[str, str] = {}
         self._rows: list[ImportRow] = []
 
     def scan(self, tally: Tally) -> None:
@@ -206,6 +240,17 @@ class GeoJsonSource:
             raise ImportFileError("The file is not a GeoJSON FeatureCollection")
         if not isinstance(features, list):
             raise ImportFileError("The FeatureCollection has no 'features' list")
+        # Properties vary by feature: map the names any feature has, once.
+        seen: dict[str, None] = {}
+        for feature in features:
+            properties = feature.get("properties") if isinstance(feature, dict) else None
+            if isinstance(properties, dict):
+                seen.update(dict.fromkeys(properties))
+        names = list(seen)
+        self.columns, self.unused_columns = _used(
+            names, resolve_columns(names, self.given, statuses=self.statuses)
+        )
+        self._names = self.columns
         for number, feature in enumerate(features, start=1):
             tally.rows_read += 1
             try:
@@ -224,10 +269,8 @@ class GeoJsonSource:
         properties = feature.get("properties") or {}
         if not isinstance(properties, dict):
             raise RowError("not_a_feature", "The feature's properties are not an object")
-        columns = resolve_columns(list(properties))
-        names = list(properties)
-        values = {f: properties[names[i]] for f, i in columns.items()}
-        if "external_id" not in values and feature.get("id") is not None:
+        values = {f: properties.get(name) for f, name in self._names.items()}
+        if values.get("external_id") is None and feature.get("id") is not None:
             values["external_id"] = feature["id"]
         geometry = feature.get("geometry")
         point: Sequence[Any] | None = None

@@ -83,6 +83,13 @@ class Submission:
     reported_at: datetime | None = None
     locale: str | None = None
     media: Sequence[AcceptedPhoto] = ()
+    # False: a report after a fix opens a new ticket instead of reopening it (a history
+    # import: the legacy system opened a new case there).
+    reopen: bool = True
+    # False: no neighbourhood locks. Only for a caller that is the one writer of its
+    # jurisdiction for the whole transaction (an import's dry run, rolled back at the end),
+    # where locks would only pile up; never with an idempotency claim.
+    serialise: bool = True
 
     @property
     def consent_method(self) -> ConsentMethod:

@@ -98,21 +98,22 @@ async def submit_report(
     keys = lock_keys(place.lon, place.lat, service.duplicate_radius_m, service.lock_cell_deg)
     if rule is sql.FILE_REPORT_SAME_ADDRESS and address_keys is not None:
         keys = sorted({*keys, street_lock_key(address_keys.street)})
-    claimed = (
-        await sql.LOCK_NEIGHBOURHOOD.one(
-            session,
-            {
-                "service_id": service.id,
-                "keys": keys,
-                "principal": claim.principal if claim else None,
-                "key": claim.key if claim else None,
-                "request_hash": claim.request_hash if claim else None,
-                "keep": idempotency.KEEP_FOR,
-            },
-        )
-    ).claimed
-    if not claimed:
-        raise idempotency.AlreadyClaimed
+    if submission.serialise or claim is not None:
+        claimed = (
+            await sql.LOCK_NEIGHBOURHOOD.one(
+                session,
+                {
+                    "service_id": service.id,
+                    "keys": keys,
+                    "principal": claim.principal if claim else None,
+                    "key": claim.key if claim else None,
+                    "request_hash": claim.request_hash if claim else None,
+                    "keep": idempotency.KEEP_FOR,
+                },
+            )
+        ).claimed
+        if not claimed:
+            raise idempotency.AlreadyClaimed
     row = await rule.one(
         session,
         {
@@ -128,7 +129,7 @@ async def submit_report(
             "resolve_due_at": resolve.due_at if resolve else None,
             "resolve_warn_at": resolve.warn_at if resolve else None,
             "priority": priority_for(service.hazard_level * 10),
-            "reopen_within": service.reopen_within,
+            "reopen_within": service.reopen_within if submission.reopen else timedelta(0),
             "channel": submission.channel.value,
             "accuracy_m": place.accuracy_m,
             "location_source": place.source.value,

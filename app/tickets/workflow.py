@@ -396,7 +396,11 @@ _LEGACY_STATUS = text(
             updated_at = greatest(t.updated_at, wanted.at)
         FROM wanted
         WHERE t.reference = :reference AND {check_in("t.status", OPEN_STATUSES)}
-        RETURNING t.id, (SELECT status FROM ticket WHERE id = t.id) AS previous
+          AND t.status <> wanted.status
+          -- Never back in time: a status change since (staff, a live reopen) stands.
+          AND NOT EXISTS (SELECT 1 FROM ticket_event e WHERE e.ticket_id = t.id
+                          AND e.kind = 'status_changed' AND e.created_at > wanted.at)
+        RETURNING t.id, t.report_count, (SELECT status FROM ticket WHERE id = t.id) AS previous
     )
     INSERT INTO ticket_event (ticket_id, kind, public, actor_label, data, created_at)
     SELECT changed.id, 'status_changed', true, :actor_label,
@@ -404,7 +408,7 @@ _LEGACY_STATUS = text(
                               'legacy_status', CAST(:legacy AS text)),
            wanted.at
     FROM changed, wanted
-    RETURNING ticket_id
+    RETURNING (SELECT report_count FROM changed) AS report_count
     """  # noqa: S608 (formats code constants only, never input)
 )
 
@@ -417,8 +421,9 @@ async def record_legacy_status(
     at: datetime,
     legacy: str,
     actor_label: str | None,
-) -> bool:
-    """Set an imported ticket's status as the legacy system had it; False if not open."""
+) -> int | None:
+    """Set an imported ticket's status as the legacy system had it: the ticket's report count
+    when it changed, None when it was not open (or had that status already)."""
     done = await session.execute(
         _LEGACY_STATUS,
         {
@@ -429,4 +434,5 @@ async def record_legacy_status(
             "actor_label": actor_label,
         },
     )
-    return done.first() is not None
+    row = done.first()
+    return None if row is None else int(row.report_count)
