@@ -7,6 +7,7 @@ from app.crews.models import AssignmentRule, Crew, crew_area
 from app.jurisdictions.models import Area, AreaPart, Jurisdiction, Service
 from app.maps import models as _map_indexes  # noqa: F401  (indexes on ticket)
 from app.media.models import Photo
+from app.notify.models import Notification
 from app.reports.models import IdempotencyRecord, Report
 from app.tickets.models import ResponseTemplate, Subscription, Ticket, TicketEvent
 from app.workorders import models as _work_order_indexes  # noqa: F401  (indexes on ticket)
@@ -22,6 +23,7 @@ __all__ = [
     "Crew",
     "IdempotencyRecord",
     "Jurisdiction",
+    "Notification",
     "Photo",
     "Report",
     "ResponseTemplate",

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     # Refuse new photo uploads (503, Retry-After) while this many wait to be processed; 0: never.
     photo_max_pending: int = Field(default=2000, ge=0)
 
+    # Notifications (docs/notifications.md): attempts before a message is dead, and the
+    # backoff between them (doubling from the first, capped, with jitter).
+    notify_max_attempts: int = Field(default=8, ge=1, le=50)
+    notify_backoff_seconds: float = Field(default=30.0, gt=0, le=3600)
+    notify_backoff_max_seconds: float = Field(default=3600.0, gt=0, le=86400)
+
     # Background jobs (`kerbside worker`, docs/architecture.md "Jobs").
     worker_concurrency: int = Field(default=2, ge=1, le=64)  # jobs one worker runs at once
     worker_heartbeat_seconds: float = Field(default=10.0, gt=0, le=300)

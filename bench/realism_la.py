@@ -4,7 +4,7 @@
 
 Reads ``la311_2020-01-01_to_03_10k.csv`` and ``la_city_council_districts_2012.geojson`` from
 ``--data`` (default ``$KERBSIDE_SHARED_DATA``, else ``../shared/data``); the data is never
-copied into the repository. On a throwaway cluster it makes two Los Angeles jurisdictions (the
+copied into the repository. On a throwaway cluster it applies two Los Angeles city files (the
 15 council districts as areas, code = the feature's ``name``), imports the CSV into one with
 the legacy statuses (a dry run first, then the import) and into the other without them, and
 prints JSON: rows filed and rejected, whether each ticket's council district is the one the
@@ -23,10 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.cities.schema import CityFile
+from app.cities.service import apply
 from app.db import make_engine
 from app.embedded import throwaway_cluster
 from app.imports.mapping import parse_service_map
@@ -34,7 +35,7 @@ from app.imports.schemas import ColumnMapping, ImportOptions, ImportSummary
 from app.imports.service import import_reports
 from app.jurisdictions.catalog import Catalog
 from app.migrations import upgrade_to_head
-from app.settings import PROJECT_ROOT, Settings, to_libpq_url
+from app.settings import PROJECT_ROOT, Settings
 
 CSV_NAME = "la311_2020-01-01_to_03_10k.csv"
 DISTRICTS_NAME = "la_city_council_districts_2012.geojson"
@@ -57,42 +58,54 @@ SERVICE_MAP = (
     "Graffiti Removal=graffiti"
 )
 SERVICES = [  # code, name, duplicate radius (m), window
-    ("fly_tipping", "Illegal dumping", 50, "14 days"),
-    ("bulky_items", "Bulky items", 15, "7 days"),
-    ("streetlight", "Streetlight out", 25, "30 days"),
-    ("graffiti", "Graffiti", 30, "14 days"),
+    ("fly_tipping", "Illegal dumping", 50, "14d"),
+    ("bulky_items", "Bulky items", 15, "7d"),
+    ("streetlight", "Streetlight out", 25, "30d"),
+    ("graffiti", "Graffiti", 30, "14d"),
 ]
 
 
-def make_city(url: str, slug: str, districts: list[dict[str, Any]]) -> None:
-    """A jurisdiction: the union of the districts as boundary, each district an area."""
-    geometries = [json.dumps(f["geometry"]) for f in districts]
-    with psycopg.connect(to_libpq_url(url)) as conn:
-        row = conn.execute(
-            """INSERT INTO jurisdiction (slug, name, boundary, timezone, reference_prefix)
-               SELECT %s, 'Los Angeles',
-                      ST_Multi(ST_Union(ST_MakeValid(ST_SetSRID(ST_GeomFromGeoJSON(g), 4326)))),
-                      'America/Los_Angeles', 'LA'
-               FROM unnest(CAST(%s AS text[])) AS g RETURNING id""",
-            (slug, geometries),
-        ).fetchone()
-        assert row is not None
-        for feature, geometry in zip(districts, geometries, strict=True):
-            code = str(feature["properties"]["name"])
-            conn.execute(
-                """INSERT INTO area (jurisdiction_id, kind, code, name, geom)
-                   VALUES (%s, 'district', %s, %s,
-                           ST_Multi(ST_MakeValid(ST_SetSRID(ST_GeomFromGeoJSON(%s), 4326))))""",
-                (row[0], code, f"Council District {code}", geometry),
-            )
-        for code, name, radius_m, window in SERVICES:
-            conn.execute(
-                """INSERT INTO service (jurisdiction_id, code, names, duplicate_radius_m,
-                                        duplicate_window)
-                   VALUES (%s, %s, jsonb_build_object('en', CAST(%s AS text)), %s,
-                           CAST(%s AS interval))""",
-                (row[0], code, name, radius_m, window),
-            )
+def city_file(slug: str, districts: Path) -> CityFile:
+    """The city file a Los Angeles administrator would write: the council districts file as
+    boundary (their union) and as areas (code = the feature's ``name``)."""
+    return CityFile.model_validate(
+        {
+            "jurisdiction": {
+                "slug": slug,
+                "name": "Los Angeles",
+                "timezone": "America/Los_Angeles",
+                "languages": ["en", "es"],
+                "reference_prefix": "LA",
+            },
+            "boundary": {"file": str(districts)},
+            "areas": [{"kind": "district", "file": str(districts), "code_property": "name"}],
+            "services": [
+                {
+                    "code": code,
+                    "names": {"en": name},
+                    "duplicate_radius_m": radius,
+                    "duplicate_window": window,
+                }
+                for code, name, radius, window in SERVICES
+            ],
+        }
+    )
+
+
+async def make_city(url: str, slug: str, districts: Path) -> dict[str, Any]:
+    """Apply the city file, as ``kerbside city apply`` does; returns its summary."""
+    engine = make_engine(Settings(database_url=url), pool_size=1)
+    try:
+        async with AsyncSession(engine) as session, session.begin():
+            started = time.perf_counter()
+            outcome = await apply(session, city_file(slug, districts))
+        return {
+            "apply_seconds": round(time.perf_counter() - started, 2),
+            "counts": outcome.counts(),
+            "hygiene_warnings": len(outcome.hygiene.lines()),
+        }
+    finally:
+        await engine.dispose()
 
 
 async def run_import(
@@ -177,12 +190,17 @@ def brief(summary: ImportSummary) -> dict[str, Any]:
     }
 
 
-async def measure(url: str, path: Path, cd_by_id: dict[str, str]) -> dict[str, Any]:
+async def measure(
+    url: str, path: Path, districts: Path, cd_by_id: dict[str, str]
+) -> dict[str, Any]:
+    city = await make_city(url, "los-angeles", districts)
+    await make_city(url, "los-angeles-no-status", districts)
     dry = await run_import(url, path, "los-angeles", statuses=True, dry_run=True)
     real = await run_import(url, path, "los-angeles", statuses=True, dry_run=False)
     plain = await run_import(url, path, "los-angeles-no-status", statuses=False, dry_run=False)
     volatile = {"dry_run", "elapsed_seconds", "rows_read_per_second", "rows_filed_per_second"}
     return {
+        "city_file": city,
         "dry_run_equals_import": dry.model_dump(exclude=volatile)
         == real.model_dump(exclude=volatile),
         "dry_run": brief(dry),
@@ -197,18 +215,13 @@ async def measure(url: str, path: Path, cd_by_id: dict[str, str]) -> dict[str, A
 
 def run_check(data: Path) -> dict[str, Any]:
     path = data / CSV_NAME
-    districts = json.loads((data / DISTRICTS_NAME).read_text())["features"]
     with path.open(newline="") as f:
         cd_by_id = {row["srnumber"]: row["cd"].strip() for row in csv.DictReader(f)}
     cluster = throwaway_cluster()
     try:
         url = cluster.ensure_running()
         upgrade_to_head(url)  # runs its own event loop: before ours
-        started = time.perf_counter()
-        make_city(url, "los-angeles", districts)
-        make_city(url, "los-angeles-no-status", districts)
-        setup = time.perf_counter() - started
-        return {"setup_seconds": round(setup, 2)} | asyncio.run(measure(url, path, cd_by_id))
+        return asyncio.run(measure(url, path, data / DISTRICTS_NAME, cd_by_id))
     finally:
         cluster.destroy()
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.channels.base import Channel
 from app.db import make_engine, make_sessionmaker
 from app.jobs.tasks import RESOURCES, Resources
 from app.jobs.worker import open_queue
@@ -22,6 +23,7 @@ async def drain(
     queues: Iterable[str] | None = None,
     photos: Sequence[PhotoPipeline] = (),
     concurrency: int = 1,
+    channels: Mapping[str, Channel] | None = None,
 ) -> None:
     """Run every job that is due (on ``queues``, default all), then return: one worker per
     pipeline of ``photos`` (default one worker with its own), all at once."""
@@ -37,7 +39,9 @@ async def drain(
                         wait=False,
                         queues=list(queues) if queues is not None else None,
                         concurrency=concurrency,
-                        additional_context={RESOURCES: Resources(settings, sessionmaker, pipeline)},
+                        additional_context={
+                            RESOURCES: Resources(settings, sessionmaker, pipeline, channels or {})
+                        },
                         install_signal_handlers=False,
                     )
                     for n, pipeline in enumerate(pipelines)

@@ -33,6 +33,8 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("POST", "/v1/tickets/{reference}/follow"): "follow by e-mail without an account",
     ("GET", "/v1/contacts/verify"): "the page behind the link mailed to an address",
     ("POST", "/v1/contacts/verify"): "the token mailed to the address is the proof",
+    ("GET", "/v1/notifications/{notification_id}/unsubscribe"): "the link in every message",
+    ("POST", "/v1/notifications/{notification_id}/unsubscribe"): "one-click (RFC 8058), signed",
     ("GET", "/v1/photos/{photo_id}.jpg"): "stripped photos behind random ids",
     ("GET", "/v1/photos/{photo_id}/thumbnail.jpg"): "the same, small",
     ("GET", "/v1/tickets.geojson"): "open data; staff see more when signed in",

@@ -47,6 +47,21 @@ WITHDRAW = text(
     """
 )
 
+# Consents to hear about one ticket follow its people to another (a merge, a split), with
+# where they came from as evidence; the given time stays the original one.
+CARRY_CONSENTS = text(
+    """
+    INSERT INTO contact_consent (contact_id, purpose, ticket_id, method, evidence, given_at)
+    SELECT k.contact_id, k.purpose, :to, k.method,
+           k.evidence || jsonb_build_object('carried_from', CAST(:from AS bigint)), k.given_at
+    FROM contact_consent k
+    WHERE k.ticket_id = :from AND k.purpose = 'ticket_updates' AND k.withdrawn_at IS NULL
+      AND (CAST(:report_id AS bigint) IS NULL OR k.contact_id IN (
+               SELECT contact_id FROM report_contact WHERE report_id = :report_id))
+    ON CONFLICT (contact_id, purpose, ticket_id) WHERE withdrawn_at IS NULL DO NOTHING
+    """
+)
+
 # A new verification token, unless one was sent within the last hour (so that following
 # tickets with somebody else's address cannot flood their inbox).
 BEGIN_VERIFICATION = text(

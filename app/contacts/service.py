@@ -144,6 +144,16 @@ async def withdraw_consent(
     )
 
 
+async def carry_consents(
+    session: AsyncSession, from_ticket: int, to_ticket: int, *, report_id: int | None = None
+) -> None:
+    """People who agreed to hear about ``from_ticket`` hear about ``to_ticket`` now (all of
+    them after a merge; a split report's own reporters with ``report_id``)."""
+    await session.execute(
+        sql.CARRY_CONSENTS, {"from": from_ticket, "to": to_ticket, "report_id": report_id}
+    )
+
+
 async def begin_verification(session: AsyncSession, contact: StoredContact) -> Verification | None:
     """A token to send to an unverified contact; None when it is verified, disabled, or was
     sent a token within the last hour."""

@@ -13,20 +13,22 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 from procrastinate import JobContext, RetryStrategy
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.channels.base import Channel
 from app.core import clock
-from app.core.jobs import PROCESS_PHOTO, REFRESH_MAP_GRID, SEND_MAIL
+from app.core.jobs import DELIVER_NOTIFICATION, PROCESS_PHOTO, REFRESH_MAP_GRID, SEND_MAIL
 from app.db import driver_of
 from app.jobs.queue import queue
 from app.mail import Mail, deliver
 from app.maps.service import refresh_grid
 from app.media.service import PhotoPipeline
+from app.notify import service as notify
 from app.settings import Settings
 from app.tickets import priority
 from app.tickets.service_levels import service_level_job
@@ -46,6 +48,8 @@ class Resources:
     settings: Settings
     sessionmaker: async_sessionmaker[AsyncSession]
     photos: PhotoPipeline
+    # Outbound adapters by contact kind (``app.channels``).
+    channels: Mapping[str, Channel] = field(default_factory=dict)
 
 
 def resources(context: JobContext) -> Resources:
@@ -89,6 +93,16 @@ async def process_photo(context: JobContext, public_id: str) -> str | None:
 async def send_mail(context: JobContext, to: str, subject: str, body: str) -> bool:
     """Send one mail that a committed change asked for (service-level escalations)."""
     return await deliver(resources(context).settings, Mail(to=to, subject=subject, body=body))
+
+
+# Deferred by the event stream (migration 0014) in the transaction of the change it announces,
+# locked per contact and ticket so one person's messages about one ticket go out in order.
+# Retries are the notification's own (backoff, Retry-After, dead letters), not the queue's.
+@queue.task(name=DELIVER_NOTIFICATION, queue="notify", pass_context=True)
+async def deliver_notification(context: JobContext, notification_id: int) -> str:
+    """One attempt at one outbox row (``app.notify.service.deliver``)."""
+    found = resources(context)
+    return await notify.deliver(found.sessionmaker, found.channels, found.settings, notification_id)
 
 
 @queue.periodic(cron="* * * * *")

@@ -197,6 +197,7 @@ async def merge(
     subs = (
         await session.execute(_MERGE_SUBSCRIPTIONS, {"into": into.id, "from": dup.id, "now": now})
     ).one()
+    await contacts.carry_consents(session, dup.id, into.id)
     await session.execute(
         text(
             """
@@ -322,6 +323,7 @@ async def split(
             {"report_id": report.id, "to": new.id, "from": ticket.id, "now": now},
         )
     ).one()
+    await contacts.carry_consents(session, ticket.id, new.id, report_id=report.id)
     await events.add_event(
         session,
         ticket.id,

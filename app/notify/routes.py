@@ -1,0 +1,236 @@
+"""HTTP for notifications: one-click unsubscribe, what a citizen was sent, and the dead
+letters staff see and retry."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from app.auth.principal import CurrentPrincipal, StaffPrincipal, ensure_same_jurisdiction
+from app.contacts import service as contacts
+from app.contacts.models import Purpose
+from app.core.errors import BadRequest, Conflict, Forbidden, NotFound
+from app.core.jobs import DELIVER_NOTIFICATION, defer
+from app.db import SessionDep
+from app.notify.service import unsubscribe_signature
+
+router = APIRouter(tags=["notifications"])
+
+NotificationId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+Signature = Annotated[str, Query(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")]
+
+
+class SentMessage(BaseModel):
+    """A message sent (or being sent) to the signed-in person."""
+
+    id: int
+    ticket_reference: str | None
+    channel: str
+    event: str
+    status: str
+    subject: str | None
+    body: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class UndeliveredMessage(BaseModel):
+    """A message that failed for good or gave up (no personal data: the channel only)."""
+
+    id: int
+    ticket_reference: str | None
+    channel: str
+    event: str
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+
+
+class Unsubscribed(BaseModel):
+    unsubscribed: bool
+    ticket_reference: str | None
+
+
+_OF = text(
+    "SELECT n.id, n.contact_id, n.ticket_id, n.status, t.reference, t.jurisdiction_id"
+    " FROM notification n LEFT JOIN ticket t ON t.id = n.ticket_id WHERE n.id = :id"
+)
+
+
+async def _signed(session: SessionDep, request: Request, notification_id: int, sig: str) -> Any:
+    row = (await session.execute(_OF, {"id": notification_id})).first()
+    wanted = unsubscribe_signature(request.app.state.settings, notification_id)
+    if row is None or not hmac.compare_digest(wanted, sig):
+        raise NotFound("No such unsubscribe link")
+    return row
+
+
+@router.get(
+    "/v1/notifications/{notification_id}/unsubscribe",
+    response_class=HTMLResponse,
+    summary="The page behind a message's unsubscribe link: a button that stops them",
+    responses={404: {"description": "Unknown link"}},
+)
+async def unsubscribe_page(
+    notification_id: NotificationId, sig: Signature, request: Request, session: SessionDep
+) -> HTMLResponse:
+    await _signed(session, request, notification_id, sig)
+    return HTMLResponse(
+        "<!doctype html><html lang=en><meta charset=utf-8><title>Stop these messages</title>"
+        "<body style='font-family:sans-serif;max-width:32em;margin:3em auto'>"
+        "<h1>Stop these messages</h1><p>You will hear nothing more about this report.</p>"
+        f"<form method=post action='/v1/notifications/{notification_id}/unsubscribe"
+        f"?sig={sig}'><button type=submit>Stop</button></form></body></html>"
+    )
+
+
+@router.post(
+    "/v1/notifications/{notification_id}/unsubscribe",
+    response_model=Unsubscribed,
+    summary="One-click unsubscribe (RFC 8058): stop messages about this report",
+    description=(
+        "The target of `List-Unsubscribe-Post: List-Unsubscribe=One-Click`. Withdraws the "
+        "contact's consent to hear about the ticket and ends its subscription; messages "
+        "already queued are not sent."
+    ),
+    responses={404: {"description": "Unknown link"}},
+)
+async def unsubscribe(
+    notification_id: NotificationId, sig: Signature, request: Request, session: SessionDep
+) -> Unsubscribed:
+    row = await _signed(session, request, notification_id, sig)
+    contact_id, ticket_id = row.contact_id, row.ticket_id
+    await contacts.withdraw_consent(
+        session,
+        contact_id,
+        how="unsubscribe_link",
+        purpose=Purpose.ticket_updates,
+        ticket_id=ticket_id,
+    )
+    await session.execute(
+        text(
+            "UPDATE subscription SET ended_at = now() WHERE contact_id = :c AND ticket_id = :t"
+            " AND ended_at IS NULL"
+        ),
+        {"c": contact_id, "t": ticket_id},
+    )
+    return Unsubscribed(unsubscribed=True, ticket_reference=row.reference)
+
+
+@router.get(
+    "/v1/me/notifications",
+    response_model=list[SentMessage],
+    summary="The messages sent to the signed-in person, newest first",
+)
+async def my_notifications(
+    principal: CurrentPrincipal,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[SentMessage]:
+    if principal.user_id is None:
+        raise BadRequest("API keys receive no messages; sign in as a person")
+    rows = await session.execute(
+        text(
+            "SELECT n.id, t.reference, n.channel, n.event_kind, n.status, n.subject, n.body,"
+            " n.created_at, n.sent_at FROM notification n JOIN contact c ON c.id = n.contact_id"
+            " LEFT JOIN ticket t ON t.id = n.ticket_id WHERE c.user_id = :user"
+            " ORDER BY n.id DESC LIMIT :limit"
+        ),
+        {"user": principal.user_id, "limit": limit},
+    )
+    return [
+        SentMessage(
+            id=r.id,
+            ticket_reference=r.reference,
+            channel=r.channel,
+            event=r.event_kind,
+            status=r.status,
+            subject=r.subject,
+            body=r.body,
+            created_at=r.created_at,
+            sent_at=r.sent_at,
+        )
+        for r in rows
+    ]
+
+
+@router.get(
+    "/v1/notifications",
+    response_model=list[UndeliveredMessage],
+    summary="Messages that failed or gave up (dead letters), for staff to retry",
+)
+async def undelivered(
+    staff: StaffPrincipal,
+    session: SessionDep,
+    status: Literal["dead", "failed"] = "dead",
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[UndeliveredMessage]:
+    rows = await session.execute(
+        text(
+            "SELECT n.id, t.reference, n.channel, n.event_kind, n.status, n.attempts,"
+            " n.last_error, n.created_at FROM notification n JOIN ticket t ON t.id = n.ticket_id"
+            " WHERE n.status = :status AND (CAST(:j AS int) IS NULL OR t.jurisdiction_id = :j)"
+            " ORDER BY n.id DESC LIMIT :limit"
+        ),
+        {
+            "status": status,
+            "j": None if staff.is_admin else staff.jurisdiction_id,
+            "limit": limit,
+        },
+    )
+    return [
+        UndeliveredMessage(
+            id=r.id,
+            ticket_reference=r.reference,
+            channel=r.channel,
+            event=r.event_kind,
+            status=r.status,
+            attempts=r.attempts,
+            last_error=r.last_error,
+            created_at=r.created_at,
+        )
+        for r in rows
+    ]
+
+
+@router.post(
+    "/v1/notifications/{notification_id}/retry",
+    status_code=202,
+    summary="Send a dead or failed message again",
+    responses={404: {"description": "No such message"}, 409: {"description": "Not dead or failed"}},
+)
+async def retry(
+    notification_id: NotificationId, staff: StaffPrincipal, session: SessionDep
+) -> Response:
+    row = (await session.execute(_OF, {"id": notification_id})).first()
+    if row is None:
+        raise NotFound(f"No message {notification_id}")
+    if row.jurisdiction_id is not None:
+        try:
+            ensure_same_jurisdiction(staff, row.jurisdiction_id)
+        except Forbidden:
+            raise NotFound(f"No message {notification_id}") from None
+    if row.status not in ("dead", "failed"):
+        raise Conflict(f"Message {notification_id} is {row.status}; only dead or failed ones retry")
+    await session.execute(
+        text(
+            "UPDATE notification SET status = 'pending', attempts = 0, next_attempt_at = NULL"
+            " WHERE id = :id"
+        ),
+        {"id": notification_id},
+    )
+    await defer(
+        session,
+        DELIVER_NOTIFICATION,
+        {"notification_id": notification_id},
+        queue="notify",
+        lock=f"notify:{row.contact_id}:{row.ticket_id}",
+    )
+    return Response(status_code=202)

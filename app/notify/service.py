@@ -1,0 +1,338 @@
+"""Delivering the outbox: one attempt at one notification, and what follows from its outcome.
+
+At least once, and never twice where we can help it: the row is locked while it is sent and
+marked in the same transaction, so a row marked ``sent`` is never sent again; a worker killed
+between the provider's answer and the commit sends it once more, with the row id as the
+provider's idempotency or collapse key. One person's messages about one ticket go out in
+order: a message waits while an earlier one to the same contact about the same ticket is
+still undelivered. Transient failures back off exponentially with jitter (the provider's
+``Retry-After`` honoured); after the last attempt the row is dead, for staff to see and retry.
+Every attempt and its outcome is a line on the ticket's internal timeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import random
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.channels.base import Channel, Delivered, Failed, Message, Outcome, RetryLater
+from app.contacts import service as contacts
+from app.core import clock
+from app.core.jobs import DELIVER_NOTIFICATION, defer
+from app.notify.models import NotificationStatus
+from app.notify.templates import Facts, language_of, render
+from app.settings import Settings
+from app.tickets.sla import expected_by_sql
+
+log = logging.getLogger("kerbside.notify")
+
+_CLAIM = text(
+    """
+    SELECT n.id, n.contact_id, n.ticket_id, n.event_id, n.event_kind, n.status, n.attempts,
+           n.subject, n.body, c.kind, c.address, c.data AS contact_data, c.user_id,
+           c.disabled_at IS NOT NULL AS disabled,
+           (c.user_id IS NOT NULL AND EXISTS (
+                SELECT 1 FROM subscription s
+                WHERE s.ticket_id = n.ticket_id AND s.user_id = c.user_id
+                  AND (s.ended_at IS NULL OR n.event_kind = 'merged'))
+            OR EXISTS (
+                SELECT 1 FROM contact_consent k
+                WHERE k.contact_id = c.id AND k.purpose = 'ticket_updates'
+                  AND k.ticket_id = n.ticket_id AND k.withdrawn_at IS NULL)) AS consenting
+    FROM notification n JOIN contact c ON c.id = n.contact_id
+    WHERE n.id = :id
+    FOR UPDATE OF n
+    """
+)
+
+_EARLIER = text(
+    """
+    SELECT id, next_attempt_at FROM notification
+    WHERE contact_id = :contact_id AND ticket_id = :ticket_id AND id < :id
+      AND status IN ('pending', 'retrying')
+    ORDER BY id LIMIT 1
+    """
+)
+
+_FACTS = text(
+    f"""
+    SELECT t.reference, t.status, {expected_by_sql("t")} AS expected_by,
+           j.name AS jurisdiction, j.languages, s.names AS service_names,
+           e.kind AS event_kind, e.note, e.data AS event_data,
+           (SELECT r.locale FROM report r JOIN report_contact rc ON rc.report_id = r.id
+            WHERE r.ticket_id = t.id AND rc.contact_id = :contact_id AND r.locale IS NOT NULL
+            ORDER BY r.id DESC LIMIT 1) AS locale
+    FROM ticket t
+    JOIN jurisdiction j ON j.id = t.jurisdiction_id
+    JOIN service s ON s.id = t.service_id
+    LEFT JOIN ticket_event e ON e.id = :event_id
+    WHERE t.id = :ticket_id
+    """  # noqa: S608 (code constants only)
+)
+
+_FINISH = text(
+    """
+    UPDATE notification SET status = :status, attempts = attempts + 1,
+        next_attempt_at = :next_attempt_at, last_error = :error, provider_id = :provider_id,
+        sent_at = :sent_at, subject = :subject, body = :body
+    WHERE id = :id
+    """
+)
+
+_EVENT = text(
+    """
+    INSERT INTO ticket_event (ticket_id, kind, public, actor_label, data, created_at)
+    VALUES (:ticket_id, :kind, false, 'notify', CAST(:data AS jsonb), :at)
+    """
+)
+
+_SUPPRESS_CONTACT = text(
+    """
+    UPDATE notification SET status = 'suppressed', last_error = :reason
+    WHERE contact_id = :contact_id AND status IN ('pending', 'retrying') AND id <> :id
+    """
+)
+
+
+def unsubscribe_signature(settings: Settings, notification_id: int) -> str:
+    key = settings.secret_key.get_secret_value().encode()
+    return hmac.new(key, f"unsubscribe:{notification_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def unsubscribe_url(settings: Settings, notification_id: int) -> str:
+    signature = unsubscribe_signature(settings, notification_id)
+    return (
+        f"{settings.public_base_url}/v1/notifications/{notification_id}/unsubscribe?sig={signature}"
+    )
+
+
+def backoff(settings: Settings, attempts: int, retry_after: float | None) -> timedelta:
+    """Exponential from ``notify_backoff_seconds``, capped, with ±25 % jitter; never sooner
+    than the provider asked."""
+    base = min(
+        settings.notify_backoff_seconds * 2 ** max(attempts - 1, 0),
+        settings.notify_backoff_max_seconds,
+    )
+    wait = base * random.uniform(0.75, 1.25)
+    return timedelta(seconds=max(wait, retry_after or 0.0))
+
+
+async def deliver(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    channels: Mapping[str, Channel],
+    settings: Settings,
+    notification_id: int,
+) -> str:
+    """One attempt at one notification; returns what became of it (a status, or ``waiting``
+    when an earlier message to the same person about the same ticket goes first)."""
+    async with sessionmaker() as session, session.begin():
+        row = (await session.execute(_CLAIM, {"id": notification_id})).first()
+        if row is None or row.status not in (
+            NotificationStatus.pending,
+            NotificationStatus.retrying,
+        ):
+            return str(row.status) if row is not None else "gone"
+        now = clock.now()
+        if row.disabled or not row.consenting:
+            why = "the contact is disabled" if row.disabled else "consent withdrawn"
+            await _finish(session, row, NotificationStatus.suppressed, now, error=why)
+            return NotificationStatus.suppressed.value
+        earlier = (
+            await session.execute(
+                _EARLIER,
+                {"contact_id": row.contact_id, "ticket_id": row.ticket_id, "id": row.id},
+            )
+        ).first()
+        if earlier is not None:
+            at = max(earlier.next_attempt_at or now, now) + timedelta(seconds=1)
+            await defer(
+                session,
+                DELIVER_NOTIFICATION,
+                {"notification_id": row.id},
+                queue="notify",
+                lock=f"notify:{row.contact_id}:{row.ticket_id}",
+                scheduled_at=at,
+            )
+            return "waiting"
+        message = await _message(session, settings, row)
+        channel = channels.get(row.kind)
+        outcome: Outcome
+        if channel is None:
+            outcome = Failed(f"no channel is configured for {row.kind} contacts")
+        else:
+            try:
+                outcome = await channel.deliver(message)
+            except Exception as exc:  # an adapter's own bug: retried, and logged
+                log.exception("channel %s failed", row.kind)
+                outcome = RetryLater(f"{type(exc).__name__} in the {row.kind} adapter")
+        return await _record(session, settings, row, message, outcome, now)
+
+
+async def _message(session: AsyncSession, settings: Settings, row: Any) -> Message:
+    facts_row = (
+        await session.execute(
+            _FACTS,
+            {"ticket_id": row.ticket_id, "event_id": row.event_id, "contact_id": row.contact_id},
+        )
+    ).one()
+    data = facts_row.event_data or {}
+    language = language_of(facts_row.locale, tuple(facts_row.languages or ()))
+    names = facts_row.service_names or {}
+    into = data.get("into") if row.event_kind == "merged" else None
+    status = data.get("to") or facts_row.status
+    reference = into or facts_row.reference
+    link = f"{settings.public_base_url}/v1/tickets/{reference}"
+    facts = Facts(
+        reference=facts_row.reference,
+        service=(names.get(language) or names.get("en") or next(iter(names.values()), "")).lower(),
+        status=status,
+        note=facts_row.note,
+        expected=facts_row.expected_by.date() if facts_row.expected_by else None,
+        link=link,
+        jurisdiction=facts_row.jurisdiction,
+        into=into,
+    )
+    unsubscribe = unsubscribe_url(settings, row.id)
+    if row.subject is not None and row.body is not None:
+        subject, body = row.subject, row.body  # a retry sends the same words
+    else:
+        subject, body = render(row.event_kind, facts, language, unsubscribe)
+    return Message(
+        id=row.id,
+        kind=row.kind,
+        address=row.address,
+        contact_data=row.contact_data or {},
+        subject=subject,
+        body=body,
+        link=link,
+        unsubscribe_url=unsubscribe,
+        ticket_reference=reference,
+        event=status if row.event_kind == "status_changed" else row.event_kind,
+        language=language,
+        data={"reference": reference, "event": row.event_kind, "status": status},
+    )
+
+
+async def _record(
+    session: AsyncSession,
+    settings: Settings,
+    row: Any,
+    message: Message,
+    outcome: Outcome,
+    now: datetime,
+) -> str:
+    attempt = row.attempts + 1
+    archive: dict[str, Any] = {"notification": row.id, "channel": row.kind, "attempt": attempt}
+    if isinstance(outcome, Delivered):
+        await _finish(
+            session,
+            row,
+            NotificationStatus.sent,
+            now,
+            message=message,
+            provider=outcome.provider_id,
+        )
+        await _archive(
+            session, row, "notification_sent", now, archive | {"provider_id": outcome.provider_id}
+        )
+        return NotificationStatus.sent.value
+    if isinstance(outcome, RetryLater):
+        if attempt >= settings.notify_max_attempts:
+            await _finish(
+                session, row, NotificationStatus.dead, now, message=message, error=outcome.reason
+            )
+            await _archive(
+                session,
+                row,
+                "notification_failed",
+                now,
+                archive | {"reason": outcome.reason, "dead": True},
+            )
+            return NotificationStatus.dead.value
+        at = now + backoff(settings, attempt, outcome.after)
+        await _finish(
+            session,
+            row,
+            NotificationStatus.retrying,
+            now,
+            message=message,
+            error=outcome.reason,
+            next_at=at,
+        )
+        await defer(
+            session,
+            DELIVER_NOTIFICATION,
+            {"notification_id": row.id},
+            queue="notify",
+            lock=f"notify:{row.contact_id}:{row.ticket_id}",
+            scheduled_at=at,
+        )
+        await _archive(
+            session,
+            row,
+            "notification_failed",
+            now,
+            archive | {"reason": outcome.reason, "retry_at": at.isoformat()},
+        )
+        return NotificationStatus.retrying.value
+    await _finish(
+        session, row, NotificationStatus.failed, now, message=message, error=outcome.reason
+    )
+    if outcome.disable_contact:
+        await contacts.disable(session, row.contact_id, outcome.reason)
+        await session.execute(
+            _SUPPRESS_CONTACT,
+            {"contact_id": row.contact_id, "id": row.id, "reason": "the contact was disabled"},
+        )
+    await _archive(
+        session,
+        row,
+        "notification_failed",
+        now,
+        archive | {"reason": outcome.reason, "contact_disabled": outcome.disable_contact},
+    )
+    return NotificationStatus.failed.value
+
+
+async def _finish(
+    session: AsyncSession,
+    row: Any,
+    status: NotificationStatus,
+    now: datetime,
+    *,
+    message: Message | None = None,
+    provider: str | None = None,
+    error: str | None = None,
+    next_at: datetime | None = None,
+) -> None:
+    await session.execute(
+        _FINISH,
+        {
+            "id": row.id,
+            "status": status.value,
+            "next_attempt_at": next_at,
+            "error": error,
+            "provider_id": provider,
+            "sent_at": now if status == NotificationStatus.sent else None,
+            "subject": message.subject if message else row.subject,
+            "body": message.body if message else row.body,
+        },
+    )
+
+
+async def _archive(
+    session: AsyncSession, row: Any, kind: str, now: datetime, data: dict[str, Any]
+) -> None:
+    await session.execute(
+        _EVENT,
+        {"ticket_id": row.ticket_id, "kind": kind, "data": orjson.dumps(data).decode(), "at": now},
+    )

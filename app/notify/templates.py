@@ -1,0 +1,167 @@
+"""What a notification says: built-in messages per event and language (English, Dutch,
+Swedish), with the ticket's reference, its public expected date and the city's own note.
+
+The city's response templates (``response_template``, from the city file) already wrote the
+public note of a status change onto the timeline event; the message carries that note. Texts
+for another language come with a translation here; a language we lack falls back to English.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+LANGUAGES = ("en", "nl", "sv")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a message may say (none of it personal)."""
+
+    reference: str
+    service: str
+    status: str
+    note: str | None
+    expected: date | None
+    link: str
+    jurisdiction: str
+    into: str | None = None  # merged: the surviving ticket's reference
+
+
+_STATUS: Mapping[str, Mapping[str, str]] = {
+    "en": {
+        "open": "is open",
+        "acknowledged": "is on our list",
+        "scheduled": "is scheduled",
+        "in_progress": "is being worked on",
+        "fixed": "is fixed",
+        "closed": "is closed",
+        "reopened": "is reopened",
+        "duplicate": "is a duplicate",
+        "not_our_responsibility": "is not ours to fix: we passed it on",
+        "rejected": "was not taken up",
+    },
+    "nl": {
+        "open": "staat open",
+        "acknowledged": "staat op onze lijst",
+        "scheduled": "is ingepland",
+        "in_progress": "wordt nu aangepakt",
+        "fixed": "is opgelost",
+        "closed": "is afgesloten",
+        "reopened": "is heropend",
+        "duplicate": "is een dubbele melding",
+        "not_our_responsibility": "valt niet onder ons: we hebben het doorgegeven",
+        "rejected": "is niet in behandeling genomen",
+    },
+    "sv": {
+        "open": "är öppen",
+        "acknowledged": "finns på vår lista",
+        "scheduled": "är planerad",
+        "in_progress": "åtgärdas nu",
+        "fixed": "är åtgärdad",
+        "closed": "är avslutad",
+        "reopened": "är återöppnad",
+        "duplicate": "är en dubblett",
+        "not_our_responsibility": "ligger inte på oss: vi har skickat den vidare",
+        "rejected": "togs inte upp",
+    },
+}
+
+_TEXT: Mapping[str, Mapping[str, str]] = {
+    "en": {
+        "received.subject": "We received your report: {reference}",
+        "received.body": "Thank you. Your report of a {service} is {reference}.",
+        "joined.subject": "Your report is part of {reference}",
+        "joined.body": "Thank you. Others reported this {service} too: it is {reference}.",
+        "status.subject": "{reference} {status}",
+        "status.body": "Your report {reference} ({service}) {status}.",
+        "comment.subject": "{jurisdiction} replied about {reference}",
+        "comment.body": "{jurisdiction} replied about {reference} ({service}):",
+        "merged.subject": "Your report is now part of {into}",
+        "merged.body": "{reference} is the same problem as {into}; we follow it up there, and "
+        "you will hear about {into} from now on.",
+        "expected": "We expect it to be done by {expected}.",
+        "follow": "Follow it here: {link}",
+        "stop": "To stop these messages: {unsubscribe}",
+    },
+    "nl": {
+        "received.subject": "We hebben uw melding ontvangen: {reference}",
+        "received.body": "Bedankt. Uw melding ({service}) heeft nummer {reference}.",
+        "joined.subject": "Uw melding hoort bij {reference}",
+        "joined.body": "Bedankt. Anderen meldden dit ook ({service}): het is {reference}.",
+        "status.subject": "{reference} {status}",
+        "status.body": "Uw melding {reference} ({service}) {status}.",
+        "comment.subject": "{jurisdiction} reageerde op {reference}",
+        "comment.body": "{jurisdiction} reageerde op {reference} ({service}):",
+        "merged.subject": "Uw melding hoort nu bij {into}",
+        "merged.body": "{reference} is hetzelfde probleem als {into}; we pakken het daar op en u "
+        "hoort voortaan over {into}.",
+        "expected": "We verwachten het klaar te hebben op {expected}.",
+        "follow": "Volg het hier: {link}",
+        "stop": "Geen berichten meer ontvangen: {unsubscribe}",
+    },
+    "sv": {
+        "received.subject": "Vi har tagit emot din felanmälan: {reference}",
+        "received.body": "Tack. Din felanmälan ({service}) har nummer {reference}.",
+        "joined.subject": "Din felanmälan hör till {reference}",
+        "joined.body": "Tack. Andra har också anmält detta ({service}): det är {reference}.",
+        "status.subject": "{reference} {status}",
+        "status.body": "Din felanmälan {reference} ({service}) {status}.",
+        "comment.subject": "{jurisdiction} svarade om {reference}",
+        "comment.body": "{jurisdiction} svarade om {reference} ({service}):",
+        "merged.subject": "Din felanmälan hör nu till {into}",
+        "merged.body": "{reference} är samma problem som {into}; vi följer upp det där och du "
+        "får framöver besked om {into}.",
+        "expected": "Vi räknar med att det är klart {expected}.",
+        "follow": "Följ det här: {link}",
+        "stop": "Sluta få dessa meddelanden: {unsubscribe}",
+    },
+}
+
+
+def language_of(wanted: str | None, offered: tuple[str, ...] = ()) -> str:
+    """The message language: the person's, else the city's first that we have, else English."""
+    for candidate in (wanted, *offered):
+        if candidate:
+            base = candidate.split("-")[0].lower()
+            if base in LANGUAGES:
+                return base
+    return "en"
+
+
+def render(event: str, facts: Facts, language: str, unsubscribe: str) -> tuple[str, str]:
+    """Subject and plain-text body of the message about ``event`` (an event kind)."""
+    text = _TEXT[language]
+    key = {
+        "ticket_opened": "received",
+        "report_attached": "joined",
+        "status_changed": "status",
+        "comment": "comment",
+        "merged": "merged",
+    }[event]
+    values = {
+        "reference": facts.reference,
+        "service": facts.service,
+        "status": _STATUS[language].get(facts.status, facts.status),
+        "jurisdiction": facts.jurisdiction,
+        "into": facts.into or facts.reference,
+        "link": facts.link,
+        "expected": facts.expected.isoformat() if facts.expected else "",
+        "unsubscribe": unsubscribe,
+    }
+    lines = [text[f"{key}.body"].format(**values)]
+    if facts.note and key in ("status", "comment"):
+        lines.append(facts.note)
+    if (
+        facts.expected
+        and key in ("received", "joined", "status")
+        and facts.status
+        not in (
+            "fixed",
+            "closed",
+        )
+    ):
+        lines.append(text["expected"].format(**values))
+    lines += ["", text["follow"].format(**values), text["stop"].format(**values)]
+    return text[f"{key}.subject"].format(**values), "\n".join(lines)

@@ -1,0 +1,408 @@
+"""Every reporter hears back: the outbox written by the event stream in the change's own
+transaction, and its delivery by a real worker (retries, order, dead letters, disabling,
+unsubscribing). The channel here is a recording stand-in for a provider; the real adapters
+are tested against local fakes of the providers in tests/test_channels.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.auth.models import Role
+from app.auth.principal import Principal
+from app.channels.base import Delivered, Failed, Message, Outcome, RetryLater
+from app.contacts.models import ContactKind
+from app.contacts.service import ContactSpec
+from app.jurisdictions.catalog import Catalog
+from app.jurisdictions.models import Jurisdiction
+from app.notify.service import unsubscribe_signature
+from app.notify.templates import Facts, render
+from app.reports.intake import Filed, Place, Submission, Submitter
+from app.reports.models import Channel, LocationSource
+from app.reports.service import submit_report
+from app.settings import Settings
+from app.tickets import service as tickets
+from app.tickets import workflow
+from app.tickets.models import TicketStatus
+from geo.distance import offset_lonlat
+from tests.factories import CITY, bearer_headers, make_jurisdiction, make_service, make_user
+from tests.jobs_support import drain
+
+CENTER = CITY.center
+STAFF = Principal(kind="user", role=Role.admin, label="test-staff")
+
+
+@dataclass
+class Recorder:
+    """A provider that records what it is sent and answers from a script (then Delivered)."""
+
+    kind: str = "x"
+    script: list[Outcome] = field(default_factory=list)
+    sent: list[Message] = field(default_factory=list)
+    tries: int = 0
+
+    async def deliver(self, message: Message) -> Outcome:
+        self.tries += 1
+        outcome = self.script.pop(0) if self.script else Delivered(f"rec-{message.id}")
+        if isinstance(outcome, Delivered):
+            self.sent.append(message)
+        return outcome
+
+    async def close(self) -> None:
+        return None
+
+
+def post(lon: float, lat: float, *, handle: str | None = "4242", locale: str = "en") -> Submission:
+    return Submission(
+        channel=Channel.x,
+        submitter=Submitter(label=f"x:{handle}", identified=True),
+        service_code="pothole",
+        place=Place(lon, lat, LocationSource.post),
+        contacts=[ContactSpec(ContactKind.x, handle)] if handle else [],
+        updates=handle is not None,
+        locale=locale,
+    )
+
+
+async def outbox(db: AsyncSession) -> list[tuple[str, str]]:
+    rows = await db.execute(
+        text(
+            "SELECT c.address, n.event_kind FROM notification n JOIN contact c"
+            " ON c.id = n.contact_id ORDER BY n.id"
+        )
+    )
+    return [(r.address, r.event_kind) for r in rows]
+
+
+@pytest.fixture
+async def pothole(db: AsyncSession) -> None:
+    city = await make_jurisdiction(db, slug="hearback")
+    await make_service(db, city, "pothole", duplicate_radius_m=30.0)
+
+
+async def as_at_commit(db: AsyncSession) -> None:
+    """Run the event stream's deferred trigger now, as COMMIT would (the test's transaction is
+    rolled back at its end, and a savepoint does not fire deferred triggers)."""
+    await db.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+    await db.execute(text("SET CONSTRAINTS ALL DEFERRED"))
+
+
+# -- the outbox, in the change's own transaction ----------------------------------------------
+
+
+@pytest.mark.usefixtures("pothole")
+async def test_the_outbox_is_written_with_the_change_for_consenting_reachable_people(
+    db: AsyncSession,
+) -> None:
+    catalog = Catalog()
+    first = await submit_report(db, catalog, post(*CENTER, handle="alice"))
+    await as_at_commit(db)
+    assert await outbox(db) == [("alice", "ticket_opened")]
+    jobs = (
+        await db.execute(
+            text(
+                "SELECT j.lock, j.queue_name, n.contact_id FROM procrastinate_jobs j"
+                " JOIN notification n ON n.id = CAST(j.args->>'notification_id' AS bigint)"
+                " WHERE j.task_name = 'deliver_notification'"
+            )
+        )
+    ).all()
+    assert [(lock, queue) for lock, queue, _ in jobs] == [
+        (f"notify:{jobs[0].contact_id}:{first.ticket_id}", "notify")
+    ]
+
+    # A second reporter joins; an anonymous one without a contact hears nothing.
+    await submit_report(db, catalog, post(*offset_lonlat(*CENTER, 5, 0), handle="bob"))
+    await submit_report(db, catalog, post(*offset_lonlat(*CENTER, 8, 0), handle=None))
+    await as_at_commit(db)
+    assert await outbox(db) == [("alice", "ticket_opened"), ("bob", "report_attached")]
+
+    # Internal lines say nothing to anyone; a public status change reaches every subscriber.
+    await workflow.change_status(db, first.ticket_id, TicketStatus.acknowledged, actor=STAFF)
+    await as_at_commit(db)
+    assert await outbox(db) == [
+        ("alice", "ticket_opened"),
+        ("bob", "report_attached"),
+        ("alice", "status_changed"),
+        ("bob", "status_changed"),
+    ]
+
+
+@pytest.mark.usefixtures("pothole")
+async def test_unverified_and_unconsenting_contacts_are_not_queued(db: AsyncSession) -> None:
+    catalog = Catalog()
+    email = Submission(
+        channel=Channel.app,
+        submitter=Submitter(),
+        service_code="pothole",
+        place=Place(*CENTER, LocationSource.device),
+        contacts=[ContactSpec(ContactKind.email, "eve@example.org")],
+        updates=True,
+    )
+    filed = await submit_report(db, catalog, email)
+    quiet = await submit_report(
+        db,
+        catalog,
+        Submission(
+            channel=Channel.x,
+            submitter=Submitter(label="x:quiet", identified=True),
+            service_code="pothole",
+            place=Place(*offset_lonlat(*CENTER, 3, 0), LocationSource.post),
+            contacts=[ContactSpec(ContactKind.x, "quiet")],
+            updates=False,  # a contact kept for staff, no consent
+        ),
+    )
+    assert quiet.ticket_id == filed.ticket_id
+    await workflow.change_status(db, filed.ticket_id, TicketStatus.acknowledged, actor=STAFF)
+    await as_at_commit(db)
+    assert await outbox(db) == []  # eve is unverified, quiet never consented
+    await db.execute(
+        text("UPDATE contact SET verified_at = now() WHERE address = 'eve@example.org'")
+    )
+    await workflow.change_status(db, filed.ticket_id, TicketStatus.scheduled, actor=STAFF)
+    await as_at_commit(db)
+    assert await outbox(db) == [("eve@example.org", "status_changed")]
+
+
+# -- delivery by a real worker ----------------------------------------------------------------
+
+
+@pytest.fixture
+async def town(committed_db: async_sessionmaker[AsyncSession]) -> None:
+    async with committed_db() as session, session.begin():
+        city = await make_jurisdiction(session, slug="hearback")
+        await make_service(
+            session, city, "pothole", duplicate_radius_m=30.0, resolve_within=timedelta(days=14)
+        )
+
+
+@pytest.fixture
+def quick(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={"notify_backoff_seconds": 0.01, "notify_backoff_max_seconds": 0.05}
+    )
+
+
+async def file(committed_db: async_sessionmaker[AsyncSession], submission: Submission) -> Filed:
+    async with committed_db() as session, session.begin():
+        return await submit_report(session, Catalog(), submission)
+
+
+async def change(
+    committed_db: async_sessionmaker[AsyncSession], ticket_id: int, to: TicketStatus
+) -> None:
+    async with committed_db() as session, session.begin():
+        await workflow.change_status(session, ticket_id, to, actor=STAFF)
+
+
+async def drain_all(settings: Settings, recorder: Recorder, rounds: int = 20) -> None:
+    """Run the notify queue until nothing is due (retries come due within milliseconds)."""
+    import asyncio
+
+    for _ in range(rounds):
+        await drain(settings, queues=["notify"], channels={"x": recorder})
+        await asyncio.sleep(0.06)
+
+
+async def statuses(committed_db: async_sessionmaker[AsyncSession]) -> list[tuple[str, str]]:
+    async with committed_db() as session:
+        rows = await session.execute(
+            text("SELECT event_kind, status FROM notification ORDER BY id")
+        )
+        return [(r.event_kind, r.status) for r in rows]
+
+
+@pytest.mark.usefixtures("town")
+async def test_a_status_change_reaches_the_reporter_once_in_their_language_and_is_archived(
+    committed_db: async_sessionmaker[AsyncSession], quick: Settings
+) -> None:
+    filed = await file(committed_db, post(*CENTER, handle="anna", locale="nl-NL"))
+    await change(committed_db, filed.ticket_id, TicketStatus.scheduled)
+    recorder = Recorder()
+    await drain_all(quick, recorder, rounds=2)
+    assert [m.event for m in recorder.sent] == ["ticket_opened", "scheduled"]
+    opened, scheduled = recorder.sent
+    assert opened.subject == f"We hebben uw melding ontvangen: {filed.reference}"
+    assert scheduled.subject == f"{filed.reference} is ingepland"
+    assert "We verwachten het klaar te hebben op" in scheduled.body
+    assert scheduled.unsubscribe_url in scheduled.body
+    assert scheduled.address == "anna"
+    assert "anna" not in scheduled.body  # no personal data in a message to a public channel
+    assert await statuses(committed_db) == [
+        ("ticket_opened", "sent"),
+        ("status_changed", "sent"),
+    ]
+    # Delivering again sends nothing: a sent row is never sent twice.
+    await drain_all(quick, recorder, rounds=1)
+    from app.notify.service import deliver
+
+    async with committed_db() as session:
+        ids = [r.id for r in await session.execute(text("SELECT id FROM notification"))]
+    for notification_id in ids:
+        assert await deliver(committed_db, {"x": recorder}, quick, notification_id) == "sent"
+    assert len(recorder.sent) == 2
+    async with committed_db() as session:
+        archived = (
+            await session.execute(
+                text(
+                    "SELECT kind, public, data->>'channel' FROM ticket_event"
+                    " WHERE ticket_id = :t AND kind LIKE 'notification_%' ORDER BY id"
+                ),
+                {"t": filed.ticket_id},
+            )
+        ).all()
+    assert [tuple(a) for a in archived] == [
+        ("notification_sent", False, "x"),
+        ("notification_sent", False, "x"),
+    ]
+
+
+@pytest.mark.usefixtures("town")
+async def test_transient_failures_retry_in_order_and_permanent_ones_disable_the_contact(
+    committed_db: async_sessionmaker[AsyncSession], quick: Settings
+) -> None:
+    filed = await file(committed_db, post(*CENTER, handle="ben"))
+    await change(committed_db, filed.ticket_id, TicketStatus.acknowledged)
+    await change(committed_db, filed.ticket_id, TicketStatus.scheduled)
+    # The provider is down for two tries, asks to wait once, then takes everything.
+    recorder = Recorder(
+        script=[RetryLater("503"), RetryLater("503"), RetryLater("429", after=0.02)]
+    )
+    await drain_all(quick, recorder)
+    assert [m.event for m in recorder.sent] == ["ticket_opened", "acknowledged", "scheduled"]
+    assert await statuses(committed_db) == [
+        ("ticket_opened", "sent"),
+        ("status_changed", "sent"),
+        ("status_changed", "sent"),
+    ]
+    async with committed_db() as session:
+        attempts = (
+            (await session.execute(text("SELECT attempts FROM notification ORDER BY id")))
+            .scalars()
+            .all()
+        )
+    assert attempts == [4, 1, 1]
+
+    # A dead address: the contact is disabled and hears nothing more.
+    await change(committed_db, filed.ticket_id, TicketStatus.in_progress)
+    await change(committed_db, filed.ticket_id, TicketStatus.fixed)
+    gone = Recorder(script=[Failed("unregistered", disable_contact=True)])
+    await drain_all(quick, gone, rounds=3)
+    assert gone.sent == []
+    assert (await statuses(committed_db))[3:] == [
+        ("status_changed", "failed"),
+        ("status_changed", "suppressed"),
+    ]
+    async with committed_db() as session:
+        disabled = (
+            await session.execute(text("SELECT disabled_reason FROM contact WHERE address = 'ben'"))
+        ).scalar_one()
+    assert disabled == "unregistered"
+
+
+@pytest.mark.usefixtures("town")
+async def test_a_message_that_keeps_failing_is_dead_and_staff_can_retry_it(
+    committed_db: async_sessionmaker[AsyncSession],
+    quick: Settings,
+    settings: Settings,
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+) -> None:
+    settings = quick.model_copy(update={"notify_max_attempts": 2})
+    await file(committed_db, post(*CENTER, handle="cat"))
+    down = Recorder(script=[RetryLater("down")] * 5)
+    await drain_all(settings, down, rounds=4)
+    assert await statuses(committed_db) == [("ticket_opened", "dead")]
+    assert down.tries == 2
+
+    staff = await make_user(db, role=Role.staff, jurisdiction=await _jurisdiction(db))
+    headers = await bearer_headers(settings, staff)
+    listed = await client.get("/v1/notifications", params={"status": "dead"}, headers=headers)
+    assert listed.status_code == 200, listed.text
+    [dead] = listed.json()
+    assert (dead["channel"], dead["attempts"], dead["last_error"]) == ("x", 2, "down")
+    assert "cat" not in listed.text  # staff see the channel, not the address
+    anonymous = await client.post(f"/v1/notifications/{dead['id']}/retry")
+    assert anonymous.status_code == 401
+    retried = await client.post(f"/v1/notifications/{dead['id']}/retry", headers=headers)
+    assert retried.status_code == 202
+    again = await client.post(f"/v1/notifications/{dead['id']}/retry", headers=headers)
+    assert again.status_code == 409
+
+
+async def _jurisdiction(db: AsyncSession) -> Jurisdiction:
+    from sqlalchemy import select
+
+    return (
+        await db.execute(select(Jurisdiction).where(Jurisdiction.slug == "hearback"))
+    ).scalar_one()
+
+
+@pytest.mark.usefixtures("town")
+async def test_a_merge_tells_the_merged_tickets_reporters_once_about_the_surviving_ticket(
+    committed_db: async_sessionmaker[AsyncSession], quick: Settings
+) -> None:
+    keep = await file(committed_db, post(*CENTER, handle="dora"))
+    far = offset_lonlat(*CENTER, 200, 0)
+    gone = await file(committed_db, post(*far, handle="ed"))
+    async with committed_db() as session, session.begin():
+        await tickets.merge(session, gone.ticket_id, keep.ticket_id, actor=STAFF)
+    await change(committed_db, keep.ticket_id, TicketStatus.acknowledged)
+    recorder = Recorder()
+    await drain_all(quick, recorder, rounds=2)
+    heard = [(m.address, m.event, m.ticket_reference) for m in recorder.sent]
+    assert heard == [
+        ("dora", "ticket_opened", keep.reference),
+        ("ed", "ticket_opened", gone.reference),
+        ("ed", "merged", keep.reference),
+        ("dora", "acknowledged", keep.reference),
+        ("ed", "acknowledged", keep.reference),
+    ]
+
+
+@pytest.mark.usefixtures("pothole")
+async def test_one_click_unsubscribe_stops_the_messages(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    filed = await submit_report(db, Catalog(), post(*CENTER, handle="fay"))
+    await as_at_commit(db)
+    notification_id = (await db.execute(text("SELECT id FROM notification"))).scalar_one()
+    url = f"/v1/notifications/{notification_id}/unsubscribe"
+    assert (await client.post(url, params={"sig": "0" * 32})).status_code == 404
+    sig = unsubscribe_signature(settings, notification_id)
+    page = await client.get(url, params={"sig": sig})
+    assert "<form method=post" in page.text
+    done = await client.post(url, params={"sig": sig}, content=b"List-Unsubscribe=One-Click")
+    assert done.json() == {"unsubscribed": True, "ticket_reference": filed.reference}
+    await workflow.change_status(db, filed.ticket_id, TicketStatus.acknowledged, actor=STAFF)
+    await as_at_commit(db)
+    assert await outbox(db) == [("fay", "ticket_opened")]
+
+
+def test_messages_exist_in_english_dutch_and_swedish() -> None:
+    facts = Facts(
+        reference="K-2026-000123",
+        service="pothole",
+        status="fixed",
+        note="Repaired with hot asphalt.",
+        expected=None,
+        link="https://city.example/v1/tickets/K-2026-000123",
+        jurisdiction="Groningen",
+    )
+    subjects = {
+        language: render("status_changed", facts, language, "https://u")[0]
+        for language in ("en", "nl", "sv")
+    }
+    assert subjects == {
+        "en": "K-2026-000123 is fixed",
+        "nl": "K-2026-000123 is opgelost",
+        "sv": "K-2026-000123 är åtgärdad",
+    }
+    body = render("status_changed", facts, "en", "https://u")[1]
+    assert "Repaired with hot asphalt." in body
+    assert body.endswith("To stop these messages: https://u")
