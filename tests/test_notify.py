@@ -406,3 +406,52 @@ def test_messages_exist_in_english_dutch_and_swedish() -> None:
     body = render("status_changed", facts, "en", "https://u")[1]
     assert "Repaired with hot asphalt." in body
     assert body.endswith("To stop these messages: https://u")
+
+
+async def test_citizens_list_add_and_remove_their_own_contacts(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    me = await make_user(db, email="gus@example.org")
+    other = await make_user(db)
+    headers = await bearer_headers(settings, me)
+    assert (await client.get("/v1/me/contacts")).status_code == 401
+    push = await client.post(
+        "/v1/me/contacts",
+        headers=headers,
+        json={"kind": "fcm", "address": "fcm-token-0123456789", "broadcasts": True},
+    )
+    assert push.status_code == 201, push.text
+    assert push.json()["verified"] is True
+    assert push.json()["purposes"] == ["broadcasts"]
+    own_email = await client.post(
+        "/v1/me/contacts", headers=headers, json={"kind": "email", "address": "gus@example.org"}
+    )
+    assert own_email.json()["verified"] is True  # the account's own verified address
+    work = await client.post(
+        "/v1/me/contacts", headers=headers, json={"kind": "email", "address": "gus@work.example"}
+    )
+    assert work.json()["verified"] is False
+    queued = await db.execute(
+        text(
+            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'send_mail'"
+            " AND args->>'to' = 'gus@work.example'"
+        )
+    )
+    assert queued.scalar_one() == 1
+    bad = await client.post(
+        "/v1/me/contacts", headers=headers, json={"kind": "webpush", "address": "https://push"}
+    )
+    assert bad.status_code == 422
+    listed = (await client.get("/v1/me/contacts", headers=headers)).json()
+    assert [c["kind"] for c in listed] == ["fcm", "email", "email"]
+    theirs = await client.post(
+        "/v1/me/contacts",
+        headers=await bearer_headers(settings, other),
+        json={"kind": "email", "address": "gus@work.example"},
+    )
+    assert theirs.status_code == 409
+    gone = await client.delete(f"/v1/me/contacts/{work.json()['id']}", headers=headers)
+    assert gone.status_code == 204
+    again = await client.delete(f"/v1/me/contacts/{work.json()['id']}", headers=headers)
+    assert again.status_code == 404
+    assert len((await client.get("/v1/me/contacts", headers=headers)).json()) == 2

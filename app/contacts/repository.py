@@ -82,6 +82,32 @@ VERIFY = text(
     """
 )
 
+OF_USER = text(
+    """
+    SELECT c.id, c.kind, c.address, c.display_name, c.verified_at IS NOT NULL AS verified,
+           c.disabled_at IS NOT NULL AS disabled,
+           coalesce(array_agg(DISTINCT k.purpose) FILTER (WHERE k.id IS NOT NULL), '{}')
+               AS purposes
+    FROM contact c
+    LEFT JOIN contact_consent k ON k.contact_id = c.id AND k.withdrawn_at IS NULL
+    WHERE c.user_id = :user_id
+    GROUP BY c.id ORDER BY c.id
+    """
+)
+
+# Erasure at the person's request: their consents end, their subscriptions end, and the
+# contact (with its links to reports and its queued messages) is deleted.
+FORGET = text(
+    """
+    WITH mine AS (SELECT id FROM contact WHERE id = :contact_id AND user_id = :user_id),
+    ended AS (
+        UPDATE subscription SET ended_at = :at
+        WHERE contact_id IN (SELECT id FROM mine) AND ended_at IS NULL
+    )
+    DELETE FROM contact WHERE id IN (SELECT id FROM mine) RETURNING id
+    """
+)
+
 DISABLE = text(
     """
     UPDATE contact SET disabled_at = :at, disabled_reason = :reason

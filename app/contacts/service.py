@@ -188,6 +188,40 @@ async def verify(session: AsyncSession, token: str) -> StoredContact:
     return StoredContact(row.id, ContactKind(row.kind), row.address, row.display_name, True)
 
 
+@dataclass(frozen=True)
+class OwnContact:
+    """A contact as its owner sees it."""
+
+    id: int
+    kind: str
+    address: str
+    display_name: str | None
+    verified: bool
+    disabled: bool
+    purposes: tuple[str, ...]
+
+
+async def of_user(session: AsyncSession, user_id: uuid.UUID) -> list[OwnContact]:
+    """The signed-in person's own contacts, with what they agreed to hear about."""
+    rows = await session.execute(sql.OF_USER, {"user_id": user_id})
+    return [
+        OwnContact(
+            r.id, r.kind, r.address, r.display_name, r.verified, r.disabled, tuple(r.purposes)
+        )
+        for r in rows
+    ]
+
+
+async def forget(session: AsyncSession, user_id: uuid.UUID, contact_id: int) -> bool:
+    """Delete one of the person's own contacts (and end what it was subscribed to)."""
+    row = (
+        await session.execute(
+            sql.FORGET, {"contact_id": contact_id, "user_id": user_id, "at": clock.now()}
+        )
+    ).first()
+    return row is not None
+
+
 async def disable(session: AsyncSession, contact_id: int, reason: str) -> None:
     """Stop sending to a contact for good (a hard bounce, an unregistered token)."""
     await session.execute(

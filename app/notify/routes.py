@@ -4,23 +4,30 @@ letters staff see and retry."""
 from __future__ import annotations
 
 import hmac
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import text
 
 from app.auth.principal import CurrentPrincipal, StaffPrincipal, ensure_same_jurisdiction
 from app.contacts import service as contacts
-from app.contacts.models import Purpose
+from app.contacts.messages import queue_verifications
+from app.contacts.models import ConsentMethod, ContactKind, Purpose
+from app.contacts.service import Consent, ContactSpec
 from app.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.core.jobs import DELIVER_NOTIFICATION, defer
 from app.db import SessionDep
 from app.notify.service import unsubscribe_signature
 
 router = APIRouter(tags=["notifications"])
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+ContactId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 NotificationId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 Signature = Annotated[str, Query(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")]
@@ -51,6 +58,41 @@ class UndeliveredMessage(BaseModel):
     attempts: int
     last_error: str | None
     created_at: datetime
+
+
+class ContactIn(BaseModel):
+    """A way to reach me: an email address or phone number (confirmed by a link first), a
+    push token or Web Push subscription from this device."""
+
+    kind: Literal["email", "phone", "fcm", "webpush"]
+    address: Annotated[str, Field(min_length=3, max_length=2048)]
+    # A Web Push subscription's keys: {"p256dh": …, "auth": …}.
+    keys: dict[str, Annotated[str, Field(max_length=200)]] | None = None
+    broadcasts: bool = Field(
+        default=False, description="Also receive the city's emergency notices on it"
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> ContactIn:
+        if self.kind == "email" and not EMAIL.match(self.address):
+            raise ValueError("address must be an email address")
+        if self.kind == "phone" and not PHONE.match(self.address.replace(" ", "")):
+            raise ValueError("address must be a phone number in E.164 form, e.g. +31612345678")
+        if self.kind == "webpush":
+            if not self.address.startswith("https://"):
+                raise ValueError("a Web Push endpoint is an https URL")
+            if not self.keys or not {"p256dh", "auth"} <= set(self.keys):
+                raise ValueError("a Web Push subscription needs keys.p256dh and keys.auth")
+        return self
+
+
+class MyContact(BaseModel):
+    id: int
+    kind: str
+    address: str
+    verified: bool = Field(description="False until the link sent to it was followed")
+    disabled: bool = Field(description="True when it could no longer be reached")
+    purposes: list[str] = Field(description="What it agreed to hear about")
 
 
 class Unsubscribed(BaseModel):
@@ -234,3 +276,81 @@ async def retry(
         lock=f"notify:{row.contact_id}:{row.ticket_id}",
     )
     return Response(status_code=202)
+
+
+@router.get(
+    "/v1/me/contacts",
+    response_model=list[MyContact],
+    summary="The ways the signed-in person can be reached, and what each agreed to",
+)
+async def my_contacts(principal: CurrentPrincipal, session: SessionDep) -> list[MyContact]:
+    user_id = _person(principal)
+    return [
+        MyContact(
+            id=c.id,
+            kind=c.kind,
+            address=c.address,
+            verified=c.verified,
+            disabled=c.disabled,
+            purposes=list(c.purposes),
+        )
+        for c in await contacts.of_user(session, user_id)
+    ]
+
+
+@router.post(
+    "/v1/me/contacts",
+    response_model=MyContact,
+    status_code=201,
+    summary="Add a way to reach me (an email address or phone number is confirmed first)",
+    responses={409: {"description": "The address belongs to another account"}},
+)
+async def add_contact(
+    given: ContactIn, principal: CurrentPrincipal, request: Request, session: SessionDep
+) -> MyContact:
+    user_id = _person(principal)
+    spec = ContactSpec(
+        ContactKind(given.kind), given.address, data={"keys": given.keys} if given.keys else {}
+    )
+    stored = await contacts.remember(session, spec, user_id=user_id)
+    mine = next((c for c in await contacts.of_user(session, user_id) if c.id == stored.id), None)
+    if mine is None:
+        raise Conflict("That address belongs to another account")
+    if given.broadcasts:
+        await contacts.give_consent(
+            session, stored.id, Consent(Purpose.broadcasts, ConsentMethod.account)
+        )
+    verification = await contacts.begin_verification(session, stored)
+    if verification is not None:
+        await queue_verifications(
+            session, request.app.state.settings, [verification], "your Kerbside account"
+        )
+    mine = next(c for c in await contacts.of_user(session, user_id) if c.id == stored.id)
+    return MyContact(
+        id=mine.id,
+        kind=mine.kind,
+        address=mine.address,
+        verified=mine.verified,
+        disabled=mine.disabled,
+        purposes=list(mine.purposes),
+    )
+
+
+@router.delete(
+    "/v1/me/contacts/{contact_id}",
+    status_code=204,
+    summary="Remove a way to reach me: nothing more is sent to it, and it is deleted",
+    responses={404: {"description": "Not one of mine"}},
+)
+async def remove_contact(
+    contact_id: ContactId, principal: CurrentPrincipal, session: SessionDep
+) -> Response:
+    if not await contacts.forget(session, _person(principal), contact_id):
+        raise NotFound(f"No contact {contact_id} of yours")
+    return Response(status_code=204)
+
+
+def _person(principal: Any) -> Any:
+    if principal.user_id is None:
+        raise BadRequest("API keys have no contacts; sign in as a person")
+    return principal.user_id
