@@ -7,7 +7,7 @@ from app.crews.models import AssignmentRule, Crew, crew_area
 from app.jurisdictions.models import Area, AreaPart, Jurisdiction, Service
 from app.maps import models as _map_indexes  # noqa: F401  (indexes on ticket)
 from app.media.models import Photo
-from app.notify.models import Notification
+from app.notify.models import AreaSubscription, Broadcast, Notification
 from app.reports.models import IdempotencyRecord, Report
 from app.tickets.models import ResponseTemplate, Subscription, Ticket, TicketEvent
 from app.workorders import models as _work_order_indexes  # noqa: F401  (indexes on ticket)
@@ -16,8 +16,10 @@ __all__ = [
     "ApiKey",
     "Area",
     "AreaPart",
+    "AreaSubscription",
     "AssignmentRule",
     "Base",
+    "Broadcast",
     "Contact",
     "ContactConsent",
     "Crew",

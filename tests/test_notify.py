@@ -244,7 +244,8 @@ async def test_a_status_change_reaches_the_reporter_once_in_their_language_and_i
     async with committed_db() as session:
         ids = [r.id for r in await session.execute(text("SELECT id FROM notification"))]
     for notification_id in ids:
-        assert await deliver(committed_db, {"x": recorder}, quick, notification_id) == "sent"
+        attempt = await deliver(committed_db, {"x": recorder}, quick, notification_id)
+        assert attempt.status == "sent"
     assert len(recorder.sent) == 2
     async with committed_db() as session:
         archived = (

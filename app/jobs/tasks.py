@@ -15,8 +15,11 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from procrastinate import JobContext, RetryStrategy
+from procrastinate.jobs import Job
+from procrastinate.retry import BaseRetryStrategy, RetryDecision
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -95,14 +98,40 @@ async def send_mail(context: JobContext, to: str, subject: str, body: str) -> bo
     return await deliver(resources(context).settings, Mail(to=to, subject=subject, body=body))
 
 
+class TryAgain(Exception):
+    """A notification's provider asked for another try, in ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"again in {seconds:.1f}s")
+        self.seconds = seconds
+
+
+class NotificationRetry(BaseRetryStrategy):
+    """Reschedule the same job when the notification says so: it keeps its place in its
+    lock's order, so one person's later messages about a ticket wait for it. The backoff and
+    the last attempt are the notification's (``app.notify.service``); a crash is retried."""
+
+    def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
+        if isinstance(exception, TryAgain):
+            wait = timedelta(seconds=max(exception.seconds, 0.0))
+            return RetryDecision(retry_at=clock.now() + wait)
+        if job.attempts < 5:  # a bug, or an outage of our own database
+            return RetryDecision(retry_in={"seconds": 2 ** (job.attempts + 1)})
+        return None
+
+
 # Deferred by the event stream (migration 0014) in the transaction of the change it announces,
 # locked per contact and ticket so one person's messages about one ticket go out in order.
-# Retries are the notification's own (backoff, Retry-After, dead letters), not the queue's.
-@queue.task(name=DELIVER_NOTIFICATION, queue="notify", pass_context=True)
+@queue.task(name=DELIVER_NOTIFICATION, queue="notify", pass_context=True, retry=NotificationRetry())
 async def deliver_notification(context: JobContext, notification_id: int) -> str:
     """One attempt at one outbox row (``app.notify.service.deliver``)."""
     found = resources(context)
-    return await notify.deliver(found.sessionmaker, found.channels, found.settings, notification_id)
+    attempt = await notify.deliver(
+        found.sessionmaker, found.channels, found.settings, notification_id
+    )
+    if attempt.retry_in is not None:
+        raise TryAgain(attempt.retry_in)
+    return attempt.status
 
 
 @queue.periodic(cron="* * * * *")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
+from geoalchemy2 import Geometry
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -12,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    Integer,
     SmallInteger,
     String,
     Text,
@@ -19,6 +23,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.models import Base, check_in
@@ -36,6 +41,15 @@ class NotificationStatus(StrEnum):
 UNDELIVERED = (NotificationStatus.pending.value, NotificationStatus.retrying.value)
 
 
+class Reason(StrEnum):
+    """Why a person hears about something."""
+
+    reporter = "reporter"  # their own report: the acknowledgement
+    subscriber = "subscriber"  # they follow the ticket (reported, supported, followed)
+    area = "area"  # they follow the place
+    broadcast = "broadcast"  # the city's notice to everyone in an area
+
+
 class Notification(Base):
     __tablename__ = "notification"
 
@@ -47,6 +61,8 @@ class Notification(Base):
     event_id: Mapped[int | None] = mapped_column(ForeignKey("ticket_event.id", ondelete="SET NULL"))
     event_kind: Mapped[str] = mapped_column(String(32))
     channel: Mapped[str] = mapped_column(String(16))  # the contact's kind when it was queued
+    reason: Mapped[str] = mapped_column(String(16), server_default="subscriber")
+    broadcast_id: Mapped[int | None] = mapped_column(ForeignKey("broadcast.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16), server_default="pending")
     attempts: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -60,7 +76,9 @@ class Notification(Base):
 
     __table_args__ = (
         UniqueConstraint("contact_id", "event_id"),
+        UniqueConstraint("contact_id", "broadcast_id"),
         CheckConstraint(check_in("status", tuple(NotificationStatus)), name="status_known"),
+        CheckConstraint(check_in("reason", tuple(Reason)), name="reason_known"),
         Index(
             "ix_notification_undelivered",
             "contact_id",
@@ -73,4 +91,77 @@ class Notification(Base):
             "created_at",
             postgresql_where=text("status IN ('dead', 'failed')"),
         ),
+    )
+
+
+class AreaSubscription(Base):
+    """A contact follows a place: an area of the city, or a radius around a point."""
+
+    __tablename__ = "area_subscription"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    contact_id: Mapped[int] = mapped_column(
+        ForeignKey("contact.id", ondelete="CASCADE"), index=True
+    )
+    jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdiction.id", ondelete="CASCADE"))
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("area.id", ondelete="SET NULL"))
+    geom: Mapped[Any] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False
+    )
+    label: Mapped[str | None] = mapped_column(String(200))
+    topics: Mapped[list[str]] = mapped_column(ARRAY(String(16)))
+    mode: Mapped[str] = mapped_column(String(16), server_default="immediate")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("mode IN ('immediate', 'digest')", name="mode_known"),
+        CheckConstraint(
+            "topics <@ ARRAY['new_tickets', 'fixes']::varchar[] AND cardinality(topics) > 0",
+            name="topics_known",
+        ),
+        Index(
+            "ix_area_subscription_live_geom",
+            "geom",
+            postgresql_using="gist",
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+    )
+
+
+class Broadcast(Base):
+    """An emergency notice to every subscriber inside a polygon (CAP 1.2 when published)."""
+
+    __tablename__ = "broadcast"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    public_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), unique=True, server_default=text("gen_random_uuid()")
+    )
+    jurisdiction_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("jurisdiction.id", ondelete="CASCADE"), index=True
+    )
+    polygon: Mapped[Any] = mapped_column(
+        Geometry("MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False
+    )
+    area_description: Mapped[str] = mapped_column(String(500))
+    headline: Mapped[str] = mapped_column(String(160))
+    body: Mapped[str] = mapped_column(Text)
+    event: Mapped[str] = mapped_column(String(100))
+    category: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(String(16))
+    urgency: Mapped[str] = mapped_column(String(16))
+    certainty: Mapped[str] = mapped_column(String(16))
+    language: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), server_default="queueing")
+    # Queued in batches by contact id: a crash resumes after the last one queued.
+    queued_through_contact: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    counts: Mapped[dict[str, int]] = mapped_column(JSONB, server_default=text("'{}'"))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("status IN ('queueing', 'queued', 'cancelled')", name="status_known"),
     )

@@ -4,8 +4,9 @@ At least once, and never twice where we can help it: the row is locked while it 
 marked in the same transaction, so a row marked ``sent`` is never sent again; a worker killed
 between the provider's answer and the commit sends it once more, with the row id as the
 provider's idempotency or collapse key. One person's messages about one ticket go out in
-order: a message waits while an earlier one to the same contact about the same ticket is
-still undelivered. Transient failures back off exponentially with jitter (the provider's
+order: their jobs share a procrastinate lock, which runs jobs of one lock one at a time in
+the order they were deferred, and a retry is the same job rescheduled (``Attempt.retry_in``),
+so it keeps its place. Transient failures back off exponentially with jitter (the provider's
 ``Retry-After`` honoured); after the last attempt the row is dead, for staff to see and retry.
 Every attempt and its outcome is a line on the ticket's internal timeline.
 """
@@ -17,6 +18,7 @@ import hmac
 import logging
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.channels.base import Channel, Delivered, Failed, Message, Outcome, RetryLater
 from app.contacts import service as contacts
 from app.core import clock
-from app.core.jobs import DELIVER_NOTIFICATION, defer
 from app.notify.models import NotificationStatus
 from app.notify.templates import Facts, language_of, render
 from app.settings import Settings
@@ -51,15 +52,6 @@ _CLAIM = text(
     FROM notification n JOIN contact c ON c.id = n.contact_id
     WHERE n.id = :id
     FOR UPDATE OF n
-    """
-)
-
-_EARLIER = text(
-    """
-    SELECT id, next_attempt_at FROM notification
-    WHERE contact_id = :contact_id AND ticket_id = :ticket_id AND id < :id
-      AND status IN ('pending', 'retrying')
-    ORDER BY id LIMIT 1
     """
 )
 
@@ -103,6 +95,14 @@ _SUPPRESS_CONTACT = text(
 )
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """What one attempt came to: the notification's status, and when to try again."""
+
+    status: str
+    retry_in: float | None = None  # seconds; the job is rescheduled (keeping its order)
+
+
 def unsubscribe_signature(settings: Settings, notification_id: int) -> str:
     key = settings.secret_key.get_secret_value().encode()
     return hmac.new(key, f"unsubscribe:{notification_id}".encode(), hashlib.sha256).hexdigest()[:32]
@@ -131,38 +131,20 @@ async def deliver(
     channels: Mapping[str, Channel],
     settings: Settings,
     notification_id: int,
-) -> str:
-    """One attempt at one notification; returns what became of it (a status, or ``waiting``
-    when an earlier message to the same person about the same ticket goes first)."""
+) -> Attempt:
+    """One attempt at one notification, committed; says what became of it."""
     async with sessionmaker() as session, session.begin():
         row = (await session.execute(_CLAIM, {"id": notification_id})).first()
         if row is None or row.status not in (
             NotificationStatus.pending,
             NotificationStatus.retrying,
         ):
-            return str(row.status) if row is not None else "gone"
+            return Attempt(str(row.status) if row is not None else "gone")
         now = clock.now()
         if row.disabled or not row.consenting:
             why = "the contact is disabled" if row.disabled else "consent withdrawn"
             await _finish(session, row, NotificationStatus.suppressed, now, error=why)
-            return NotificationStatus.suppressed.value
-        earlier = (
-            await session.execute(
-                _EARLIER,
-                {"contact_id": row.contact_id, "ticket_id": row.ticket_id, "id": row.id},
-            )
-        ).first()
-        if earlier is not None:
-            at = max(earlier.next_attempt_at or now, now) + timedelta(seconds=1)
-            await defer(
-                session,
-                DELIVER_NOTIFICATION,
-                {"notification_id": row.id},
-                queue="notify",
-                lock=f"notify:{row.contact_id}:{row.ticket_id}",
-                scheduled_at=at,
-            )
-            return "waiting"
+            return Attempt(NotificationStatus.suppressed.value)
         message = await _message(session, settings, row)
         channel = channels.get(row.kind)
         outcome: Outcome
@@ -229,7 +211,7 @@ async def _record(
     message: Message,
     outcome: Outcome,
     now: datetime,
-) -> str:
+) -> Attempt:
     attempt = row.attempts + 1
     archive: dict[str, Any] = {"notification": row.id, "channel": row.kind, "attempt": attempt}
     if isinstance(outcome, Delivered):
@@ -244,7 +226,7 @@ async def _record(
         await _archive(
             session, row, "notification_sent", now, archive | {"provider_id": outcome.provider_id}
         )
-        return NotificationStatus.sent.value
+        return Attempt(NotificationStatus.sent.value)
     if isinstance(outcome, RetryLater):
         if attempt >= settings.notify_max_attempts:
             await _finish(
@@ -257,7 +239,7 @@ async def _record(
                 now,
                 archive | {"reason": outcome.reason, "dead": True},
             )
-            return NotificationStatus.dead.value
+            return Attempt(NotificationStatus.dead.value)
         at = now + backoff(settings, attempt, outcome.after)
         await _finish(
             session,
@@ -268,14 +250,6 @@ async def _record(
             error=outcome.reason,
             next_at=at,
         )
-        await defer(
-            session,
-            DELIVER_NOTIFICATION,
-            {"notification_id": row.id},
-            queue="notify",
-            lock=f"notify:{row.contact_id}:{row.ticket_id}",
-            scheduled_at=at,
-        )
         await _archive(
             session,
             row,
@@ -283,7 +257,7 @@ async def _record(
             now,
             archive | {"reason": outcome.reason, "retry_at": at.isoformat()},
         )
-        return NotificationStatus.retrying.value
+        return Attempt(NotificationStatus.retrying.value, (at - now).total_seconds())
     await _finish(
         session, row, NotificationStatus.failed, now, message=message, error=outcome.reason
     )
@@ -300,7 +274,7 @@ async def _record(
         now,
         archive | {"reason": outcome.reason, "contact_disabled": outcome.disable_contact},
     )
-    return NotificationStatus.failed.value
+    return Attempt(NotificationStatus.failed.value)
 
 
 async def _finish(
