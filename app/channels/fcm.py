@@ -135,22 +135,27 @@ class FcmChannel:
 
     async def deliver(self, message: Message) -> Outcome:
         body = self.payload(message)
-        rejected: str | None = None
-        for _ in range(2):
-            token = await self._access_token(rejected=rejected)
+        token = await self._access_token(rejected=None)
+        if not isinstance(token, str):
+            return token
+        response = await self._send(body, token)
+        if isinstance(response, httpx.Response) and response.status_code == 401:
+            # Revoked, or expired early: one new token and one more try.
+            token = await self._access_token(rejected=token)
             if not isinstance(token, str):
                 return token
-            try:
-                response = await self._client.post(
-                    self._send_url, json=body, headers={"Authorization": f"Bearer {token}"}
-                )
-            except httpx.HTTPError as error:
-                return RetryLater(f"fcm {transport.describe(error)}")
-            if response.status_code == 401 and rejected is None:
-                rejected = token  # revoked or expired early: one new token, one more try
-                continue
-            return self._outcome(response)
-        return RetryLater("fcm refused a fresh access token (401)")
+            response = await self._send(body, token)
+        if not isinstance(response, httpx.Response):
+            return response
+        return self._outcome(response)
+
+    async def _send(self, body: dict[str, Any], token: str) -> httpx.Response | Outcome:
+        try:
+            return await self._client.post(
+                self._send_url, json=body, headers={"Authorization": f"Bearer {token}"}
+            )
+        except httpx.HTTPError as error:
+            return RetryLater(f"fcm {transport.describe(error)}")
 
     def _outcome(self, response: httpx.Response) -> Outcome:
         status = response.status_code
@@ -164,7 +169,7 @@ class FcmChannel:
         if status == 429 or status >= 500 or code in {"QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL"}:
             return RetryLater(reason, after=transport.retry_after(response))
         if status == 401:
-            return RetryLater(reason)
+            return RetryLater(reason + ": a fresh access token was refused too")
         return Failed(reason)
 
     async def _access_token(self, *, rejected: str | None) -> str | Outcome:

@@ -66,7 +66,7 @@ def refusal(
         return "link-local"
     if address.is_private:
         return "private"
-    if not address.is_global:  # shared (CGNAT), reserved, multicast, unspecified, …
+    if not address.is_global or address.is_multicast:  # CGNAT, reserved, multicast, …
         return "not public"
     return None
 
