@@ -444,9 +444,18 @@ def test_webpush_topic_is_within_the_rfc_8030_alphabet() -> None:
     assert topic_of(make_message(ticket_reference=None)) == "kerbside-42"
 
 
-def test_webpush_key_needs_a_subject() -> None:
+def test_webpush_key_needs_a_subject_and_a_real_key() -> None:
     with pytest.raises(ValidationError, match="VAPID_SUBJECT"):
         make_settings(webpush_vapid_private_key=SecretStr("x"))
+    not_a_key = "-----BEGIN PRIVATE KEY-----\nU0VDUkVULUtFWS1URVhU\n-----END PRIVATE KEY-----"
+    with pytest.raises(ValueError, match="not a P-256 private key") as raised:
+        WebPushChannel(
+            make_settings(
+                webpush_vapid_private_key=SecretStr(not_a_key),
+                webpush_vapid_subject="mailto:ops@city.example",
+            )
+        )
+    assert "U0VDUkVU" not in str(raised.value)
 
 
 # --- SMS ------------------------------------------------------------------------------------

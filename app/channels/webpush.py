@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import http_ece  # type: ignore[import-untyped]
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
-from py_vapid import Vapid02  # type: ignore[import-untyped]
+from py_vapid import Vapid02, VapidException  # type: ignore[import-untyped]
 
 from app.channels import transport
 from app.channels.base import Delivered, Failed, Message, Outcome, RetryLater
@@ -50,9 +50,15 @@ def b64url_decode(text: str) -> bytes:
 
 def load_vapid_key(text: str) -> Any:
     """A VAPID private key from PEM, or from base64url (the raw 32 bytes, or DER)."""
-    if "-----BEGIN" in text:
-        return Vapid02.from_pem(text.encode())
-    return Vapid02.from_string(text.strip())
+    try:
+        if "-----BEGIN" in text:
+            return Vapid02.from_pem(text.encode())
+        return Vapid02.from_string(text.strip())
+    except (VapidException, ValueError, TypeError, binascii.Error):
+        # Never echo the text: it is the private key.
+        raise ValueError(
+            "KERBSIDE_WEBPUSH_VAPID_PRIVATE_KEY is not a P-256 private key (PEM or base64url)"
+        ) from None
 
 
 def topic_of(message: Message) -> str:
@@ -144,11 +150,16 @@ class WebPushChannel:
         keys = subscription_keys(message.contact_data)
         if keys is None:
             return Failed("webpush subscription without usable keys", disable_contact=True)
+        try:
+            authorization = self.authorization(message.address)
+        except VapidException:
+            # py_vapid takes only scheme://host[:port] audiences (no IPv6 literals).
+            return Failed("webpush endpoint's origin cannot be signed for", disable_contact=True)
         body = encrypt(self.payload(message), *keys)
         if len(body) > MAX_PAYLOAD_BYTES:
             return Failed(f"webpush payload of {len(body)} bytes is over {MAX_PAYLOAD_BYTES}")
         headers = {
-            "Authorization": self.authorization(message.address),
+            "Authorization": authorization,
             "Content-Encoding": "aes128gcm",
             "Content-Type": "application/octet-stream",
             "TTL": str(self._ttl),
