@@ -95,6 +95,37 @@ class Settings(BaseSettings):
     smtp_from: str = "Kerbside <no-reply@localhost>"
     smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
+    # Outbound channels (app/channels): every HTTP call has these timeouts.
+    channels_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    channels_read_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    # Outside production, a channel without credentials writes its messages here instead
+    # (one JSON object a line), so the demo shows what each reporter received.
+    channels_sink_file: Path = PROJECT_ROOT / ".kerbside" / "sink" / "messages.jsonl"
+    # Email notifications go through the SMTP server above (KERBSIDE_SMTP_*).
+    email_from: str | None = None  # unset: KERBSIDE_SMTP_FROM
+    email_message_id_domain: str | None = None  # unset: the host of the public base URL
+    # Mobile push through FCM HTTP v1 (Android, and iOS through FCM's APNs relay).
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    fcm_service_account_file: Path | None = None  # the service account's JSON key file
+    fcm_service_account_json: SecretStr | None = None  # or its text
+    fcm_project_id: str | None = None  # unset: the service account's project
+    fcm_token_url: str | None = None  # unset: the service account's token_uri
+    fcm_ttl_seconds: int = Field(default=86_400, ge=0, le=2_419_200)
+    # Web Push (VAPID, RFC 8292; payloads encrypted per RFC 8291).
+    webpush_vapid_private_key: SecretStr | None = None  # PEM, or base64url of the raw key
+    webpush_vapid_subject: str | None = None  # mailto: or https: contact for push services
+    webpush_ttl_seconds: int = Field(default=86_400, ge=0, le=2_419_200)
+    # SMS through a Twilio-compatible REST API.
+    sms_base_url: str = "https://api.twilio.com"
+    sms_account_sid: str | None = None
+    sms_auth_token: SecretStr | None = None
+    sms_from: str | None = None  # a sender number (E.164); or:
+    sms_messaging_service_sid: str | None = None
+    sms_status_callback_url: str | None = None
+    # Outbound webhooks to partner systems (Standard Webhooks). Private, link-local and
+    # loopback targets are refused; loopback may be allowed for tests and demos only.
+    webhook_allow_loopback: bool = False
+
     # Rate limits, per client, per API process; 0 turns a limit off.
     rate_limit_login_per_minute: int = Field(default=10, ge=0)
     rate_limit_register_per_minute: int = Field(default=10, ge=0)
@@ -128,7 +159,7 @@ class Settings(BaseSettings):
     workorders_route_max_stops: int = Field(default=100, ge=1, le=500)
     max_completion_photos: int = Field(default=6, ge=0, le=20)
 
-    @field_validator("public_base_url")
+    @field_validator("public_base_url", "fcm_base_url", "sms_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
@@ -145,6 +176,14 @@ class Settings(BaseSettings):
                     "KERBSIDE_DATABASE_URL must be set in production "
                     "(the embedded cluster is for development only)"
                 )
+            if self.webhook_allow_loopback:
+                raise ValueError(
+                    "KERBSIDE_WEBHOOK_ALLOW_LOOPBACK is for tests and demos, not production"
+                )
+        if self.webpush_vapid_private_key is not None and not self.webpush_vapid_subject:
+            raise ValueError(
+                "KERBSIDE_WEBPUSH_VAPID_SUBJECT (mailto: or https:) must be set with the VAPID key"
+            )
         return self
 
     @property
