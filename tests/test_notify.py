@@ -456,3 +456,45 @@ async def test_citizens_list_add_and_remove_their_own_contacts(
     again = await client.delete(f"/v1/me/contacts/{work.json()['id']}", headers=headers)
     assert again.status_code == 404
     assert len((await client.get("/v1/me/contacts", headers=headers)).json()) == 2
+
+
+@pytest.mark.usefixtures("town")
+async def test_end_to_end_a_status_change_arrives_by_email_with_one_click_unsubscribe(
+    committed_db: async_sessionmaker[AsyncSession], quick: Settings
+) -> None:
+    from app.channels.registry import channels_for, close_all
+    from tests.fakes.smtp import mail_server
+
+    filed = await file(
+        committed_db,
+        Submission(
+            channel=Channel.app,
+            submitter=Submitter(),
+            service_code="pothole",
+            place=Place(*CENTER, LocationSource.device),
+            contacts=[ContactSpec(ContactKind.email, "hana@example.org")],
+            updates=True,
+            locale="sv",
+        ),
+    )
+    async with committed_db() as session, session.begin():
+        # Hana followed the confirmation link (tests/test_contacts.py covers that path).
+        await session.execute(
+            text("UPDATE contact SET verified_at = now() WHERE address = 'hana@example.org'")
+        )
+    await change(committed_db, filed.ticket_id, TicketStatus.fixed)
+    with mail_server() as (server, port):
+        settings = quick.model_copy(
+            update={"smtp_host": "127.0.0.1", "smtp_port": port, "smtp_starttls": False}
+        )
+        channels = channels_for(settings)
+        try:
+            await drain(settings, queues=["notify"], channels=channels)
+        finally:
+            await close_all(channels)
+    [mail] = server.messages  # the acknowledgement went before she confirmed: only the fix
+    assert mail["To"] == "hana@example.org"
+    assert mail["Subject"] == f"{filed.reference} är åtgärdad"
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "/unsubscribe?sig=" in mail["List-Unsubscribe"]
+    assert await statuses(committed_db) == [("status_changed", "sent")]

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from procrastinate import App, PsycopgConnector
 from procrastinate.exceptions import AlreadyEnqueued
 
+from app.channels.registry import channels_for, close_all, unavailable
 from app.db import make_engine, make_sessionmaker
 from app.jobs import tasks  # registers every task on ``queue``
 from app.jobs.queue import queue
@@ -68,8 +69,11 @@ async def run_worker(
     concurrency = concurrency or settings.worker_concurrency
     engine = make_engine(settings, pool_size=concurrency + 1, parallel_query=True)
     photos = PhotoPipeline(settings)
+    channels = channels_for(settings)
+    if missing := unavailable(channels):
+        log.warning("no channel delivers to these contact kinds", extra={"kinds": missing})
     context = {
-        tasks.RESOURCES: tasks.Resources(settings, make_sessionmaker(engine), photos),
+        tasks.RESOURCES: tasks.Resources(settings, make_sessionmaker(engine), photos, channels),
     }
     try:
         async with open_queue(settings, pool_size=concurrency + 2) as app:
@@ -86,4 +90,5 @@ async def run_worker(
             )
     finally:
         photos.close()
+        await close_all(channels)
         await engine.dispose()
