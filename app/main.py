@@ -27,6 +27,7 @@ from app.jurisdictions.routes import router as jurisdictions_router
 from app.maps.routes import router as maps_router
 from app.media.routes import router as photos_router
 from app.media.service import PhotoPipeline
+from app.notify.places import router as places_router
 from app.notify.routes import router as notify_router
 from app.reports.routes import router as reports_router
 from app.settings import Settings, get_settings
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(photos_router, dependencies=[CHECK_CREDENTIALS])
     app.include_router(crews_router)
     app.include_router(notify_router, dependencies=[CHECK_CREDENTIALS])
+    app.include_router(places_router, dependencies=[CHECK_CREDENTIALS])
     app.include_router(home_router)
     install_schemas(app)
     return app

@@ -34,6 +34,8 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/v1/contacts/verify"): "the page behind the link mailed to an address",
     ("POST", "/v1/contacts/verify"): "the token mailed to the address is the proof",
     ("GET", "/v1/notifications/{notification_id}/unsubscribe"): "the link in every message",
+    ("GET", "/v1/broadcasts/{broadcast_id}.cap"): "public alerts (CAP 1.2)",
+    ("GET", "/v1/broadcasts.cap"): "public alerts feed",
     ("POST", "/v1/notifications/{notification_id}/unsubscribe"): "one-click (RFC 8058), signed",
     ("GET", "/v1/photos/{photo_id}.jpg"): "stripped photos behind random ids",
     ("GET", "/v1/photos/{photo_id}/thumbnail.jpg"): "the same, small",

@@ -23,7 +23,8 @@ OPEN_DATA_PATHS = re.compile(
     r"|v1/(?:tickets\.geojson|tickets/clusters|tickets/nearby|tickets/[^/]+"
     r"|tiles\.json|tiles/\d+/\d+/\d+\.mvt|areas\.geojson|stats|export/tickets\.(?:csv|geojson)"
     r"|ogc(?:/.*)?|jurisdictions(?:/[^/]+/services)?"
-    r"|photos/[^/]+\.jpg|photos/[^/]+/thumbnail\.jpg))$"
+    r"|photos/[^/]+\.jpg|photos/[^/]+/thumbnail\.jpg"
+    r"|broadcasts\.cap|broadcasts/[^/]+\.cap))$"
 )
 METHODS = frozenset({"GET", "HEAD"})
 # What a map client may send: revalidation and content negotiation, never credentials.

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 PROCESS_PHOTO = "process_photo"
 SEND_MAIL = "send_mail"
 REFRESH_MAP_GRID = "refresh_map_grid"
+QUEUE_BROADCAST = "queue_broadcast"
 DELIVER_NOTIFICATION = "deliver_notification"  # also written in the event stream (migration 0014)
 
 # procrastinate's own function (schema 3.x, migrations/sql): one INSERT into

@@ -25,12 +25,19 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.channels.base import Channel
 from app.core import clock
-from app.core.jobs import DELIVER_NOTIFICATION, PROCESS_PHOTO, REFRESH_MAP_GRID, SEND_MAIL
+from app.core.jobs import (
+    DELIVER_NOTIFICATION,
+    PROCESS_PHOTO,
+    QUEUE_BROADCAST,
+    REFRESH_MAP_GRID,
+    SEND_MAIL,
+)
 from app.db import driver_of
 from app.jobs.queue import queue
 from app.mail import Mail, deliver
 from app.maps.service import refresh_grid
 from app.media.service import PhotoPipeline
+from app.notify import broadcasts
 from app.notify import service as notify
 from app.settings import Settings
 from app.tickets import priority
@@ -132,6 +139,25 @@ async def deliver_notification(context: JobContext, notification_id: int) -> str
     if attempt.retry_in is not None:
         raise TryAgain(attempt.retry_in)
     return attempt.status
+
+
+# Deferred when staff send a broadcast; one batch per transaction, so a crash resumes after the
+# last contact queued (and the unique (contact, broadcast) never queues anyone twice).
+@queue.task(
+    name=QUEUE_BROADCAST,
+    queue="notify",
+    pass_context=True,
+    retry=RetryStrategy(max_attempts=10, exponential_wait=2),
+)
+async def queue_broadcast(context: JobContext, broadcast_id: int) -> dict[str, int]:
+    """Queue a broadcast's messages for every subscriber in its polygon."""
+    found = resources(context)
+    while True:
+        async with found.sessionmaker() as session, session.begin():
+            done, counts = await broadcasts.queue_batch(session, broadcast_id)
+        log.info("broadcast batch queued", extra={"broadcast": broadcast_id, "counts": counts})
+        if done:
+            return counts
 
 
 @queue.periodic(cron="* * * * *")

@@ -101,8 +101,10 @@ class Unsubscribed(BaseModel):
 
 
 _OF = text(
-    "SELECT n.id, n.contact_id, n.ticket_id, n.status, t.reference, t.jurisdiction_id"
-    " FROM notification n LEFT JOIN ticket t ON t.id = n.ticket_id WHERE n.id = :id"
+    "SELECT n.id, n.contact_id, n.ticket_id, n.status, n.reason, t.reference,"
+    " coalesce(t.jurisdiction_id, b.jurisdiction_id) AS jurisdiction_id FROM notification n"
+    " LEFT JOIN ticket t ON t.id = n.ticket_id LEFT JOIN broadcast b ON b.id = n.broadcast_id"
+    " WHERE n.id = :id"
 )
 
 
@@ -149,20 +151,34 @@ async def unsubscribe(
 ) -> Unsubscribed:
     row = await _signed(session, request, notification_id, sig)
     contact_id, ticket_id = row.contact_id, row.ticket_id
-    await contacts.withdraw_consent(
-        session,
-        contact_id,
-        how="unsubscribe_link",
-        purpose=Purpose.ticket_updates,
-        ticket_id=ticket_id,
-    )
-    await session.execute(
-        text(
-            "UPDATE subscription SET ended_at = now() WHERE contact_id = :c AND ticket_id = :t"
-            " AND ended_at IS NULL"
-        ),
-        {"c": contact_id, "t": ticket_id},
-    )
+    if row.reason in ("area", "broadcast"):
+        # A place followed, or the city's notices: stop hearing about places.
+        for purpose in (Purpose.area_updates, Purpose.broadcasts):
+            await contacts.withdraw_consent(
+                session, contact_id, how="unsubscribe_link", purpose=purpose
+            )
+        await session.execute(
+            text(
+                "UPDATE area_subscription SET ended_at = now() WHERE contact_id = :c"
+                " AND ended_at IS NULL"
+            ),
+            {"c": contact_id},
+        )
+    else:
+        await contacts.withdraw_consent(
+            session,
+            contact_id,
+            how="unsubscribe_link",
+            purpose=Purpose.ticket_updates,
+            ticket_id=ticket_id,
+        )
+        await session.execute(
+            text(
+                "UPDATE subscription SET ended_at = now() WHERE contact_id = :c"
+                " AND ticket_id = :t AND ended_at IS NULL"
+            ),
+            {"c": contact_id, "t": ticket_id},
+        )
     return Unsubscribed(unsubscribed=True, ticket_reference=row.reference)
 
 

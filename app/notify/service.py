@@ -30,7 +30,7 @@ from app.channels.base import Channel, Delivered, Failed, Message, Outcome, Retr
 from app.contacts import service as contacts
 from app.core import clock
 from app.notify.models import NotificationStatus
-from app.notify.templates import Facts, language_of, render
+from app.notify.templates import Facts, language_of, render, render_broadcast
 from app.settings import Settings
 from app.tickets.sla import expected_by_sql
 
@@ -39,16 +39,25 @@ log = logging.getLogger("kerbside.notify")
 _CLAIM = text(
     """
     SELECT n.id, n.contact_id, n.ticket_id, n.event_id, n.event_kind, n.status, n.attempts,
-           n.subject, n.body, c.kind, c.address, c.data AS contact_data, c.user_id,
-           c.disabled_at IS NOT NULL AS disabled,
-           (c.user_id IS NOT NULL AND EXISTS (
+           n.subject, n.body, n.reason, n.broadcast_id, c.kind, c.address,
+           c.data AS contact_data, c.user_id, c.disabled_at IS NOT NULL AS disabled,
+           CASE n.reason
+             WHEN 'area' THEN EXISTS (
+                SELECT 1 FROM contact_consent k
+                WHERE k.contact_id = c.id AND k.purpose = 'area_updates'
+                  AND k.withdrawn_at IS NULL)
+             WHEN 'broadcast' THEN EXISTS (
+                SELECT 1 FROM contact_consent k JOIN contact kc ON kc.id = k.contact_id
+                WHERE (kc.id = c.id OR (c.user_id IS NOT NULL AND kc.user_id = c.user_id))
+                  AND k.purpose IN ('area_updates', 'broadcasts') AND k.withdrawn_at IS NULL)
+             ELSE (c.user_id IS NOT NULL AND EXISTS (
                 SELECT 1 FROM subscription s
                 WHERE s.ticket_id = n.ticket_id AND s.user_id = c.user_id
                   AND (s.ended_at IS NULL OR n.event_kind = 'merged'))
-            OR EXISTS (
+              OR EXISTS (
                 SELECT 1 FROM contact_consent k
                 WHERE k.contact_id = c.id AND k.purpose = 'ticket_updates'
-                  AND k.ticket_id = n.ticket_id AND k.withdrawn_at IS NULL)) AS consenting
+                  AND k.ticket_id = n.ticket_id AND k.withdrawn_at IS NULL)) END AS consenting
     FROM notification n JOIN contact c ON c.id = n.contact_id
     WHERE n.id = :id
     FOR UPDATE OF n
@@ -159,7 +168,36 @@ async def deliver(
         return await _record(session, settings, row, message, outcome, now)
 
 
+_BROADCAST = text(
+    "SELECT b.public_id, b.headline, b.body, b.language, b.event FROM broadcast b WHERE b.id = :id"
+)
+
+
+async def _broadcast_message(session: AsyncSession, settings: Settings, row: Any) -> Message:
+    found = (await session.execute(_BROADCAST, {"id": row.broadcast_id})).one()
+    unsubscribe = unsubscribe_url(settings, row.id)
+    language = language_of(found.language)
+    subject, body = render_broadcast(found.headline, found.body, language, unsubscribe)
+    link = f"{settings.public_base_url}/v1/broadcasts/{found.public_id}.cap"
+    return Message(
+        id=row.id,
+        kind=row.kind,
+        address=row.address,
+        contact_data=row.contact_data or {},
+        subject=row.subject or subject,
+        body=row.body or body,
+        link=link,
+        unsubscribe_url=unsubscribe,
+        ticket_reference=None,
+        event="broadcast",
+        language=language,
+        data={"broadcast": str(found.public_id), "event": found.event},
+    )
+
+
 async def _message(session: AsyncSession, settings: Settings, row: Any) -> Message:
+    if row.broadcast_id is not None:
+        return await _broadcast_message(session, settings, row)
     facts_row = (
         await session.execute(
             _FACTS,
@@ -187,7 +225,7 @@ async def _message(session: AsyncSession, settings: Settings, row: Any) -> Messa
     if row.subject is not None and row.body is not None:
         subject, body = row.subject, row.body  # a retry sends the same words
     else:
-        subject, body = render(row.event_kind, facts, language, unsubscribe)
+        subject, body = render(row.event_kind, facts, language, unsubscribe, reason=row.reason)
     return Message(
         id=row.id,
         kind=row.kind,
@@ -306,6 +344,8 @@ async def _finish(
 async def _archive(
     session: AsyncSession, row: Any, kind: str, now: datetime, data: dict[str, Any]
 ) -> None:
+    if row.ticket_id is None:
+        return  # a broadcast: its own row keeps the outcome (status, attempts, last_error)
     await session.execute(
         _EVENT,
         {"ticket_id": row.ticket_id, "kind": kind, "data": orjson.dumps(data).decode(), "at": now},

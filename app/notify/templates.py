@@ -81,6 +81,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "merged.subject": "Your report is now part of {into}",
         "merged.body": "{reference} is the same problem as {into}; we follow it up there, and "
         "you will hear about {into} from now on.",
+        "area.new.subject": "New report near you: {service}",
+        "area.new.body": "A {service} was reported in a place you follow: {reference}.",
+        "area.fixed.subject": "Fixed near you: {service}",
+        "area.fixed.body": "A {service} in a place you follow is fixed: {reference}.",
         "expected": "We expect it to be done by {expected}.",
         "follow": "Follow it here: {link}",
         "stop": "To stop these messages: {unsubscribe}",
@@ -97,6 +101,12 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "merged.subject": "Uw melding hoort nu bij {into}",
         "merged.body": "{reference} is hetzelfde probleem als {into}; we pakken het daar op en u "
         "hoort voortaan over {into}.",
+        "area.new.subject": "Nieuwe melding bij u in de buurt: {service}",
+        "area.new.body": "Er is een melding gedaan ({service}) in een gebied dat u volgt: "
+        "{reference}.",
+        "area.fixed.subject": "Opgelost bij u in de buurt: {service}",
+        "area.fixed.body": "Een melding ({service}) in een gebied dat u volgt is opgelost: "
+        "{reference}.",
         "expected": "We verwachten het klaar te hebben op {expected}.",
         "follow": "Volg het hier: {link}",
         "stop": "Geen berichten meer ontvangen: {unsubscribe}",
@@ -113,6 +123,12 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "merged.subject": "Din felanmälan hör nu till {into}",
         "merged.body": "{reference} är samma problem som {into}; vi följer upp det där och du "
         "får framöver besked om {into}.",
+        "area.new.subject": "Ny felanmälan nära dig: {service}",
+        "area.new.body": "En felanmälan ({service}) har gjorts i ett område du följer: "
+        "{reference}.",
+        "area.fixed.subject": "Åtgärdat nära dig: {service}",
+        "area.fixed.body": "En felanmälan ({service}) i ett område du följer är åtgärdad: "
+        "{reference}.",
         "expected": "Vi räknar med att det är klart {expected}.",
         "follow": "Följ det här: {link}",
         "stop": "Sluta få dessa meddelanden: {unsubscribe}",
@@ -130,16 +146,22 @@ def language_of(wanted: str | None, offered: tuple[str, ...] = ()) -> str:
     return "en"
 
 
-def render(event: str, facts: Facts, language: str, unsubscribe: str) -> tuple[str, str]:
-    """Subject and plain-text body of the message about ``event`` (an event kind)."""
+def render(
+    event: str, facts: Facts, language: str, unsubscribe: str, *, reason: str = "subscriber"
+) -> tuple[str, str]:
+    """Subject and plain-text body of the message about ``event`` (an event kind) to someone
+    who hears of it for ``reason`` (their own report, a ticket or a place they follow)."""
     text = _TEXT[language]
-    key = {
-        "ticket_opened": "received",
-        "report_attached": "joined",
-        "status_changed": "status",
-        "comment": "comment",
-        "merged": "merged",
-    }[event]
+    if reason == "area":
+        key = "area.new" if event == "ticket_opened" else "area.fixed"
+    else:
+        key = {
+            "ticket_opened": "received",
+            "report_attached": "joined",
+            "status_changed": "status",
+            "comment": "comment",
+            "merged": "merged",
+        }[event]
     values = {
         "reference": facts.reference,
         "service": facts.service,
@@ -165,3 +187,9 @@ def render(event: str, facts: Facts, language: str, unsubscribe: str) -> tuple[s
         lines.append(text["expected"].format(**values))
     lines += ["", text["follow"].format(**values), text["stop"].format(**values)]
     return text[f"{key}.subject"].format(**values), "\n".join(lines)
+
+
+def render_broadcast(headline: str, body: str, language: str, unsubscribe: str) -> tuple[str, str]:
+    """An emergency notice: the city's own words, and the way out."""
+    stop = _TEXT[language]["stop"].format(unsubscribe=unsubscribe)
+    return headline, f"{body}\n\n{stop}"
