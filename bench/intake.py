@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from app.seed.demo import SAMPLE_TEXT
+from app.seed.history import SAMPLE_TEXT
 from app.tickets.priority import priority_for
 from geo.distance import degree_box
 from geo.grid import cell_size_degrees, lock_keys
@@ -154,7 +154,16 @@ _COMMON: dict[str, str | None] = {
 }
 # What an anonymous JSON report without contact leaves empty.
 _NULLS: dict[str, str | None] = dict.fromkeys(
-    ("accuracy_m", "address", "reporter_id", "reporter_name", "locale", "external_id"), None
+    (
+        "accuracy_m",
+        "address",
+        "reporter_id",
+        "reporter_name",
+        "locale",
+        "external_id",
+        "received_at",
+    ),
+    None,
 )
 
 
