@@ -27,7 +27,8 @@ import numpy as np
 import psycopg
 import shapely
 
-from app.seed.demo import DEMO_SLUG, SAMPLE_TEXT, seed_demo
+from app.seed.demo import DEMO_SLUG, seed_demo
+from app.seed.history import SAMPLE_TEXT
 from bench.progress import percent, say
 from geo.city import make_city
 

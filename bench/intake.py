@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 import psycopg
 
-from app.seed.demo import SAMPLE_TEXT
+from app.seed.history import SAMPLE_TEXT
 from app.tickets.priority import priority_for
 from geo.distance import degree_box
 from geo.grid import cell_size_degrees, lock_keys
@@ -163,6 +163,7 @@ _NULLS: dict[str, str | None] = dict.fromkeys(
         "reporter_name",
         "locale",
         "external_id",
+        "received_at",
     ),
     None,
 )

@@ -288,6 +288,70 @@ async def test_backdating_and_future_times(client: httpx.AsyncClient) -> None:
     assert datetime.fromisoformat(response.json()["report"]["reported_at"]) == recent
 
 
+@pytest.mark.usefixtures("pothole")
+async def test_a_backfill_dates_its_receipt_and_opening_lines_live_reports_cannot(
+    db: AsyncSession,
+) -> None:
+    # The demo seed replays months of reports: their timelines must not all read "today".
+    from app.core.errors import InvalidInput
+    from app.jurisdictions.catalog import Catalog
+    from app.reports.intake import Place, Submission, Submitter
+    from app.reports.models import Channel, LocationSource
+    from app.reports.service import submit_report
+
+    trusted = Submitter(label="demo-seed", trusted=True, identified=True)
+    then = datetime.now(UTC) - timedelta(days=40)
+
+    def report(who: Submitter, at: datetime, received: datetime | None, east: float) -> Submission:
+        return Submission(
+            channel=Channel.app,
+            submitter=who,
+            service_code="pothole",
+            place=Place(*offset_lonlat(*CENTER, east, 0), LocationSource.device),
+            reported_at=at,
+            received_at=received,
+        )
+
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    citizen = Submitter(label="user:someone", identified=True)
+    for refused in (
+        report(citizen, yesterday, yesterday, 0),  # only trusted sources backfill
+        report(trusted, then, then - timedelta(hours=1), 0),  # received before it was made
+        report(trusted, then, datetime.now(UTC) + timedelta(hours=1), 0),  # in the future
+    ):
+        with pytest.raises(InvalidInput) as caught:
+            await submit_report(db, Catalog(), refused)
+        assert caught.value.errors[0]["field"] == "received_at"
+
+    old = await submit_report(db, Catalog(), report(trusted, then, then, 0))
+    again = await submit_report(db, Catalog(), report(trusted, then, then + timedelta(hours=2), 5))
+    live = await submit_report(db, Catalog(), report(trusted, then, None, 500))
+    assert again.joined
+    assert again.ticket_id == old.ticket_id
+    assert old.received_at == then
+    rows = (
+        await db.execute(
+            text(
+                "SELECT e.ticket_id, e.kind, e.created_at, t.created_at AS ticket_created,"
+                " t.updated_at FROM ticket_event e JOIN ticket t ON t.id = e.ticket_id"
+                " WHERE e.ticket_id IN (:old, :live) ORDER BY e.id"
+            ),
+            {"old": old.ticket_id, "live": live.ticket_id},
+        )
+    ).all()
+    backfilled = [(r.kind, r.created_at) for r in rows if r.ticket_id == old.ticket_id]
+    assert backfilled == [
+        ("ticket_opened", then),
+        ("report_attached", then + timedelta(hours=2)),
+    ]
+    assert {(r.ticket_created, r.updated_at) for r in rows if r.ticket_id == old.ticket_id} == {
+        (then, then + timedelta(hours=2))
+    }
+    # A report without received_at is received now, whenever it was made.
+    assert datetime.now(UTC) - live.received_at < timedelta(minutes=1)
+    assert [r.created_at for r in rows if r.ticket_id == live.ticket_id] == [live.received_at]
+
+
 # -- idempotency ----------------------------------------------------------------------------------
 
 

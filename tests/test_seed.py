@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.seed.demo import DEMO_USERS, seed_demo
+from app.seed.history import HISTORY, SAME_SPOT_M, Kind, plan
 from geo.city import make_city
+from geo.distance import haversine_m
+
+FINISHED = ("fixed", "closed", "not_our_responsibility", "rejected")
 
 
 async def test_demo_seed_is_complete_and_idempotent(
     database_url: str, committed_db: async_sessionmaker[AsyncSession]
 ) -> None:
-    first = await seed_demo(database_url, reports=120, progress=False)
-    second = await seed_demo(database_url, reports=120, progress=False)
+    first = await seed_demo(database_url, reports=200, progress=False)
+    second = await seed_demo(database_url, reports=200, progress=False)
     assert first["areas"] == 8
     assert first["services"] == ["fly_tipping", "pothole", "streetlight"]
+    assert first["history"].get("skipped", 0) == 0  # every planned step fitted its ticket
     assert second["sample_reports_filed"] == 0
+    assert "history" not in second
     async with committed_db() as session:
         counts = (
             await session.execute(
@@ -25,16 +33,134 @@ async def test_demo_seed_is_complete_and_idempotent(
                     "SELECT (SELECT count(*) FROM jurisdiction), (SELECT count(*) FROM report),"
                     " (SELECT count(*) FROM ticket), (SELECT sum(report_count) FROM ticket),"
                     " (SELECT count(*) FROM app_user), (SELECT count(*) FROM ticket"
-                    "  WHERE area_id IS NULL), (SELECT count(DISTINCT status) FROM ticket)"
+                    "  WHERE area_id IS NULL), (SELECT count(DISTINCT status) FROM ticket),"
+                    " (SELECT count(*) FROM ticket_event)"
                 )
             )
         ).one()
-    jurisdictions, reports, tickets, attached, users, without_area, statuses = counts
-    assert (jurisdictions, reports, users) == (1, 120, len(DEMO_USERS))
-    assert 60 <= tickets <= 120
-    assert attached == 120  # every report belongs to exactly one ticket
+    jurisdictions, reports, tickets, attached, users, without_area, statuses, events = counts
+    assert (jurisdictions, reports, users) == (1, 200, len(DEMO_USERS))
+    assert tickets == first["tickets_created"]
+    assert attached == 200  # every report belongs to exactly one ticket
     assert without_area == 0
-    assert statuses >= 2
+    assert statuses >= 5
+    assert events > 4 * tickets  # staff, crews and the worker acted, not only the intake
+
+
+async def test_demo_reports_cluster_into_tickets_of_several_reports(
+    database_url: str, committed_db: async_sessionmaker[AsyncSession]
+) -> None:
+    # Issue 16: 400 demo reports made 400 single-report tickets.
+    await seed_demo(database_url, reports=200, progress=False)
+    async with committed_db() as session:
+        sizes = dict(
+            (await session.execute(text("SELECT report_count, count(*) FROM ticket GROUP BY 1")))
+            .tuples()
+            .all()
+        )
+        joined = (
+            await session.execute(
+                text(
+                    "SELECT count(*), count(*) FILTER (WHERE match_distance_m <= :near)"
+                    " FROM report WHERE joined_existing"
+                ),
+                {"near": 2 * SAME_SPOT_M},
+            )
+        ).one()
+        backers = (
+            await session.execute(
+                text(
+                    "SELECT (SELECT sum(supporter_count) FROM ticket),"
+                    " (SELECT count(*) FROM subscription WHERE reason = 'follower')"
+                )
+            )
+        ).one()
+    tickets = sum(sizes.values())
+    several = sum(n for size, n in sizes.items() if size >= 2)
+    # Most problems are reported once; a good share by 2 to 8 people.
+    assert 0.15 * tickets <= several <= 0.5 * tickets, sizes
+    assert sum(n for size, n in sizes.items() if size >= 4) >= 3, sizes
+    assert max(sizes) <= 12, sizes
+    assert joined[0] == 200 - tickets
+    assert joined[1] >= 0.9 * joined[0]  # people pinned the same spot, a few metres apart
+    supporters, followers = backers
+    assert supporters >= 5
+    assert followers >= 1
+
+
+async def test_finished_demo_tickets_hold_no_crew_work(
+    database_url: str, committed_db: async_sessionmaker[AsyncSession]
+) -> None:
+    # Issue 16: finished tickets kept work_status "assigned".
+    await seed_demo(database_url, reports=200, progress=False)
+    async with committed_db() as session:
+        states = (
+            await session.execute(
+                text("SELECT status, work_status, count(*) FROM ticket GROUP BY 1, 2")
+            )
+        ).all()
+    finished = {(status, work): n for status, work, n in states if status in FINISHED}
+    assert sum(n for (status, _), n in finished.items() if status in ("fixed", "closed")) > 10
+    assert any(status == "not_our_responsibility" for status, _ in finished), states
+    for (status, work), n in finished.items():
+        # Fixed by the crew's "done"; a dismissed ticket was taken off the crew's list.
+        assert work == ("done" if status in ("fixed", "closed") else None), (status, work, n)
+    working = {work for status, work, _ in states if status not in FINISHED}
+    assert working <= {"assigned", "accepted", "en_route", "on_site", "unable"}, states
+
+
+async def test_demo_timelines_are_dated_when_things_happened(
+    database_url: str, committed_db: async_sessionmaker[AsyncSession]
+) -> None:
+    # Issue 16: backdated tickets had timelines dated at seed time.
+    started = datetime.now(UTC)
+    await seed_demo(database_url, reports=200, progress=False)
+    finished = datetime.now(UTC)
+    async with committed_db() as session:
+        events = (
+            await session.execute(
+                text(
+                    "SELECT e.kind, e.created_at, t.first_reported_at, t.created_at AS opened"
+                    " FROM ticket_event e JOIN ticket t ON t.id = e.ticket_id"
+                )
+            )
+        ).all()
+        reports = (
+            await session.execute(
+                text("SELECT count(*) FROM report WHERE received_at <> reported_at")
+            )
+        ).scalar_one()
+    kinds = {e.kind for e in events}
+    assert {"ticket_opened", "report_attached", "assigned", "status_changed"} <= kinds
+    assert {"work_progress", "supporter_added", "sla_warning"} <= kinds
+    outside = [e for e in events if not e.first_reported_at <= e.created_at <= finished]
+    assert outside == []
+    # A ticket opened weeks ago has no line dated at the seed's run.
+    old = [e for e in events if e.first_reported_at < started - timedelta(days=3)]
+    assert len(old) > len(events) / 2
+    assert max(e.created_at for e in old) < started
+    assert len({e.created_at.date() for e in events}) > 60  # spread over three months
+    assert all(e.opened == e.first_reported_at for e in events)
+    assert reports == 0  # each demo report was received when it was made
+
+
+def test_the_demo_history_is_planned_the_same_way_every_time() -> None:
+    city = make_city()
+    kinds = [
+        Kind("pothole", timedelta(days=60), timedelta(days=14), timedelta(days=14)),
+        Kind("fly_tipping", timedelta(days=14), timedelta(days=14), timedelta(days=5)),
+    ]
+    now = datetime(2026, 12, 4, 12, tzinfo=UTC)
+    points = city.random_points(100, seed=11)
+    first = plan(100, kinds, points, lambda p: True, now=now)
+    assert first == plan(100, kinds, points, lambda p: True, now=now)
+    assert sum(len(p.sightings) for p in first) == 100
+    for problem in first:
+        origin = problem.sightings[0]
+        assert all(now - HISTORY <= s.at <= now for s in problem.sightings)
+        assert all(a.at <= now for a in problem.actions)
+        for later in problem.sightings[1:]:
+            assert haversine_m(origin.lon, origin.lat, later.lon, later.lat) <= 2 * SAME_SPOT_M
 
 
 async def test_the_map_shows_the_demo_right_after_the_seed(

@@ -81,6 +81,10 @@ class Submission:
     reporter_name: str | None = None
     external_id: str | None = None
     reported_at: datetime | None = None
+    # When the city received it, for a record filed after the fact by a trusted source (the
+    # demo seed replaying its history): the report and its ticket's opening lines are dated
+    # then. None, as for every live channel: now.
+    received_at: datetime | None = None
     locale: str | None = None
     media: Sequence[AcceptedPhoto] = ()
     # False: a report after a fix opens a new ticket instead of reopening it (a history

@@ -133,6 +133,8 @@ FIND_SAME_ADDRESS = text(_MATCH_SAME_ADDRESS)
 # report, its timeline line and the signed-in reporter's subscription. Running after the lock
 # statement, its snapshot sees every ticket committed by reports that held the lock before us.
 # One statement per duplicate rule (`match` is the rule), so each keeps its own plan.
+# Its times are the database's now, or `:received_at` for a backfill (the demo seed): that
+# dates the report's receipt, its timeline lines and a ticket it opens in the past.
 def _file_report(match: str) -> HotStatement:
     return HotStatement(
         f"""
@@ -157,7 +159,7 @@ def _file_report(match: str) -> HotStatement:
                                ELSE ticket.sla_next_at END,
             work_status = CASE WHEN reopening.yes AND ticket.crew_id IS NOT NULL
                                THEN 'assigned' ELSE ticket.work_status END,
-            updated_at = now()
+            updated_at = coalesce(CAST(:received_at AS timestamptz), now())
         FROM match, reopening WHERE ticket.id = match.id
         RETURNING ticket.*
     ),
@@ -175,14 +177,16 @@ def _file_report(match: str) -> HotStatement:
         SELECT new_id.id, {reference_sql("new_id.id", ":reported_at")},
                :jurisdiction_id, :service_id, place.area_id, rule.crew_id,
                CASE WHEN rule.crew_id IS NOT NULL THEN 'assigned' END,
-               CASE WHEN rule.crew_id IS NOT NULL THEN now() END,
+               CASE WHEN rule.crew_id IS NOT NULL
+                    THEN coalesce(CAST(:received_at AS timestamptz), now()) END,
                ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :address, :address_key,
                :street_key, :description, 'open',
                :priority, 1, :reported_at, :reported_at, :acknowledge_due_at,
                :acknowledge_warn_at, :resolve_due_at, :resolve_warn_at,
                least(CAST(:acknowledge_warn_at AS timestamptz),
                      CAST(:resolve_warn_at AS timestamptz)),
-               now(), now()
+               coalesce(CAST(:received_at AS timestamptz), now()),
+               coalesce(CAST(:received_at AS timestamptz), now())
         FROM new_id
         CROSS JOIN LATERAL (
             SELECT {area_at_sql("ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)", ":jurisdiction_id")}
@@ -217,7 +221,8 @@ def _file_report(match: str) -> HotStatement:
                ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :accuracy_m, :location_source,
                :address, :description, CAST(:attributes AS jsonb), :reporter_id, :reporter_name,
                :notify, :locale, :external_id, :reported_at, decision.joined,
-               decision.distance_m, statement_timestamp()
+               decision.distance_m,
+               coalesce(CAST(:received_at AS timestamptz), statement_timestamp())
         FROM ticket, decision
         RETURNING id, public_id, received_at
     ),

@@ -83,6 +83,7 @@ async def submit_report(
         raise _invalid("description", f"{service.name()} reports need a description")
     attributes = _check_attributes(service, submission.attributes)
     reported_at = _reported_at(submission.reported_at, now, trusted=submitter.trusted)
+    received_at = _received_at(submission.received_at, reported_at, now, submitter.trusted)
     wants_updates = (
         submission.updates if submission.updates is not None else submitter.user_id is not None
     )
@@ -144,6 +145,7 @@ async def submit_report(
             "locale": submission.locale,
             "external_id": submission.external_id,
             "reported_at": reported_at,
+            "received_at": received_at,
             "actor_label": submitter.label,
             "photos": len(submission.media),
         },
@@ -393,6 +395,22 @@ def _reported_at(given: datetime | None, now: datetime, *, trusted: bool) -> dat
         raise _invalid("reported_at", "reported_at is in the future")
     if not trusted and given < now - CITIZEN_BACKDATE_LIMIT:
         raise _invalid("reported_at", "reported_at may be at most 7 days ago")
+    return given
+
+
+def _received_at(
+    given: datetime | None, reported_at: datetime, now: datetime, trusted: bool
+) -> datetime | None:
+    """A backfill's time of receipt; None (the database's now) for every live report."""
+    if given is None:
+        return None
+    if not trusted:
+        raise _invalid("received_at", "only trusted sources file reports received in the past")
+    if given.tzinfo is None:
+        raise _invalid("received_at", "received_at needs a timezone")
+    given = given.astimezone(UTC)
+    if given < reported_at or given > now + CLOCK_SKEW:
+        raise _invalid("received_at", "received_at lies between reported_at and now")
     return given
 
 

@@ -1,30 +1,38 @@
 """The demo jurisdiction: a synthetic city with districts, services, crews, users and tickets.
 
 The city is the city file ``app/seed/city/demo.yaml``, applied as ``kerbside city apply``
-would; users and sample reports come on top. Idempotent: each part is created once and kept on
-later runs. Demo credentials are documented
-in the README; they are refused in production (``kerbside serve`` never seeds there by itself).
+would; users come on top, then three months of history: sample reports that cluster into
+tickets, and what staff, crews, neighbours and the worker did about them, each dated when it
+happened (``app.seed.history`` plans it, ``app.seed.sample`` replays it through the real
+calls). Idempotent: each part is created once and kept on later runs; the history is filed
+only while the demo has no report. Demo credentials are documented in the README; they are
+refused in production (``kerbside serve`` never seeds there by itself).
 """
 
 from __future__ import annotations
 
-import random
 import sys
-from datetime import UTC, datetime, timedelta
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from fastapi_users.password import PasswordHelper
+from shapely import Point
+from shapely.prepared import prep
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from app.auth.models import Role, User
+from app.auth.principal import Principal
 from app.cities.service import apply, load
+from app.core import clock
 from app.crews.models import Crew
 from app.db import driver_of
 from app.jurisdictions.models import Jurisdiction, Service
 from app.maps.service import refresh_grid
+from app.seed.history import Kind, plan
 from app.seed.progress import Progress
+from app.seed.sample import Cast, replay
 from app.settings import to_sqlalchemy_url
 from geo.city import make_city
 
@@ -37,20 +45,6 @@ DEMO_USERS = (
     ("crew@demo.kerbside.dev", "demo-crew-password", Role.crew, "Cal Crew", "North crew"),
     ("citizen@demo.kerbside.dev", "demo-citizen-password", Role.citizen, "Cit Izen", None),
 )
-
-SAMPLE_TEXT = {
-    "pothole": [
-        "Deep pothole in the cycle lane",
-        "Road surface breaking up",
-        "Pothole by the bus stop",
-    ],
-    "fly_tipping": [
-        "Mattress dumped on the verge",
-        "Bags of rubbish in the alley",
-        "Old sofa left on the pavement",
-    ],
-    "streetlight": ["Street lamp out", "Light flickering all night", "Lamp on during the day"],
-}
 
 
 async def seed_demo(
@@ -139,46 +133,73 @@ async def _seed(session: AsyncSession, *, reports: int, progress: bool) -> dict[
             text("SELECT count(*) FROM report WHERE jurisdiction_id = :j"), {"j": jurisdiction.id}
         )
     ).scalar_one()
-    created = 0
+    summary["sample_reports_filed"] = 0
+    summary["tickets_created"] = 0
     if existing == 0 and reports > 0:
-        created = await _sample_tickets(session, services, city, reports, progress)
-    summary["sample_reports_filed"] = reports if existing == 0 else 0
-    summary["tickets_created"] = created
+        cast = await _cast(session, jurisdiction.id, crews)
+        done = await _sample_history(
+            session, jurisdiction.id, services, city, cast, reports, progress
+        )
+        summary["sample_reports_filed"] = reports
+        summary["tickets_created"] = (
+            await session.execute(
+                text("SELECT count(*) FROM ticket WHERE jurisdiction_id = :j"),
+                {"j": jurisdiction.id},
+            )
+        ).scalar_one()
+        summary["history"] = dict(sorted(done.items()))
     return summary
 
 
-async def _sample_tickets(
+async def _cast(session: AsyncSession, jurisdiction_id: int, crews: dict[str, Crew]) -> Cast:
+    """The demo users who act in the history; a crew without a demo user acts as itself."""
+    emails = [email for email, *_ in DEMO_USERS]
+    users = {
+        u.email: u
+        for u in (
+            await session.execute(select(User).where(User.__table__.c.email.in_(emails)))
+        ).scalars()
+    }
+    members = {u.crew_id: Principal.of_user(u) for u in users.values() if u.crew_id}
+    return Cast(
+        staff=Principal.of_user(users[DEMO_USERS[1][0]]),
+        crews={
+            crew.id: members.get(crew.id)
+            or Principal(
+                kind="user",
+                role=Role.crew,
+                label="demo-seed",
+                name=crew.name,
+                jurisdiction_id=jurisdiction_id,
+                crew_id=crew.id,
+            )
+            for crew in crews.values()
+        },
+        citizen=users[DEMO_USERS[3][0]].id,
+    )
+
+
+async def _sample_history(
     session: AsyncSession,
+    jurisdiction_id: int,
     services: list[Service],
     city: Any,
+    cast: Cast,
     count: int,
     progress: bool,
-) -> int:
-    """File ``count`` demo reports; returns how many tickets they made."""
-    from app.jurisdictions.catalog import Catalog
-    from app.seed.sample import submit_sample_report
-
-    rng = random.Random(2026)
-    now = datetime.now(UTC)
-    catalog = Catalog()
+) -> Counter[str]:
+    """Plan the demo's last three months and replay them: ``count`` reports."""
+    now = clock.now()
+    kinds = [Kind(s.code, s.duplicate_window, s.reopen_within, s.resolve_within) for s in services]
+    boundary = prep(city.boundary)
+    problems = plan(
+        count,
+        kinds,
+        city.random_points(count, seed=11),
+        lambda p: bool(boundary.contains(Point(p))),
+        now=now,
+    )
     shown = Progress("kerbside: demo reports", count) if progress else None
-    points = city.random_points(count, seed=11)
-    # Oldest first, so clustering windows see reports in the order they happened.
-    times = sorted(now - timedelta(minutes=rng.randint(10, 90 * 24 * 60)) for _ in points)
-    for i, ((lon, lat), reported_at) in enumerate(zip(points, times, strict=True), start=1):
-        service = rng.choice(services)
-        await submit_sample_report(
-            session,
-            catalog,
-            service_code=service.code,
-            lon=lon,
-            lat=lat,
-            description=rng.choice(SAMPLE_TEXT.get(service.code, ["Problem reported"])),
-            reported_at=reported_at,
-            now=now,
-            rng=rng,
-        )
-        if shown and (i % 50 == 0 or i == count):
-            shown.step(i)
-    tickets = await session.execute(text("SELECT count(*) FROM ticket"))
-    return int(tickets.scalar_one())
+    return await replay(
+        session, problems, jurisdiction_id=jurisdiction_id, cast=cast, now=now, progress=shown
+    )
