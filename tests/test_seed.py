@@ -191,3 +191,52 @@ async def test_demo_users_can_sign_in(
         "/v1/auth/jwt/login", data={"username": email, "password": password}
     )
     assert response.status_code == 200, response.text
+
+
+async def test_in_the_demo_a_status_change_reaches_the_citizen_through_the_local_sink(
+    database_url: str,
+    committed_db: async_sessionmaker[AsyncSession],
+    settings: object,
+    tmp_path: object,
+) -> None:
+    from pathlib import Path
+
+    from app.channels.registry import channels_for, close_all
+    from app.main import create_app
+    from app.settings import Settings
+    from app.tickets import workflow
+    from app.tickets.models import TicketStatus
+    from tests.jobs_support import drain
+    from tests.test_notify import STAFF
+
+    assert isinstance(settings, Settings)
+    assert isinstance(tmp_path, Path)
+    demo = settings.model_copy(update={"channels_sink_file": tmp_path / "sink.jsonl"})
+    summary = await seed_demo(database_url, reports=60, progress=False)
+    follows = summary["citizen_follows"]
+    assert len(follows) == 3
+    async with committed_db() as session, session.begin():
+        ticket_id = await workflow.ticket_id(session, follows[0])
+        await workflow.change_status(session, ticket_id, TicketStatus.acknowledged, actor=STAFF)
+    channels = channels_for(demo)
+    try:
+        await drain(demo, queues=["notify"], channels=channels)
+    finally:
+        await close_all(channels)
+    app = create_app(demo)
+    app.state.sessionmaker = committed_db
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        login = await client.post(
+            "/v1/auth/jwt/login",
+            data={"username": "staff@demo.kerbside.dev", "password": "demo-staff-password"},
+        )
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        outbox = await client.get("/v1/demo/outbox", headers=headers)
+        assert outbox.status_code == 200, outbox.text
+        received = outbox.json()
+        assert [(m["address"], m["ticket"], m["event"]) for m in received] == [
+            ("citizen@demo.kerbside.dev", follows[0], "acknowledged")
+        ]
+        assert (await client.get("/v1/demo/outbox")).status_code == 401

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import text
 
 from app.auth.principal import CurrentPrincipal, StaffPrincipal, ensure_same_jurisdiction
+from app.channels import sink
 from app.contacts import service as contacts
 from app.contacts.messages import queue_verifications
 from app.contacts.models import ConsentMethod, ContactKind, Purpose
@@ -370,3 +371,49 @@ def _person(principal: Any) -> Any:
     if principal.user_id is None:
         raise BadRequest("API keys have no contacts; sign in as a person")
     return principal.user_id
+
+
+class SinkMessage(BaseModel):
+    at: str
+    kind: str
+    address: str
+    event: str
+    ticket: str | None
+    language: str
+    subject: str
+    body: str
+
+
+@router.get(
+    "/v1/demo/outbox",
+    response_model=list[SinkMessage],
+    summary="What the local sink delivered: every message, as each person received it",
+    description=(
+        "Outside production, channels without credentials deliver to a local sink "
+        "(`KERBSIDE_CHANNELS_SINK_FILE`). Staff see here what each reporter received, newest "
+        "last, so a status change can be watched reaching its reporter. 404 in production."
+    ),
+    responses={404: {"description": "Production: there is no sink"}},
+)
+async def demo_outbox(
+    staff: StaffPrincipal,
+    request: Request,
+    address: Annotated[str, Query(min_length=1, max_length=320)] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[SinkMessage]:
+    settings = request.app.state.settings
+    if settings.env == "production":
+        raise NotFound("There is no local sink in production")
+    return [
+        SinkMessage(
+            at=m["at"],
+            kind=m["kind"],
+            address=m["address"],
+            event=m["event"],
+            ticket=m.get("ticket"),
+            language=m["language"],
+            subject=m["subject"],
+            body=m["body"],
+        )
+        for m in sink.read(settings.channels_sink_file, address=address, limit=limit)
+    ]

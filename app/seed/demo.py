@@ -56,6 +56,11 @@ async def seed_demo(
             # One seeder at a time (two `make run` started together).
             await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('kerbside-seed'))"))
             summary = await _seed(session, reports=reports, progress=progress)
+        if "history" in summary:
+            # After the history has committed: a contact made before the commit would be
+            # sent the whole history (the event stream runs at commit and sees it).
+            async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+                summary["citizen_follows"] = await _citizen_hears_back(session)
         # The map's low-zoom clusters come from a grid: build it now, so the first map
         # after the seed shows the demo (otherwise it waits for the worker's next minute).
         async with AsyncSession(engine) as session, session.begin():
@@ -149,6 +154,47 @@ async def _seed(session: AsyncSession, *, reports: int, progress: bool) -> dict[
         ).scalar_one()
         summary["history"] = dict(sorted(done.items()))
     return summary
+
+
+async def _citizen_hears_back(session: AsyncSession) -> list[str]:
+    """The demo citizen follows three open tickets with their account's email address, so a
+    status change made in the demo reaches them (through the local sink: GET
+    /v1/demo/outbox shows what they received)."""
+    from app.contacts import service as contacts
+    from app.contacts.models import ContactKind
+    from app.tickets.schemas import SupportIn
+    from app.tickets.service import support_or_follow
+
+    citizen = (
+        await session.execute(
+            select(User).where(User.__table__.c.email == "citizen@demo.kerbside.dev")
+        )
+    ).scalar_one()
+    await contacts.remember(
+        session, contacts.ContactSpec(ContactKind.email, citizen.email), user_id=citizen.id
+    )
+    references = list(
+        (
+            await session.execute(
+                text(
+                    "SELECT t.reference FROM ticket t JOIN jurisdiction j"
+                    " ON j.id = t.jurisdiction_id WHERE j.slug = :slug AND t.status = 'open'"
+                    " ORDER BY t.id DESC LIMIT 3"
+                ),
+                {"slug": DEMO_SLUG},
+            )
+        ).scalars()
+    )
+    for reference in references:
+        await support_or_follow(
+            session,
+            reference,
+            SupportIn(),
+            user_id=citizen.id,
+            actor_label=f"user:{citizen.id}",
+            support=False,
+        )
+    return references
 
 
 async def _cast(session: AsyncSession, jurisdiction_id: int, crews: dict[str, Crew]) -> Cast:
