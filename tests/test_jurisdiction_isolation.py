@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -550,3 +551,22 @@ async def test_an_api_key_files_and_reads_in_its_own_jurisdiction_only(
     assert home.status_code == 201, home.text
     report = await client.get(f"/v1/reports/{world.bravo_report}", headers=key)
     assert "bravo@example.org" not in report.text
+
+
+async def test_staff_report_in_another_city_as_anyone_does_without_staffs_trust(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    long_ago = (datetime.now(UTC) - timedelta(days=20)).isoformat()
+    for city, expected in ((CITY, 201), (BRAVO_CITY, 422)):
+        lon, lat = city.center
+        filed = await client.post(
+            "/v1/reports",
+            json={
+                "service_code": "pothole",
+                "location": {"lon": lon - 0.004, "lat": lat},
+                "reported_at": long_ago,
+            },
+            headers=world.staff,
+        )
+        assert filed.status_code == expected, filed.text
+    assert "7 days" in filed.text
