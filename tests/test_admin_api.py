@@ -3,6 +3,7 @@ GeoJSON in and out, services, and the same validation and messages as the city f
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 from typing import Any
@@ -13,11 +14,13 @@ import yaml
 from fastapi import FastAPI
 from pyproj import Transformer
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from app.auth.models import Role
 from app.cities import service
 from app.jurisdictions.models import Jurisdiction, Service
+from app.main import create_app
+from app.settings import Settings, to_sqlalchemy_url
 from tests.factories import bearer_headers, make_jurisdiction, make_service, make_ticket, make_user
 from tests.test_city_file import X0, Y0, as_yaml, square, town
 
@@ -430,3 +433,48 @@ async def test_unknown_objects_are_404_problems(
         headers={**admin, "If-Match": "*"},
     )
     assert put.status_code == 404
+
+
+@pytest.mark.slow
+async def test_two_simultaneous_writes_of_one_version_one_wins_the_other_gets_412(
+    settings: Settings, database_url: str, committed_db: async_sessionmaker[AsyncSession]
+) -> None:
+    """On real parallel connections: the If-Match check and the write hold the apply lock."""
+    async with committed_db() as session, session.begin():
+        await service.apply(session, service.load(as_yaml(town())))
+        headers = await bearer_headers(settings, await make_user(session, role=Role.admin))
+    engine = create_async_engine(to_sqlalchemy_url(database_url), pool_size=4, max_overflow=0)
+    app = create_app(settings)
+    app.state.engine = engine
+    app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    url = "/v1/admin/jurisdictions/squareton/services/pothole"
+    try:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            read = await client.get(url, headers=headers)
+            headers = {**headers, "If-Match": read.headers["etag"]}
+            # Another transaction holds the row, so both writes get as far as they can before
+            # either commits: without the lock around check and write, both checks would pass.
+            async with committed_db() as holder, holder.begin():
+                await holder.execute(
+                    text("SELECT 1 FROM service WHERE code = 'pothole' FOR UPDATE")
+                )
+                writes = asyncio.gather(
+                    *(
+                        client.put(
+                            url, json={**read.json(), "hazard_level": level}, headers=headers
+                        )
+                        for level in (2, 3)
+                    )
+                )
+                await asyncio.sleep(1.0)
+            answers = await writes
+    finally:
+        await engine.dispose()
+    assert sorted(a.status_code for a in answers) == [200, 412], [a.text for a in answers]
+    winner = next(a for a in answers if a.status_code == 200)
+    async with committed_db() as session:
+        stored = await session.execute(
+            text("SELECT hazard_level FROM service WHERE code = 'pothole'")
+        )
+        assert stored.scalar_one() == winner.json()["hazard_level"]
