@@ -39,7 +39,11 @@ _WRITE: dict[int | str, dict[str, Any]] = {
     **_READ,
     403: {"description": "Not an admin", **_PROBLEM},
     412: {"description": "If-Match names an older version: read again", **_PROBLEM},
-    422: {"description": "Invalid, with each error's path (`errors[].field`)", **_PROBLEM},
+    422: {
+        "description": "Invalid, with each error's path (`errors[].field`); for a city file"
+        " also an area it leaves out that holds tickets",
+        **_PROBLEM,
+    },
     428: {"description": "The object exists and If-Match was not sent", **_PROBLEM},
 }
 _ETAG = {"ETag": {"description": "The version, for If-Match", "schema": {"type": "string"}}}
@@ -261,7 +265,6 @@ _CITY_BODY = {
         **_WRITE,
         200: {"description": "The plan, applied (or not, for a dry run)", "headers": _ETAG},
         201: {"description": "The jurisdiction was created", "headers": _ETAG},
-        409: {"description": "An area the file leaves out holds tickets", **_PROBLEM},
         415: {"description": "Not YAML or JSON", **_PROBLEM},
     },
 )
