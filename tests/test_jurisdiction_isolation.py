@@ -41,7 +41,13 @@ from tests.test_route_security import _calls, _routes
 
 BRAVO_CITY = make_city(center=(4.8952, 52.3702), seed=7)
 # Words only Bravo's private data holds; no answer to Alpha's staff may contain one.
-MARKERS = ("Bravo night crew", "bravo-template-body", "bravo-key", "bravo@example.org")
+MARKERS = (
+    "Bravo night crew",
+    "bravo-template-body",
+    "bravo-key",
+    "bravo@example.org",
+    "bravo-dead-letter",
+)
 
 
 @dataclass
@@ -64,6 +70,7 @@ class World:
     bravo_template: int
     bravo_key: int
     bravo_report: str
+    bravo_notification: int
 
     def fill(self, path: str) -> str:
         values = {
@@ -72,6 +79,7 @@ class World:
             "rule_id": str(self.bravo_rule),
             "template_id": str(self.bravo_template),
             "key_id": str(self.bravo_key),
+            "notification_id": str(self.bravo_notification),
             "slug": self.bravo.slug,
             "kind": "district",
             # Valid codes of Bravo's: an invalid one would be a 422 before any check.
@@ -143,6 +151,18 @@ async def world(client: httpx.AsyncClient, db: AsyncSession, settings: Any) -> W
         },
     )
     assert report.status_code == 201, report.text
+    # A message that gave up, for staff of Bravo to retry.
+    notification = (
+        await db.execute(
+            text(
+                "INSERT INTO notification (contact_id, ticket_id, event_kind, channel, status,"
+                " last_error) SELECT c.id, :t, 'status_changed', 'email', 'dead',"
+                " 'bravo-dead-letter' FROM contact c WHERE c.address = 'bravo@example.org'"
+                " RETURNING id"
+            ),
+            {"t": b_ticket.id},
+        )
+    ).scalar_one()
     return World(
         alpha=alpha,
         bravo=bravo,
@@ -162,6 +182,7 @@ async def world(client: httpx.AsyncClient, db: AsyncSession, settings: Any) -> W
         bravo_template=template,
         bravo_key=b_key.api_key.id,
         bravo_report=report.json()["report"]["id"],
+        bravo_notification=notification,
     )
 
 
@@ -183,6 +204,8 @@ async def bravo_state(db: AsyncSession, bravo: int) -> bytes:
         "areas": "SELECT id, code, name, ST_AsEWKB(geom) FROM area WHERE jurisdiction_id = :j",
         "services": "SELECT code, active, names FROM service WHERE jurisdiction_id = :j",
         "jurisdiction": "SELECT name, timezone FROM jurisdiction WHERE id = :j",
+        "notifications": "SELECT n.id, n.status, n.attempts FROM notification n JOIN ticket t"
+        " ON t.id = n.ticket_id WHERE t.jurisdiction_id = :j ORDER BY n.id",
     }
     state = {}
     for name, sql in queries.items():
@@ -328,6 +351,12 @@ CASES: dict[tuple[str, str], tuple[str, Case, set[int] | str]] = {
         "staff",
         body("/v1/tickets/{reference}/status", lambda w: {"status": "acknowledged"}),
         {403},
+    ),
+    ("GET", "/v1/notifications"): ("staff", at("/v1/notifications"), HIDDEN),
+    ("POST", "/v1/notifications/{notification_id}/retry"): (
+        "staff",
+        at("/v1/notifications/{notification_id}/retry"),
+        {404},
     ),
     ("GET", "/v1/workorders"): ("crew", at("/v1/workorders"), HIDDEN),
     ("POST", "/v1/workorders/search"): (
