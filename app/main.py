@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app.auth.principal import CHECK_CREDENTIALS
 from app.auth.routes import router as auth_router
+from app.cities.routes import router as admin_router
 from app.contacts.routes import router as contacts_router
 from app.core.bodies import install_schemas
 from app.core.cors import OpenDataCORSMiddleware
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(crews_router)
     app.include_router(notify_router, dependencies=[CHECK_CREDENTIALS])
     app.include_router(places_router, dependencies=[CHECK_CREDENTIALS])
+    app.include_router(admin_router)
     app.include_router(home_router)
     install_schemas(app)
     return app

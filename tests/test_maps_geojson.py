@@ -49,8 +49,10 @@ async def get(client: httpx.AsyncClient, **params: Any) -> httpx.Response:
 
 
 def refs(response: httpx.Response) -> list[str]:
+    """The features' references, sorted: a page that holds the whole answer comes in index
+    order, which depends on what the index held before (not a promise of the API)."""
     assert response.status_code == 200, response.text
-    return [f["id"] for f in response.json()["features"]]
+    return sorted(f["id"] for f in response.json()["features"])
 
 
 async def login(client: httpx.AsyncClient, email: str) -> dict[str, str]:

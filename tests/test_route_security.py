@@ -117,3 +117,19 @@ async def test_guarded_routes_answer_401_problem_to_anonymous_callers(
     response = await client.request(method, url, json={})
     assert response.status_code == 401, response.text
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def _gate_names(route: APIRoute) -> set[str]:
+    return {getattr(call, "__name__", "") for call in _calls(route)}
+
+
+def test_the_admin_api_reads_for_staff_and_writes_for_admins_only() -> None:
+    """Staff read their own jurisdiction's configuration; only admins change any."""
+    admin_routes = [
+        (m, p, route) for m, p, route in _routes(create_app()) if p.startswith("/v1/admin/")
+    ]
+    assert len(admin_routes) >= 15
+    for method, path, route in admin_routes:
+        gates = _gate_names(route)
+        wanted = "require_staff" if method == "GET" else "require_admin"
+        assert wanted in gates, (method, path, gates)

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.api_keys import LiveApiKey, authenticate_api_key
 from app.auth.models import ROLE_RANK, Role, User
 from app.auth.users import UserDatabase, UserManager, bearer_transport, get_jwt_strategy
-from app.core.errors import Forbidden, NotAuthenticated
+from app.core.errors import Forbidden, NotAuthenticated, NotFound
 from app.db import read_db, read_session
 from app.settings import Settings
 
@@ -198,6 +198,15 @@ def ensure_same_jurisdiction(principal: Principal, jurisdiction_id: int) -> None
         return
     if principal.jurisdiction_id != jurisdiction_id:
         raise Forbidden("You may only act for your own jurisdiction")
+
+
+def ensure_own_object(principal: Principal, jurisdiction_id: int, missing: str) -> None:
+    """404 (``missing``) unless the principal acts for ``jurisdiction_id``: another
+    jurisdiction's private objects (crews, rules, templates, API keys, work orders) do not
+    exist for it, so their ids cannot be probed (docs/auth.md, several jurisdictions)."""
+    if principal.is_admin or principal.jurisdiction_id == jurisdiction_id:
+        return
+    raise NotFound(missing)
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(get_optional_principal)]

@@ -11,7 +11,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.routing import APIRoute
 
 from app.auth import api_keys
-from app.auth.principal import Principal, StaffPrincipal, ensure_same_jurisdiction
+from app.auth.principal import (
+    Principal,
+    StaffPrincipal,
+    ensure_own_object,
+    ensure_same_jurisdiction,
+)
 from app.auth.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -170,7 +175,7 @@ async def list_api_keys(
 async def revoke_api_key(key_id: int, staff: StaffPrincipal, session: SessionDep) -> Response:
     _people_only(staff)
     api_key = await api_keys.get_api_key(session, key_id)
-    ensure_same_jurisdiction(staff, api_key.jurisdiction_id)
+    ensure_own_object(staff, api_key.jurisdiction_id, f"No API key {key_id}")
     await api_keys.revoke_api_key(session, api_key)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

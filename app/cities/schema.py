@@ -78,7 +78,12 @@ Crs = Annotated[
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # One JSON Schema for reading and writing (the admin API sends back what it takes): spans
+    # would otherwise differ between the two ("format": "duration", defaults as "P30D" or
+    # "30d"), and OpenAPI clients would get two models of one name.
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_mode_override="validation"
+    )
 
 
 class GeometrySource(Strict):

@@ -193,9 +193,9 @@ async def apply(
         c.what in ("boundary", "area") and c.action != "unchanged" for c in outcome.changes
     )
     if geometry_changed and state.jurisdiction is not None:
-        outcome.open_tickets_to_reroute = await _misrouted(session, jurisdiction_id)
+        outcome.open_tickets_to_reroute = await misrouted(session, jurisdiction_id)
         if reroute_open and outcome.open_tickets_to_reroute:
-            outcome.rerouted = await _reroute(session, jurisdiction_id)
+            outcome.rerouted = await reroute(session, jurisdiction_id)
     tell(f"city {slug}: {outcome.counts()}")
     return outcome
 
@@ -392,6 +392,20 @@ async def _jurisdiction(
     return int(current.id)
 
 
+async def lock(session: AsyncSession) -> None:
+    """Serialise with every other apply and admin write until the transaction ends."""
+    await session.execute(_LOCK)
+
+
+async def write_jurisdiction(
+    session: AsyncSession, wanted: Jurisdiction, boundary: Shape, outcome: Outcome
+) -> int:
+    """Create the jurisdiction ``wanted.slug`` or update its section and boundary (the admin
+    API's path; ``apply`` does the same for a whole file). Returns its id."""
+    state = await _State.read(session, wanted.slug)
+    return await _jurisdiction(session, state, wanted, boundary, outcome)
+
+
 async def _areas(
     session: AsyncSession,
     state: _State,
@@ -507,6 +521,59 @@ def _service_values(service: Service) -> dict[str, Any]:
     return values
 
 
+_COLUMNS = ", ".join(f'"{c}"' for c in _SERVICE_COLUMNS)
+_PLACEHOLDERS = ", ".join(
+    f"CAST(:{c} AS jsonb)" if c in _JSON_COLUMNS else f":{c}" for c in _SERVICE_COLUMNS
+)
+_ASSIGNMENTS = ", ".join(
+    f'"{c}" = CAST(:{c} AS jsonb)' if c in _JSON_COLUMNS else f'"{c}" = :{c}'
+    for c in _SERVICE_COLUMNS
+)
+
+
+async def write_service(
+    session: AsyncSession, jurisdiction_id: int, service: Service, current: Any, outcome: Outcome
+) -> int:
+    """Create ``service``, or update the row ``current`` (a ``service`` row) where it differs;
+    the change goes into ``outcome``. Returns the service's id. The file and the admin API
+    both write services here."""
+    values = _service_values(service)
+    params = {k: json.dumps(v) if k in _JSON_COLUMNS else v for k, v in values.items()} | {
+        "j": jurisdiction_id,
+        "code": service.code,
+    }
+    if current is None:
+        outcome.changes.append(Change("service", service.code, "create"))
+        return int(
+            (
+                await session.execute(
+                    text(
+                        f"INSERT INTO service (jurisdiction_id, code, {_COLUMNS})"  # noqa: S608
+                        f" VALUES (:j, :code, {_PLACEHOLDERS}) RETURNING id"
+                    ),
+                    params,
+                )
+            ).scalar_one()
+        )
+    differs = tuple(c for c in _SERVICE_COLUMNS if getattr(current, c) != values[c])
+    outcome.changes.append(
+        Change("service", service.code, "update" if differs else "unchanged", differs)
+    )
+    if differs:
+        await session.execute(
+            text(f"UPDATE service SET {_ASSIGNMENTS} WHERE id = :id"),  # noqa: S608
+            params | {"id": current.id},
+        )
+    return int(current.id)
+
+
+def service_of(row: Any) -> Service:
+    """A ``service`` row as the city file writes it."""
+    values = {c: getattr(row, c) for c in _SERVICE_COLUMNS}
+    values["attributes"] = [Attribute.model_validate(a) for a in values["attributes"]]
+    return Service(code=row.code, **values)
+
+
 async def _services(
     session: AsyncSession,
     state: _State,
@@ -515,43 +582,10 @@ async def _services(
     outcome: Outcome,
 ) -> dict[str, int]:
     ids: dict[str, int] = {}
-    columns = ", ".join(f'"{c}"' for c in _SERVICE_COLUMNS)
-    placeholders = ", ".join(
-        f"CAST(:{c} AS jsonb)" if c in _JSON_COLUMNS else f":{c}" for c in _SERVICE_COLUMNS
-    )
-    assignments = ", ".join(
-        f'"{c}" = CAST(:{c} AS jsonb)' if c in _JSON_COLUMNS else f'"{c}" = :{c}'
-        for c in _SERVICE_COLUMNS
-    )
     for service in services:
-        values = _service_values(service)
-        params = {k: json.dumps(v) if k in _JSON_COLUMNS else v for k, v in values.items()} | {
-            "j": jurisdiction_id,
-            "code": service.code,
-        }
-        current = state.services.get(service.code)
-        if current is None:
-            outcome.changes.append(Change("service", service.code, "create"))
-            ids[service.code] = (
-                await session.execute(
-                    text(
-                        f"INSERT INTO service (jurisdiction_id, code, {columns})"  # noqa: S608
-                        f" VALUES (:j, :code, {placeholders}) RETURNING id"
-                    ),
-                    params,
-                )
-            ).scalar_one()
-            continue
-        ids[service.code] = current.id
-        differs = tuple(c for c in _SERVICE_COLUMNS if getattr(current, c) != values[c])
-        outcome.changes.append(
-            Change("service", service.code, "update" if differs else "unchanged", differs)
+        ids[service.code] = await write_service(
+            session, jurisdiction_id, service, state.services.get(service.code), outcome
         )
-        if differs:
-            await session.execute(
-                text(f"UPDATE service SET {assignments} WHERE id = :id"),  # noqa: S608
-                params | {"id": current.id},
-            )
     wanted = {s.code for s in services}
     for code, current in state.services.items():
         if code in wanted:
@@ -719,7 +753,7 @@ _MISROUTED = f"""
 """  # noqa: S608 (code constants only)
 
 
-async def _misrouted(session: AsyncSession, jurisdiction_id: int) -> int:
+async def misrouted(session: AsyncSession, jurisdiction_id: int) -> int:
     return int(
         (
             await session.execute(
@@ -733,7 +767,7 @@ async def _misrouted(session: AsyncSession, jurisdiction_id: int) -> int:
     )
 
 
-async def _reroute(session: AsyncSession, jurisdiction_id: int) -> int:
+async def reroute(session: AsyncSession, jurisdiction_id: int) -> int:
     """Give every open ticket the area its point now lies in; returns how many moved."""
     result = await session.execute(
         text(
@@ -780,10 +814,7 @@ async def export(session: AsyncSession, slug: str) -> CityFile:
         )
     services = []
     for code in sorted(state.services):
-        row = state.services[code]
-        values = {c: getattr(row, c) for c in _SERVICE_COLUMNS}
-        values["attributes"] = [Attribute.model_validate(a) for a in values["attributes"]]
-        services.append(Service(code=code, **values))
+        services.append(service_of(state.services[code]))
     crews = []
     crew_names = {c.id: name for name, c in state.crews.items()}
     for crew_id, name in sorted(crew_names.items(), key=lambda kv: kv[1]):
@@ -812,16 +843,7 @@ async def export(session: AsyncSession, slug: str) -> CityFile:
         )
     ]
     return CityFile(
-        jurisdiction=Jurisdiction(
-            slug=current.slug,
-            name=current.name,
-            timezone=current.timezone,
-            languages=list(current.languages),
-            reference_prefix=current.reference_prefix,
-            allow_anonymous=current.allow_anonymous,
-            business_hours=current.business_hours,
-            holidays=list(current.holidays),
-        ),
+        jurisdiction=jurisdiction_of(current),
         boundary=GeometrySource(geojson=json.loads(geojson)),
         areas=[
             AreaSet(
@@ -835,6 +857,20 @@ async def export(session: AsyncSession, slug: str) -> CityFile:
         services=services,
         crews=crews,
         templates=templates,
+    )
+
+
+def jurisdiction_of(row: Any) -> Jurisdiction:
+    """A ``jurisdiction`` row as the city file writes it."""
+    return Jurisdiction(
+        slug=row.slug,
+        name=row.name,
+        timezone=row.timezone,
+        languages=list(row.languages),
+        reference_prefix=row.reference_prefix,
+        allow_anonymous=row.allow_anonymous,
+        business_hours=row.business_hours,
+        holidays=list(row.holidays),
     )
 
 

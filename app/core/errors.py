@@ -92,8 +92,20 @@ class NotFound(KerbsideError):
     status, slug, title = 404, "not-found", "Not found"
 
 
+class NotAcceptable(KerbsideError):
+    status, slug, title = 406, "not-acceptable", "Not acceptable"
+
+
 class Conflict(KerbsideError):
     status, slug, title = 409, "conflict", "Conflict"
+
+
+class PreconditionFailed(KerbsideError):
+    status, slug, title = 412, "precondition-failed", "Precondition failed"
+
+
+class PreconditionRequired(KerbsideError):
+    status, slug, title = 428, "precondition-required", "Precondition required"
 
 
 class Gone(KerbsideError):
@@ -125,9 +137,11 @@ _HTTP_SLUGS = {
     406: "not-acceptable",
     409: "conflict",
     410: "gone",
+    412: "precondition-failed",
     413: "payload-too-large",
     415: "unsupported-media-type",
     422: "invalid-input",
+    428: "precondition-required",
     429: "rate-limited",
 }
 

@@ -398,12 +398,27 @@ class SinkMessage(BaseModel):
 async def demo_outbox(
     staff: StaffPrincipal,
     request: Request,
+    session: SessionDep,
     address: Annotated[str, Query(min_length=1, max_length=320)] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[SinkMessage]:
     settings = request.app.state.settings
     if settings.env == "production":
         raise NotFound("There is no local sink in production")
+    messages = sink.read(settings.channels_sink_file, address=address, limit=limit)
+    if not staff.is_admin:  # staff see their own jurisdiction's tickets only
+        mine = set(
+            (
+                await session.execute(
+                    text(
+                        "SELECT reference FROM ticket WHERE jurisdiction_id = :j"
+                        " AND reference = ANY(:refs)"
+                    ),
+                    {"j": staff.jurisdiction_id, "refs": [m.get("ticket") for m in messages]},
+                )
+            ).scalars()
+        )
+        messages = [m for m in messages if m.get("ticket") in mine]
     return [
         SinkMessage(
             at=m["at"],
@@ -415,5 +430,5 @@ async def demo_outbox(
             subject=m["subject"],
             body=m["body"],
         )
-        for m in sink.read(settings.channels_sink_file, address=address, limit=limit)
+        for m in messages
     ]

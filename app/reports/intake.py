@@ -27,6 +27,10 @@ class Submitter:
     label: str = "anonymous"  # for the timeline: "user:<id>", "api-key:<name>", "import"
     trusted: bool = False  # staff, admin, trusted API keys, imports: may backdate freely
     identified: bool = False  # signed in, a known API client, or a platform's account
+    # The one jurisdiction a staff or crew account or an API key acts for: trust holds there
+    # only, and an API key (``bound``) files nowhere else (docs/auth.md, several jurisdictions).
+    jurisdiction_id: int | None = None
+    bound: bool = False
 
     @property
     def idempotency_principal(self) -> str:

@@ -63,6 +63,8 @@ def submitter_for(principal: Principal | None) -> Submitter:
         label=principal.label,
         trusted=principal.at_least(Role.staff),
         identified=True,
+        jurisdiction_id=None if principal.is_admin else principal.jurisdiction_id,
+        bound=principal.kind == "api_key",
     )
 
 

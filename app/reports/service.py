@@ -8,6 +8,7 @@ service within its radius and window → attach or open → contacts and subscri
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +19,7 @@ from app.contacts import service as contacts
 from app.contacts.models import Purpose
 from app.contacts.service import Consent, StoredContact, Verification
 from app.core import clock, idempotency
-from app.core.errors import InvalidInput, NotAuthenticated
+from app.core.errors import Forbidden, InvalidInput, NotAuthenticated
 from app.db import HotStatement
 from app.jurisdictions.catalog import Catalog, JurisdictionInfo, ServiceInfo
 from app.jurisdictions.models import DuplicateStrategy
@@ -76,6 +77,14 @@ async def submit_report(
     jurisdiction = await _jurisdiction(session, catalog, submission.jurisdiction, place)
     if not submitter.identified and not jurisdiction.allow_anonymous:
         raise NotAuthenticated(f"{jurisdiction.name} takes reports from signed-in people only")
+    if submitter.jurisdiction_id not in (None, jurisdiction.id):
+        if submitter.bound:
+            raise Forbidden(
+                f"This API key files reports in its own jurisdiction only, not in"
+                f" {jurisdiction.name}"
+            )
+        # Staff of one city report in another as anyone does, without staff's trust.
+        submitter = replace(submitter, trusted=False)
     jurisdiction, service = await _service(session, catalog, jurisdiction, submission.service_code)
     description = _stripped(submission.description)
     address = _stripped(submission.address)

@@ -17,6 +17,7 @@ from app.auth.principal import (
     CrewPrincipal,
     Principal,
     StaffPrincipal,
+    ensure_own_object,
     ensure_same_jurisdiction,
 )
 from app.core import clock
@@ -306,6 +307,6 @@ async def delete_template(template_id: int, session: SessionDep, actor: StaffPri
     ).scalar_one_or_none()
     if jid is None:
         raise NotFound(f"No response template {template_id}")
-    ensure_same_jurisdiction(actor, jid)
+    ensure_own_object(actor, jid, f"No response template {template_id}")
     await session.execute(text("DELETE FROM response_template WHERE id = :id"), {"id": template_id})
     return Response(status_code=204)
