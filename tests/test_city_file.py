@@ -564,3 +564,49 @@ def test_the_published_json_schema_is_current_and_validates_the_demo_city() -> N
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert {"jurisdiction", "boundary"} <= set(schema["required"])
+
+
+async def test_the_city_file_says_how_its_legacy_exports_read(db: AsyncSession) -> None:
+    import io
+
+    from pyproj import Transformer
+
+    from app.imports.schemas import ImportOptions
+    from app.imports.service import import_reports
+
+    data = town(
+        history={
+            "columns": {
+                "external_id": "case_no",
+                "service_code": "kind",
+                "reported_at": "opened",
+                "lon": "x",
+                "lat": "y",
+            },
+            "categories": {"Road hole": "pothole"},
+            "date_format": "%d-%m-%Y %H:%M",
+            "statuses": False,
+        }
+    )
+    await apply_data(db, data)
+    exported = service.dump(await service.export(db, "squareton"))
+    assert "Road hole: pothole" in exported
+    assert not (await service.apply(db, service.load(exported))).changed
+
+    lon, lat = Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True).transform(
+        X0 + 500, Y0 + 500
+    )
+    csv = f"case_no,kind,opened,x,y\nA-1,Road hole,03-11-2026 09:30,{lon},{lat}\n".encode()
+    summary = await import_reports(
+        db,
+        Catalog(),
+        io.BytesIO(csv),
+        ImportOptions(jurisdiction="squareton", format="csv", source_name="legacy.csv"),
+    )
+    assert (summary.tickets_opened, summary.rejected.total) == (1, 0)
+    row = (
+        await db.execute(
+            text("SELECT external_id, reported_at FROM report WHERE external_id = 'A-1'")
+        )
+    ).one()
+    assert row.reported_at.isoformat() == "2026-11-03T09:30:00+00:00"  # Europe/London, GMT

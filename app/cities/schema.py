@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from app.imports.schemas import ColumnMapping
+
 FORMAT_VERSION = 1
 
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
@@ -267,6 +269,22 @@ class Template(Strict):
     body: Annotated[str, Field(min_length=1, max_length=2000)]
 
 
+class History(Strict):
+    """How this city's legacy exports read: ``kerbside import`` and ``POST /v1/imports`` use
+    it unless told otherwise (see docs/import.md)."""
+
+    columns: ColumnMapping = Field(
+        default_factory=ColumnMapping, description="Which column holds which field"
+    )
+    categories: dict[Annotated[str, Field(min_length=1, max_length=200)], Code] = Field(
+        default_factory=dict, description="A legacy category → one of this file's service codes"
+    )
+    date_format: Annotated[str, Field(max_length=100)] | None = Field(
+        default=None, description="strptime format of times that are not ISO 8601"
+    )
+    statuses: bool = Field(default=True, description="Import legacy statuses and closures")
+
+
 class CityFile(Strict):
     """One jurisdiction, declared."""
 
@@ -277,6 +295,7 @@ class CityFile(Strict):
     services: list[Service] = Field(default_factory=list)
     crews: list[Crew] = Field(default_factory=list)
     templates: list[Template] = Field(default_factory=list)
+    history: History = Field(default_factory=History)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> CityFile:
@@ -303,6 +322,9 @@ class CityFile(Strict):
                     f"templates[{i}].language: {template.language!r} is not one of the"
                     " jurisdiction's languages"
                 )
+        for category, code in self.history.categories.items():
+            if code not in known:
+                problems.append(f"history.categories[{category!r}]: unknown service {code!r}")
         keys = [(t.status, t.language, t.service) for t in self.templates]
         if len(set(keys)) != len(keys):
             problems.append("templates: one template per status, language and service")

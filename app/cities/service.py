@@ -30,6 +30,7 @@ from app.cities.schema import (
     CityFile,
     Crew,
     GeometrySource,
+    History,
     Jurisdiction,
     Service,
     Template,
@@ -184,7 +185,9 @@ async def apply(
     tell(f"city {slug}: {len(areas)} areas, {len(city.services)} services; planning")
     state = await _State.read(session, slug)
     outcome = Outcome(slug, dry_run, hygiene=hygiene)
-    jurisdiction_id = await _jurisdiction(session, state, city.jurisdiction, boundary, outcome)
+    jurisdiction_id = await _jurisdiction(
+        session, state, city.jurisdiction, city.history, boundary, outcome
+    )
     area_ids = await _areas(session, state, jurisdiction_id, areas, outcome)
     service_ids = await _services(session, state, jurisdiction_id, city.services, outcome)
     await _crews(session, state, jurisdiction_id, city.crews, area_ids, service_ids, outcome)
@@ -258,7 +261,8 @@ class _State:
             await session.execute(
                 text(
                     "SELECT id, slug, name, timezone, languages, reference_prefix,"
-                    " allow_anonymous, business_hours, holidays, ST_AsEWKT(boundary, 9) AS ewkt"
+                    " allow_anonymous, business_hours, holidays, history,"
+                    " ST_AsEWKT(boundary, 9) AS ewkt"
                     " FROM jurisdiction WHERE slug = :slug FOR UPDATE"
                 ),
                 {"slug": slug},
@@ -315,8 +319,9 @@ class _State:
         return state
 
 
-def _jurisdiction_values(j: Jurisdiction) -> dict[str, Any]:
+def _jurisdiction_values(j: Jurisdiction, history: History) -> dict[str, Any]:
     return {
+        "history": history.model_dump(mode="json", exclude_defaults=True),
         "name": j.name,
         "timezone": j.timezone,
         "languages": list(j.languages),
@@ -333,13 +338,15 @@ async def _jurisdiction(
     session: AsyncSession,
     state: _State,
     wanted: Jurisdiction,
+    history: History,
     boundary: Shape,
     outcome: Outcome,
 ) -> int:
-    values = _jurisdiction_values(wanted)
+    values = _jurisdiction_values(wanted, history)
     params = {
         **values,
         "business_hours": json.dumps(values["business_hours"]),
+        "history": json.dumps(values["history"]),
         "slug": wanted.slug,
         "boundary": boundary.ewkt,
     }
@@ -352,10 +359,11 @@ async def _jurisdiction(
                 await session.execute(
                     text(
                         "INSERT INTO jurisdiction (slug, name, boundary, timezone, languages,"
-                        " reference_prefix, allow_anonymous, business_hours, holidays)"
+                        " reference_prefix, allow_anonymous, business_hours, holidays, history)"
                         " VALUES (:slug, :name, ST_GeomFromEWKT(:boundary), :timezone,"
                         " :languages, :reference_prefix, :allow_anonymous,"
-                        " CAST(:business_hours AS jsonb), :holidays) RETURNING id"
+                        " CAST(:business_hours AS jsonb), :holidays, CAST(:history AS jsonb))"
+                        " RETURNING id"
                     ),
                     params,
                 )
@@ -369,6 +377,7 @@ async def _jurisdiction(
         "allow_anonymous": current.allow_anonymous,
         "business_hours": current.business_hours,
         "holidays": sorted(current.holidays),
+        "history": current.history,
     }
     differs = tuple(k for k in values if values[k] != have[k])
     outcome.changes.append(
@@ -384,7 +393,8 @@ async def _jurisdiction(
                 "UPDATE jurisdiction SET name = :name, boundary = ST_GeomFromEWKT(:boundary),"
                 " timezone = :timezone, languages = :languages,"
                 " reference_prefix = :reference_prefix, allow_anonymous = :allow_anonymous,"
-                " business_hours = CAST(:business_hours AS jsonb), holidays = :holidays"
+                " business_hours = CAST(:business_hours AS jsonb), holidays = :holidays,"
+                " history = CAST(:history AS jsonb)"
                 " WHERE id = :id"
             ),
             {**params, "id": current.id},
@@ -403,7 +413,9 @@ async def write_jurisdiction(
     """Create the jurisdiction ``wanted.slug`` or update its section and boundary (the admin
     API's path; ``apply`` does the same for a whole file). Returns its id."""
     state = await _State.read(session, wanted.slug)
-    return await _jurisdiction(session, state, wanted, boundary, outcome)
+    # The section and boundary only: the city's import settings stay as they are.
+    kept = History.model_validate(state.jurisdiction.history) if state.jurisdiction else History()
+    return await _jurisdiction(session, state, wanted, kept, boundary, outcome)
 
 
 async def _areas(
@@ -857,6 +869,7 @@ async def export(session: AsyncSession, slug: str) -> CityFile:
         services=services,
         crews=crews,
         templates=templates,
+        history=History.model_validate(current.history or {}),
     )
 
 

@@ -12,4 +12,4 @@ ALREADY_IMPORTED = text(
     " WHERE r.jurisdiction_id = :jurisdiction_id AND r.channel = 'import'"
     " AND r.external_id = ANY(CAST(:ids AS varchar[]))"
 )
-JURISDICTION_TIMEZONE = text("SELECT timezone FROM jurisdiction WHERE id = :id")
+JURISDICTION_SETTINGS = text("SELECT timezone, history FROM jurisdiction WHERE id = :id")

@@ -30,9 +30,9 @@ import heapq
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import IO, Literal
+from typing import IO, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.exc import DataError, IntegrityError
@@ -44,6 +44,7 @@ from app.imports import repository as sql
 from app.imports.mapping import ImportRow, RowError, RowReader, legacy_status, option_error
 from app.imports.schemas import (
     ClusteringEffects,
+    ColumnMapping,
     ImportOptions,
     ImportSummary,
     RejectedRow,
@@ -269,10 +270,9 @@ async def import_reports(
     jurisdiction = await catalog.by_slug(session, options.jurisdiction)
     if jurisdiction is None:
         raise option_error("jurisdiction", f"No jurisdiction {options.jurisdiction!r}")
-    zone_name = (
-        options.timezone
-        or (await session.execute(sql.JURISDICTION_TIMEZONE, {"id": jurisdiction.id})).scalar_one()
-    )
+    stored = (await session.execute(sql.JURISDICTION_SETTINGS, {"id": jurisdiction.id})).one()
+    options = with_city_defaults(options, stored.history or {})
+    zone_name = options.timezone or stored.timezone
     zone = _zone(zone_name)
     _check_service_map(options.service_map, jurisdiction)
     reader = RowReader(zone, options.date_format, options.service_map)
@@ -456,6 +456,22 @@ async def _submit(
         ),
     )
     return filed
+
+
+def with_city_defaults(options: ImportOptions, history: Mapping[str, Any]) -> ImportOptions:
+    """The options, completed by the city's own import settings (the city file's
+    ``history``): what the caller gave wins, field by field."""
+    if not history:
+        return options
+    columns = {**history.get("columns", {}), **options.columns.given()}
+    service_map = {**history.get("categories", {}), **options.service_map}
+    return replace(
+        options,
+        columns=ColumnMapping(**columns),
+        service_map=service_map,
+        date_format=options.date_format or history.get("date_format"),
+        statuses=options.statuses and history.get("statuses", True),
+    )
 
 
 def _reason(exc: KerbsideError) -> str:

@@ -68,6 +68,8 @@ class Jurisdiction(CreatedAt, Base):
     holidays: Mapped[list[date]] = mapped_column(
         ARRAY(Date), server_default=text("ARRAY[]::date[]")
     )
+    # How the city's legacy exports read (the city file's ``history``): the import's defaults.
+    history: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
 
     __table_args__ = (
         Index("ix_jurisdiction_boundary", "boundary", postgresql_using="gist"),
