@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     database_max_overflow: int = Field(default=10, ge=0, le=200)
     database_statement_timeout_ms: int = Field(default=15_000, ge=0)
     database_pre_ping: bool = False
+    # While the database is down, a request fails fast with a 503 (Retry-After) instead of
+    # hanging: opening a connection gives up after this long (libpq counts whole seconds,
+    # at least 2), and so does waiting for a free connection of a pool.
+    database_connect_timeout_seconds: int = Field(default=3, ge=2, le=60)
+    database_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     # Behind PgBouncer (or another pooler) in transaction mode: no server-side prepared
     # statements and no session options in the startup packet (docs/scaling.md).
     database_transaction_pooler: bool = False
