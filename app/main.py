@@ -15,7 +15,7 @@ from app.contacts.routes import router as contacts_router
 from app.core.bodies import install_schemas
 from app.core.cors import OpenDataCORSMiddleware
 from app.core.errors import install_error_handlers
-from app.core.limits import BodySizeLimitMiddleware
+from app.core.limits import BodySizeLimitMiddleware, RejectNulMiddleware
 from app.core.logging import RequestContextMiddleware, configure_logging
 from app.crews.routes import router as crews_router
 from app.db import make_engine, make_read_pool, make_read_sessionmaker, make_sessionmaker
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.catalog = Catalog()
     app.state.photos = PhotoPipeline(settings)
     install_error_handlers(app)
+    app.add_middleware(RejectNulMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     if settings.cors_origins:
         app.add_middleware(
