@@ -23,6 +23,7 @@ from app.settings import Settings
 from tests.factories import bearer_headers, make_jurisdiction, make_user
 from tests.test_route_security import _PLACEHOLDERS
 
+INT4_MAX = 2**31 - 1
 PATH_VALUES = {**_PLACEHOLDERS, "z": "14", "x": "8073", "y": "5448", "collection_id": "tickets"}
 NUL_DETAIL = "NUL"
 
@@ -45,6 +46,11 @@ def _url(path: str, **values: str) -> str:
 
 def _parameters(operation: dict[str, Any], where: str) -> list[dict[str, Any]]:
     return [p for p in operation.get("parameters", ()) if p["in"] == where]
+
+
+def _is_integer(schema: dict[str, Any]) -> bool:
+    options = schema.get("anyOf", [schema])
+    return any(option.get("type") == "integer" for option in options)
 
 
 def _body_media(operation: dict[str, Any]) -> set[str]:
@@ -156,3 +162,73 @@ async def test_text_that_only_looks_like_nul_passes(client: httpx.AsyncClient) -
     assert response.status_code != 422 or NUL_DETAIL not in response.json()["detail"]
     response = await client.get("/v1/tickets/" + quote("K-2026-%00", safe=""))
     assert response.status_code == 404, response.text
+
+
+@pytest.mark.parametrize("value", [str(INT4_MAX + 1), str(2**63), "1" + "0" * 30])
+async def test_ids_beyond_their_column_in_any_path_are_404_or_422(
+    app: FastAPI, client: httpx.AsyncClient, admin_headers: dict[str, str], value: str
+) -> None:
+    failures = []
+    checked = 0
+    for method, path, operation in _operations(app):
+        for parameter in _parameters(operation, "path"):
+            if not _is_integer(parameter["schema"]):
+                continue
+            checked += 1
+            url = _url(path, **{parameter["name"]: value})
+            response = await client.request(method, url, headers=admin_headers, json={})
+            if response.status_code not in (404, 422):
+                failures.append((method, url, response.status_code))
+    assert checked >= 8
+    assert failures == []
+
+
+async def test_large_integers_in_any_query_parameter_are_never_a_server_error(
+    app: FastAPI, client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
+    failures = []
+    for method, path, operation in _operations(app):
+        for parameter in _parameters(operation, "query"):
+            if not _is_integer(parameter["schema"]):
+                continue
+            for value in (str(INT4_MAX + 1), str(2**63)):
+                response = await client.request(
+                    method, _url(path), params={parameter["name"]: value}, headers=admin_headers
+                )
+                if response.status_code >= 500:
+                    failures.append((method, path, parameter["name"], value))
+    assert failures == []
+
+
+def _integer_ids(schema: dict[str, Any], schemas: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(property, declared maximum) of every id-like integer property of a body schema."""
+    if "$ref" in schema:
+        schema = schemas[schema["$ref"].rsplit("/", 1)[1]]
+    found = []
+    for name, prop in schema.get("properties", {}).items():
+        if not (name == "id" or name.endswith(("_id", "_ids"))):
+            continue
+        options = prop.get("anyOf", [prop])
+        for option in options:
+            item = option.get("items", option) if option.get("type") == "array" else option
+            if item.get("type") == "integer":
+                found.append((name, item.get("maximum")))
+    return found
+
+
+def test_every_id_a_request_body_takes_declares_its_range(app: FastAPI) -> None:
+    document = app.openapi()
+    schemas = document["components"]["schemas"]
+    unbounded = []
+    checked = 0
+    for method, path, operation in _operations(app):
+        content = operation.get("requestBody", {}).get("content", {})
+        schema = content.get("application/json", {}).get("schema")
+        if schema is None:
+            continue
+        for name, maximum in _integer_ids(schema, schemas):
+            checked += 1
+            if maximum is None or maximum > INT4_MAX:
+                unbounded.append((method, path, name))
+    assert checked >= 5
+    assert unbounded == []

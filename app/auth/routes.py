@@ -22,6 +22,7 @@ from app.auth.schemas import (
 )
 from app.auth.users import fastapi_users, jwt_backend
 from app.core.errors import Forbidden, InvalidInput, NotFound
+from app.core.models import Int4Id
 from app.core.ratelimit import client_ip, rate_limit
 from app.db import SessionDep
 from app.jurisdictions.models import Jurisdiction
@@ -153,7 +154,7 @@ async def list_api_keys(
     staff: StaffPrincipal,
     session: SessionDep,
     jurisdiction_id: Annotated[
-        int | None, Query(description="Admins: only this jurisdiction's keys")
+        Int4Id | None, Query(description="Admins: only this jurisdiction's keys")
     ] = None,
 ) -> list[ApiKeyRead]:
     _people_only(staff)
@@ -167,7 +168,7 @@ async def list_api_keys(
     summary="Revoke an API key (revoking it again changes nothing)",
     responses={404: {"description": "No such key", **PROBLEM}},
 )
-async def revoke_api_key(key_id: int, staff: StaffPrincipal, session: SessionDep) -> Response:
+async def revoke_api_key(key_id: Int4Id, staff: StaffPrincipal, session: SessionDep) -> Response:
     _people_only(staff)
     api_key = await api_keys.get_api_key(session, key_id)
     ensure_same_jurisdiction(staff, api_key.jurisdiction_id)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
+from annotated_types import Interval
 from sqlalchemy import DateTime, MetaData, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -14,6 +16,15 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+# The largest value of an ``integer`` (int4) column. An id past it can name nothing; declared
+# in the schema (``maximum``), it is a 422 before any statement, where the database would
+# fail to bind it.
+INT4_MAX = 2**31 - 1
+
+# The id of a row whose key is an ``integer`` column, in a path, query or body.
+Int4Id = Annotated[int, Interval(ge=1, le=INT4_MAX)]
 
 
 class Base(DeclarativeBase):
