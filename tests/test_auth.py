@@ -845,3 +845,28 @@ def test_cli_puts_a_crew_member_in_a_crew_of_their_jurisdiction(
         create("day@cli.example", "Day shift")  # a crew, but of another jurisdiction
     assert stopped.value.code == 2
     assert "jurisdiction 'cli-city' has no crew 'Day shift'" in capsys.readouterr().err
+
+
+def test_cli_accounts_are_ones_the_api_can_read(
+    cli_database: async_sessionmaker[AsyncSession],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # An address the API would refuse (a reserved top-level domain) is refused here too,
+    # with a sentence, rather than stored and then answered with a 500 on /v1/users/me.
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(
+            [
+                "users", "create", "--email", "ops@city.test", "--password", PASSWORD,
+                "--role", "staff", "--jurisdiction", "cli-city",
+            ]
+        )  # fmt: skip
+    assert stopped.value.code == 2
+    assert "ops@city.test" in capsys.readouterr().err
+    # An admin acts for every jurisdiction: no --jurisdiction needed, and no traceback.
+    cli_main(
+        [
+            "users", "create", "--email", "root@cli.example", "--password", PASSWORD,
+            "--role", "admin",
+        ]
+    )  # fmt: skip
+    assert '"role": "admin"' in capsys.readouterr().out

@@ -14,6 +14,7 @@ from fastapi import BackgroundTasks, Depends, Request
 from fastapi_users import BaseUserManager, FastAPIUsers, UUIDIDMixin, exceptions, models, schemas
 from fastapi_users.authentication import AuthenticationBackend, BearerTransport, JWTStrategy
 from fastapi_users_db_sqlalchemy import SQLAlchemyUserDatabase
+from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import repository as sql
@@ -172,6 +173,9 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
             await send_mail(self.settings, mail)
 
 
+_EMAIL: TypeAdapter[str] = TypeAdapter(EmailStr)
+
+
 async def create_user(
     session: AsyncSession,
     *,
@@ -187,6 +191,14 @@ async def create_user(
 
     Raises ``InvalidInput`` for a weak password, a taken email or a wrong staff link.
     """
+    try:
+        # The check sign-up and every answer that shows the account (UserRead) apply: an
+        # address they refuse (e.g. a reserved domain such as .test) would be stored and
+        # then make /v1/users/me fail for its owner.
+        email = _EMAIL.validate_python(email)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"].removeprefix("value is not a valid email address: ")
+        raise InvalidInput(f"{email} is not an address we can accept: {reason}") from None
     manager = UserManager(UserDatabase(session, User), settings or Settings())
     probe = User(email=email)
     try:
