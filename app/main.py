@@ -15,6 +15,7 @@ from app.contacts.routes import router as contacts_router
 from app.core.bodies import install_schemas
 from app.core.cors import OpenDataCORSMiddleware
 from app.core.errors import install_error_handlers
+from app.core.headers import SecurityHeadersMiddleware
 from app.core.limits import BodySizeLimitMiddleware, RejectNulMiddleware
 from app.core.logging import RequestContextMiddleware, configure_logging
 from app.crews.routes import router as crews_router
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.open_data_cors_origins:
         app.add_middleware(OpenDataCORSMiddleware, origins=settings.open_data_cors_origins)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, public_base_url=settings.public_base_url)
     # Requests are matched against routes in this order: the busiest first (maps, intake,
     # work orders); maps also before tickets for /v1/tickets/clusters.
     app.include_router(maps_router)
