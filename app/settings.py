@@ -94,8 +94,18 @@ class Settings(BaseSettings):
     smtp_from: str = "Kerbside <no-reply@localhost>"
     smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
+    # Proxies (load balancers) whose X-Forwarded-For and X-Forwarded-Proto are believed:
+    # addresses or networks, comma-separated ("*": any). Empty (the default): none, so every
+    # per-client limit counts the connecting peer, which a client cannot forge.
+    trusted_proxies: str = ""
+    # How long an idle keep-alive connection is held open (slow or idle clients let go).
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+
     # Rate limits, per client, per API process; 0 turns a limit off.
     rate_limit_login_per_minute: int = Field(default=10, ge=0)
+    # Sign-in attempts from one client address whatever the account (one address trying
+    # many accounts); carrier NAT shares addresses, hence more than per account.
+    rate_limit_login_per_address_per_minute: int = Field(default=20, ge=0)
     rate_limit_register_per_minute: int = Field(default=10, ge=0)
     rate_limit_account_mail_per_minute: int = Field(default=5, ge=0)
     # Reports, supports and follows per client address (carrier NAT shares addresses).

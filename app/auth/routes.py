@@ -37,6 +37,10 @@ async def _ip_and_username(request: Request) -> str:
 
 
 login_limit = rate_limit("login", lambda s: s.rate_limit_login_per_minute, key=_ip_and_username)
+# One address trying many accounts: each account's own budget above never fills.
+login_address_limit = rate_limit(
+    "login-address", lambda s: s.rate_limit_login_per_address_per_minute
+)
 register_limit = rate_limit("register", lambda s: s.rate_limit_register_per_minute)
 # Both routes send mail to an address the caller names; one budget for the two.
 account_mail_limit = rate_limit("account-mail", lambda s: s.rate_limit_account_mail_per_minute)
@@ -59,7 +63,7 @@ _jwt = fastapi_users.get_auth_router(jwt_backend)
 auth_router.include_router(
     _only(_jwt, "/login"),
     prefix="/jwt",
-    dependencies=[Depends(login_limit)],
+    dependencies=[Depends(login_address_limit), Depends(login_limit)],
     responses=RATE_LIMITED,
 )
 auth_router.include_router(_only(_jwt, "/logout"), prefix="/jwt")
