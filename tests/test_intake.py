@@ -275,6 +275,22 @@ async def test_attributes_are_checked_against_the_service(client: httpx.AsyncCli
 
 
 @pytest.mark.usefixtures("pothole")
+async def test_a_number_beyond_floating_point_is_refused_not_stored_as_null(
+    client: httpx.AsyncClient,
+) -> None:
+    # 1e400 parses as infinity, which JSON (and the stored JSONB) cannot hold.
+    for number in ("1e400", "-1e400"):
+        lon, lat = CENTER
+        raw = f'{{"service_code": "pothole", "location": {{"lon": {lon}, "lat": {lat}}},'
+        raw += f' "attributes": {{"depth_cm": {number}}}}}'
+        response = await client.post(
+            "/v1/reports", content=raw, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 422, response.text
+        assert _fields(response) == {"attributes.depth_cm"}
+
+
+@pytest.mark.usefixtures("pothole")
 async def test_backdating_and_future_times(client: httpx.AsyncClient) -> None:
     future = datetime.now(UTC) + timedelta(hours=1)
     assert _fields(await post(client, body(reported_at=future.isoformat()))) == {"reported_at"}
