@@ -157,6 +157,29 @@ async def test_weak_passwords_are_422_with_the_reason(client: httpx.AsyncClient)
     assert "email" in body["detail"]
 
 
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("1111111111", "different characters"),
+        ("abababababab", "different characters"),
+        ("1234567890", "common"),
+        ("abcdefghijkl", "run"),
+        ("zyxwvutsrqp", "run"),
+        ("Password123", "common"),
+        ("qwertyuiop", "common"),
+    ],
+)
+async def test_repeated_runs_and_common_passwords_are_refused(
+    client: httpx.AsyncClient, password: str, reason: str
+) -> None:
+    response = await client.post(
+        "/v1/auth/register", json={"email": "carol@example.org", "password": password}
+    )
+    body = assert_problem(response, 422)
+    assert body["code"] == "REGISTER_INVALID_PASSWORD"
+    assert reason in body["detail"]
+
+
 async def test_duplicate_email_is_400(client: httpx.AsyncClient, db: AsyncSession) -> None:
     await make_user(db, email="taken@example.org")
     response = await client.post(

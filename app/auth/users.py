@@ -7,6 +7,7 @@ token it gets as ``Authorization: Bearer <token>``. Tokens are stateless JWTs si
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from typing import Annotated, Any
 
@@ -27,6 +28,44 @@ from app.settings import Settings
 
 PASSWORD_MIN_LENGTH = 10
 PASSWORD_MAX_LENGTH = 256  # hashing is deliberately slow; bound the work a request can ask for
+# The most used passwords of 10 characters or more (from public breach lists): long enough
+# for the length rule, and the first ones any attacker tries.
+COMMON_PASSWORDS = frozenset(
+    {
+        "1234567890",
+        "0987654321",
+        "12345678910",
+        "123456789a",
+        "a123456789",
+        "qwertyuiop",
+        "1q2w3e4r5t",
+        "1qaz2wsx3edc",
+        "password123",
+        "password1234",
+        "password12",
+        "passw0rd123",
+        "iloveyou123",
+        "qwerty123456",
+        "qwertyuiop123",
+        "abcdefghij",
+        "abc1234567",
+        "letmein123",
+        "welcome123",
+        "administrator",
+        "changeme123",
+        "football123",
+        "baseball123",
+        "sunshine123",
+        "princess123",
+        "starwars123",
+        "trustno1234",
+        "zaq12wsxcde",
+        "asdfghjkl1",
+        "asdfghjkl;",
+        "1234qwerasdf",
+        "kerbside123",
+    }
+)
 RESET_TOKEN_LIFETIME_SECONDS = 3600
 VERIFY_TOKEN_LIFETIME_SECONDS = 3 * 24 * 3600
 
@@ -79,7 +118,8 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
         return db.session
 
     async def validate_password(self, password: str, user: schemas.UC | models.UP) -> None:
-        """At least 10 characters, at most 256, and not containing the email's local part."""
+        """At least 10 characters, at most 256, not one or a few characters repeated, not a
+        run (1234567890), not a common password, and not containing the email's local part."""
         if len(password) < PASSWORD_MIN_LENGTH:
             raise exceptions.InvalidPasswordException(
                 f"it must be at least {PASSWORD_MIN_LENGTH} characters long"
@@ -88,6 +128,16 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
             raise exceptions.InvalidPasswordException(
                 f"it must be at most {PASSWORD_MAX_LENGTH} characters long"
             )
+        folded = password.casefold()
+        if len(set(folded)) < 4:
+            raise exceptions.InvalidPasswordException(
+                "it must use more than a few different characters"
+            )
+        steps = {ord(b) - ord(a) for a, b in itertools.pairwise(folded)}
+        if steps in ({1}, {-1}):
+            raise exceptions.InvalidPasswordException("it must not be a run such as 1234567890")
+        if folded in COMMON_PASSWORDS:
+            raise exceptions.InvalidPasswordException("it is one of the most common passwords")
         local_part = str(getattr(user, "email", "")).partition("@")[0].casefold()
         if len(local_part) >= 3 and local_part in password.casefold():
             raise exceptions.InvalidPasswordException("it must not contain your email address")
