@@ -254,6 +254,28 @@ async def test_user_admin_routes_are_for_admins(
     assert made_admin.json()["is_superuser"] is True
 
 
+async def test_the_last_admin_cannot_be_deleted_demoted_or_deactivated(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    jurisdiction = await make_jurisdiction(db)
+    admin = await make_user(db, role=Role.admin)
+    headers = bearer(await token_for(settings, admin))
+    me = f"/v1/users/{admin.id}"
+    for call in (
+        client.delete(me, headers=headers),
+        client.patch(
+            me, json={"role": "staff", "jurisdiction_id": jurisdiction.id}, headers=headers
+        ),
+        client.patch(me, json={"is_active": False}, headers=headers),
+    ):
+        body = assert_problem(await call, 409)
+        assert "last active admin" in body["detail"]
+    assert (await client.get("/v1/users/me", headers=headers)).json()["role"] == "admin"
+    # With a second admin, the first may go.
+    await make_user(db, role=Role.admin)
+    assert (await client.delete(me, headers=headers)).status_code == 204
+
+
 async def test_a_crew_member_joins_only_a_crew_of_their_jurisdiction(
     client: httpx.AsyncClient, db: AsyncSession, settings: Settings
 ) -> None:

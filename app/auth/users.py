@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import repository as sql
 from app.auth.models import Role, User
 from app.auth.schemas import UserUpdate
-from app.core.errors import InvalidInput
+from app.core.errors import Conflict, InvalidInput
 from app.db import SessionDep
 from app.mail import Mail, send_mail
 from app.settings import Settings
@@ -150,8 +150,25 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
         request: Request | None = None,
     ) -> User:
         if not safe and isinstance(user_update, UserUpdate):
-            await self.check_staff_links(user_update.create_update_dict_superuser(), user)
+            changes = user_update.create_update_dict_superuser()
+            await self.check_staff_links(changes, user)
+            if changes.get("role", user.role) != Role.admin or changes.get("is_active") is False:
+                await self.keep_an_admin(user)
         return await super().update(user_update, user, safe=safe, request=request)
+
+    async def on_before_delete(self, user: User, request: Request | None = None) -> None:
+        await self.keep_an_admin(user)
+
+    async def keep_an_admin(self, user: User) -> None:
+        """Refuse to delete, demote or deactivate the last active admin: nobody could then
+        manage accounts (only ``kerbside users create`` on the server would help)."""
+        if user.role != Role.admin or not user.is_active:
+            return
+        other = await self.session.execute(sql.OTHER_ADMIN, {"id": user.id})
+        if other.first() is None:
+            raise Conflict(
+                "This is the last active admin account; make another account admin first"
+            )
 
     async def check_staff_links(self, changes: dict[str, Any], user: User) -> None:
         """Staff and crew act for one jurisdiction; a crew must belong to that jurisdiction."""
