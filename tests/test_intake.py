@@ -378,6 +378,28 @@ async def test_anonymous_reports_need_the_jurisdictions_consent(
 
 
 @pytest.mark.usefixtures("pothole")
+async def test_staff_see_that_a_push_token_exists_never_its_value(
+    client: httpx.AsyncClient, db: AsyncSession, city: Jurisdiction
+) -> None:
+    token = "fcm-registration-token-0123456789-abcdefghijklmnop"
+    citizen = await make_user(db)
+    mine = await login(client, citizen.email)
+    created = await post(client, body(contact={"push_token": token, "updates": True}), headers=mine)
+    assert created.status_code == 201, created.text
+    report_id = created.json()["report"]["id"]
+    # The reporter sees their own token as given.
+    own = (await client.get(f"/v1/reports/{report_id}", headers=mine)).json()
+    assert [c["address"] for c in own["contacts"]] == [token]
+    staff = await make_user(db, role=Role.staff, jurisdiction=city)
+    seen = await client.get(f"/v1/reports/{report_id}", headers=await login(client, staff.email))
+    assert seen.status_code == 200
+    assert token not in seen.text
+    (contact,) = seen.json()["contacts"]
+    assert contact["kind"] == "fcm"
+    assert contact["address"] == "fcm-re…mnop"
+
+
+@pytest.mark.usefixtures("pothole")
 async def test_contact_details_only_for_reporter_and_staff(
     client: httpx.AsyncClient, db: AsyncSession, city: Jurisdiction
 ) -> None:
