@@ -31,10 +31,17 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
     Forwarded headers are believed only from ``KERBSIDE_TRUSTED_PROXIES``: uvicorn's own
     default believes any local peer, so behind nothing (or a proxy on another address) a
-    client could name any address and walk around every per-client limit.
+    client could name any address and walk around every per-client limit. Slow clients are
+    let go: idle keep-alive connections after ``KERBSIDE_HTTP_KEEP_ALIVE_SECONDS``, requests
+    whose headers take longer than ``KERBSIDE_HTTP_HEADER_TIMEOUT_SECONDS``
+    (``app.core.server``).
     """
+    from app.core.server import HeaderDeadlineProtocol
+
     trusted = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
+    HeaderDeadlineProtocol.header_timeout_seconds = settings.http_header_timeout_seconds
     return {
+        "http": HeaderDeadlineProtocol,
         "proxy_headers": bool(trusted),
         "forwarded_allow_ips": trusted or None,
         "timeout_keep_alive": settings.http_keep_alive_seconds,

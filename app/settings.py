@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     trusted_proxies: str = ""
     # How long an idle keep-alive connection is held open (slow or idle clients let go).
     http_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    # How long a client may take to send a request's headers (slow clients let go).
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
     # Rate limits, per client, per API process; 0 turns a limit off.
     rate_limit_login_per_minute: int = Field(default=10, ge=0)

@@ -1,6 +1,9 @@
-"""Per-client limits count the connecting peer unless it is a configured proxy (issue 22,
-defect 4): ``X-Forwarded-For`` from anyone else is ignored, so a client cannot name a new
-address for each attempt. Sign-in is also throttled per address across accounts.
+"""How ``kerbside serve`` meets clients (issue 22, defects 4 and 7).
+
+Per-client limits count the connecting peer unless it is a configured proxy:
+``X-Forwarded-For`` from anyone else is ignored, so a client cannot name a new address for
+each attempt. Sign-in is also throttled per address across accounts. Slow clients (silent,
+or sending headers that never end) are let go.
 
 These run a real uvicorn with the options ``kerbside serve`` uses: forwarded headers are
 applied by the server, before the application sees the request.
@@ -9,6 +12,8 @@ applied by the server, before the application sees the request.
 from __future__ import annotations
 
 import itertools
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,3 +72,28 @@ def test_forwarded_for_from_a_trusted_proxy_is_the_client(live_settings: Setting
         # ...and one client trying many accounts is stopped.
         one = next(_addresses)
         assert [_login(url, n, one) for n in range(4)] == [400, 400, 400, 429]
+
+
+def _closed_within(url: str, payload: bytes, seconds: float) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as conn:
+        if payload:
+            conn.sendall(payload)
+        conn.settimeout(seconds)
+        try:
+            return conn.recv(100) == b""  # closed without an answer
+        except TimeoutError:
+            return False
+
+
+def test_slow_clients_are_let_go(live_settings: Settings) -> None:
+    quick = live_settings.model_copy(update={"http_header_timeout_seconds": 1.0})
+    for url in _live(quick):
+        # Connected and silent; headers that never end: both closed after the deadline.
+        assert _closed_within(url, b"", 5)
+        assert _closed_within(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", 5)
+        # A client that sends its request is served as ever, and may keep the connection.
+        with httpx.Client(base_url=url) as client:
+            assert client.get("/healthz").status_code == 200
+            time.sleep(1.5)  # idle between requests: the keep-alive timeout (5 s) applies
+            assert client.get("/healthz").status_code == 200
