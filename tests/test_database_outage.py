@@ -4,6 +4,7 @@ intake and the readiness probe, which keeps the driver's text to the log."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -13,7 +14,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.embedded import throwaway_cluster
 from app.main import create_app
+from app.migrations import upgrade_to_head
 from app.settings import Settings
 
 # Statements the driver would print: none of them may reach a client.
@@ -85,3 +88,51 @@ async def test_readiness_says_not_ready_without_the_drivers_text(
     assert not any(word in text for word in DRIVER_WORDS), text
     # The operator still learns why, from the log.
     assert any("readiness check failed" in r.getMessage() for r in caplog.records)
+
+
+async def _until(client: httpx.AsyncClient, url: str, status: int, seconds: float) -> float:
+    """Seconds until ``url`` answers ``status`` (fails after ``seconds``)."""
+    started = time.monotonic()
+    while True:
+        response = await client.get(url)
+        if response.status_code == status:
+            return time.monotonic() - started
+        if time.monotonic() - started > seconds:
+            pytest.fail(f"{url} still answers {response.status_code}: {response.text[:200]}")
+        await asyncio.sleep(0.2)
+
+
+async def test_postgres_stopped_then_started_503_in_between_and_recovery_by_itself(
+    tmp_path: Path,
+) -> None:
+    cluster = throwaway_cluster()
+    try:
+        url = await asyncio.to_thread(cluster.ensure_running)
+        await asyncio.to_thread(upgrade_to_head, url)  # alembic runs its own event loop
+        settings = Settings(
+            env="test",
+            database_url=url,
+            media_dir=tmp_path,
+            log_json=False,
+            database_pool_timeout_seconds=1.0,
+        )
+        app = create_app(settings)
+        reads = ["/v1/jurisdictions", "/v1/tickets.geojson", "/readyz"]
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                for read in reads:
+                    assert (await client.get(read)).status_code == 200, read
+                await asyncio.to_thread(cluster.stop)
+                for read in reads:
+                    started = time.monotonic()
+                    response = await client.get(read)
+                    assert response.status_code == 503, (read, response.text)
+                    assert "retry-after" in response.headers
+                    assert time.monotonic() - started < 8
+                await asyncio.to_thread(cluster.ensure_running)
+                # Pooled connections died with the server; new ones are made as needed.
+                for read in reads:
+                    await _until(client, read, 200, 20)
+    finally:
+        cluster.destroy()
