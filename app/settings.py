@@ -103,7 +103,10 @@ class Settings(BaseSettings):
     # How long a client may take to send a request's headers (slow clients let go).
     http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
-    # Rate limits, per client, per API process; 0 turns a limit off.
+    # Where rate limit counters live: "memory" (per API process) or "postgres" (the table
+    # rate_limit_hit, shared by every process and host; one statement per limited request).
+    rate_limit_store: Literal["memory", "postgres"] = "memory"
+    # Rate limits, per client (per API process with the memory store); 0 turns one off.
     rate_limit_login_per_minute: int = Field(default=10, ge=0)
     # Sign-in attempts from one client address whatever the account (one address trying
     # many accounts); carrier NAT shares addresses, hence more than per account.

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from annotated_types import Interval
-from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy import BigInteger, DateTime, Float, Integer, MetaData, Text, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -35,6 +35,22 @@ class CreatedAt:
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), nullable=False
     )
+
+
+class RateLimitHit(Base):
+    """Accepted hits of one client under one limit in one minute (``app.core.ratelimit``,
+    with ``KERBSIDE_RATE_LIMIT_STORE=postgres``). The table is UNLOGGED (migration 0013)."""
+
+    __tablename__ = "rate_limit_hit"
+    __table_args__ = {"prefixes": ["UNLOGGED"]}
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    window_no: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer)
+    # The previous minute's weighted hits when this row was last written (read by the
+    # statement's conflict branch, which can see only the row and the proposed one).
+    carried: Mapped[float] = mapped_column(Float, server_default=text("0"))
 
 
 def check_in(column: str, values: tuple[str, ...]) -> str:
