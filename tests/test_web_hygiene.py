@@ -33,7 +33,10 @@ async def test_every_answer_carries_the_security_headers(
     response = await client.request(method, url)
     for name, value in SECURITY_HEADERS:
         assert response.headers.get(name.decode()) == value.decode(), (url, name)
-    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    policy = response.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy
+    assert "default-src 'self'" in policy
+    assert "object-src 'none'" in policy
 
 
 async def test_redirects_use_the_public_base_url_not_the_host_header(

@@ -6,9 +6,9 @@
   dashboard and the documentation cannot be framed by another site to trick clicks.
 - ``Referrer-Policy: strict-origin-when-cross-origin``: links out of our pages do not carry
   ticket references or tokens in their query strings.
-- A Content-Security-Policy that confines what does not affect the pages' own scripts
-  (``base-uri``, ``object-src``, ``frame-ancestors``), so the dashboard (WebGL, workers from
-  blobs, the basemap's tiles) and Swagger UI / ReDoc keep working unchanged.
+- A Content-Security-Policy under which the dashboard (WebGL, workers from blobs, the
+  basemap's tiles), Swagger UI, ReDoc and the landing page keep working: the headless
+  Chromium tests (tests/test_dashboard.py, tests/test_home.py) render them under it.
 
 Starlette builds absolute redirect URLs (a trailing slash removed, for one) from the
 ``Host`` header, which anyone can set; a ``Location`` on the request's own host is rewritten
@@ -22,7 +22,27 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-CONTENT_SECURITY_POLICY = "base-uri 'self'; object-src 'none'; frame-ancestors 'none'"
+# Scripts, styles, fonts and frames from our own origin only (the pages' libraries are
+# vendored); inline scripts and styles stay allowed because Swagger UI and ReDoc are started
+# by one inline script. The dashboard's basemap (style, tiles, glyphs) may come from any
+# configured server, hence https:/http: for connections and images; MapLibre and ReDoc run
+# workers from blob: URLs.
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-inline'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data: blob: https: http:",
+        "font-src 'self' data:",
+        "connect-src 'self' https: http:",
+        "worker-src 'self' blob:",
+        "child-src 'self' blob:",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
