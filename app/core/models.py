@@ -23,8 +23,12 @@ NAMING_CONVENTION = {
 # fail to bind it.
 INT4_MAX = 2**31 - 1
 
+INT8_MAX = 2**63 - 1
+
 # The id of a row whose key is an ``integer`` column, in a path, query or body.
 Int4Id = Annotated[int, Interval(ge=1, le=INT4_MAX)]
+# The id of a row whose key is a ``bigint`` column (contacts, reports, tickets, events).
+Int8Id = Annotated[int, Interval(ge=1, le=INT8_MAX)]
 
 
 class Base(DeclarativeBase):
