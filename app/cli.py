@@ -17,13 +17,37 @@ from app.cities.cli import add_city_commands
 from app.core.cli import CommandError, open_database
 from app.embedded import EmbeddedCluster, port_is_free
 from app.imports.cli import add_import_command
-from app.settings import PROJECT_ROOT, get_settings
+from app.settings import PROJECT_ROOT, Settings, get_settings
 
 
 def _migrate(url: str) -> None:
     from app.migrations import upgrade_to_head
 
     upgrade_to_head(url)
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What ``kerbside serve`` tells uvicorn beyond where to listen (tests start theirs so).
+
+    Forwarded headers are believed only from ``KERBSIDE_TRUSTED_PROXIES``: uvicorn's own
+    default believes any local peer, so behind nothing (or a proxy on another address) a
+    client could name any address and walk around every per-client limit. Slow clients are
+    let go: idle keep-alive connections after ``KERBSIDE_HTTP_KEEP_ALIVE_SECONDS``, requests
+    whose headers take longer than ``KERBSIDE_HTTP_HEADER_TIMEOUT_SECONDS``
+    (``app.core.server``).
+    """
+    from app.core.server import HeaderDeadlineProtocol
+
+    trusted = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
+    HeaderDeadlineProtocol.header_timeout_seconds = settings.http_header_timeout_seconds
+    return {
+        "http": HeaderDeadlineProtocol,
+        "proxy_headers": bool(trusted),
+        "forwarded_allow_ips": trusted or None,
+        "timeout_keep_alive": settings.http_keep_alive_seconds,
+        "access_log": False,
+        "server_header": False,
+    }
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -55,9 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
             port=port,
             workers=args.workers or settings.workers,
             log_level=settings.log_level.lower(),
-            access_log=False,
-            proxy_headers=True,
-            server_header=False,
+            **uvicorn_options(settings),
         )
     finally:
         if worker is not None:

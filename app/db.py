@@ -56,6 +56,7 @@ def make_engine(
         # statement timeout cover most failures. Turn it on where connections get cut often.
         pool_pre_ping=settings.database_pre_ping,
         pool_recycle=1800,
+        pool_timeout=settings.database_pool_timeout_seconds,
         # JIT compiles for queries it guesses are long; ours are short and its guesses cost
         # tens of milliseconds each (measured on the work-order searches at 1M tickets).
         connect_args=_connect_args(settings, parallel_query=parallel_query),
@@ -71,12 +72,13 @@ def _connect_args(settings: Settings, *, parallel_query: bool) -> dict[str, Any]
     does). There, nothing is prepared (``prepare_threshold=None``; ``prepare_flag``) and the
     session settings come from the role instead (``ALTER ROLE ... SET``, docs/scaling.md).
     """
-    if settings.database_transaction_pooler:
-        return {"application_name": "kerbside", "prepare_threshold": None}
-    return {
-        "options": _session_options(settings, parallel_query=parallel_query),
+    common = {
         "application_name": "kerbside",
+        "connect_timeout": settings.database_connect_timeout_seconds,
     }
+    if settings.database_transaction_pooler:
+        return {**common, "prepare_threshold": None}
+    return {**common, "options": _session_options(settings, parallel_query=parallel_query)}
 
 
 def prepare_flag(connection: psycopg.AsyncConnection[Any]) -> bool | None:
@@ -115,6 +117,7 @@ def make_read_pool(settings: Settings) -> AsyncConnectionPool[ReadConnection]:
         check=AsyncConnectionPool.check_connection if settings.database_pre_ping else None,
         open=False,
         name="kerbside-read",
+        timeout=settings.database_pool_timeout_seconds,
     )
 
 

@@ -16,7 +16,8 @@ from app.contacts.routes import router as contacts_router
 from app.core.bodies import install_schemas
 from app.core.cors import OpenDataCORSMiddleware
 from app.core.errors import install_error_handlers
-from app.core.limits import BodySizeLimitMiddleware
+from app.core.headers import SecurityHeadersMiddleware
+from app.core.limits import BodySizeLimitMiddleware, RejectNulMiddleware
 from app.core.logging import RequestContextMiddleware, configure_logging
 from app.crews.routes import router as crews_router
 from app.db import make_engine, make_read_pool, make_read_sessionmaker, make_sessionmaker
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.catalog = Catalog()
     app.state.photos = PhotoPipeline(settings)
     install_error_handlers(app)
+    app.add_middleware(RejectNulMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     if settings.cors_origins:
         app.add_middleware(
@@ -100,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.open_data_cors_origins:
         app.add_middleware(OpenDataCORSMiddleware, origins=settings.open_data_cors_origins)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, public_base_url=settings.public_base_url)
     # Requests are matched against routes in this order: the busiest first (maps, intake,
     # work orders); maps also before tickets for /v1/tickets/clusters.
     app.include_router(maps_router)

@@ -2,7 +2,7 @@
 
 from app.auth.models import ApiKey, Role, User
 from app.contacts.models import Contact, ContactConsent, report_contact
-from app.core.models import Base
+from app.core.models import Base, RateLimitHit
 from app.crews.models import AssignmentRule, Crew, crew_area
 from app.jurisdictions.models import Area, AreaPart, Jurisdiction, Service
 from app.maps import models as _map_indexes  # noqa: F401  (indexes on ticket)
@@ -27,6 +27,7 @@ __all__ = [
     "Jurisdiction",
     "Notification",
     "Photo",
+    "RateLimitHit",
     "Report",
     "ResponseTemplate",
     "Role",

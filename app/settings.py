@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     database_max_overflow: int = Field(default=10, ge=0, le=200)
     database_statement_timeout_ms: int = Field(default=15_000, ge=0)
     database_pre_ping: bool = False
+    # While the database is down, a request fails fast with a 503 (Retry-After) instead of
+    # hanging: opening a connection gives up after this long (libpq counts whole seconds,
+    # at least 2), and so does waiting for a free connection of a pool.
+    database_connect_timeout_seconds: int = Field(default=3, ge=2, le=60)
+    database_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     # Behind PgBouncer (or another pooler) in transaction mode: no server-side prepared
     # statements and no session options in the startup packet (docs/scaling.md).
     database_transaction_pooler: bool = False
@@ -126,8 +131,23 @@ class Settings(BaseSettings):
     # loopback targets are refused; loopback may be allowed for tests and demos only.
     webhook_allow_loopback: bool = False
 
-    # Rate limits, per client, per API process; 0 turns a limit off.
+    # Proxies (load balancers) whose X-Forwarded-For and X-Forwarded-Proto are believed:
+    # addresses or networks, comma-separated ("*": any). Empty (the default): none, so every
+    # per-client limit counts the connecting peer, which a client cannot forge.
+    trusted_proxies: str = ""
+    # How long an idle keep-alive connection is held open (slow or idle clients let go).
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    # How long a client may take to send a request's headers (slow clients let go).
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    # Where rate limit counters live: "memory" (per API process) or "postgres" (the table
+    # rate_limit_hit, shared by every process and host; one statement per limited request).
+    rate_limit_store: Literal["memory", "postgres"] = "memory"
+    # Rate limits, per client (per API process with the memory store); 0 turns one off.
     rate_limit_login_per_minute: int = Field(default=10, ge=0)
+    # Sign-in attempts from one client address whatever the account (one address trying
+    # many accounts); carrier NAT shares addresses, hence more than per account.
+    rate_limit_login_per_address_per_minute: int = Field(default=20, ge=0)
     rate_limit_register_per_minute: int = Field(default=10, ge=0)
     rate_limit_account_mail_per_minute: int = Field(default=5, ge=0)
     # Reports, supports and follows per client address (carrier NAT shares addresses).

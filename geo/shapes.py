@@ -83,6 +83,9 @@ def check_polygon(
     kind = geojson.get("type")
     if kind not in ("Polygon", "MultiPolygon"):
         return None, [ShapeProblem(field, "expected a GeoJSON Polygon or MultiPolygon", "type")]
+    problem = _ring_problem(geojson, field)
+    if problem is not None:
+        return None, [problem]
     try:
         geom = shape(geojson)
     except (ValueError, TypeError, AttributeError, IndexError) as exc:
@@ -109,6 +112,35 @@ def check_polygon(
         return None, [_too_large(field, area, max_area_m2)]
     assert isinstance(geom, Polygon | MultiPolygon)
     return geom, []
+
+
+def _ring_problem(geojson: Mapping[str, Any], field: str) -> ShapeProblem | None:
+    """What RFC 7946 requires of every ring that shapely would let through: finite numbers
+    (shapely takes NaN, and later steps fail on it), at least 4 positions, and the last
+    position equal to the first (shapely closes an open ring silently)."""
+    coordinates = geojson.get("coordinates")
+    polygons = [coordinates] if geojson.get("type") == "Polygon" else coordinates
+    if not isinstance(polygons, list):
+        return None  # shapely's own reading reports it
+    for polygon in polygons:
+        for ring in polygon if isinstance(polygon, list) else ():
+            if not isinstance(ring, list):
+                continue
+            for position in ring:
+                numbers = position if isinstance(position, list | tuple) else ()
+                if not all(isinstance(v, int | float) and math.isfinite(v) for v in numbers):
+                    return ShapeProblem(field, "coordinates must be finite numbers")
+            if len(ring) < 4:
+                return ShapeProblem(
+                    field, "a ring needs at least 4 positions (RFC 7946)", "invalid_geometry"
+                )
+            if list(ring[0]) != list(ring[-1]):
+                return ShapeProblem(
+                    field,
+                    "a ring must be closed: its last position equal to its first",
+                    "invalid_geometry",
+                )
+    return None
 
 
 def _too_large(field: str, area: float, limit: float) -> ShapeProblem:

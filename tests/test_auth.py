@@ -157,6 +157,29 @@ async def test_weak_passwords_are_422_with_the_reason(client: httpx.AsyncClient)
     assert "email" in body["detail"]
 
 
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("1111111111", "different characters"),
+        ("abababababab", "different characters"),
+        ("1234567890", "common"),
+        ("abcdefghijkl", "run"),
+        ("zyxwvutsrqp", "run"),
+        ("Password123", "common"),
+        ("qwertyuiop", "common"),
+    ],
+)
+async def test_repeated_runs_and_common_passwords_are_refused(
+    client: httpx.AsyncClient, password: str, reason: str
+) -> None:
+    response = await client.post(
+        "/v1/auth/register", json={"email": "carol@example.org", "password": password}
+    )
+    body = assert_problem(response, 422)
+    assert body["code"] == "REGISTER_INVALID_PASSWORD"
+    assert reason in body["detail"]
+
+
 async def test_duplicate_email_is_400(client: httpx.AsyncClient, db: AsyncSession) -> None:
     await make_user(db, email="taken@example.org")
     response = await client.post(
@@ -229,6 +252,28 @@ async def test_user_admin_routes_are_for_admins(
         f"/v1/users/{citizen.id}", json={"role": "admin"}, headers=bearer(admin_token)
     )
     assert made_admin.json()["is_superuser"] is True
+
+
+async def test_the_last_admin_cannot_be_deleted_demoted_or_deactivated(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    jurisdiction = await make_jurisdiction(db)
+    admin = await make_user(db, role=Role.admin)
+    headers = bearer(await token_for(settings, admin))
+    me = f"/v1/users/{admin.id}"
+    for call in (
+        client.delete(me, headers=headers),
+        client.patch(
+            me, json={"role": "staff", "jurisdiction_id": jurisdiction.id}, headers=headers
+        ),
+        client.patch(me, json={"is_active": False}, headers=headers),
+    ):
+        body = assert_problem(await call, 409)
+        assert "last active admin" in body["detail"]
+    assert (await client.get("/v1/users/me", headers=headers)).json()["role"] == "admin"
+    # With a second admin, the first may go.
+    await make_user(db, role=Role.admin)
+    assert (await client.delete(me, headers=headers)).status_code == 204
 
 
 async def test_a_crew_member_joins_only_a_crew_of_their_jurisdiction(
@@ -846,3 +891,28 @@ def test_cli_puts_a_crew_member_in_a_crew_of_their_jurisdiction(
         create("day@cli.example", "Day shift")  # a crew, but of another jurisdiction
     assert stopped.value.code == 2
     assert "jurisdiction 'cli-city' has no crew 'Day shift'" in capsys.readouterr().err
+
+
+def test_cli_accounts_are_ones_the_api_can_read(
+    cli_database: async_sessionmaker[AsyncSession],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # An address the API would refuse (a reserved top-level domain) is refused here too,
+    # with a sentence, rather than stored and then answered with a 500 on /v1/users/me.
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(
+            [
+                "users", "create", "--email", "ops@city.test", "--password", PASSWORD,
+                "--role", "staff", "--jurisdiction", "cli-city",
+            ]
+        )  # fmt: skip
+    assert stopped.value.code == 2
+    assert "ops@city.test" in capsys.readouterr().err
+    # An admin acts for every jurisdiction: no --jurisdiction needed, and no traceback.
+    cli_main(
+        [
+            "users", "create", "--email", "root@cli.example", "--password", PASSWORD,
+            "--role", "admin",
+        ]
+    )  # fmt: skip
+    assert '"role": "admin"' in capsys.readouterr().out

@@ -275,6 +275,22 @@ async def test_attributes_are_checked_against_the_service(client: httpx.AsyncCli
 
 
 @pytest.mark.usefixtures("pothole")
+async def test_a_number_beyond_floating_point_is_refused_not_stored_as_null(
+    client: httpx.AsyncClient,
+) -> None:
+    # 1e400 parses as infinity, which JSON (and the stored JSONB) cannot hold.
+    for number in ("1e400", "-1e400"):
+        lon, lat = CENTER
+        raw = f'{{"service_code": "pothole", "location": {{"lon": {lon}, "lat": {lat}}},'
+        raw += f' "attributes": {{"depth_cm": {number}}}}}'
+        response = await client.post(
+            "/v1/reports", content=raw, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 422, response.text
+        assert _fields(response) == {"attributes.depth_cm"}
+
+
+@pytest.mark.usefixtures("pothole")
 async def test_backdating_and_future_times(client: httpx.AsyncClient) -> None:
     future = datetime.now(UTC) + timedelta(hours=1)
     assert _fields(await post(client, body(reported_at=future.isoformat()))) == {"reported_at"}
@@ -423,6 +439,28 @@ async def test_anonymous_reports_need_the_jurisdictions_consent(
     assert signed_in.status_code == 201
     mine = await client.get("/v1/me/reports", headers=await login(client, citizen.email))
     assert [r["id"] for r in mine.json()] == [signed_in.json()["report"]["id"]]
+
+
+@pytest.mark.usefixtures("pothole")
+async def test_staff_see_that_a_push_token_exists_never_its_value(
+    client: httpx.AsyncClient, db: AsyncSession, city: Jurisdiction
+) -> None:
+    token = "fcm-registration-token-0123456789-abcdefghijklmnop"
+    citizen = await make_user(db)
+    mine = await login(client, citizen.email)
+    created = await post(client, body(contact={"push_token": token, "updates": True}), headers=mine)
+    assert created.status_code == 201, created.text
+    report_id = created.json()["report"]["id"]
+    # The reporter sees their own token as given.
+    own = (await client.get(f"/v1/reports/{report_id}", headers=mine)).json()
+    assert [c["address"] for c in own["contacts"]] == [token]
+    staff = await make_user(db, role=Role.staff, jurisdiction=city)
+    seen = await client.get(f"/v1/reports/{report_id}", headers=await login(client, staff.email))
+    assert seen.status_code == 200
+    assert token not in seen.text
+    (contact,) = seen.json()["contacts"]
+    assert contact["kind"] == "fcm"
+    assert contact["address"] == "fcm-re…mnop"
 
 
 @pytest.mark.usefixtures("pothole")

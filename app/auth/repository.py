@@ -10,3 +10,9 @@ from sqlalchemy import text
 
 CREW_JURISDICTION = text("SELECT jurisdiction_id FROM crew WHERE id = :id")
 CREW_BY_NAME = text("SELECT id FROM crew WHERE jurisdiction_id = :jurisdiction_id AND name = :name")
+# Another active admin than :id, its row locked: two admins removing each other at once
+# cannot both see the other one left.
+OTHER_ADMIN = text(
+    "SELECT id FROM app_user WHERE role = 'admin' AND is_active AND id <> :id"
+    " ORDER BY id LIMIT 1 FOR UPDATE"
+)

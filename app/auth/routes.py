@@ -27,6 +27,7 @@ from app.auth.schemas import (
 )
 from app.auth.users import fastapi_users, jwt_backend
 from app.core.errors import Forbidden, InvalidInput, NotFound
+from app.core.models import Int4Id
 from app.core.ratelimit import client_ip, rate_limit
 from app.db import SessionDep
 from app.jurisdictions.models import Jurisdiction
@@ -41,6 +42,10 @@ async def _ip_and_username(request: Request) -> str:
 
 
 login_limit = rate_limit("login", lambda s: s.rate_limit_login_per_minute, key=_ip_and_username)
+# One address trying many accounts: each account's own budget above never fills.
+login_address_limit = rate_limit(
+    "login-address", lambda s: s.rate_limit_login_per_address_per_minute
+)
 register_limit = rate_limit("register", lambda s: s.rate_limit_register_per_minute)
 # Both routes send mail to an address the caller names; one budget for the two.
 account_mail_limit = rate_limit("account-mail", lambda s: s.rate_limit_account_mail_per_minute)
@@ -63,7 +68,7 @@ _jwt = fastapi_users.get_auth_router(jwt_backend)
 auth_router.include_router(
     _only(_jwt, "/login"),
     prefix="/jwt",
-    dependencies=[Depends(login_limit)],
+    dependencies=[Depends(login_address_limit), Depends(login_limit)],
     responses=RATE_LIMITED,
 )
 auth_router.include_router(_only(_jwt, "/logout"), prefix="/jwt")
@@ -158,7 +163,7 @@ async def list_api_keys(
     staff: StaffPrincipal,
     session: SessionDep,
     jurisdiction_id: Annotated[
-        int | None, Query(description="Admins: only this jurisdiction's keys")
+        Int4Id | None, Query(description="Admins: only this jurisdiction's keys")
     ] = None,
 ) -> list[ApiKeyRead]:
     _people_only(staff)
@@ -172,7 +177,7 @@ async def list_api_keys(
     summary="Revoke an API key (revoking it again changes nothing)",
     responses={404: {"description": "No such key", **PROBLEM}},
 )
-async def revoke_api_key(key_id: int, staff: StaffPrincipal, session: SessionDep) -> Response:
+async def revoke_api_key(key_id: Int4Id, staff: StaffPrincipal, session: SessionDep) -> Response:
     _people_only(staff)
     api_key = await api_keys.get_api_key(session, key_id)
     ensure_own_object(staff, api_key.jurisdiction_id, f"No API key {key_id}")

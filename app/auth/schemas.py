@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from pydantic.json_schema import SkipJsonSchema
 
 from app.auth.models import Role
+from app.core.models import Int4Id
 
 # What a person may set on their own account; everything else is the city's to decide.
 _SELF_SERVICE_FIELDS = {"email", "password", "full_name", "locale"}
@@ -70,8 +71,8 @@ class UserUpdate(schemas.BaseUserUpdate):
     full_name: str | None = Field(default=None, max_length=200)
     locale: Locale | None = None
     role: Role | None = None
-    jurisdiction_id: int | None = None
-    crew_id: int | None = None
+    jurisdiction_id: Int4Id | None = None
+    crew_id: Int4Id | None = None
     is_superuser: SkipJsonSchema[bool | None] = None
 
     def create_update_dict(self) -> dict[str, Any]:
@@ -97,7 +98,7 @@ class ApiKeyCreate(BaseModel):
     )
     scopes: list[ScopeName] = Field(default_factory=list, max_length=20)
     expires_at: AwareDatetime | None = None
-    jurisdiction_id: int | None = Field(
+    jurisdiction_id: Int4Id | None = Field(
         default=None, description="Required for admins; staff keys are for their own jurisdiction"
     )
 

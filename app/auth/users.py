@@ -7,6 +7,7 @@ token it gets as ``Authorization: Bearer <token>``. Tokens are stateless JWTs si
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from typing import Annotated, Any
 
@@ -14,18 +15,57 @@ from fastapi import BackgroundTasks, Depends, Request
 from fastapi_users import BaseUserManager, FastAPIUsers, UUIDIDMixin, exceptions, models, schemas
 from fastapi_users.authentication import AuthenticationBackend, BearerTransport, JWTStrategy
 from fastapi_users_db_sqlalchemy import SQLAlchemyUserDatabase
+from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import repository as sql
 from app.auth.models import Role, User
 from app.auth.schemas import UserUpdate
-from app.core.errors import InvalidInput
+from app.core.errors import Conflict, InvalidInput
 from app.db import SessionDep
 from app.mail import Mail, send_mail
 from app.settings import Settings
 
 PASSWORD_MIN_LENGTH = 10
 PASSWORD_MAX_LENGTH = 256  # hashing is deliberately slow; bound the work a request can ask for
+# The most used passwords of 10 characters or more (from public breach lists): long enough
+# for the length rule, and the first ones any attacker tries.
+COMMON_PASSWORDS = frozenset(
+    {
+        "1234567890",
+        "0987654321",
+        "12345678910",
+        "123456789a",
+        "a123456789",
+        "qwertyuiop",
+        "1q2w3e4r5t",
+        "1qaz2wsx3edc",
+        "password123",
+        "password1234",
+        "password12",
+        "passw0rd123",
+        "iloveyou123",
+        "qwerty123456",
+        "qwertyuiop123",
+        "abcdefghij",
+        "abc1234567",
+        "letmein123",
+        "welcome123",
+        "administrator",
+        "changeme123",
+        "football123",
+        "baseball123",
+        "sunshine123",
+        "princess123",
+        "starwars123",
+        "trustno1234",
+        "zaq12wsxcde",
+        "asdfghjkl1",
+        "asdfghjkl;",
+        "1234qwerasdf",
+        "kerbside123",
+    }
+)
 RESET_TOKEN_LIFETIME_SECONDS = 3600
 VERIFY_TOKEN_LIFETIME_SECONDS = 3 * 24 * 3600
 
@@ -78,7 +118,8 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
         return db.session
 
     async def validate_password(self, password: str, user: schemas.UC | models.UP) -> None:
-        """At least 10 characters, at most 256, and not containing the email's local part."""
+        """At least 10 characters, at most 256, not one or a few characters repeated, not a
+        run (1234567890), not a common password, and not containing the email's local part."""
         if len(password) < PASSWORD_MIN_LENGTH:
             raise exceptions.InvalidPasswordException(
                 f"it must be at least {PASSWORD_MIN_LENGTH} characters long"
@@ -87,6 +128,16 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
             raise exceptions.InvalidPasswordException(
                 f"it must be at most {PASSWORD_MAX_LENGTH} characters long"
             )
+        folded = password.casefold()
+        if len(set(folded)) < 4:
+            raise exceptions.InvalidPasswordException(
+                "it must use more than a few different characters"
+            )
+        steps = {ord(b) - ord(a) for a, b in itertools.pairwise(folded)}
+        if steps in ({1}, {-1}):
+            raise exceptions.InvalidPasswordException("it must not be a run such as 1234567890")
+        if folded in COMMON_PASSWORDS:
+            raise exceptions.InvalidPasswordException("it is one of the most common passwords")
         local_part = str(getattr(user, "email", "")).partition("@")[0].casefold()
         if len(local_part) >= 3 and local_part in password.casefold():
             raise exceptions.InvalidPasswordException("it must not contain your email address")
@@ -99,8 +150,25 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
         request: Request | None = None,
     ) -> User:
         if not safe and isinstance(user_update, UserUpdate):
-            await self.check_staff_links(user_update.create_update_dict_superuser(), user)
+            changes = user_update.create_update_dict_superuser()
+            await self.check_staff_links(changes, user)
+            if changes.get("role", user.role) != Role.admin or changes.get("is_active") is False:
+                await self.keep_an_admin(user)
         return await super().update(user_update, user, safe=safe, request=request)
+
+    async def on_before_delete(self, user: User, request: Request | None = None) -> None:
+        await self.keep_an_admin(user)
+
+    async def keep_an_admin(self, user: User) -> None:
+        """Refuse to delete, demote or deactivate the last active admin: nobody could then
+        manage accounts (only ``kerbside users create`` on the server would help)."""
+        if user.role != Role.admin or not user.is_active:
+            return
+        other = await self.session.execute(sql.OTHER_ADMIN, {"id": user.id})
+        if other.first() is None:
+            raise Conflict(
+                "This is the last active admin account; make another account admin first"
+            )
 
     async def check_staff_links(self, changes: dict[str, Any], user: User) -> None:
         """Staff and crew act for one jurisdiction; a crew must belong to that jurisdiction."""
@@ -172,6 +240,9 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
             await send_mail(self.settings, mail)
 
 
+_EMAIL: TypeAdapter[str] = TypeAdapter(EmailStr)
+
+
 async def create_user(
     session: AsyncSession,
     *,
@@ -187,6 +258,14 @@ async def create_user(
 
     Raises ``InvalidInput`` for a weak password, a taken email or a wrong staff link.
     """
+    try:
+        # The check sign-up and every answer that shows the account (UserRead) apply: an
+        # address they refuse (e.g. a reserved domain such as .test) would be stored and
+        # then make /v1/users/me fail for its owner.
+        email = _EMAIL.validate_python(email)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"].removeprefix("value is not a valid email address: ")
+        raise InvalidInput(f"{email} is not an address we can accept: {reason}") from None
     manager = UserManager(UserDatabase(session, User), settings or Settings())
     probe = User(email=email)
     try:

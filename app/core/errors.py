@@ -14,6 +14,9 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
+import psycopg
+import psycopg_pool
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -143,6 +146,7 @@ _HTTP_SLUGS = {
     422: "invalid-input",
     428: "precondition-required",
     429: "rate-limited",
+    503: "unavailable",
 }
 
 
@@ -217,6 +221,50 @@ def _code_and_reason(detail: Any) -> tuple[str | None, str | None]:
     return code, (str(reason) if reason else None)
 
 
+# Seconds a client is asked to wait when the database cannot be reached.
+RETRY_AFTER_SECONDS = 5
+
+
+def database_problem(exc: BaseException, instance: str | None) -> ProblemResponse | None:
+    """The answer to a database error that is not a bug of ours, or None.
+
+    A database that cannot be reached (refused, cut, pool exhausted, shutting down) is a 503
+    with ``Retry-After``: clients and load balancers retry, and nothing was written. A number
+    beyond its column's range (an id past 2**31 - 1 in an ``integer`` column) or a NUL
+    character in text are the client's input: 422. The driver's message is never shown.
+    """
+    cause = exc.orig if isinstance(exc, sqlalchemy.exc.DBAPIError) else exc
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        cause = psycopg.OperationalError()
+    if isinstance(cause, psycopg.errors.NumericValueOutOfRange):
+        return problem(422, "A number in the request is out of range", instance=instance)
+    if isinstance(cause, psycopg.DataError) and "NUL" in str(cause):
+        return problem(422, "Text may not contain NUL characters", instance=instance)
+    unreachable = (
+        isinstance(exc, sqlalchemy.exc.TimeoutError | psycopg_pool.PoolTimeout)
+        or isinstance(
+            cause,
+            psycopg.errors.AdminShutdown
+            | psycopg.errors.CannotConnectNow
+            | psycopg.errors.ConnectionException,
+        )
+        or (
+            isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError)
+            and not isinstance(cause, psycopg.errors.QueryCanceled)
+            and getattr(cause, "sqlstate", None) is None
+        )
+    )
+    if unreachable:
+        return problem(
+            503,
+            "The database is unreachable; try again shortly",
+            slug="unavailable",
+            instance=instance,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(KerbsideError)
     async def _kerbside(request: Request, exc: KerbsideError) -> Response:
@@ -266,6 +314,25 @@ def install_error_handlers(app: FastAPI) -> None:
         else:
             detail = HTTPStatus(status).phrase
         return problem(status, detail, instance=request.url.path, headers=headers, **extra)
+
+    async def _database(request: Request, exc: Exception) -> Response:
+        answer = database_problem(exc, request.url.path)
+        if answer is None:
+            return await _unexpected(request, exc)
+        # One line, no driver text (it may quote the statement and its values).
+        level = logging.WARNING if answer.status_code == 503 else logging.INFO
+        log.log(level, "database error answered %s: %s", answer.status_code, type(exc).__name__)
+        return answer
+
+    # Handled here rather than in the catch-all below, which Starlette re-raises to the
+    # server after answering (a traceback per request while the database is down).
+    for database_error in (
+        sqlalchemy.exc.DBAPIError,
+        sqlalchemy.exc.TimeoutError,
+        psycopg.Error,
+        psycopg_pool.PoolTimeout,
+    ):
+        app.add_exception_handler(database_error, _database)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -15,7 +15,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from app.core.errors import BadRequest
+from app.core.errors import BadRequest, InvalidInput
 
 
 @dataclass
@@ -72,6 +72,8 @@ async def read_parts(
         if b"name" not in disposition:
             raise BadRequest("Every part needs a Content-Disposition with a name")
         filename = disposition.get(b"filename")
+        if b"\x00" in disposition.get(b"name", b"") + (filename or b""):
+            raise InvalidInput("A part's name and file name may not contain NUL characters")
         kind, limit = ("files", max_files) if filename is not None else ("fields", max_fields)
         counts[kind] += 1
         if counts[kind] > limit:
@@ -99,6 +101,9 @@ async def read_parts(
         part = parts[-1]
         part.data = b"".join(part._chunks)
         part._chunks.clear()
+        # Text ends up in PostgreSQL, which holds no NUL (see app.core.limits); files are bytes.
+        if not part.is_file and (b"\x00" in part.data or b"\\u0000" in part.data):
+            raise InvalidInput(f"The part {part.name!r} may not contain NUL characters")
 
     parser = MultipartParser(
         boundary,

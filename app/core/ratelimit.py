@@ -1,8 +1,15 @@
-"""In-process rate limits: a sliding one-minute window per client key, as FastAPI dependencies.
+"""Rate limits: a sliding one-minute window per client key, as FastAPI dependencies.
 
-The counters live in memory on ``app.state``, so a limit holds **per API process**: with
-``KERBSIDE_WORKERS=4`` a client may get up to four times the limit across workers. That is
-enough to slow password guessing and sign-up floods; a fleet-wide limit belongs in the proxy.
+Two stores (``KERBSIDE_RATE_LIMIT_STORE``):
+
+- ``memory`` (the default): counters in memory on ``app.state``, so a limit holds **per API
+  process**: with ``KERBSIDE_WORKERS=4`` a client may get up to four times the limit.
+- ``postgres``: counters in the UNLOGGED table ``rate_limit_hit``, shared by every process
+  and host on the database; one statement per limited request (``_POSTGRES_HIT``), which
+  estimates the sliding window from this minute's hits and the previous minute's, weighted
+  by how much of it still lies within the last 60 s (the estimate Cloudflare describes for
+  its limiter). The conflict branch re-checks under the row lock, so concurrent requests
+  of one client cannot both take the last place.
 
 Use::
 
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -29,6 +37,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from app.core.errors import TooManyRequests
+from app.db import HotStatement, read_db
 from app.settings import Settings
 
 WINDOW_SECONDS = 60.0
@@ -133,7 +142,10 @@ def rate_limit(
             return
         found: Any = key(request)
         client_key: str = await found if inspect.isawaitable(found) else found
-        wait = rate_limits(request.app).window(name).hit(client_key, limit)
+        if settings.rate_limit_store == "postgres":
+            wait = await _postgres_hit(request, name, client_key, limit)
+        else:
+            wait = rate_limits(request.app).window(name).hit(client_key, limit)
         if wait is not None:
             seconds = max(1, math.ceil(wait))
             raise TooManyRequests(
@@ -143,3 +155,43 @@ def rate_limit(
             )
 
     return check_rate_limit
+
+
+# One statement: count the hit if the estimate allows it; a row comes back only then.
+_POSTGRES_HIT = HotStatement(
+    """
+    WITH t AS (SELECT extract(epoch FROM clock_timestamp()) / 60 AS w),
+    prev AS (
+        SELECT floor(t.w)::bigint AS window_no,
+               coalesce((SELECT hits FROM rate_limit_hit
+                         WHERE name = :name AND key = :key
+                           AND window_no = floor(t.w)::bigint - 1), 0)
+               * (1 - (t.w - floor(t.w))) AS weighted
+        FROM t
+    )
+    INSERT INTO rate_limit_hit AS h (name, key, window_no, hits, carried)
+    SELECT :name, :key, prev.window_no, 1, prev.weighted FROM prev
+    WHERE prev.weighted + 1 <= :limit
+    ON CONFLICT (name, key, window_no) DO UPDATE SET hits = h.hits + 1
+    WHERE h.hits + 1 + excluded.carried <= :limit
+    RETURNING h.hits
+    """
+)
+# Rows older than the previous minute are never read again.
+_POSTGRES_SWEEP = HotStatement(
+    "DELETE FROM rate_limit_hit"
+    " WHERE window_no < floor(extract(epoch FROM clock_timestamp()) / 60)::bigint - 1"
+)
+_SWEEP_EVERY = 200  # hits, on average
+
+
+async def _postgres_hit(request: Request, name: str, key: str, limit: int) -> float | None:
+    """Like ``SlidingWindow.hit``, on the shared table: None if allowed, else the seconds
+    until this minute ends (when the estimate next drops)."""
+    async with read_db(request) as db:
+        counted = await _POSTGRES_HIT.one(db, {"name": name, "key": key, "limit": limit})
+        if random.randrange(_SWEEP_EVERY) == 0:  # housekeeping, not security
+            await _POSTGRES_SWEEP.one(db, {})
+    if counted is not None:
+        return None
+    return WINDOW_SECONDS - (time.time() % WINDOW_SECONDS)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from app.auth.principal import CrewPrincipal, StaffPrincipal
+from app.core.models import Int4Id
 from app.crews import service
 from app.crews.schemas import (
     AreaOut,
@@ -29,7 +30,7 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such crew in your jurisdiction"},
 }
 JurisdictionQuery = Annotated[
-    int | None, Query(description="Admins: one jurisdiction (default: all)")
+    Int4Id | None, Query(description="Admins: one jurisdiction (default: all)")
 ]
 
 
@@ -62,7 +63,7 @@ async def create_crew(body: CrewIn, session: SessionDep, staff: StaffPrincipal) 
 
 
 @router.get("/crews/{crew_id}", response_model=CrewOut, summary="One crew", responses=_PROBLEMS)
-async def get_crew(crew_id: int, session: SessionDep, staff: StaffPrincipal) -> Any:
+async def get_crew(crew_id: Int4Id, session: SessionDep, staff: StaffPrincipal) -> Any:
     return await service.get_crew(session, staff, crew_id)
 
 
@@ -73,7 +74,7 @@ async def get_crew(crew_id: int, session: SessionDep, staff: StaffPrincipal) -> 
     responses={**_PROBLEMS, 409: {"description": "A crew of that name exists"}},
 )
 async def update_crew(
-    crew_id: int, body: CrewPatch, session: SessionDep, staff: StaffPrincipal
+    crew_id: Int4Id, body: CrewPatch, session: SessionDep, staff: StaffPrincipal
 ) -> Any:
     return await service.update_crew(session, staff, crew_id, body)
 
@@ -85,7 +86,7 @@ async def update_crew(
     summary="Deactivate a crew (kept for the history of its tickets)",
     responses=_PROBLEMS,
 )
-async def deactivate_crew(crew_id: int, session: SessionDep, staff: StaffPrincipal) -> Response:
+async def deactivate_crew(crew_id: Int4Id, session: SessionDep, staff: StaffPrincipal) -> Response:
     await service.deactivate_crew(session, staff, crew_id)
     return Response(status_code=204)
 
@@ -97,7 +98,7 @@ async def deactivate_crew(crew_id: int, session: SessionDep, staff: StaffPrincip
     responses=_PROBLEMS,
 )
 async def set_territory(
-    crew_id: int, body: TerritoryIn, session: SessionDep, staff: StaffPrincipal
+    crew_id: Int4Id, body: TerritoryIn, session: SessionDep, staff: StaffPrincipal
 ) -> Any:
     return await service.set_territory(session, staff, crew_id, body)
 
@@ -108,7 +109,7 @@ async def set_territory(
     summary="The accounts of a crew",
     responses=_PROBLEMS,
 )
-async def crew_members(crew_id: int, session: SessionDep, staff: StaffPrincipal) -> Any:
+async def crew_members(crew_id: Int4Id, session: SessionDep, staff: StaffPrincipal) -> Any:
     return await service.crew_members(session, staff, crew_id)
 
 
@@ -154,7 +155,7 @@ async def create_rule(body: RuleIn, session: SessionDep, staff: StaffPrincipal) 
     responses={**_PROBLEMS, 409: {"description": "A rule with this area and service exists"}},
 )
 async def update_rule(
-    rule_id: int, body: RulePatch, session: SessionDep, staff: StaffPrincipal
+    rule_id: Int4Id, body: RulePatch, session: SessionDep, staff: StaffPrincipal
 ) -> Any:
     return await service.update_rule(session, staff, rule_id, body)
 
@@ -166,6 +167,6 @@ async def update_rule(
     summary="Remove an assignment rule",
     responses=_PROBLEMS,
 )
-async def delete_rule(rule_id: int, session: SessionDep, staff: StaffPrincipal) -> Response:
+async def delete_rule(rule_id: Int4Id, session: SessionDep, staff: StaffPrincipal) -> Response:
     await service.delete_rule(session, staff, rule_id)
     return Response(status_code=204)

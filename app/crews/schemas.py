@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, field_validator
 
+from app.core.models import Int4Id
+
 MAX_AREAS_PER_CREW = 500
 
 
@@ -18,12 +20,12 @@ class AreaRef(BaseModel):
 
 class CrewIn(BaseModel):
     name: str = Field(min_length=1, max_length=100)
-    area_ids: list[int] = Field(
+    area_ids: list[Int4Id] = Field(
         default_factory=list,
         max_length=MAX_AREAS_PER_CREW,
         description="The areas the crew covers (its territory)",
     )
-    jurisdiction_id: int | None = Field(
+    jurisdiction_id: Int4Id | None = Field(
         default=None, description="Admins must name it; staff create crews of their own only"
     )
 
@@ -52,7 +54,7 @@ class CrewPatch(BaseModel):
 
 
 class TerritoryIn(BaseModel):
-    area_ids: list[int] = Field(max_length=MAX_AREAS_PER_CREW)
+    area_ids: list[Int4Id] = Field(max_length=MAX_AREAS_PER_CREW)
 
 
 class CrewOut(BaseModel):
@@ -86,18 +88,18 @@ class RuleIn(BaseModel):
     """New tickets of ``service_id`` (null: any) in ``area_id`` (null: anywhere) go to
     ``crew_id``. The most specific rule wins."""
 
-    area_id: int | None = None
-    service_id: int | None = None
-    crew_id: int
-    jurisdiction_id: int | None = Field(default=None, description="Admins must name it")
+    area_id: Int4Id | None = None
+    service_id: Int4Id | None = None
+    crew_id: Int4Id
+    jurisdiction_id: Int4Id | None = Field(default=None, description="Admins must name it")
 
 
 class RulePatch(BaseModel):
     """Only the fields sent change; send ``null`` to widen a rule to any area or service."""
 
-    area_id: int | None = None
-    service_id: int | None = None
-    crew_id: int | None = None
+    area_id: Int4Id | None = None
+    service_id: Int4Id | None = None
+    crew_id: Int4Id | None = None
 
 
 class ServiceRef(BaseModel):

@@ -614,7 +614,11 @@ CSV_COLUMNS = (
 
 
 def _csv_text(expr: str) -> str:
-    return f"coalesce('\"' || replace({expr}, '\"', '\"\"') || '\"', '')"
+    """A quoted cell. Text a spreadsheet would run as a formula (it starts with =, +, -, @,
+    a tab or a carriage return) gets a leading apostrophe, as OWASP advises against CSV
+    injection: the public writes these texts, and city staff open the export."""
+    defused = f"regexp_replace({expr}, E'^([-=+@\\\\t\\\\r])', E'\\'\\\\1')"
+    return f"coalesce('\"' || replace({defused}, '\"', '\"\"') || '\"', '')"
 
 
 def _csv_plain(expr: str) -> str:

@@ -5,6 +5,7 @@ See docs/maps.md. Every answer is built by the database and passed through as by
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -52,6 +53,8 @@ from app.maps.queries import CSV_COLUMNS, MAP_PROPERTIES, Filters, View
 from app.maps.service import MapState
 from app.settings import Settings
 from geo.tiles import MAX_ZOOM, Tile, cell_range, cluster_level, valid_tile
+
+log = logging.getLogger("kerbside.maps")
 
 router = APIRouter(tags=["maps"])
 
@@ -482,14 +485,27 @@ async def _export(
         base_url=settings.public_base_url,
         batch_rows=settings.map_export_batch_rows,
     )
+    # The statement runs (and its first rows arrive) before the answer starts: a database
+    # that is down or refuses the filters is a problem answer, not a 200 that breaks off
+    # after its header row.
+    first = await anext(lines, None)
 
     async def body() -> Any:
         if fmt == "csv":
             yield (",".join(CSV_COLUMNS) + "\r\n").encode()
         else:
             yield b'{"type":"FeatureCollection","features":[\n'
-        async for chunk in lines:
-            yield chunk
+        try:
+            if first is not None:
+                yield first
+            async for chunk in lines:
+                yield chunk
+        except Exception:
+            # Too late for a status. Re-raised, the server cuts the connection without the
+            # chunked body's last chunk, so clients see an incomplete download rather than
+            # a file that looks complete; the log says which export broke and why.
+            log.exception("export broke off mid-stream", extra={"format": fmt})
+            raise
         if fmt != "csv":
             yield b"\n]}\n"
 

@@ -16,12 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
 import os
 import re
 import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Protocol
+
+from app.core.errors import RETRY_AFTER_SECONDS, ServiceUnavailable
+
+log = logging.getLogger("kerbside.media")
 
 MAX_KEY_LENGTH = 255  # Photo.storage_key is String(255)
 # Where uploads wait, unprocessed, until their stripped copies are made. Never served.
@@ -31,6 +36,16 @@ ORIGINALS_PREFIX = "originals/"
 _KEY = re.compile(r"[a-z0-9][a-z0-9._-]*(?:/[a-z0-9][a-z0-9._-]*)*")
 # Error codes for a missing object: NoSuchKey from GetObject, 404/NotFound from HeadObject.
 _S3_NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The photo storage cannot be used now; nothing of the request was kept."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The photo storage is unavailable; nothing was saved, try again later",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
 
 
 class PhotoNotFound(KeyError):
@@ -146,7 +161,16 @@ class LocalPhotoStorage:
         self._public_base_url = public_base_url.rstrip("/") if public_base_url else None
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
-        await asyncio.to_thread(_write_atomically, self._path(key), data)
+        path = self._path(key)
+        try:
+            await asyncio.to_thread(_write_atomically, path, data)
+        except OSError as exc:
+            # Full disk, wrong permissions, a file where a directory should be: an operator's
+            # problem, said plainly in the log; the client is asked to come back.
+            log.error(
+                "photo storage cannot write %s under %s: %s", key, self.root, exc.strerror or exc
+            )
+            raise StorageUnavailable() from exc
 
     async def get(self, key: str) -> bytes:
         path = self._path(key)
@@ -154,6 +178,9 @@ class LocalPhotoStorage:
             return await asyncio.to_thread(path.read_bytes)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise PhotoNotFound(key) from exc
+        except OSError as exc:
+            log.error("photo storage cannot read %s under %s: %s", key, self.root, exc.strerror)
+            raise StorageUnavailable() from exc
 
     async def delete(self, key: str) -> None:
         path = self._path(key)

@@ -46,7 +46,9 @@ class PointIn(BaseModel):
 class AreaSubscriptionIn(BaseModel):
     """Follow a place: one of the city's areas (``area``), or a circle around a point."""
 
-    contact_id: int = Field(ge=1, le=2**63 - 1, description="One of your own contacts")
+    # One of the caller's own contacts (GET /v1/me/contacts). Bounded by what JSON numbers
+    # carry exactly (2**53 - 1): a bigint id never gets near it.
+    contact_id: int = Field(ge=1, le=2**53 - 1)
     jurisdiction: Annotated[str, Field(min_length=1, max_length=100)]
     area: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     point: PointIn | None = None

@@ -43,7 +43,11 @@ async def report_by_id(
     if row is None:
         raise NotFound(f"No report {public_id}")
     private = can_see_contacts(viewer, row.reporter_id, row.jurisdiction_id)
-    return (await _build(session, [row], base_url, private_ids={row.id} if private else set()))[0]
+    own = viewer is not None and viewer.user_id is not None and viewer.user_id == row.reporter_id
+    built = await _build(
+        session, [row], base_url, private_ids={row.id} if private else set(), mask_tokens=not own
+    )
+    return built[0]
 
 
 async def reports_of_user(
@@ -63,9 +67,27 @@ async def reports_of_user(
     return await _build(session, rows, base_url, private_ids={r.id for r in rows})
 
 
+# Device push addresses: a token lets whoever holds it send to the phone. Staff need to know
+# that one exists (the reporter will hear back), never its value.
+_PUSH_KINDS = frozenset({"fcm", "webpush"})
+
+
+def _masked(kind: str, address: str) -> str:
+    if kind not in _PUSH_KINDS or len(address) <= 12:
+        return address if kind not in _PUSH_KINDS else "…"
+    return f"{address[:6]}…{address[-4:]}"
+
+
 async def _build(
-    session: AsyncSession, rows: Any, base_url: str, *, private_ids: set[int]
+    session: AsyncSession,
+    rows: Any,
+    base_url: str,
+    *,
+    private_ids: set[int],
+    mask_tokens: bool = False,
 ) -> list[ReportOut]:
+    """Reports as answered; contacts only for ``private_ids``, push tokens masked unless the
+    viewer is the reporter (``mask_tokens`` False)."""
     ids = [r.id for r in rows]
     photos = await photos_of_reports(session, ids, base_url)
     contacts: dict[int, list[ContactOut]] = defaultdict(list)
@@ -78,8 +100,9 @@ async def _build(
             ),
             {"ids": list(private_ids)},
         ):
+            address = _masked(c.kind, c.address) if mask_tokens else c.address
             contacts[c.report_id].append(
-                ContactOut(kind=c.kind, address=c.address, display_name=c.display_name)
+                ContactOut(kind=c.kind, address=address, display_name=c.display_name)
             )
     return [
         ReportOut(

@@ -7,6 +7,7 @@ service within its radius and window → attach or open → contacts and subscri
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -381,6 +382,9 @@ def _check_attributes(service: ServiceInfo, given: Mapping[str, Any]) -> dict[st
         allowed = [v.get("key") for v in definition.get("values", [])]
         if kind == "number" and (isinstance(value, bool) or not isinstance(value, _NUMBER_TYPES)):
             errors.append(_err(f"attributes.{code}", "must be a number"))
+        elif kind == "number" and not math.isfinite(value):
+            # 1e400 parses as infinity, which JSON cannot hold: it would be stored as null.
+            errors.append(_err(f"attributes.{code}", "must be a finite number"))
         elif kind in ("string", "text") and not isinstance(value, str):
             errors.append(_err(f"attributes.{code}", "must be text"))
         elif kind == "singlevaluelist" and value not in allowed:

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, EmailStr, Field
 
+from app.core.models import Int4Id
 from app.media.schemas import PhotoRef
 from app.tickets.models import TicketStatus
 
@@ -148,7 +149,7 @@ class ReopenIn(BaseModel):
 
 
 class AssignIn(BaseModel):
-    crew_id: int | None = Field(description="The crew; null takes the ticket back")
+    crew_id: Int4Id | None = Field(description="The crew; null takes the ticket back")
     note: str | None = Field(default=None, max_length=4000)
 
 

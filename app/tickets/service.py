@@ -23,11 +23,13 @@ from app.tickets.schemas import MergeOut, SplitOut, SupportIn, SupportOut
 from app.tickets.sla import calendar_of, deadline
 from app.tickets.workflow import ensure_may_act, locked_ticket
 
+# Ended rows too: one row per person per ticket (unique), so a subscription that a merge or
+# split ended is taken up again rather than inserted twice.
 _EXISTING = text(
-    "SELECT id, reason FROM subscription WHERE ticket_id = :t"
+    "SELECT id, reason, ended_at FROM subscription WHERE ticket_id = :t"
     " AND ((CAST(:user_id AS uuid) IS NOT NULL AND user_id = :user_id)"
     "   OR (CAST(:contact_id AS bigint) IS NOT NULL AND contact_id = :contact_id))"
-    " AND ended_at IS NULL ORDER BY id LIMIT 1 FOR UPDATE"
+    " ORDER BY ended_at IS NOT NULL, id LIMIT 1 FOR UPDATE"
 )
 
 
@@ -81,6 +83,12 @@ async def support_or_follow(
                 " VALUES (:t, :user_id, :contact_id, :reason)"
             ),
             {"t": ticket.id, "user_id": user_id, "contact_id": contact_id, "reason": wanted.value},
+        )
+        counted, already = support, False
+    elif existing.ended_at is not None:
+        await session.execute(
+            text("UPDATE subscription SET reason = :reason, ended_at = NULL WHERE id = :id"),
+            {"id": existing.id, "reason": wanted.value},
         )
         counted, already = support, False
     elif support and existing.reason == SubscriptionReason.follower:

@@ -22,6 +22,7 @@ from app.auth.principal import (
 )
 from app.core import clock
 from app.core.errors import InvalidInput, NotFound
+from app.core.models import Int4Id
 from app.db import SessionDep
 from app.tickets import queries, service, templates, workflow
 from app.tickets.models import TicketStatus
@@ -222,7 +223,7 @@ def _jurisdiction_of(actor: Principal, jurisdiction_id: int | None) -> int:
     "", response_model=list[ResponseTemplateOut], summary="Response templates of your jurisdiction"
 )
 async def list_templates(
-    session: SessionDep, actor: StaffPrincipal, jurisdiction_id: int | None = None
+    session: SessionDep, actor: StaffPrincipal, jurisdiction_id: Int4Id | None = None
 ) -> Any:
     rows = await session.execute(
         text(
@@ -246,7 +247,7 @@ async def put_template(
     body: ResponseTemplateIn,
     session: SessionDep,
     actor: StaffPrincipal,
-    jurisdiction_id: int | None = None,
+    jurisdiction_id: Int4Id | None = None,
 ) -> Any:
     jid = _jurisdiction_of(actor, jurisdiction_id)
     unknown = templates.unknown_placeholders(body.body)
@@ -298,7 +299,9 @@ async def put_template(
 
 
 @templates_router.delete("/{template_id}", status_code=204, summary="Delete a response template")
-async def delete_template(template_id: int, session: SessionDep, actor: StaffPrincipal) -> Response:
+async def delete_template(
+    template_id: Int4Id, session: SessionDep, actor: StaffPrincipal
+) -> Response:
     jid = (
         await session.execute(
             text("SELECT jurisdiction_id FROM response_template WHERE id = :id"),

@@ -17,6 +17,7 @@ from starlette.datastructures import UploadFile
 from app.auth.principal import CrewPrincipal, Principal
 from app.core.bodies import JsonBody
 from app.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from app.core.models import Int4Id
 from app.core.query import QueryModel, query_of, query_openapi
 from app.db import ReadConnection, ReadDbDep, ReadSessionDep, SessionDep
 from app.media.service import PhotoPipeline, StoredPhoto
@@ -103,7 +104,7 @@ class SearchQuery(QueryModel):
     limit: Annotated[int | None, Query(ge=1, description="Page size")] = None
     cursor: Annotated[str | None, Query(description="From the previous page's `next`")] = None
     crew: Annotated[int | None, Query(description="Staff: one crew's territory")] = None
-    jurisdiction_id: Annotated[int | None, Query(description="Admins: one jurisdiction")] = None
+    jurisdiction_id: Annotated[Int4Id | None, Query(description="Admins: one jurisdiction")] = None
     format: Format | None = None
 
     def search_input(self) -> service.SearchInput:
