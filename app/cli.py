@@ -65,7 +65,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
         if (resolved.cluster is not None and not args.no_seed) or args.seed:
             from app.seed.demo import seed_demo
 
-            asyncio.run(seed_demo(resolved.url, reports=args.reports))
+            summary = asyncio.run(seed_demo(resolved.url, reports=args.reports))
+            if follows := summary.get("citizen_follows"):
+                print(
+                    "kerbside: the demo citizen follows " + ", ".join(follows) + "; change one's"
+                    " status as staff and see GET /v1/demo/outbox",
+                    file=sys.stderr,
+                )
         # On the embedded database the demo is one command: photos, sweeps and the map grid
         # need a worker. A deployment runs its workers on their own (`kerbside worker`).
         if args.worker if args.worker is not None else resolved.cluster is not None:
