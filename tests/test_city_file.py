@@ -95,6 +95,10 @@ def town(**changes: Any) -> dict[str, Any]:
         ],
         "crews": [{"name": "Roads", "areas": ["W", "E"], "assign": [{"services": ["pothole"]}]}],
         "templates": [{"status": "fixed", "language": "nl", "body": "{reference} is opgelost."}],
+        "notifications": {
+            "quiet_hours": {"start": "22:00", "end": "07:00"},
+            "channels": {"phone": {"max_per_contact_per_hour": 2}},
+        },
     }
     data.update(changes)
     return data
@@ -267,6 +271,12 @@ def test_every_error_names_its_path_in_the_file() -> None:
     bad = town()
     bad["crews"][0]["assign"][0]["services"] = ["litter"]
     assert "unknown service 'litter'" in problem(bad).detail
+
+    bad = town()
+    bad["notifications"]["templates"] = [
+        {"message": "status", "language": "nl", "subject": "{refrence}", "body": "x"}
+    ]
+    assert "unknown or broken placeholder 'refrence'" in problem(bad).detail
 
     bad = town()
     bad["templates"][0]["language"] = "sv"

@@ -5,8 +5,10 @@ are tested against local fakes of the providers in tests/test_channels.py."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -498,3 +500,196 @@ async def test_end_to_end_a_status_change_arrives_by_email_with_one_click_unsubs
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "/unsubscribe?sig=" in mail["List-Unsubscribe"]
     assert await statuses(committed_db) == [("status_changed", "sent")]
+
+
+def test_quiet_hours_and_hourly_limits_say_how_long_a_message_waits() -> None:
+    from datetime import UTC, datetime
+
+    from app.notify.policy import wait_for
+
+    policy = {
+        "quiet_hours": {"start": "22:00", "end": "07:00"},
+        "channels": {"phone": {"quiet_hours": {"start": "20:00", "end": "09:00"}}},
+        "max_per_contact_per_hour": 2,
+    }
+    late = datetime(2026, 12, 4, 23, 30, tzinfo=UTC)  # 23:30 in London (GMT in December)
+    assert wait_for(policy, "x", "Europe/London", late, sent_last_hour=0, oldest_in_hour=None) == (
+        7.5 * 3600
+    )
+    evening = datetime(2026, 12, 4, 21, 0, tzinfo=UTC)
+    assert (
+        wait_for(policy, "x", "Europe/London", evening, sent_last_hour=0, oldest_in_hour=None)
+        is None
+    )
+    assert (
+        wait_for(policy, "phone", "Europe/London", evening, sent_last_hour=0, oldest_in_hour=None)
+        == 12 * 3600
+    )
+    # Amsterdam is an hour ahead: 21:30 UTC is 22:30 there.
+    assert (
+        wait_for(
+            policy,
+            "x",
+            "Europe/Amsterdam",
+            datetime(2026, 12, 4, 21, 30, tzinfo=UTC),
+            sent_last_hour=0,
+            oldest_in_hour=None,
+        )
+        == 8.5 * 3600
+    )
+    noon = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    first = noon - timedelta(minutes=40)
+    assert (
+        wait_for(policy, "x", "Europe/London", noon, sent_last_hour=2, oldest_in_hour=first)
+        == 20 * 60
+    )
+    assert (
+        wait_for(policy, "x", "Europe/London", noon, sent_last_hour=1, oldest_in_hour=first) is None
+    )
+    assert wait_for({}, "x", "UTC", late, sent_last_hour=99, oldest_in_hour=first) is None
+
+
+@pytest.mark.usefixtures("town")
+async def test_a_non_urgent_message_waits_for_the_end_of_the_quiet_hours(
+    committed_db: async_sessionmaker[AsyncSession],
+    quick: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import UTC, datetime
+
+    from app.core import clock
+    from app.notify.service import deliver
+
+    async with committed_db() as session, session.begin():
+        await session.execute(
+            text(
+                "UPDATE jurisdiction SET timezone = 'Europe/London', notifications ="
+                ' \'{"quiet_hours": {"start": "22:00", "end": "07:00"}}\''
+                " WHERE slug = 'hearback'"
+            )
+        )
+    await file(committed_db, post(*CENTER, handle="ivy"))
+    async with committed_db() as session:
+        [notification_id] = (await session.execute(text("SELECT id FROM notification"))).scalars()
+    recorder = Recorder()
+    monkeypatch.setattr(clock, "now", lambda: datetime(2026, 12, 4, 23, 0, tzinfo=UTC))
+    attempt = await deliver(committed_db, {"x": recorder}, quick, notification_id)
+    assert attempt.status == "pending"
+    assert attempt.retry_in == 8 * 3600
+    assert recorder.sent == []
+    monkeypatch.setattr(clock, "now", lambda: datetime(2026, 12, 5, 7, 0, tzinfo=UTC))
+    attempt = await deliver(committed_db, {"x": recorder}, quick, notification_id)
+    assert attempt.status == "sent"
+    async with committed_db() as session:
+        attempts = (
+            await session.execute(
+                text("SELECT attempts FROM notification WHERE id = :id"), {"id": notification_id}
+            )
+        ).scalar_one()
+    assert attempts == 1  # waiting is not an attempt
+
+
+def test_a_city_says_its_messages_in_its_own_words() -> None:
+    facts = Facts(
+        reference="GR-2026-000042",
+        service="kuil",
+        status="fixed",
+        note="Gerepareerd met warm asfalt.",
+        expected=None,
+        link="https://groningen.example/v1/tickets/GR-2026-000042",
+        jurisdiction="Groningen",
+    )
+    templates = [
+        {"message": "status", "language": "nl", "subject": "{reference}: {status}", "body": "Alg."},
+        {
+            "message": "status",
+            "status": "fixed",
+            "language": "nl",
+            "subject": "Opgelost: {reference}",
+            "body": "Dank voor uw melding. {note}",
+        },
+    ]
+    subject, body = render("status_changed", facts, "nl", "https://u", templates=templates)
+    assert subject == "Opgelost: GR-2026-000042"
+    assert body.startswith("Dank voor uw melding. Gerepareerd met warm asfalt.")
+    assert body.endswith("Geen berichten meer ontvangen: https://u")  # always a way out
+    other = Facts(**{**facts.__dict__, "status": "scheduled"})
+    assert render("status_changed", other, "nl", "https://u", templates=templates)[0] == (
+        "GR-2026-000042: is ingepland"
+    )
+    # Another language falls back to the built-in words.
+    assert render("status_changed", facts, "en", "https://u", templates=templates)[0] == (
+        "GR-2026-000042 is fixed"
+    )
+
+
+# A worker whose provider never answers: the test kills it in the middle of a delivery.
+_HANGING_WORKER = """
+import asyncio, sys
+from pathlib import Path
+from app.channels import registry
+from app.channels.base import Delivered
+from app.jobs.worker import run_worker
+from app.settings import Settings
+
+class Hanging:
+    kind = "x"
+    async def deliver(self, message):
+        Path(sys.argv[2]).touch()  # the message is in hand
+        await asyncio.sleep(3600)
+        return Delivered()
+    async def close(self):
+        return None
+
+registry.channels_for = lambda settings: {"x": Hanging()}
+import app.jobs.worker as worker_module
+worker_module.channels_for = registry.channels_for
+settings = Settings(
+    env="test", database_url=sys.argv[1], log_json=False, log_level="WARNING",
+    worker_heartbeat_seconds=0.2,
+)
+asyncio.run(run_worker(settings, concurrency=1))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("town")
+async def test_a_worker_killed_mid_delivery_loses_nothing_and_sends_nothing_twice(
+    committed_db: async_sessionmaker[AsyncSession], quick: Settings, tmp_path: Path
+) -> None:
+    import asyncio
+    import sys
+
+    from procrastinate.exceptions import AlreadyEnqueued
+
+    from app.jobs import tasks
+    from app.jobs.worker import open_queue
+    from app.settings import PROJECT_ROOT
+
+    await file(committed_db, post(*CENTER, handle="jo"))
+    in_hand = tmp_path / "in-hand"
+    assert quick.database_url is not None
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _HANGING_WORKER, quick.database_url, str(in_hand), cwd=PROJECT_ROOT
+    )
+    try:
+        for _ in range(300):
+            if in_hand.exists() or worker.returncode is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert in_hand.exists(), "the worker never took the message"
+    finally:
+        worker.kill()  # SIGKILL: the delivery's transaction dies with it
+        await worker.wait()
+    assert await statuses(committed_db) == [("ticket_opened", "pending")]
+
+    await asyncio.sleep(1.2)
+    stalled = quick.model_copy(update={"worker_stalled_after_seconds": 1.0})
+    async with open_queue(stalled):
+        with contextlib.suppress(AlreadyEnqueued):
+            await tasks.retry_stalled_jobs.defer_async(timestamp=0)
+    recorder = Recorder()
+    await drain(stalled, channels={"x": recorder})
+    await drain(stalled, queues=["notify"], channels={"x": recorder})
+    assert await statuses(committed_db) == [("ticket_opened", "sent")]
+    assert len(recorder.sent) == 1

@@ -216,3 +216,40 @@ async def _placeton(session: AsyncSession) -> object:
 
 async def _other(session: AsyncSession) -> object:
     return await make_jurisdiction(session, slug="elsewhere")
+
+
+@pytest.mark.usefixtures("placeton")
+async def test_a_place_followed_as_a_digest_hears_once_a_day_in_one_message(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    from datetime import timedelta
+
+    from app.core import clock
+    from app.notify.digests import write_digests
+
+    await follower(
+        client,
+        db,
+        settings,
+        point={"lon": CENTER[0], "lat": CENTER[1]},
+        radius_m=300,
+        label="Market square",
+        mode="digest",
+    )
+    first = await anonymous_report(db, *offset_lonlat(*CENTER, 50, 0))
+    second = await anonymous_report(db, *offset_lonlat(*CENTER, 0, 120))
+    await workflow.change_status(db, first, TicketStatus.fixed, actor=STAFF)
+    await as_at_commit(db)
+    assert await outbox(db) == []  # nothing at once for a digest
+    until = clock.now() + timedelta(seconds=5)
+    assert await write_digests(db, until) == 1
+    assert await write_digests(db, until) == 0  # never twice for the same news
+    digest = (await db.execute(text("SELECT reason, event_kind, digest FROM notification"))).one()
+    rows = await db.execute(
+        text("SELECT id, reference FROM ticket WHERE id = ANY(:ids)"), {"ids": [first, second]}
+    )
+    references = {row.id: row.reference for row in rows}
+    assert (digest.reason, digest.event_kind) == ("area", "digest")
+    assert sorted(digest.digest["new"]) == sorted(references.values())
+    assert digest.digest["fixed"] == [references[first]]
+    assert digest.digest["label"] == "Market square"

@@ -285,6 +285,90 @@ class History(Strict):
     statuses: bool = Field(default=True, description="Import legacy statuses and closures")
 
 
+ClockTime = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class QuietHours(Strict):
+    """Local times between which non-urgent messages wait (broadcasts never wait)."""
+
+    start: ClockTime = Field(description="e.g. 22:00")
+    end: ClockTime = Field(description="e.g. 07:00 (the next morning when before start)")
+
+
+class ChannelPolicy(Strict):
+    quiet_hours: QuietHours | None = None
+    max_per_contact_per_hour: int | None = Field(default=None, ge=1, le=1000)
+
+
+MESSAGE_PLACEHOLDERS = (
+    "reference",
+    "service",
+    "status",
+    "jurisdiction",
+    "into",
+    "link",
+    "expected",
+    "note",
+)
+
+
+class MessageTemplate(Strict):
+    """The city's own words for a message, instead of the built-in ones. Placeholders:
+    ``{reference}``, ``{service}``, ``{status}``, ``{jurisdiction}``, ``{into}`` (merged),
+    ``{link}``, ``{expected}``, ``{note}`` (the status change's public note). The link to
+    follow the ticket and the one-click way out are always added below the body."""
+
+    message: Literal["received", "joined", "status", "comment", "merged"] = Field(
+        description="received: the acknowledgement; joined: a report joined a ticket; status: a "
+        "status change (give `status` for one status only); comment: a staff reply; merged"
+    )
+    status: TEMPLATE_STATUSES | None = None
+    language: Language = "en"
+    subject: Annotated[str, Field(min_length=1, max_length=200)]
+    body: Annotated[str, Field(min_length=1, max_length=2000)]
+
+    @model_validator(mode="after")
+    def _placeholders_known(self) -> MessageTemplate:
+        sample = dict.fromkeys(MESSAGE_PLACEHOLDERS, "x")
+        for field_name in ("subject", "body"):
+            try:
+                getattr(self, field_name).format(**sample)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"{field_name}: unknown or broken placeholder {exc} (known: "
+                    + ", ".join("{" + n + "}" for n in MESSAGE_PLACEHOLDERS)
+                    + ")"
+                ) from None
+        if self.status is not None and self.message != "status":
+            raise ValueError("status goes with message: status only")
+        return self
+
+
+class Notifications(Strict):
+    """When messages may go out: quiet hours and a per-contact hourly limit, for every
+    channel and, where a channel needs its own, per contact kind (e.g. ``phone`` for SMS);
+    and the city's own words for its messages."""
+
+    quiet_hours: QuietHours | None = None
+    max_per_contact_per_hour: int | None = Field(default=None, ge=1, le=1000)
+    channels: dict[
+        Literal[
+            "email",
+            "phone",
+            "fcm",
+            "webpush",
+            "x",
+            "facebook",
+            "whatsapp",
+            "mastodon",
+            "bluesky",
+            "webhook",
+        ],
+        ChannelPolicy,
+    ] = Field(default_factory=dict)
+    templates: list[MessageTemplate] = Field(default_factory=list)
+
+
 class CityFile(Strict):
     """One jurisdiction, declared."""
 
@@ -296,6 +380,7 @@ class CityFile(Strict):
     crews: list[Crew] = Field(default_factory=list)
     templates: list[Template] = Field(default_factory=list)
     history: History = Field(default_factory=History)
+    notifications: Notifications = Field(default_factory=Notifications)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> CityFile:

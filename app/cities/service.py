@@ -32,6 +32,7 @@ from app.cities.schema import (
     GeometrySource,
     History,
     Jurisdiction,
+    Notifications,
     Service,
     Template,
 )
@@ -186,7 +187,7 @@ async def apply(
     state = await _State.read(session, slug)
     outcome = Outcome(slug, dry_run, hygiene=hygiene)
     jurisdiction_id = await _jurisdiction(
-        session, state, city.jurisdiction, city.history, boundary, outcome
+        session, state, city.jurisdiction, city.history, city.notifications, boundary, outcome
     )
     area_ids = await _areas(session, state, jurisdiction_id, areas, outcome)
     service_ids = await _services(session, state, jurisdiction_id, city.services, outcome)
@@ -261,7 +262,7 @@ class _State:
             await session.execute(
                 text(
                     "SELECT id, slug, name, timezone, languages, reference_prefix,"
-                    " allow_anonymous, business_hours, holidays, history,"
+                    " allow_anonymous, business_hours, holidays, history, notifications,"
                     " ST_AsEWKT(boundary, 9) AS ewkt"
                     " FROM jurisdiction WHERE slug = :slug FOR UPDATE"
                 ),
@@ -319,9 +320,12 @@ class _State:
         return state
 
 
-def _jurisdiction_values(j: Jurisdiction, history: History) -> dict[str, Any]:
+def _jurisdiction_values(
+    j: Jurisdiction, history: History, notifications: Notifications
+) -> dict[str, Any]:
     return {
         "history": history.model_dump(mode="json", exclude_defaults=True),
+        "notifications": notifications.model_dump(mode="json", exclude_defaults=True),
         "name": j.name,
         "timezone": j.timezone,
         "languages": list(j.languages),
@@ -339,14 +343,16 @@ async def _jurisdiction(
     state: _State,
     wanted: Jurisdiction,
     history: History,
+    notifications: Notifications,
     boundary: Shape,
     outcome: Outcome,
 ) -> int:
-    values = _jurisdiction_values(wanted, history)
+    values = _jurisdiction_values(wanted, history, notifications)
     params = {
         **values,
         "business_hours": json.dumps(values["business_hours"]),
         "history": json.dumps(values["history"]),
+        "notifications": json.dumps(values["notifications"]),
         "slug": wanted.slug,
         "boundary": boundary.ewkt,
     }
@@ -359,10 +365,12 @@ async def _jurisdiction(
                 await session.execute(
                     text(
                         "INSERT INTO jurisdiction (slug, name, boundary, timezone, languages,"
-                        " reference_prefix, allow_anonymous, business_hours, holidays, history)"
+                        " reference_prefix, allow_anonymous, business_hours, holidays, history,"
+                        " notifications)"
                         " VALUES (:slug, :name, ST_GeomFromEWKT(:boundary), :timezone,"
                         " :languages, :reference_prefix, :allow_anonymous,"
-                        " CAST(:business_hours AS jsonb), :holidays, CAST(:history AS jsonb))"
+                        " CAST(:business_hours AS jsonb), :holidays, CAST(:history AS jsonb),"
+                        " CAST(:notifications AS jsonb))"
                         " RETURNING id"
                     ),
                     params,
@@ -378,6 +386,7 @@ async def _jurisdiction(
         "business_hours": current.business_hours,
         "holidays": sorted(current.holidays),
         "history": current.history,
+        "notifications": current.notifications,
     }
     differs = tuple(k for k in values if values[k] != have[k])
     outcome.changes.append(
@@ -394,7 +403,7 @@ async def _jurisdiction(
                 " timezone = :timezone, languages = :languages,"
                 " reference_prefix = :reference_prefix, allow_anonymous = :allow_anonymous,"
                 " business_hours = CAST(:business_hours AS jsonb), holidays = :holidays,"
-                " history = CAST(:history AS jsonb)"
+                " history = CAST(:history AS jsonb), notifications = CAST(:notifications AS jsonb)"
                 " WHERE id = :id"
             ),
             {**params, "id": current.id},
@@ -414,8 +423,10 @@ async def write_jurisdiction(
     API's path; ``apply`` does the same for a whole file). Returns its id."""
     state = await _State.read(session, wanted.slug)
     # The section and boundary only: the city's import settings stay as they are.
-    kept = History.model_validate(state.jurisdiction.history) if state.jurisdiction else History()
-    return await _jurisdiction(session, state, wanted, kept, boundary, outcome)
+    current = state.jurisdiction
+    kept = History.model_validate(current.history) if current else History()
+    policy = Notifications.model_validate(current.notifications) if current else Notifications()
+    return await _jurisdiction(session, state, wanted, kept, policy, boundary, outcome)
 
 
 async def _areas(
@@ -870,6 +881,7 @@ async def export(session: AsyncSession, slug: str) -> CityFile:
         crews=crews,
         templates=templates,
         history=History.model_validate(current.history or {}),
+        notifications=Notifications.model_validate(current.notifications or {}),
     )
 
 

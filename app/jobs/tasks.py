@@ -1,7 +1,7 @@
 """Every background job, as a procrastinate task on ``app.jobs.queue.queue``.
 
 Deferred jobs announce a committed change (deferred in its transaction, see
-``app.jobs.queue.defer``): a photo to process, a staff mail to send, a grid to rebuild after
+``app.core.jobs.defer``): a photo to process, a staff mail to send, a grid to rebuild after
 an import. Periodic jobs are deferred by the workers from their cron (procrastinate records
 each tick once, whatever the number of workers); each has a ``queueing_lock`` (at most one
 waiting) and a ``lock`` (at most one running), so two workers never sweep at once.
@@ -37,7 +37,7 @@ from app.jobs.queue import queue
 from app.mail import Mail, deliver
 from app.maps.service import refresh_grid
 from app.media.service import PhotoPipeline
-from app.notify import broadcasts
+from app.notify import broadcasts, digests
 from app.notify import service as notify
 from app.settings import Settings
 from app.tickets import priority
@@ -158,6 +158,19 @@ async def queue_broadcast(context: JobContext, broadcast_id: int) -> dict[str, i
         log.info("broadcast batch queued", extra={"broadcast": broadcast_id, "counts": counts})
         if done:
             return counts
+
+
+@queue.periodic(cron="0 7 * * *")  # every morning, 07:00 UTC
+@queue.task(
+    name="send_area_digests",
+    queue="notify",
+    pass_context=True,
+    lock="send_area_digests",
+    queueing_lock="send_area_digests",
+)
+async def send_area_digests(context: JobContext, timestamp: int) -> int:
+    """The daily news of every place followed as a digest."""
+    return await _in_transaction(context, lambda s: digests.write_digests(s, clock.now()))
 
 
 @queue.periodic(cron="* * * * *")

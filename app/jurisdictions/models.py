@@ -70,6 +70,8 @@ class Jurisdiction(CreatedAt, Base):
     )
     # How the city's legacy exports read (the city file's ``history``): the import's defaults.
     history: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+    # Quiet hours and rate limits of notifications (the city file's ``notifications``).
+    notifications: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
 
     __table_args__ = (
         Index("ix_jurisdiction_boundary", "boundary", postgresql_using="gist"),

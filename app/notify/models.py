@@ -86,6 +86,13 @@ class Notification(Base):
             "id",
             postgresql_where=text("status IN ('pending', 'retrying')"),
         ),
+        # How many messages a contact was sent in the last hour (the city's rate limit).
+        Index(
+            "ix_notification_sent_recently",
+            "contact_id",
+            "sent_at",
+            postgresql_where=text("status = 'sent'"),
+        ),
         Index(
             "ix_notification_dead",
             "created_at",
@@ -111,6 +118,10 @@ class AreaSubscription(Base):
     label: Mapped[str | None] = mapped_column(String(200))
     topics: Mapped[list[str]] = mapped_column(ARRAY(String(16)))
     mode: Mapped[str] = mapped_column(String(16), server_default="immediate")
+    # Digests: told up to this time (the daily job moves it with the message it writes).
+    digest_through: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -55,6 +55,10 @@ class AreaSubscriptionIn(BaseModel):
     radius_m: float = Field(default=250.0, gt=0, le=2000)
     label: Annotated[str, Field(max_length=200)] | None = None
     topics: list[Topic] = Field(default_factory=lambda: list(TOPICS), min_length=1, max_length=2)
+    mode: Literal["immediate", "digest"] = Field(
+        default="immediate",
+        description="immediate: a message per ticket; digest: one message each morning",
+    )
 
     @model_validator(mode="after")
     def _one_place(self) -> AreaSubscriptionIn:
@@ -182,7 +186,7 @@ async def follow_place(
                             ELSE ST_Multi(ST_Buffer(
                                 ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography,
                                 :radius_m)::geometry) END,
-                       :label, :topics, 'immediate'
+                       :label, :topics, :mode
                 RETURNING id, created_at
                 """
             ),
@@ -193,6 +197,7 @@ async def follow_place(
                 "radius_m": given.radius_m,
                 "label": given.label,
                 "topics": list(given.topics),
+                "mode": given.mode,
             },
         )
     ).one()
@@ -208,7 +213,7 @@ async def follow_place(
         area=given.area,
         label=given.label,
         topics=list(given.topics),
-        mode="immediate",
+        mode=given.mode,
         created_at=row.created_at,
     )
 

@@ -30,7 +30,8 @@ from app.channels.base import Channel, Delivered, Failed, Message, Outcome, Retr
 from app.contacts import service as contacts
 from app.core import clock
 from app.notify.models import NotificationStatus
-from app.notify.templates import Facts, language_of, render, render_broadcast
+from app.notify.policy import wait_for
+from app.notify.templates import Facts, language_of, render, render_broadcast, render_digest
 from app.settings import Settings
 from app.tickets.sla import expected_by_sql
 
@@ -39,7 +40,7 @@ log = logging.getLogger("kerbside.notify")
 _CLAIM = text(
     """
     SELECT n.id, n.contact_id, n.ticket_id, n.event_id, n.event_kind, n.status, n.attempts,
-           n.subject, n.body, n.reason, n.broadcast_id, c.kind, c.address,
+           n.subject, n.body, n.reason, n.broadcast_id, n.digest, c.kind, c.address,
            c.data AS contact_data, c.user_id, c.disabled_at IS NOT NULL AS disabled,
            CASE n.reason
              WHEN 'area' THEN EXISTS (
@@ -57,12 +58,25 @@ _CLAIM = text(
               OR EXISTS (
                 SELECT 1 FROM contact_consent k
                 WHERE k.contact_id = c.id AND k.purpose = 'ticket_updates'
-                  AND k.ticket_id = n.ticket_id AND k.withdrawn_at IS NULL)) END AS consenting
+                  AND k.ticket_id = n.ticket_id AND k.withdrawn_at IS NULL)) END AS consenting,
+           j.timezone, j.notifications AS policy,
+           recent.sent_last_hour, recent.oldest_in_hour
     FROM notification n JOIN contact c ON c.id = n.contact_id
+    LEFT JOIN ticket t ON t.id = n.ticket_id
+    LEFT JOIN broadcast b ON b.id = n.broadcast_id
+    LEFT JOIN jurisdiction j ON j.id = coalesce(t.jurisdiction_id, b.jurisdiction_id)
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS sent_last_hour, min(r.sent_at) AS oldest_in_hour
+        FROM notification r
+        WHERE r.contact_id = n.contact_id AND r.status = 'sent'
+          AND r.sent_at > CAST(:now AS timestamptz) - interval '1 hour'
+    ) AS recent
     WHERE n.id = :id
     FOR UPDATE OF n
     """
 )
+
+_WAIT = text("UPDATE notification SET next_attempt_at = :at WHERE id = :id")
 
 _FACTS = text(
     f"""
@@ -143,17 +157,29 @@ async def deliver(
 ) -> Attempt:
     """One attempt at one notification, committed; says what became of it."""
     async with sessionmaker() as session, session.begin():
-        row = (await session.execute(_CLAIM, {"id": notification_id})).first()
+        now = clock.now()
+        row = (await session.execute(_CLAIM, {"id": notification_id, "now": now})).first()
         if row is None or row.status not in (
             NotificationStatus.pending,
             NotificationStatus.retrying,
         ):
             return Attempt(str(row.status) if row is not None else "gone")
-        now = clock.now()
         if row.disabled or not row.consenting:
             why = "the contact is disabled" if row.disabled else "consent withdrawn"
             await _finish(session, row, NotificationStatus.suppressed, now, error=why)
             return Attempt(NotificationStatus.suppressed.value)
+        if row.reason != "broadcast" and row.policy:
+            wait = wait_for(
+                row.policy,
+                row.kind,
+                row.timezone or "UTC",
+                now,
+                sent_last_hour=row.sent_last_hour,
+                oldest_in_hour=row.oldest_in_hour,
+            )
+            if wait is not None:  # quiet hours, or the hourly limit: later, not a failure
+                await session.execute(_WAIT, {"id": row.id, "at": now + timedelta(seconds=wait)})
+                return Attempt(str(row.status), wait)
         message = await _message(session, settings, row)
         channel = channels.get(row.kind)
         outcome: Outcome
@@ -195,9 +221,37 @@ async def _broadcast_message(session: AsyncSession, settings: Settings, row: Any
     )
 
 
+def _digest_message(settings: Settings, row: Any) -> Message:
+    digest = row.digest
+    unsubscribe = unsubscribe_url(settings, row.id)
+    language = language_of((row.contact_data or {}).get("locale"))
+    label = digest.get("label") or {"nl": "uw buurt", "sv": "ditt område"}.get(
+        language, "your area"
+    )
+    subject, body = render_digest(
+        label, digest["new"], digest["fixed"], language, unsubscribe, settings.public_base_url
+    )
+    return Message(
+        id=row.id,
+        kind=row.kind,
+        address=row.address,
+        contact_data=row.contact_data or {},
+        subject=row.subject or subject,
+        body=row.body or body,
+        link=None,
+        unsubscribe_url=unsubscribe,
+        ticket_reference=None,
+        event="digest",
+        language=language,
+        data={"new": digest["new"], "fixed": digest["fixed"]},
+    )
+
+
 async def _message(session: AsyncSession, settings: Settings, row: Any) -> Message:
     if row.broadcast_id is not None:
         return await _broadcast_message(session, settings, row)
+    if row.digest is not None:
+        return _digest_message(settings, row)
     facts_row = (
         await session.execute(
             _FACTS,
@@ -225,7 +279,14 @@ async def _message(session: AsyncSession, settings: Settings, row: Any) -> Messa
     if row.subject is not None and row.body is not None:
         subject, body = row.subject, row.body  # a retry sends the same words
     else:
-        subject, body = render(row.event_kind, facts, language, unsubscribe, reason=row.reason)
+        subject, body = render(
+            row.event_kind,
+            facts,
+            language,
+            unsubscribe,
+            reason=row.reason,
+            templates=(row.policy or {}).get("templates", ()),
+        )
     return Message(
         id=row.id,
         kind=row.kind,

@@ -8,9 +8,10 @@ for another language come with a translation here; a language we lack falls back
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 LANGUAGES = ("en", "nl", "sv")
 
@@ -85,6 +86,9 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "area.new.body": "A {service} was reported in a place you follow: {reference}.",
         "area.fixed.subject": "Fixed near you: {service}",
         "area.fixed.body": "A {service} in a place you follow is fixed: {reference}.",
+        "digest.subject": "News in {label}: {new} new, {fixed} fixed",
+        "digest.new": "New reports:",
+        "digest.fixed": "Fixed:",
         "expected": "We expect it to be done by {expected}.",
         "follow": "Follow it here: {link}",
         "stop": "To stop these messages: {unsubscribe}",
@@ -107,6 +111,9 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "area.fixed.subject": "Opgelost bij u in de buurt: {service}",
         "area.fixed.body": "Een melding ({service}) in een gebied dat u volgt is opgelost: "
         "{reference}.",
+        "digest.subject": "Nieuws in {label}: {new} nieuw, {fixed} opgelost",
+        "digest.new": "Nieuwe meldingen:",
+        "digest.fixed": "Opgelost:",
         "expected": "We verwachten het klaar te hebben op {expected}.",
         "follow": "Volg het hier: {link}",
         "stop": "Geen berichten meer ontvangen: {unsubscribe}",
@@ -129,6 +136,9 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "area.fixed.subject": "Åtgärdat nära dig: {service}",
         "area.fixed.body": "En felanmälan ({service}) i ett område du följer är åtgärdad: "
         "{reference}.",
+        "digest.subject": "Nytt i {label}: {new} nya, {fixed} åtgärdade",
+        "digest.new": "Nya felanmälningar:",
+        "digest.fixed": "Åtgärdade:",
         "expected": "Vi räknar med att det är klart {expected}.",
         "follow": "Följ det här: {link}",
         "stop": "Sluta få dessa meddelanden: {unsubscribe}",
@@ -146,11 +156,30 @@ def language_of(wanted: str | None, offered: tuple[str, ...] = ()) -> str:
     return "en"
 
 
+def _own_words(
+    templates: Sequence[Mapping[str, Any]], key: str, status: str, language: str
+) -> Mapping[str, Any] | None:
+    """The city's template for this message: one for this status first, then any status."""
+    found = [
+        t for t in templates if t.get("message") == key and t.get("language", "en") == language
+    ]
+    return next((t for t in found if t.get("status") == status), None) or next(
+        (t for t in found if t.get("status") is None), None
+    )
+
+
 def render(
-    event: str, facts: Facts, language: str, unsubscribe: str, *, reason: str = "subscriber"
+    event: str,
+    facts: Facts,
+    language: str,
+    unsubscribe: str,
+    *,
+    reason: str = "subscriber",
+    templates: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[str, str]:
     """Subject and plain-text body of the message about ``event`` (an event kind) to someone
-    who hears of it for ``reason`` (their own report, a ticket or a place they follow)."""
+    who hears of it for ``reason`` (their own report, a ticket or a place they follow), in the
+    city's own words where its file gives them (``notifications.templates``)."""
     text = _TEXT[language]
     if reason == "area":
         key = "area.new" if event == "ticket_opened" else "area.fixed"
@@ -172,6 +201,12 @@ def render(
         "expected": facts.expected.isoformat() if facts.expected else "",
         "unsubscribe": unsubscribe,
     }
+    own = _own_words(templates, key, facts.status, language) if reason != "area" else None
+    if own is not None:
+        words = {**values, "note": facts.note or ""}
+        lines = [str(own["body"]).format(**words).strip()]
+        lines += ["", text["follow"].format(**values), text["stop"].format(**values)]
+        return str(own["subject"]).format(**words), "\n".join(lines)
     lines = [text[f"{key}.body"].format(**values)]
     if facts.note and key in ("status", "comment"):
         lines.append(facts.note)
@@ -193,3 +228,19 @@ def render_broadcast(headline: str, body: str, language: str, unsubscribe: str) 
     """An emergency notice: the city's own words, and the way out."""
     stop = _TEXT[language]["stop"].format(unsubscribe=unsubscribe)
     return headline, f"{body}\n\n{stop}"
+
+
+def render_digest(
+    label: str, new: list[str], fixed: list[str], language: str, unsubscribe: str, base: str
+) -> tuple[str, str]:
+    """A followed place's daily news: the tickets opened and fixed there, with links."""
+    text = _TEXT[language]
+    subject = text["digest.subject"].format(label=label, new=len(new), fixed=len(fixed))
+    lines: list[str] = []
+    for heading, references in ((text["digest.new"], new), (text["digest.fixed"], fixed)):
+        if references:
+            lines.append(heading)
+            lines += [f"- {r}: {base}/v1/tickets/{r}" for r in references]
+            lines.append("")
+    lines.append(text["stop"].format(unsubscribe=unsubscribe))
+    return subject, "\n".join(lines)
