@@ -63,6 +63,8 @@ class Notification(Base):
     channel: Mapped[str] = mapped_column(String(16))  # the contact's kind when it was queued
     reason: Mapped[str] = mapped_column(String(16), server_default="subscriber")
     broadcast_id: Mapped[int | None] = mapped_column(ForeignKey("broadcast.id", ondelete="CASCADE"))
+    # A place's daily digest: {"label", "new": [references], "fixed": [references]}.
+    digest: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     status: Mapped[str] = mapped_column(String(16), server_default="pending")
     attempts: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
