@@ -209,7 +209,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--latency-samples", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=2)  # KERBSIDE_WORKER_CONCURRENCY
     args = parser.parse_args()
 
     cluster = throwaway_cluster()
