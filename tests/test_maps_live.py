@@ -3,20 +3,12 @@ OWSLib, and the dashboard rendered by headless Chromium."""
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import json
-import os
-import shutil
-import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import uvicorn
@@ -24,7 +16,6 @@ from PIL import Image
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
-from websockets.sync.client import connect
 
 from app.db import driver_of
 from app.embedded import free_port
@@ -33,6 +24,7 @@ from app.maps.service import refresh_grid
 from app.settings import Settings, to_sqlalchemy_url
 from geo.distance import offset_lonlat
 from tests.factories import make_jurisdiction, make_service
+from tests.live import browser
 from tests.maps_data import CENTER, NOW, add_ticket
 
 owslib_features = pytest.importorskip("owslib.ogcapi.features")
@@ -178,112 +170,20 @@ CLUSTER_RGB = (0x3B, 0x5B, 0xA5)  # dashboard.js CLUSTER_COLOUR
 BACKGROUND_RGB = (0xF4, 0xF1, 0xEA)
 
 
-def chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
-
-
-class Browser:
-    """Headless Chromium driven over the DevTools protocol: load a page, wait for a sign that
-    the page is ready, take a screenshot. WebGL runs on SwiftShader (no GPU here)."""
-
-    def __init__(self, binary: str, profile: Path) -> None:
-        port = free_port()
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--headless=new",
-                "--no-sandbox",  # root in CI containers
-                "--use-angle=swiftshader",  # WebGL on the CPU
-                "--enable-unsafe-swiftshader",
-                "--disable-dev-shm-usage",
-                "--hide-scrollbars",
-                "--no-first-run",
-                "--window-size=1000,700",
-                f"--remote-debugging-port={port}",
-                f"--user-data-dir={profile}",
-                "about:blank",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "HOME": str(profile)},
-        )
-        self._ids = 0
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as answer:
-                    pages = [t for t in json.loads(answer.read()) if t["type"] == "page"]
-                if pages:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.close()
-                raise RuntimeError("chromium did not start")
-            time.sleep(0.1)
-        self._connection = connect(pages[0]["webSocketDebuggerUrl"], max_size=64 * 2**20)
-        self.socket = self._connection.__enter__()
-
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self._ids += 1
-        self.socket.send(json.dumps({"id": self._ids, "method": method, "params": params}))
-        while True:
-            message = json.loads(self.socket.recv(timeout=60))
-            if message.get("id") == self._ids:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                result: dict[str, Any] = message["result"]
-                return result
-
-    def evaluate(self, expression: str) -> Any:
-        return self.call("Runtime.evaluate", expression=expression)["result"].get("value")
-
-    def screenshot(self, url: str, ready: str, out: Path, timeout: float = 90) -> None:
-        self.call("Page.navigate", url=url)
-        deadline = time.monotonic() + timeout
-        while not self.evaluate(ready):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the page never became ready: {ready}")
-            time.sleep(0.25)
-        time.sleep(0.5)  # one more frame after "idle"
-        out.write_bytes(base64.b64decode(self.call("Page.captureScreenshot")["data"]))
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._connection.__exit__(None, None, None)
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 def _near(pixel: tuple[int, int, int], colour: tuple[int, int, int], tolerance: int = 24) -> bool:
     return all(abs(a - b) <= tolerance for a, b in zip(pixel, colour, strict=True))
 
 
 def test_dashboard_renders_tickets(live: Live, tmp_path: Path) -> None:
-    browser = chromium()
-    if browser is None:
-        if os.geteuid() == 0 or os.environ.get("CI"):
-            pytest.fail("chromium is missing: scripts/bootstrap installs it (Debian `chromium`)")
-        pytest.skip("chromium is not installed (scripts/bootstrap installs it as root)")
     shot = tmp_path / "dashboard.png"
-    chrome = Browser(browser, tmp_path / "profile")
-    try:
-        chrome.screenshot(
+    with browser(tmp_path / "profile") as chrome:
+        chrome.load(
             f"{live.url}/maps?jurisdiction={live.slug}",
             "document.body && document.body.dataset.mapReady === '1'",
-            shot,
         )
+        time.sleep(0.5)  # one more frame after "idle"
+        chrome.screenshot(shot)
         problem = chrome.evaluate("document.getElementById('summary').textContent")
-    finally:
-        chrome.close()
     assert "tickets" in problem, problem
     image = Image.open(shot).convert("RGB")
     map_width = image.width - 300  # the stats panel is 300 px wide on the right
