@@ -746,3 +746,83 @@ def test_answers_carry_only_what_the_caller_wrote() -> None:
     assert len(cut) == 300
     assert cut.startswith("@pat ")
     assert cut.endswith(LINK)
+
+
+# --- Bad input --------------------------------------------------------------------------------
+
+GARBAGE: list[Any] = [
+    {},
+    {"object": "page", "entry": "x"},
+    {"object": "page", "entry": [1, None, "x", {"id": 1, "messaging": "x", "changes": 5}]},
+    {
+        "object": "page",
+        "entry": [
+            {
+                "id": fake_fb.PAGE_ID,
+                "messaging": [
+                    {"message": "x"},
+                    {"sender": {"id": PSID}, "message": {"text": "no mid"}},
+                    {"sender": "x", "message": {"mid": "m"}},
+                    {"sender": {"id": PSID}, "message": {"mid": "m", "attachments": "x"}},
+                    {"sender": {"id": PSID}, "optin": {"type": "notification_messages"}},
+                ],
+                "changes": [
+                    {"field": "feed", "value": []},
+                    {"field": "feed", "value": {"item": "comment", "verb": "add"}},
+                ],
+            }
+        ],
+    },
+    {"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages"}]}]},
+    {
+        "object": "whatsapp_business_account",
+        "entry": [
+            {
+                "changes": [
+                    {
+                        "field": "messages",
+                        "value": {
+                            "messages": [
+                                {"from": WA_ID, "type": "text"},
+                                {"from": WA_ID, "id": "w1", "type": "location", "location": {}},
+                                {
+                                    "from": WA_ID,
+                                    "id": "w2",
+                                    "type": "location",
+                                    "location": {"latitude": "53", "longitude": True},
+                                },
+                                {"from": WA_ID, "id": "w3", "type": "image", "image": {}},
+                                {"from": WA_ID, "id": "w4", "type": "text", "text": "x"},
+                            ],
+                            "statuses": [{"id": "s"}, "x", {"status": "sent"}],
+                        },
+                    }
+                ]
+            }
+        ],
+    },
+]
+
+
+@pytest.mark.parametrize("document", GARBAGE)
+def test_malformed_deliveries_never_raise(document: Any) -> None:
+    posts = [*facebook.parse(document), *whatsapp.parse(document)]
+    # The one half-good message left (a WhatsApp text whose body is not an object) has no text.
+    assert all(p.text == "" for p in posts)
+    assert facebook.parse_optins(document) == []
+    assert whatsapp.parse_statuses(document) == []
+    account = mastodon.MastodonAccount(base_url="https://s.example", access_token="t")
+    assert mastodon.to_post({"type": "mention", "status": document}, account) is None
+    bsky = bluesky.BlueskyAccount(identifier="c", app_password="p")
+    assert bluesky.to_post({"reason": "mention", **document}, bsky, "c") is None
+
+
+def test_huge_emoji_and_right_to_left_texts_are_kept_verbatim() -> None:
+    text = "حفرة كبيرة 🕳️ في الشارع " * 5000
+    body = fake_wa.delivery(fake_wa.text_message("wamid.big", text))
+    (post,) = whatsapp.parse(json.loads(body))
+    assert post.text == text
+    html = f"<p>{text.replace('🕳️', '&#x1F573;&#xFE0F;')}</p>"
+    assert mastodon.plain_text(html) == text.strip()
+    assert bluesky.map_coordinates("geo:95.0,6.5") is None  # out of range
+    assert bluesky.map_coordinates("kijk geo:53.2194,6.5665") == (6.5665, 53.2194)

@@ -125,10 +125,10 @@ def _feed_post(page_id: str, value: Mapping[str, Any]) -> InboundPost | None:
     if not author or not post_id:
         return None
     media: list[str] = []
-    for key in ("photo", "link") if item in {"photo", "comment"} else ():
-        url = value.get(key)
-        if isinstance(url, str) and url.startswith("https://"):
-            media.append(url)
+    # A photo post's image is its ``link``; a comment's attached image is its ``photo``.
+    url = value.get("link" if item == "photo" else "photo")
+    if isinstance(url, str) and url.startswith("https://"):
+        media.append(url)
     media.extend(u for u in _list_str(value.get("photos")) if u.startswith("https://"))
     parent = value.get("parent_id")
     return InboundPost(
@@ -274,9 +274,7 @@ class FacebookChannel:
         recipient = {"id": message.address}
         now = clock.now()
         if replies.within(message, now=now):
-            kind = (
-                "RESPONSE" if message.event in {"acknowledged", "answer", "dialogue"} else "UPDATE"
-            )
+            kind = "RESPONSE" if message.event in replies.ANSWERS else "UPDATE"
             return {"recipient": recipient, "messaging_type": kind, "message": text}
         if (
             account.human_agent

@@ -19,6 +19,9 @@ from app.channels.polling import parse_time
 from app.core import clock
 
 WINDOW = timedelta(hours=24)
+# Events that answer the person's own message (the acknowledgement of their report, an
+# agent's answer, the dialogue's next question), as opposed to a later status update.
+ANSWERS = frozenset({"ticket_opened", "report_attached", "acknowledged", "answer", "dialogue"})
 
 
 def value(message: Message, key: str) -> Any:

@@ -268,7 +268,7 @@ class WhatsAppChannel:
         }
         if replies.within(message):
             context = replies.value(message, "context_message_id")
-            if context and message.event in {"acknowledged", "answer", "dialogue"}:
+            if context and message.event in replies.ANSWERS:
                 base["context"] = {"message_id": str(context)}
             text = replies.reply_text(message, TEXT_LIMIT)
             return {**base, "type": "text", "text": {"preview_url": False, "body": text}}
