@@ -3,6 +3,7 @@ confirms, files through the one intake, and keeps its state in the database."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -301,3 +302,53 @@ async def test_answers_hold_nothing_personal(db: AsyncSession) -> None:
         assert WA_ID not in turn.reply
         assert "Jan" not in turn.reply
         assert "0612345678" not in turn.reply
+
+
+@pytest.mark.usefixtures("city")
+async def test_a_confirmation_never_answered_ends_the_chat(db: AsyncSession) -> None:
+    catalog, say = Catalog(), settings(max_asks=2)
+    first = wa("Pothole", coordinates=CENTER, lang="en")
+    turn = await dialogue.converse(
+        db, catalog, first, say, service_code="pothole", photos=[photo()]
+    )
+    assert turn.state == "confirming"
+    turn = await dialogue.converse(db, catalog, wa("hmm, maybe"), say)
+    assert turn.state == "confirming"
+    turn = await dialogue.converse(db, catalog, wa("what?"), say)
+    assert turn.state == "abandoned"
+    assert turn.reply == (
+        f"This did not work out, so nothing was reported. You can also report it at {FORM}."
+    )
+    assert len(turn.discard) == 1
+
+
+async def test_two_messages_at_once_share_one_conversation(
+    committed_db: async_sessionmaker[AsyncSession],
+) -> None:
+    async with committed_db() as session:
+        await make_city(session)
+        await session.commit()
+    say = settings()
+    first = committed_db()
+    second = committed_db()
+    try:
+        turn = await dialogue.converse(first, Catalog(), wa("Kuil", lang="nl"), say)
+        # The second message's insert waits on the first's open transaction...
+        racing = asyncio.create_task(
+            dialogue.converse(second, Catalog(), wa(coordinates=CENTER), say)
+        )
+        await asyncio.sleep(0.3)
+        assert not racing.done()
+        await first.commit()
+        # ...then finds the conversation the first made and adds to it.
+        other = await racing
+        await second.commit()
+    finally:
+        await first.close()
+        await second.close()
+    assert other.dialogue_id == turn.dialogue_id
+    async with committed_db() as session:
+        rows = (await session.scalars(select(Dialogue))).all()
+        assert len(rows) == 1
+        assert rows[0].lon is not None
+        assert len(rows[0].post_ids) == 2

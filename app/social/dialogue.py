@@ -459,8 +459,11 @@ def _next_question(
         if dialogue.asked != "photo":
             return _ask(dialogue, "photo", settings, now, discard)
         dialogue.photo_declined = True  # asked once: a photo is welcome, never required
+    dialogue.asked_times = dialogue.asked_times + 1 if dialogue.asked == "confirm" else 1
+    dialogue.asked = "confirm"
+    if dialogue.asked_times > settings.max_asks:
+        return _give_up(dialogue, "not_understood", settings, now, discard)
     dialogue.state = DialogueState.confirming.value
-    dialogue.asked, dialogue.asked_times = "confirm", 1
     service = services.get(dialogue.service_code)
     where = (
         _say(language, "where_address", address=dialogue.address)
