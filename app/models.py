@@ -9,6 +9,7 @@ from app.maps import models as _map_indexes  # noqa: F401  (indexes on ticket)
 from app.media.models import Photo
 from app.notify.models import AreaSubscription, Broadcast, Notification
 from app.reports.models import IdempotencyRecord, Report
+from app.social.dialogue_models import Dialogue
 from app.tickets.models import ResponseTemplate, Subscription, Ticket, TicketEvent
 from app.workorders import models as _work_order_indexes  # noqa: F401  (indexes on ticket)
 
@@ -23,6 +24,7 @@ __all__ = [
     "Contact",
     "ContactConsent",
     "Crew",
+    "Dialogue",
     "IdempotencyRecord",
     "Jurisdiction",
     "Notification",

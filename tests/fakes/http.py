@@ -67,6 +67,10 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(reply.body)
 
+            # GET (Mastodon's and Bluesky's polls, WhatsApp's media) is answered the same way:
+            # the fake sees the path with its query and an empty body.
+            do_GET = do_POST
+
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 

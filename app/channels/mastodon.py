@@ -1,0 +1,273 @@
+"""Mastodon: the city account's mentions in, replies in the thread out.
+
+In (``MastodonClient.mentions``): poll ``GET /api/v1/notifications?types[]=mention`` with
+``min_id`` (the newest notification already read): the server answers the page just after it,
+and the ``Link`` header's ``rel="prev"`` leads on to newer pages, until one comes back empty.
+The first poll of an account (no cursor) reads only the newest page. A 429, or a remaining
+budget of zero (``X-RateLimit-Remaining``; ``X-RateLimit-Reset`` is an ISO time), stops the
+poll with what was read and how long to wait. Content is HTML: it becomes plain text.
+Statuses carry no coordinates, and media attachments come as URLs (``media_urls``).
+
+Status ids are per server, so a post's ``post_id`` is ``<host>:<id>`` (the same form for
+``in_reply_to_id`` and for the id of a reply we send), unique across the cities' servers.
+
+Out (``MastodonChannel``, contact kind ``mastodon``): ``POST /api/v1/statuses`` with
+``in_reply_to_id``, the author's ``@acct`` first (so they are notified), a visibility never
+wider than theirs (public → unlisted, which stays out of the timelines; unlisted → unlisted;
+followers-only and direct → direct), and an ``Idempotency-Key`` from the outbox row, so a
+retry after an unknown outcome does not post twice.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from app.channels import replies, transport
+from app.channels.base import Delivered, Failed, Message, Outcome, RetryLater
+from app.channels.polling import Polled, parse_time, wait_from
+from app.channels.posts import InboundPost
+from app.core import clock
+from app.settings import Settings
+
+PAGE_SIZE = 80  # the server's maximum
+MAX_PAGES = 20  # per poll: a larger backlog is read on the next polls
+STATUS_LIMIT = 500  # characters, the default server limit
+_REPLY_VISIBILITY = {"public": "unlisted", "unlisted": "unlisted", "private": "direct"}
+
+
+@dataclass(frozen=True)
+class MastodonAccount:
+    """One city account on its server: the server's URL and an application token."""
+
+    base_url: str  # e.g. https://social.overheid.nl
+    access_token: str = field(repr=False)  # scopes read:notifications, write:statuses
+    handle: str = ""  # the account's acct, e.g. gemeente@social.overheid.nl
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base_url).netloc
+
+
+# -- in ----------------------------------------------------------------------------------------
+
+
+class _Text(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "br":
+            self.parts.append("\n")
+        elif tag == "p" and self.parts:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def plain_text(content: str) -> str:
+    """A status's HTML as the text a person reads (mentions as ``@user``, links as shown)."""
+    parser = _Text()
+    parser.feed(content)
+    parser.close()
+    text = html.unescape("".join(parser.parts))
+    return re.sub(r"[ \t]+\n", "\n", text).strip()
+
+
+def to_post(notification: Mapping[str, Any], account: MastodonAccount) -> InboundPost | None:
+    status = notification.get("status")
+    if notification.get("type") != "mention" or not isinstance(status, Mapping):
+        return None
+    author = _map(status.get("account"))
+    if not status.get("id") or not author.get("id"):
+        return None
+    media = tuple(
+        str(a.get("url"))
+        for a in _list(status.get("media_attachments"))
+        if a.get("type") == "image" and isinstance(a.get("url"), str)
+    )
+    alt = " ".join(
+        str(a["description"])
+        for a in _list(status.get("media_attachments"))
+        if a.get("description")
+    )
+    text = plain_text(str(status.get("content") or ""))
+    if status.get("spoiler_text"):
+        text = f"{status['spoiler_text']}\n{text}"
+    if alt:
+        text = f"{text}\n{alt}"  # the alt text often says where ("the bench by the pond")
+    reply_to = status.get("in_reply_to_id")
+    return InboundPost(
+        platform="mastodon",
+        account=account.handle or account.host,
+        post_id=f"{account.host}:{status['id']}",
+        author_id=f"{account.host}:{author['id']}",
+        text=text,
+        created_at=parse_time(status.get("created_at")) or clock.now(),
+        raw=notification,
+        author_handle=str(author.get("acct") or "") or None,
+        in_reply_to_id=f"{account.host}:{reply_to}" if reply_to else None,
+        is_repost=status.get("reblog") is not None,
+        is_private=status.get("visibility") in {"direct", "private"},
+        lang=status.get("language") if isinstance(status.get("language"), str) else None,
+        media_urls=media,
+    )
+
+
+def next_link(header: str | None, rel: str) -> str | None:
+    """The URL with ``rel`` in an HTTP ``Link`` header (RFC 8288)."""
+    for part in (header or "").split(","):
+        match = re.match(r"\s*<([^>]*)>\s*;(.*)", part)
+        if match and re.search(rf'rel="?{rel}"?(\s|;|$)', match.group(2)):
+            return match.group(1)
+    return None
+
+
+def reply_data(post: InboundPost) -> dict[str, Any]:
+    """What the outbox row's ``data`` needs to answer ``post``."""
+    status = _map(post.raw.get("status"))
+    return {
+        "account": post.account,
+        "platform": "mastodon",
+        "in_reply_to_id": str(status.get("id", post.post_id.rpartition(":")[2])),
+        "visibility": str(status.get("visibility") or "public"),
+        "mention": post.author_handle,
+        "language": post.lang,
+    }
+
+
+def reply_visibility(original: str) -> str:
+    """Never wider than the original; a public thread's answer stays off the timelines."""
+    return _REPLY_VISIBILITY.get(original, "direct")
+
+
+class MastodonClient:
+    """Reads one account's mentions (``mentions``) and posts its replies (``reply``)."""
+
+    def __init__(
+        self, account: MastodonAccount, settings: Settings, *, http: httpx.AsyncClient | None = None
+    ) -> None:
+        self.account = account
+        self._client = http or transport.client(settings)
+        self._auth = {"Authorization": f"Bearer {account.access_token}"}
+
+    async def mentions(self, cursor: str | None) -> Polled:
+        """The mentions after ``cursor`` (a notification id), oldest first, and the new cursor."""
+        url: str | None = f"{self.account.base_url}/api/v1/notifications"
+        params: dict[str, Any] | None = {"types[]": "mention", "limit": PAGE_SIZE}
+        if cursor is not None and params is not None:
+            params["min_id"] = cursor
+        newest = cursor
+        posts: list[InboundPost] = []
+        for _ in range(MAX_PAGES):
+            assert url is not None
+            try:
+                response = await self._client.get(url, params=params, headers=self._auth)
+            except httpx.HTTPError as error:
+                return Polled(tuple(posts), newest, error=f"mastodon {transport.describe(error)}")
+            if response.status_code == 429:
+                wait = wait_from(response, "X-RateLimit-Reset")
+                return Polled(tuple(posts), newest, wait_seconds=wait, error="mastodon 429")
+            if response.status_code != 200:
+                return Polled(tuple(posts), newest, error=f"mastodon {response.status_code}")
+            try:
+                page = response.json()
+            except ValueError:
+                return Polled(tuple(posts), newest, error="mastodon answered without JSON")
+            notes = sorted(_list(page), key=lambda n: _as_int(n.get("id")))
+            if not notes:
+                break
+            for note in notes:
+                post = to_post(note, self.account)
+                if post is not None:
+                    posts.append(post)
+            if newest is None or _as_int(notes[-1].get("id")) > _as_int(newest):
+                newest = str(notes[-1].get("id"))
+            if response.headers.get("X-RateLimit-Remaining") == "0":
+                wait = wait_from(response, "X-RateLimit-Reset")
+                return Polled(tuple(posts), newest, wait_seconds=wait)
+            if cursor is None:
+                break  # the first poll takes the newest page as its starting point
+            url, params = next_link(response.headers.get("Link"), "prev"), None
+            if url is None:
+                break
+        return Polled(tuple(posts), newest)
+
+    async def reply(self, message: Message) -> Outcome:
+        in_reply_to = replies.value(message, "in_reply_to_id")
+        if not in_reply_to:
+            return Failed("a Mastodon answer needs the status it answers (in_reply_to_id)")
+        mention = replies.value(message, "mention")
+        prefix = f"@{mention} " if mention else ""
+        original = str(replies.value(message, "visibility") or "public")
+        form: dict[str, Any] = {
+            "status": replies.reply_text(message, STATUS_LIMIT, prefix=prefix),
+            "in_reply_to_id": str(in_reply_to).rpartition(":")[2],
+            "visibility": reply_visibility(original),
+            "language": message.language,
+        }
+        headers = {**self._auth, "Idempotency-Key": f"kerbside-outbox-{message.id}"}
+        try:
+            response = await self._client.post(
+                f"{self.account.base_url}/api/v1/statuses", json=form, headers=headers
+            )
+        except httpx.HTTPError as error:
+            return RetryLater(f"mastodon {transport.describe(error)}")
+        status = response.status_code
+        if 200 <= status < 300:
+            sent = transport.json_object(response).get("id")
+            return Delivered(provider_id=f"{self.account.host}:{sent}" if sent else None)
+        if status == 429 or status >= 500:
+            return RetryLater(f"mastodon {status}", after=wait_from(response, "X-RateLimit-Reset"))
+        if status == 404:
+            return Failed("mastodon 404: the status answered is gone or not visible")
+        return Failed(f"mastodon {status}")
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class MastodonChannel:
+    """Answers on Mastodon (contact kind ``mastodon``); ``data`` from ``reply_data``."""
+
+    kind = "mastodon"
+
+    def __init__(self, clients: Sequence[MastodonClient]) -> None:
+        self._clients = {c.account.handle or c.account.host: c for c in clients}
+
+    async def deliver(self, message: Message) -> Outcome:
+        account = replies.value(message, "account")
+        client = self._clients.get(str(account))
+        if client is None and account is None and len(self._clients) == 1:
+            client = next(iter(self._clients.values()))
+        if client is None:
+            return Failed("no Mastodon account configured for this conversation")
+        return await client.reply(message)
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+
+
+def _list(value: Any) -> list[Mapping[str, Any]]:
+    return [item for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+
+
+def _map(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _as_int(value: Any) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return -1

@@ -1,0 +1,1 @@
+"""The social intake: posts and messages from social platforms turned into reports."""

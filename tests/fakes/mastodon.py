@@ -1,0 +1,170 @@
+"""A fake Mastodon server for one city account: mention notifications paged as Mastodon pages
+them (``max_id``/``since_id``/``min_id``, ``Link`` header, newest first), a per-account
+request budget with the ``X-RateLimit-*`` headers (the reset as an ISO time) and 429 past it,
+and ``POST /api/v1/statuses`` that checks the token, the status replied to, the visibility,
+and keeps each ``Idempotency-Key``: the same key gives back the first status, not a new one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.fakes.http import Received, Reply
+
+TOKEN = "fake-mastodon-token-0123456789"
+VISIBILITIES = {"public", "unlisted", "private", "direct"}
+
+
+def error(status: int, message: str, **headers: str) -> Reply:
+    return Reply.json(status, json.dumps({"error": message}), **headers)
+
+
+@dataclass
+class FakeMastodon:
+    now: datetime
+    url: str = ""
+    budget: int = 300
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notifications: list[dict[str, Any]] = field(default_factory=list)  # ascending ids
+    posted: list[dict[str, Any]] = field(default_factory=list)
+    keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    next_id: int = 110000000000000000
+
+    def _id(self) -> str:
+        self.next_id += 1
+        return str(self.next_id)
+
+    def mention(
+        self,
+        acct: str,
+        content: str,
+        *,
+        visibility: str = "public",
+        media: tuple[tuple[str, str | None], ...] = (),
+        language: str | None = "nl",
+        in_reply_to_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A status by ``acct`` mentioning the city, and its notification."""
+        status_id = self._id()
+        status = {
+            "id": status_id,
+            "created_at": self.now.isoformat().replace("+00:00", "Z"),
+            "in_reply_to_id": in_reply_to_id,
+            "in_reply_to_account_id": None,
+            "sensitive": False,
+            "spoiler_text": "",
+            "visibility": visibility,
+            "language": language,
+            "uri": f"https://remote.example/users/{acct.split('@')[0]}/statuses/{status_id}",
+            "url": f"https://remote.example/@{acct.split('@')[0]}/{status_id}",
+            "content": content,
+            "reblog": None,
+            "account": {
+                "id": str(abs(hash(acct)) % 10**9),
+                "username": acct.split("@")[0],
+                "acct": acct,
+                "display_name": "A Resident",
+                "url": f"https://remote.example/@{acct.split('@')[0]}",
+            },
+            "media_attachments": [
+                {
+                    "id": self._id(),
+                    "type": "image",
+                    "url": url,
+                    "preview_url": url + "?small",
+                    "description": alt,
+                }
+                for url, alt in media
+            ],
+            "mentions": [{"id": "1", "username": "gemeente", "acct": "gemeente", "url": "x"}],
+            "tags": [],
+        }
+        self.statuses[status_id] = status
+        note = {
+            "id": self._id(),
+            "type": "mention",
+            "created_at": status["created_at"],
+            "account": status["account"],
+            "status": status,
+        }
+        self.notifications.append(note)
+        return status
+
+    def _rate_headers(self) -> dict[str, str]:
+        reset = (self.now + timedelta(minutes=5)).isoformat().replace("+00:00", ".000Z")
+        return {
+            "X-RateLimit-Limit": "300",
+            "X-RateLimit-Remaining": str(max(0, self.budget)),
+            "X-RateLimit-Reset": reset,
+        }
+
+    def __call__(self, request: Received) -> Reply:
+        if request.headers.get("authorization") != f"Bearer {TOKEN}":
+            return error(401, "The access token is invalid")
+        if self.budget <= 0:
+            return error(429, "Too many requests", **self._rate_headers())
+        self.budget -= 1
+        parts = urlsplit(request.path)
+        if request.method == "GET" and parts.path == "/api/v1/notifications":
+            return self.list_notifications(parse_qs(parts.query))
+        if request.method == "POST" and parts.path == "/api/v1/statuses":
+            return self.post_status(request)
+        return error(404, "Record not found")
+
+    def list_notifications(self, query: dict[str, list[str]]) -> Reply:
+        types = query.get("types[]")
+        notes = [n for n in self.notifications if not types or n["type"] in types]
+        limit = min(int(query.get("limit", ["40"])[0]), 80)
+        ids = {k: int(v[0]) for k, v in query.items() if k in {"max_id", "since_id", "min_id"}}
+        if "max_id" in ids:
+            notes = [n for n in notes if int(n["id"]) < ids["max_id"]]
+        if "since_id" in ids:
+            notes = [n for n in notes if int(n["id"]) > ids["since_id"]]
+        if "min_id" in ids:
+            # min_id: the page just after it (oldest of the newer ones), still newest first
+            page = [n for n in notes if int(n["id"]) > ids["min_id"]][:limit]
+        else:
+            page = notes[-limit:]
+        page = list(reversed(page))
+        headers = self._rate_headers()
+        if page:
+            base = f"{self.url}/api/v1/notifications"
+            extra = [("types[]", t) for t in types or []] + [("limit", str(limit))]
+            older = urlencode([*extra, ("max_id", page[-1]["id"])])
+            newer = urlencode([*extra, ("min_id", page[0]["id"])])
+            headers["Link"] = f'<{base}?{older}>; rel="next", <{base}?{newer}>; rel="prev"'
+        return Reply.json(200, json.dumps(page), **headers)
+
+    def post_status(self, request: Received) -> Reply:
+        key = request.headers.get("idempotency-key")
+        if key and key in self.keys:
+            return Reply.json(200, json.dumps(self.keys[key]), **self._rate_headers())
+        if request.headers.get("content-type", "").startswith("application/json"):
+            form = json.loads(request.body)
+        else:
+            form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
+        text = form.get("status")
+        if not text or len(text) > 500:
+            return error(422, "Validation failed: Text can't be blank or too long")
+        visibility = form.get("visibility", "public")
+        if visibility not in VISIBILITIES:
+            return error(422, "Validation failed: Visibility is not included in the list")
+        reply_to = form.get("in_reply_to_id")
+        if reply_to is not None and str(reply_to) not in self.statuses:
+            return error(404, "Record not found")
+        status = {
+            "id": self._id(),
+            "content": f"<p>{text}</p>",
+            "visibility": visibility,
+            "in_reply_to_id": reply_to,
+            "language": form.get("language"),
+        }
+        self.statuses[status["id"]] = status
+        self.posted.append({**form, "idempotency_key": key})
+        if key:
+            self.keys[key] = status
+        return Reply.json(200, json.dumps(status), **self._rate_headers())
