@@ -1,0 +1,2 @@
+"""Social intake: posts that tag the city's accounts, read and classified (is it a report, of
+which service, in which language and mood, is it for the communications team)."""
