@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,7 +46,7 @@ HASHTAG_WEIGHT = 3.0
 PHRASE_WEIGHT = 2.0
 KEYWORD_WEIGHT = 1.0
 COMPOUND_WEIGHT = 0.8
-MODEL_WEIGHT = 2.0
+MODEL_WEIGHT = 4.0
 REPORT_BIAS = -1.3
 
 
@@ -246,6 +246,25 @@ def _sigmoid(z: float) -> float:
 # -- the classifier --------------------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class _Evidence:
+    """What one post says about services, read once."""
+
+    language: str
+    mood: float
+    words: Words
+    scores: dict[str, float] = field(default_factory=dict)
+    hashtag_hit: bool = False
+    keyword_score: float = 0.0
+    learned: int = 0  # words the city's history ties to one service
+    _stems: dict[str, list[str]] = field(default_factory=dict)
+
+    def stems_in(self, language: str) -> list[str]:
+        if language not in self._stems:
+            self._stems[language] = stems(self.words.tokens, language)
+        return self._stems[language]
+
+
 class Classifier:
     """One city's classifier: its vocabulary, and optionally models trained on its history
     (``model``) and on labelled posts (``report_model``). Pure and thread-safe once made."""
@@ -289,59 +308,15 @@ class Classifier:
         if not words.tokens and not words.hashtags:
             mood = sentiment.score((), words.emoji, words.raw, languages.UNDETERMINED)
             return Classification(False, None, 1.0, languages.UNDETERMINED, mood, False, "no words")
-        language = languages.detect(
-            words.tokens, words.raw, self.vocabulary.languages, self._language_words
-        )
-        mood = sentiment.score(words.tokens, words.emoji, words.raw, language)
-        stemmed: dict[str, list[str]] = {}
-
-        def stems_in(lang: str) -> list[str]:
-            if lang not in stemmed:
-                stemmed[lang] = stems(words.tokens, lang)
-            return stemmed[lang]
-
-        # Service evidence: hashtags, keywords, the model.
-        scores: dict[str, float] = {}
-        hashtag_hit = False
-        for tag in words.hashtags:
-            for code in self._hashtags.get(tag, ()):
-                scores[code] = scores.get(code, 0.0) + HASHTAG_WEIGHT
-                hashtag_hit = True
-        keyword_score = 0.0
-        for lang, bucket in self._keywords.items():
-            seen: set[tuple[str, str]] = set()
-            for kind, code in bucket.find(stems_in(lang), compounds=lang in COMPOUND_LANGUAGES):
-                if (kind, code) in seen:
-                    continue
-                seen.add((kind, code))
-                weight = {"word": KEYWORD_WEIGHT, "phrase": PHRASE_WEIGHT}.get(
-                    kind, COMPOUND_WEIGHT
-                )
-                scores[code] = scores.get(code, 0.0) + weight
-                keyword_score += weight
-        learned = 0
-        if self.model is not None:
-            model_language = language if language in STEM_LANGUAGES else None
-            model_language = model_language or next(
-                (lang for lang in self.vocabulary.languages if lang in STEM_LANGUAGES), "en"
-            )
-            feats = features(words.tokens, model_language)
-            unigrams = [f for f in feats if " " not in f]
-            known = [f for f in unigrams if f in self.model.bayes.log_likelihood]
-            if known:
-                coverage = len(known) / len(unigrams)
-                posterior = self.model.bayes.posterior(feats)
-                for code, p in zip(self.model.bayes.labels, posterior, strict=True):
-                    scores[code] = scores.get(code, 0.0) + MODEL_WEIGHT * coverage * p
-                learned = sum(1 for f in unigrams if f in self.model.indicative)
-
+        evidence = self._evidence(words)
+        language, mood, scores = evidence.language, evidence.mood, evidence.scores
         cue, chat = _cues(words, language)
         repost = words.raw.lstrip().upper().startswith("RT @")
         z = (
             REPORT_BIAS
-            + (2.0 if hashtag_hit else 0.0)
-            + 1.4 * min(keyword_score, 3.0)
-            + 0.5 * min(learned, 3)
+            + (2.0 if evidence.hashtag_hit else 0.0)
+            + 1.4 * min(evidence.keyword_score, 3.0)
+            + 0.5 * min(evidence.learned, 3)
             + 0.55 * min(cue, 4)
             - 0.7 * min(chat, 3)
             + 1.2 * max(0.0, -mood)
@@ -366,7 +341,7 @@ class Classifier:
         confidence = p_report * p_service if is_report else 1 - p_report
 
         reason = None
-        sensitive_reason = self._sensitive_reason(language, stems_in)
+        sensitive_reason = self._sensitive_reason(language, evidence.stems_in)
         if sensitive_reason is not None:
             reason = f"sensitive ({sensitive_reason})"
         elif not is_report:
@@ -387,12 +362,55 @@ class Classifier:
             reason=reason,
         )
 
+    def service_scores(self, text: str) -> dict[str, float]:
+        """Each service's evidence in ``text`` (hashtags, keywords, the model), whether or
+        not the text reads as a report: for evaluation and for staff's suggestions."""
+        return self._evidence(read(text)).scores
+
+    def _evidence(self, words: Words) -> _Evidence:
+        language = languages.detect(
+            words.tokens, words.raw, self.vocabulary.languages, self._language_words
+        )
+        evidence = _Evidence(
+            language, sentiment.score(words.tokens, words.emoji, words.raw, language), words
+        )
+        scores = evidence.scores
+        for tag in words.hashtags:
+            for code in self._hashtags.get(tag, ()):
+                scores[code] = scores.get(code, 0.0) + HASHTAG_WEIGHT
+                evidence.hashtag_hit = True
+        for lang, bucket in self._keywords.items():
+            seen: set[tuple[str, str]] = set()
+            stemmed = evidence.stems_in(lang)
+            for kind, code in bucket.find(stemmed, compounds=lang in COMPOUND_LANGUAGES):
+                if (kind, code) in seen:
+                    continue
+                seen.add((kind, code))
+                weight = {"word": KEYWORD_WEIGHT, "phrase": PHRASE_WEIGHT}.get(
+                    kind, COMPOUND_WEIGHT
+                )
+                scores[code] = scores.get(code, 0.0) + weight
+                evidence.keyword_score += weight
+        if self.model is not None:
+            model_language = language if language in STEM_LANGUAGES else None
+            model_language = model_language or next(
+                (lang for lang in self.vocabulary.languages if lang in STEM_LANGUAGES), "en"
+            )
+            feats = features(words.tokens, model_language)
+            unigrams = [f for f in feats if " " not in f]
+            known = [f for f in unigrams if f in self.model.bayes.log_likelihood]
+            if known:
+                coverage = len(known) / len(unigrams)
+                posterior = self.model.bayes.posterior(feats)
+                for code, p in zip(self.model.bayes.labels, posterior, strict=True):
+                    scores[code] = scores.get(code, 0.0) + MODEL_WEIGHT * coverage * p
+                evidence.learned = sum(1 for f in unigrams if f in self.model.indicative)
+        return evidence
+
     def classify_many(self, texts: Iterable[str]) -> list[Classification]:
         return [self.classify(t) for t in texts]
 
-    def _sensitive_reason(self, language: str, stems_in: object) -> str | None:
-        get = stems_in  # (lang) -> stems; typed loosely to keep the closure local
-        assert callable(get)
+    def _sensitive_reason(self, language: str, get: Callable[[str], list[str]]) -> str | None:
         builtin = [language] if language in self._sensitive else list(self._sensitive)
         for lang in builtin:
             for _, label in self._sensitive[lang].find(get(lang)):

@@ -43,7 +43,7 @@ class NaiveBayes:
         examples: Iterable[tuple[Sequence[str], str]],
         *,
         alpha: float = ALPHA,
-        flat_prior: float = 0.5,
+        flat_prior: float = 0.3,
     ) -> NaiveBayes:
         """Train on ``(features, label)`` pairs. ``flat_prior`` (0..1) pulls the class
         priors towards uniform: the city's history is mostly one or two services, and a
