@@ -119,9 +119,6 @@ class _Terms:
             found.update(self.compounds.get(word[:cut], ()))
         return found
 
-    def words(self) -> set[str]:
-        return set(self.single) | {p for key in self.phrases for p in (key,)}
-
 
 def _terms(
     lists: Mapping[str, Iterable[str]], label_of: Mapping[str, str] | None = None
@@ -280,6 +277,7 @@ class Classifier:
         self.report_model = report_model
         self._hashtags: dict[str, list[str]] = {}
         self._keywords: dict[str, _Terms] = {}
+        keyword_words: dict[str, set[str]] = {}
         for service in vocabulary.services:
             for tags in service.hashtags.values():
                 for tag in tags:
@@ -289,6 +287,7 @@ class Classifier:
                 bucket = self._keywords.setdefault(lang, _Terms())
                 for word in words:
                     bucket.add(word, lang, service.code, compounds=lang in COMPOUND_LANGUAGES)
+                    keyword_words.setdefault(lang, set()).update(read(word).tokens)
         self._sensitive: dict[str, _Terms] = (
             dict(_SENSITIVE) if vocabulary.builtin_sensitive else {}
         )
@@ -299,9 +298,9 @@ class Classifier:
                 bucket.add(term, lang, f"city term: {term}")
         base = _language_words()
         self._language_words = {
-            lang: base.get(lang, frozenset()) | frozenset(bucket.words())
-            for lang, bucket in self._keywords.items()
-        } | {lang: words for lang, words in base.items() if lang not in self._keywords}
+            lang: base.get(lang, frozenset()) | frozenset(words)
+            for lang, words in keyword_words.items()
+        } | {lang: words for lang, words in base.items() if lang not in keyword_words}
 
     def classify(self, text: str) -> Classification:
         words = read(text)
@@ -428,8 +427,9 @@ RECHECK_SECONDS = 60.0
 
 @dataclass(slots=True)
 class _Cached:
-    key: str
-    checked_at: float
+    vocabulary: str  # the vocabulary's fingerprint
+    history: str  # the history's
+    checked_at: float  # when the history was last looked at
     classifier: Classifier
 
 
@@ -439,23 +439,28 @@ _CACHE: dict[int, _Cached] = {}
 async def classifier_for(
     session: AsyncSession, jurisdiction_id: int, *, recheck_after: float = RECHECK_SECONDS
 ) -> Classifier:
-    """The jurisdiction's classifier, trained on its history, kept per process. Rebuilt
-    when its services, words or history changed (looked at no more often than every
-    ``recheck_after`` seconds). Raises ``UnknownJurisdiction``."""
-    cached = _CACHE.get(jurisdiction_id)
-    now = time.monotonic()
-    if cached is not None and now - cached.checked_at < recheck_after:
-        return cached.classifier
+    """The jurisdiction's classifier, trained on its history, kept per process.
+
+    The city's words are read on every call (a few rows; a keyword added in the admin API
+    counts at once); the history, whose check scans the jurisdiction's reports, at most
+    every ``recheck_after`` seconds. Either changed: the classifier is built again, its
+    model trained off the event loop. Raises ``UnknownJurisdiction``."""
     vocabulary = await load_vocabulary(session, jurisdiction_id)
     if vocabulary is None:
         raise UnknownJurisdiction(f"No jurisdiction {jurisdiction_id}")
-    key = vocabulary.fingerprint() + "/" + await history_fingerprint(session, jurisdiction_id)
-    if cached is not None and cached.key == key:
-        cached.checked_at = now
-        return cached.classifier
+    words = vocabulary.fingerprint()
+    cached = _CACHE.get(jurisdiction_id)
+    now = time.monotonic()
+    if cached is not None and cached.vocabulary == words:
+        if now - cached.checked_at < recheck_after:
+            return cached.classifier
+        if cached.history == await history_fingerprint(session, jurisdiction_id):
+            cached.checked_at = now
+            return cached.classifier
+    past = await history_fingerprint(session, jurisdiction_id)
     examples = await history(session, jurisdiction_id)
-    # Training is CPU work of up to a second or two: off the event loop.
+    # Training is CPU work (about a second for 50,000 descriptions): off the event loop.
     model = await asyncio.to_thread(train_service_model, examples, vocabulary)
     classifier = Classifier(vocabulary, model)
-    _CACHE[jurisdiction_id] = _Cached(key, now, classifier)
+    _CACHE[jurisdiction_id] = _Cached(words, past, now, classifier)
     return classifier

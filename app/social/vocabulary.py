@@ -38,6 +38,7 @@ class Vocabulary:
     sensitive: Mapping[str, list[str]] = field(default_factory=dict)
     builtin_sensitive: bool = True
     report_threshold: float = DEFAULT_REPORT_THRESHOLD
+    identity: str = ""  # which jurisdiction row (its creation time): ids can be reused
 
     def fingerprint(self) -> str:
         """Changes whenever anything the classifier reads from the file changes."""
@@ -49,13 +50,17 @@ class Vocabulary:
             "sensitive": dict(self.sensitive),
             "builtin": self.builtin_sensitive,
             "threshold": self.report_threshold,
+            "identity": self.identity,
         }
         encoded = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(encoded).hexdigest()[:16]
 
 
 def vocabulary_of(
-    services: list[Any], languages: list[str], settings: Mapping[str, Any] | None
+    services: list[Any],
+    languages: list[str],
+    settings: Mapping[str, Any] | None,
+    identity: str = "",
 ) -> Vocabulary:
     """A vocabulary from ``service`` rows (or objects with the same fields) and the
     jurisdiction's ``classify`` settings."""
@@ -74,6 +79,7 @@ def vocabulary_of(
         sensitive={k: list(v) for k, v in (settings.get("sensitive") or {}).items()},
         builtin_sensitive=bool(settings.get("builtin_sensitive", True)),
         report_threshold=float(settings.get("report_threshold", DEFAULT_REPORT_THRESHOLD)),
+        identity=identity,
     )
 
 
@@ -81,7 +87,7 @@ async def load_vocabulary(session: AsyncSession, jurisdiction_id: int) -> Vocabu
     """The jurisdiction's vocabulary (active services only); None when it does not exist."""
     row = (
         await session.execute(
-            text("SELECT languages, classify FROM jurisdiction WHERE id = :j"),
+            text("SELECT languages, classify, created_at FROM jurisdiction WHERE id = :j"),
             {"j": jurisdiction_id},
         )
     ).first()
@@ -96,7 +102,9 @@ async def load_vocabulary(session: AsyncSession, jurisdiction_id: int) -> Vocabu
             {"j": jurisdiction_id},
         )
     ).all()
-    return vocabulary_of(list(services), list(row.languages), row.classify)
+    return vocabulary_of(
+        list(services), list(row.languages), row.classify, row.created_at.isoformat()
+    )
 
 
 async def history_fingerprint(session: AsyncSession, jurisdiction_id: int) -> str:
