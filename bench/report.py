@@ -91,6 +91,15 @@ a documented rule on the city's own fields (same `requesttype`, created at most 
 same `address` text or same geocoded point): it favours address rules by construction and
 cannot see a job spread along a street; see `bench/dedup_quality.py`.
 
+**The social classifier's decisions (`social_classify_complaint`, `social_classify_service`).**
+Not speed figures either, and in-process: "is it a complaint" on the ACL 2019 tweets
+(`$KERBSIDE_COMPLAINTS_CSV`), 10-fold stratified cross-validation of the report model, with
+the zero-shot figure beside it; "which service" on the Bengaluru complaints
+(`$KERBSIDE_BANGALORE_CSV`), the model trained on 80 % and the held-out 20 % classified.
+Macro precision, recall and F1; per class in `extra.per_class`. A run of quality workloads
+alone is kept in `bench/results/<stamp>-quality.json`. See `bench/classify_quality.py` and
+docs/classify.md.
+
 **Noise.** The machine has 2 shared virtual cores: the server, PostgreSQL and the load
 generator all compete for them, and neighbours on the host come and go. Nothing is pinned
 (pinning is not reliable on a shared VM). Each workload runs once after a warm-up (5 s by
