@@ -495,3 +495,16 @@ async def test_the_command_classifies_lines_and_csv_columns(
     unknown = kerbside(database_url, "social", "classify", "--jurisdiction", "nowhere", str(lines))
     assert unknown.returncode == 2
     assert "no jurisdiction 'nowhere'" in unknown.stderr
+
+
+def test_huge_mixed_and_hostile_texts(classifier: Classifier) -> None:
+    huge = "kuil " * 200_000 + "#kuil"  # a megabyte: read up to 5,000 characters
+    result = classifier.classify(huge)
+    assert result.is_report
+    assert result.service_code == "pothole"
+    mixed = "\u202bהכביש שבור\u202c de lantaarnpaal bij de brug is kapot \u200d🙄"  # noqa: RUF001
+    result = classifier.classify(mixed)
+    assert result.service_code == "streetlight"
+    assert result.sentiment < 0
+    for hostile in ("\x00\x00", "#", "@@@", "http://x.example/kuil", "\u200f\u200e", "ـــ"):
+        assert not classifier.classify(hostile).is_report
