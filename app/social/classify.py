@@ -120,25 +120,29 @@ class _Terms:
         return found
 
 
-def _terms(
-    lists: Mapping[str, Iterable[str]], label_of: Mapping[str, str] | None = None
-) -> dict[str, _Terms]:
+def _terms(lists: Mapping[str, Iterable[str]]) -> dict[str, _Terms]:
     out: dict[str, _Terms] = {}
     for language, terms in lists.items():
         bucket = out.setdefault(language, _Terms())
         for term in terms:
-            bucket.add(term, language, (label_of or {}).get(term, term))
+            bucket.add(term, language, term)
+    return out
+
+
+def _sensitive_terms() -> dict[str, _Terms]:
+    """The built-in sensitive terms, labelled with their reason ("politics: wethouder")."""
+    out: dict[str, _Terms] = {}
+    for language, reasons in SENSITIVE.items():
+        bucket = out.setdefault(language, _Terms())
+        for reason, words in reasons.items():
+            for word in words:
+                bucket.add(word, language, f"{reason}: {word}")
     return out
 
 
 _REPORT_CUES = _terms(REPORT_CUES)
 _CHAT_CUES = _terms(CHAT_CUES)
-_SENSITIVE: dict[str, _Terms] = {}
-for _language, _reasons in SENSITIVE.items():
-    _bucket = _SENSITIVE.setdefault(_language, _Terms())
-    for _reason, _words in _reasons.items():
-        for _word in _words:
-            _bucket.add(_word, _language, f"{_reason}: {_word}")
+_SENSITIVE = _sensitive_terms()
 
 
 # -- models ----------------------------------------------------------------------------------
@@ -439,7 +443,8 @@ _CACHE: dict[int, _Cached] = {}
 async def classifier_for(
     session: AsyncSession, jurisdiction_id: int, *, recheck_after: float = RECHECK_SECONDS
 ) -> Classifier:
-    """The jurisdiction's classifier, trained on its history, kept per process.
+    """The jurisdiction's classifier, trained on its history, kept per process. Ask once
+    per batch of posts (a poll's page), then classify each: the classifier is pure.
 
     The city's words are read on every call (a few rows; a keyword added in the admin API
     counts at once); the history, whose check scans the jurisdiction's reports, at most

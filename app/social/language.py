@@ -63,6 +63,11 @@ _PROFILES: dict[str, frozenset[str]] = {
         "por que quien ser sobre son su tambien todavia un una usted vez y yo "
     ),
 }
+# Each function word's languages, for one look-up per word.
+_PROFILE_OF: dict[str, tuple[str, ...]] = {
+    word: tuple(lang for lang, words in _PROFILES.items() if word in words)
+    for word in frozenset().union(*_PROFILES.values())
+}
 # Letters (after case folding, before diacritics are removed) that point to one language.
 _LETTER_HINTS: tuple[tuple[str, str], ...] = (
     ("ij", "nl"),
@@ -84,6 +89,8 @@ VOCABULARY_VOTE = 0.75
 
 
 def _script(text: str) -> str | None:
+    if text.isascii():
+        return None
     counts = {"ar": 0, "he": 0, "latin": 0}
     for char in text[:500]:
         if not char.isalpha():
@@ -115,9 +122,8 @@ def detect(
     votes = dict.fromkeys(_PROFILES, 0.0)
     extra = vocabulary or {}
     for token in tokens:
-        for language, words in _PROFILES.items():
-            if token in words:
-                votes[language] += 1.0
+        for language in _PROFILE_OF.get(token, ()):
+            votes[language] += 1.0
         for language, words in extra.items():
             if token in words and language in votes:
                 votes[language] += VOCABULARY_VOTE

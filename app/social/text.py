@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 # Bidi controls, zero-width (non-)joiners, word joiner, BOM: invisible, and they split words.
 _INVISIBLE = dict.fromkeys(
@@ -30,6 +31,8 @@ MAX_CHARS = 5_000  # a post longer than this is read up to here (a report is nev
 
 def fold(value: str) -> str:
     """Case-folded, without diacritics or invisible marks: what matching compares."""
+    if value.isascii():
+        return value[:MAX_CHARS].lower()
     value = unicodedata.normalize("NFKC", value[:MAX_CHARS]).translate(_INVISIBLE).casefold()
     decomposed = unicodedata.normalize("NFKD", value)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
@@ -145,6 +148,7 @@ _DOUBLE_VOWEL = re.compile(r"([aeou])\1")
 MIN_STEM = 3
 
 
+@lru_cache(maxsize=2**16)  # words repeat: half of the classifier's time was stemming
 def stem(word: str, language: str) -> str:
     """A light stem of a folded word: ``kuilen``/``kuil``, ``lights``/``light``."""
     suffixes = _SUFFIXES.get(language)
