@@ -18,6 +18,7 @@ from app.core.cli import CommandError, open_database
 from app.embedded import EmbeddedCluster, port_is_free
 from app.imports.cli import add_import_command
 from app.settings import PROJECT_ROOT, Settings, get_settings
+from app.social.cli import add_social_commands
 
 
 def _migrate(url: str) -> None:
@@ -205,6 +206,7 @@ EXTRA_COMMANDS: list[Callable[[Any], None]] = [
     add_api_key_commands,
     add_import_command,
     add_city_commands,
+    add_social_commands,
 ]
 
 

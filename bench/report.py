@@ -91,6 +91,15 @@ a documented rule on the city's own fields (same `requesttype`, created at most 
 same `address` text or same geocoded point): it favours address rules by construction and
 cannot see a job spread along a street; see `bench/dedup_quality.py`.
 
+**The social classifier's decisions (`social_classify_complaint`, `social_classify_service`).**
+Not speed figures either, and in-process: "is it a complaint" on the ACL 2019 tweets
+(`$KERBSIDE_COMPLAINTS_CSV`), 10-fold stratified cross-validation of the report model, with
+the zero-shot figure beside it; "which service" on the Bengaluru complaints
+(`$KERBSIDE_BANGALORE_CSV`), the model trained on 80 % and the held-out 20 % classified.
+Macro precision, recall and F1; per class in `extra.per_class`. A run of quality workloads
+alone is kept in `bench/results/<stamp>-quality.json`. See `bench/classify_quality.py` and
+docs/classify.md.
+
 **Noise.** The machine has 2 shared virtual cores: the server, PostgreSQL and the load
 generator all compete for them, and neighbours on the host come and go. Nothing is pinned
 (pinning is not reliable on a shared VM). Each workload runs once after a warm-up (5 s by
@@ -141,7 +150,7 @@ def results_table(results: dict[str, Any]) -> list[str]:
         "| --- | --- | --- | --: | --: | --: | --: | --: | --: | --- | --: | --- |",
     ]
     for e in results["workloads"]:
-        if e["kind"] in ("sql", "quality"):
+        if e["kind"] in ("sql", "quality", "classify"):
             continue  # their own tables below
         name = f"`{e['name']}`"
         if e["status"] != "ok":
@@ -218,7 +227,7 @@ def explain_table(results: dict[str, Any]) -> list[str]:
 
 def quality_table(results: dict[str, Any]) -> list[str]:
     """The duplicate rules' pairwise precision, recall and F1 (workload ``dedup_quality``)."""
-    entry = next((e for e in results["workloads"] if e["kind"] == "quality"), None)
+    entry = next((e for e in results["workloads"] if e["name"] == "dedup_quality"), None)
     if entry is None:
         return []
     if entry["status"] != "ok":
@@ -239,6 +248,36 @@ def quality_table(results: dict[str, Any]) -> list[str]:
             f"| {_fmt(r.get('street_within_m'))} | {r['tickets']:,} | {r['predicted_pairs']:,} "
             f"| {_fmt(r.get('precision'), 3)} | {_fmt(r['recall'], 3)} | {_fmt(r['f1'], 3)} |"
         )
+    return lines
+
+
+def classify_table(results: dict[str, Any]) -> list[str]:
+    """The social classifier's macro precision, recall and F1 (``social_classify_*``)."""
+    entries = [e for e in results["workloads"] if e["kind"] == "classify"]
+    if not entries:
+        return []
+    lines = [
+        "| workload | data | rows | variant | precision | recall | F1 (macro) | accuracy |",
+        "| --- | --- | --: | --- | --: | --: | --: | --: |",
+    ]
+    for e in entries:
+        if e["status"] != "ok":
+            lines.append(f"| `{e['name']}` | | | {e['status']}: {e.get('reason')} | | | | |")
+            continue
+        x = e["extra"]
+        variants = [("headline", x)] + [
+            (key, x[key]) for key in ("zero_shot", "keywords_only", "model_only") if key in x
+        ]
+        for variant, v in variants:
+            lines.append(
+                f"| `{e['name']}` | {x['file']} | {x['rows']:,} | {variant} "
+                f"| {_fmt(v['precision'], 3)} | {_fmt(v['recall'], 3)} | {_fmt(v['f1'], 3)} "
+                f"| {_fmt(v.get('accuracy'), 3)} |"
+            )
+    lines += [
+        "",
+        *(f"- `{e['name']}`: {e['extra']['method']}." for e in entries if e["status"] == "ok"),
+    ]
     return lines
 
 
@@ -359,6 +398,9 @@ def render_markdown(results: dict[str, Any], charts: list[Path], markdown: Path)
     quality = quality_table(results)
     if quality:
         lines += ["## Duplicate rules: clustering quality", "", *quality, ""]
+    classify = classify_table(results)
+    if classify:
+        lines += ["## Social classifier: decisions", "", *classify, ""]
     notes = details(results)
     if notes:
         lines += ["## Details", "", *notes, ""]
@@ -378,7 +420,11 @@ def render_markdown(results: dict[str, Any], charts: list[Path], markdown: Path)
 
 def _groups(results: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
     """One chart per measured workload, with what it is compared against beside it."""
-    by_name = {e["name"]: e for e in results["workloads"] if e["kind"] not in ("sql", "quality")}
+    by_name = {
+        e["name"]: e
+        for e in results["workloads"]
+        if e["kind"] not in ("sql", "quality", "classify")
+    }
     groups: list[tuple[str, list[dict[str, Any]]]] = []
     paired = set()
     for numerator, denominator, _ in RATIOS:
@@ -500,5 +546,7 @@ def summary_table(results: dict[str, Any]) -> str:
             *explain_table(results),
             "",
             *quality_table(results),
+            "",
+            *classify_table(results),
         ]
     )

@@ -29,6 +29,7 @@ import psycopg
 from app.embedded import EmbeddedCluster, free_port
 from app.settings import PROJECT_ROOT, Settings
 from bench import (
+    classify_quality,
     databases,
     dataset,
     dedup_quality,
@@ -146,6 +147,13 @@ PROBES = (
     "export_memory",
     "route_50_stops",
     "dedup_quality",
+    "social_classify_complaint",
+    "social_classify_service",
+)
+# Decisions, not speed: their figures do not depend on the machine's load, so a run of these
+# alone is recorded in bench/results too (python -m bench --only social_classify_service).
+QUALITY_WORKLOADS = frozenset(
+    {"dedup_quality", "social_classify_complaint", "social_classify_service"}
 )
 ALL_WORKLOADS = tuple(w.name for w in HTTP_WORKLOADS) + PROBES
 
@@ -239,6 +247,8 @@ class Harness:
         kerbside_settings: dict[str, str] | None = None,
         dedup_data: Path | None = None,
         dedup_server: str | None = None,
+        complaints_data: Path | None = None,
+        services_data: Path | None = None,
     ) -> None:
         self.mode = mode
         self.workers = workers
@@ -247,6 +257,9 @@ class Harness:
         # a server to make its database on (None: a cluster of its own under .kerbside/bench/).
         self.dedup_data = dedup_data
         self.dedup_server = dedup_server
+        # social_classify_*: the labelled texts (None: their $KERBSIDE_*_CSV or ../shared/data).
+        self.complaints_data = complaints_data
+        self.services_data = services_data
         self.only = only
         self.open_dataset = open_dataset or (
             lambda label: databases.open_cached(label, SIZES[label], rebuild=rebuild)
@@ -294,6 +307,7 @@ class Harness:
                 db.close()
         self._photo_probes()
         self._dedup_quality()
+        self._classify_quality()
         for entry in self.entries:
             check_target(entry)
         facts["load_average_at_end"] = machine.load_average()
@@ -806,6 +820,61 @@ class Harness:
             if cluster is not None:
                 cluster.stop()
 
+    # -- the social classifier's decisions ---------------------------------------------------
+
+    def _classify_quality(self) -> None:
+        plans = (
+            (
+                "social_classify_complaint",
+                "Social classifier: is a post a complaint (ACL 2019 tweets), macro P/R/F1",
+                classify_quality.data_path(
+                    classify_quality.COMPLAINTS_ENV,
+                    classify_quality.COMPLAINTS_DEFAULT,
+                    self.complaints_data,
+                ),
+                classify_quality.COMPLAINTS_ENV,
+                classify_quality.measure_complaint,
+            ),
+            (
+                "social_classify_service",
+                "Social classifier: which service (Bengaluru complaints, held-out 20 %), macro"
+                " P/R/F1",
+                classify_quality.data_path(
+                    classify_quality.SERVICES_ENV,
+                    classify_quality.SERVICES_DEFAULT,
+                    self.services_data,
+                ),
+                classify_quality.SERVICES_ENV,
+                classify_quality.measure_service,
+            ),
+        )
+        for name, title, path, env, measure in plans:
+            if not self.wanted(name):
+                continue
+            if not path.is_file():
+                reason = f"not available: no file {path} (set {env})"
+                say(f"{name}: skipped, {reason}")
+                self.entries.append(skipped(name, title, "classify", reason))
+                continue
+            say(f"{name}: {path.name}")
+            try:
+                figures = measure(path)
+            except Exception as exc:  # a probe failing must not end the run
+                self.entries.append(self._failed(name, title, "classify", exc, dataset=path.name))
+                continue
+            say(f"{name}: macro F1 {figures['f1']}")
+            self.entries.append(
+                result(
+                    name,
+                    title,
+                    "classify",
+                    dataset=path.name,
+                    seconds=figures.get("seconds", figures.get("train_seconds")),
+                    requests=figures["rows"],
+                    extra=figures,
+                )
+            )
+
     # -- photo processing -------------------------------------------------------------------
 
     def _photo_file(self) -> Path:
@@ -891,4 +960,12 @@ def _warmup_context(ctx: Context) -> Context:
     )
 
 
-__all__ = ["ALL_WORKLOADS", "INTAKE_TARGET", "MODES", "Harness", "Mode", "ratios"]
+__all__ = [
+    "ALL_WORKLOADS",
+    "INTAKE_TARGET",
+    "MODES",
+    "QUALITY_WORKLOADS",
+    "Harness",
+    "Mode",
+    "ratios",
+]

@@ -369,6 +369,30 @@ class Notifications(Strict):
     templates: list[MessageTemplate] = Field(default_factory=list)
 
 
+class Classify(Strict):
+    """How posts that tag the city are classified (docs/social.md#classify): the service
+    words are each service's ``keywords`` and ``hashtags``; here the city's own sensitive
+    terms, which send a post to the communications team instead of a ticket."""
+
+    sensitive: WordsPerLanguage = Field(
+        default_factory=dict,
+        description="The city's own sensitive terms per language (local politicians, parties, "
+        "current controversies): a post naming one goes to communications, never a ticket",
+    )
+    builtin_sensitive: bool = Field(
+        default=True,
+        description="Also the built-in terms (politics, discrimination, threats, legal claims, "
+        "the press) in English, Dutch and Swedish",
+    )
+    report_threshold: float = Field(
+        default=0.5,
+        ge=0.05,
+        le=0.95,
+        description="How sure the classifier must be that a post is a report (higher: fewer "
+        "tickets from chat, more reports left to a person)",
+    )
+
+
 class CityFile(Strict):
     """One jurisdiction, declared."""
 
@@ -381,6 +405,7 @@ class CityFile(Strict):
     templates: list[Template] = Field(default_factory=list)
     history: History = Field(default_factory=History)
     notifications: Notifications = Field(default_factory=Notifications)
+    classify: Classify = Field(default_factory=Classify)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> CityFile:

@@ -28,6 +28,7 @@ from app.cities.schema import (
     AssignmentRule,
     Attribute,
     CityFile,
+    Classify,
     Crew,
     GeometrySource,
     History,
@@ -54,7 +55,7 @@ class CityFileError(KerbsideError):
 
 @dataclass(frozen=True)
 class Change:
-    what: str  # "jurisdiction", "boundary", "area", "service", "crew", "template"
+    what: str  # "jurisdiction", "boundary", "area", "service", "crew", "template", "classify"
     key: str
     action: Action
     fields: tuple[str, ...] = ()
@@ -193,6 +194,9 @@ async def apply(
     service_ids = await _services(session, state, jurisdiction_id, city.services, outcome)
     await _crews(session, state, jurisdiction_id, city.crews, area_ids, service_ids, outcome)
     await _templates(session, state, jurisdiction_id, city.templates, service_ids, outcome)
+    await _classify(
+        session, jurisdiction_id, slug, city.classify, outcome, created=state.jurisdiction is None
+    )
     geometry_changed = any(
         c.what in ("boundary", "area") and c.action != "unchanged" for c in outcome.changes
     )
@@ -764,6 +768,44 @@ async def _templates(
         )
 
 
+async def _classify(
+    session: AsyncSession,
+    jurisdiction_id: int,
+    slug: str,
+    wanted: Classify,
+    outcome: Outcome,
+    *,
+    created: bool,
+) -> None:
+    """The ``classify`` section, in its own column (a section of its own in the plan)."""
+    values = wanted.model_dump(mode="json", exclude_defaults=True)
+    current = await _classify_of(session, jurisdiction_id)
+    have = current.model_dump(mode="json", exclude_defaults=True)
+    if values == have:
+        # A new city without the section: nothing to plan (the defaults are the column's).
+        if not created:
+            outcome.changes.append(Change("classify", slug, "unchanged"))
+        return
+    differs = tuple(sorted(k for k in {*values, *have} if values.get(k) != have.get(k)))
+    if created:
+        outcome.changes.append(Change("classify", slug, "create"))
+    else:
+        outcome.changes.append(Change("classify", slug, "update", differs))
+    await session.execute(
+        text("UPDATE jurisdiction SET classify = CAST(:v AS jsonb) WHERE id = :id"),
+        {"v": json.dumps(values), "id": jurisdiction_id},
+    )
+
+
+async def _classify_of(session: AsyncSession, jurisdiction_id: int) -> Classify:
+    stored = (
+        await session.execute(
+            text("SELECT classify FROM jurisdiction WHERE id = :id"), {"id": jurisdiction_id}
+        )
+    ).scalar_one()
+    return Classify.model_validate(stored or {})
+
+
 def _template_key(key: tuple[str, str, str | None]) -> str:
     status, language, service = key
     return f"{status}/{language}" + (f"/{service}" if service else "")
@@ -882,6 +924,7 @@ async def export(session: AsyncSession, slug: str) -> CityFile:
         templates=templates,
         history=History.model_validate(current.history or {}),
         notifications=Notifications.model_validate(current.notifications or {}),
+        classify=await _classify_of(session, current.id),
     )
 
 
