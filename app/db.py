@@ -134,15 +134,17 @@ class ReadReplica:
     A task checks the replica every ``read_replica_check_seconds`` on a connection of its
     own: it is usable while it answers and its replay is at most
     ``read_replica_max_lag_seconds`` behind. Otherwise ``replica_db`` hands out the
-    primary's read connections: a map a few seconds old is fine, one minutes old or missing
-    is not, and the primary serves these reads on its own when there is no replica.
+    primary's read connections: a map a few seconds behind is fine, one missing the last
+    minutes is not, and the primary serves these reads on its own when there is no replica.
     Requests already running on a replica that dies meanwhile fail as any database outage
     does (503, ``Retry-After``); the next check moves the rest to the primary.
     """
 
     # Caught up when everything received is replayed; otherwise as old as the last replayed
     # commit. Without a WAL receiver (the primary is gone) nothing says how much is missing:
-    # the age of the last replayed commit is then the lag (NULL, unknown: not used).
+    # the age of the last replayed commit is then the lag (NULL, unknown: not used). After
+    # an idle spell this overstates the lag in the moment between receiving a record and
+    # replaying it; a check that lands there sends reads to the primary until the next one.
     LAG_SQL = """
         SELECT CASE
             WHEN NOT pg_is_in_recovery() THEN 0.0
