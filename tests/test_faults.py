@@ -92,7 +92,11 @@ async def test_sigkill_under_intake_loses_no_accepted_report_and_retries_file_no
                         return
 
         lanes = [asyncio.create_task(client(lane)) for lane in range(8)]
-        while len(accepted) < 60:  # noqa: ASYNC110 (polling what the lanes record)
+        deadline = time.monotonic() + 60
+        while len(accepted) < 60:
+            if all(lane.done() for lane in lanes) or time.monotonic() > deadline:
+                await asyncio.gather(*lanes)  # a lane's own failure, if it has one
+                pytest.fail(f"intake stalled at {len(accepted)} reports before the kill")
             await asyncio.sleep(0.01)
         await asyncio.to_thread(server.kill)  # mid-flight: eight requests were on their way
         killed.set()
