@@ -56,6 +56,7 @@ from geo.distance import offset_lonlat
 
 CENTER = (-2.5879, 51.4545)  # the demo city's
 PAGE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 READS = (  # (kind, weight) within the 80 % of reads
     ("map_page", 35),
     ("tile", 25),
@@ -218,6 +219,7 @@ async def _drive(load: Load, *, rate: float, status_rate: float, seconds: float)
             tick += 1
             if load.in_flight > 200:  # the servers cannot keep up: counted, not queued
                 load.errors["dropped: over 200 in flight"] += 1
+                load.samples.append(Sample(now - load.started, "dropped", 0.0, ok=False))
                 continue
             task = asyncio.create_task(_one(load, http, rng))
             tasks.add(task)
@@ -233,6 +235,18 @@ def _rss_mb(pid: int) -> float:
         except (OSError, ValueError, IndexError):
             continue
     return round(total / 2**20, 1)
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its descendants."""
+    ticks = 0
+    for each in servers.tree(pid):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+    return ticks / CLOCK_TICKS
 
 
 def _p99(values: list[float]) -> float:
@@ -360,16 +374,27 @@ def main(argv: list[str] | None = None) -> None:
             }
             before = _database(url)
             load = Load([api_1.base_url, api_2.base_url], api_key, _photo(), references)
+            postmaster = int((cluster.datadir / "postmaster.pid").read_text().split()[0])
             rss_start: dict[str, float] = {}
+            marks: list[dict[str, Any]] = []  # at each window's end: load, CPU used so far
 
-            async def sample_rss() -> None:
-                await asyncio.sleep(window)
-                rss_start.update({name: _rss_mb(pid) for name, pid in pids.items()})
+            def mark() -> dict[str, Any]:
+                cpu = {name: _cpu_s(pid) for name, pid in pids.items()}
+                cpu["postgres"] = _cpu_s(postmaster)
+                return {"load": load_average()[0], "cpu_s": cpu}
+
+            async def sample() -> None:
+                marks.append(mark())
+                for n in range(1, round(seconds / window) + 1):
+                    await asyncio.sleep(load.started + n * window - time.monotonic())
+                    marks.append(mark())
+                    if n == 1:
+                        rss_start.update({name: _rss_mb(pid) for name, pid in pids.items()})
 
             async def run() -> None:
                 await asyncio.gather(
                     _drive(load, rate=args.rate, status_rate=args.status_rate, seconds=seconds),
-                    sample_rss(),
+                    sample(),
                 )
 
             say(f"soak: {args.minutes:g} min at {args.rate:g} req/s on 2 APIs, 2 workers")
@@ -419,6 +444,28 @@ def main(argv: list[str] | None = None) -> None:
         if (values := [s.ms for s in samples if s.kind == kind])
     }
     errors = sum(load.errors.values())
+    # Window by window: what the clients saw, the machine's load (it is shared) and the CPU
+    # our processes got; a slower window with less CPU for us is the machine, not drift.
+    timeline = []
+    for n in range(1, len(marks)):
+        inside = [s for s in load.samples if (n - 1) * window <= s.at < n * window]
+        fine = [s.ms for s in inside if s.ok]
+        used = {
+            name: round(marks[n]["cpu_s"][name] - marks[n - 1]["cpu_s"][name], 1)
+            for name in marks[n]["cpu_s"]
+        }
+        timeline.append(
+            {
+                "until_s": round(n * window),
+                "requests": len(inside),
+                "failed": len(inside) - len(fine),
+                "p50_ms": round(statistics.median(fine), 1) if fine else None,
+                "p99_ms": round(_p99(fine), 1) if fine else None,
+                "load_average_1m": marks[n]["load"],
+                "cpu_s": used,
+                "cpu_share_of_window": round(sum(used.values()) / window, 2),
+            }
+        )
     extra = {
         "errors": errors,
         "error_kinds": dict(load.errors),
@@ -442,6 +489,7 @@ def main(argv: list[str] | None = None) -> None:
             "notifications_failed": after["notifications_failed"],
         },
         "by_kind": by_kind,
+        "timeline": timeline,
         "load_average": {"start": load_at_start, "end": load_average()},
     }
     entry = result(
