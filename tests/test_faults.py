@@ -67,22 +67,30 @@ async def _count(database_url: str, sql: str, *params: Any) -> int:
 async def test_sigkill_under_intake_loses_no_accepted_report_and_retries_file_nothing_twice(
     database_url: str, tmp_path: Path
 ) -> None:
-    env = {**NO_LIMITS, "KERBSIDE_MEDIA_DIR": str(tmp_path / "media")}
+    media = tmp_path / "media"
+    env = {**NO_LIMITS, "KERBSIDE_MEDIA_DIR": str(media)}
+    photo = jpeg()
+
+    async def post(http: httpx.AsyncClient, key: str, n: int) -> httpx.Response:
+        """Report ``n``: odd ones with a photo (multipart), even ones as JSON."""
+        headers = {"Idempotency-Key": key}
+        if n % 2:
+            return await http.post("/v1/reports", **_photo_form(n, photo), headers=headers)
+        return await http.post("/v1/reports", json=_body(n), headers=headers)
+
     with kerbside_process(database_url, tmp_path / "serve.log", **env) as server:
         accepted: dict[str, tuple[str, bytes]] = {}  # key -> (report id, answer bytes)
-        sent: dict[str, dict[str, Any]] = {}
+        sent: dict[str, int] = {}  # key -> report number
         failed: set[str] = set()
         killed = asyncio.Event()
 
         async def client(lane: int) -> None:
             async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
                 for i in range(10_000):
-                    key, body = f"sigkill-{lane}-{i}", _body(lane * 1000 + i)
-                    sent[key] = body
+                    key, n = f"sigkill-{lane}-{i}", lane * 1000 + i
+                    sent[key] = n
                     try:
-                        answer = await http.post(
-                            "/v1/reports", json=body, headers={"Idempotency-Key": key}
-                        )
+                        answer = await post(http, key, n)
                     except httpx.TransportError:
                         failed.add(key)  # the answer was lost: the client cannot know
                         return
@@ -107,12 +115,17 @@ async def test_sigkill_under_intake_loses_no_accepted_report_and_retries_file_no
         ids = [report_id for report_id, _ in accepted.values()]
         kept = "SELECT count(*) FROM report WHERE public_id = ANY(%s::uuid[])"
         assert await _count(database_url, kept, ids) == len(ids)
+        # Their photos too: a row each, and the original the worker will process.
+        with_photo = [accepted[key][0] for key in accepted if sent[key] % 2]
+        assert with_photo
+        for original in await _originals(database_url, with_photo):
+            assert (media / original).is_file(), original
 
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
             # Every client retries what it sent, with the same key: accepted ones are replayed
             # byte for byte; cut ones are filed now, or replayed when they had committed.
-            for key, body in sent.items():
-                again = await http.post("/v1/reports", json=body, headers={"Idempotency-Key": key})
+            for key, n in sent.items():
+                again = await post(http, key, n)
                 assert again.status_code == 201, again.text
                 if key in accepted:
                     assert again.headers.get("idempotent-replayed") == "true"
@@ -120,12 +133,28 @@ async def test_sigkill_under_intake_loses_no_accepted_report_and_retries_file_no
                 else:
                     accepted[key] = (again.json()["report"]["id"], again.content)
             # A second round changes nothing: one report per key, whatever happened.
-            for key, body in sent.items():
-                again = await http.post("/v1/reports", json=body, headers={"Idempotency-Key": key})
+            for key, n in sent.items():
+                again = await post(http, key, n)
                 assert again.headers.get("idempotent-replayed") == "true", key
                 assert again.json()["report"]["id"] == accepted[key][0]
     assert await _count(database_url, "SELECT count(*) FROM report") == len(sent)
     assert len({report_id for report_id, _ in accepted.values()}) == len(sent)
+    photos = sum(1 for n in sent.values() if n % 2)
+    assert await _count(database_url, "SELECT count(*) FROM photo") == photos
+
+
+async def _originals(database_url: str, report_ids: list[str]) -> list[str]:
+    """The original photo keys of these reports, one per report (each sent one photo)."""
+    async with await psycopg.AsyncConnection.connect(database_url) as connection:
+        rows = await (
+            await connection.execute(
+                "SELECT p.original_key FROM photo p JOIN report r ON r.id = p.report_id"
+                " WHERE r.public_id = ANY(%s::uuid[])",
+                (report_ids,),
+            )
+        ).fetchall()
+    assert len(rows) == len(report_ids), rows
+    return [row[0] for row in rows]
 
 
 # -- photo storage full, then read-only --------------------------------------------------------
