@@ -9,6 +9,9 @@
 - ``read_session`` / ``ReadSessionDep``: an autocommit ``AsyncSession`` for reads that need the
   ORM or take a few statements that need not agree (a bearer token's user, a work order's
   scope and row), without BEGIN and COMMIT.
+- ``replica_db`` / ``ReplicaDbDep``: like ``read_db``, for reads that may be a few seconds
+  behind (maps, tiles, statistics, exports): a connection of the read replica
+  (``KERBSIDE_READ_DATABASE_URL``) while it is up and close enough behind, else ``read_db``'s.
 - ``HotStatement``: a hand-written statement prepared on the server and run on either a
   session's connection (inside its transaction) or a read connection; ``Db`` is that "either".
 
@@ -19,7 +22,9 @@ and ``read_db`` then use that connection too. See docs/architecture.md, "Databas
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -37,6 +42,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.settings import Settings, to_libpq_url
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(
@@ -119,6 +126,142 @@ def make_read_pool(settings: Settings) -> AsyncConnectionPool[ReadConnection]:
         name="kerbside-read",
         timeout=settings.database_pool_timeout_seconds,
     )
+
+
+class ReadReplica:
+    """A streaming replica for reads that may lag a little, and whether it may be used now.
+
+    A task checks the replica every ``read_replica_check_seconds`` on a connection of its
+    own: it is usable while it answers and its replay is at most
+    ``read_replica_max_lag_seconds`` behind. Otherwise ``replica_db`` hands out the
+    primary's read connections: a map a few seconds behind is fine, one missing the last
+    minutes is not, and the primary serves these reads on its own when there is no replica.
+    Requests already running on a replica that dies meanwhile fail as any database outage
+    does (503, ``Retry-After``); the next check moves the rest to the primary.
+    """
+
+    # Caught up when everything received is replayed; otherwise as old as the last replayed
+    # commit. Without a WAL receiver (the primary is gone) nothing says how much is missing:
+    # the age of the last replayed commit is then the lag (NULL, unknown: not used). After
+    # an idle spell this overstates the lag in the moment between receiving a record and
+    # replaying it; a check that lands there sends reads to the primary until the next one.
+    LAG_SQL = """
+        SELECT CASE
+            WHEN NOT pg_is_in_recovery() THEN 0.0
+            WHEN EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')
+                 AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0.0
+            ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
+        END
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.read_database_url is not None
+        self.url = to_libpq_url(settings.read_database_url)
+        self.max_lag_seconds = settings.read_replica_max_lag_seconds
+        self.check_seconds = settings.read_replica_check_seconds
+        self._connect_args = _connect_args(settings, parallel_query=False)
+        self.pool: AsyncConnectionPool[ReadConnection] = AsyncConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=settings.database_pool_size + settings.database_max_overflow,
+            kwargs={"autocommit": True, **self._connect_args},
+            open=False,
+            name="kerbside-replica",
+            timeout=settings.database_pool_timeout_seconds,
+        )
+        self.usable = False
+        self.lag_seconds: float | None = None
+        self._first_check = True
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.pool.open(wait=False)  # a replica that is down does not stop the API
+        await self.check()
+        self._task = asyncio.create_task(self._keep_checking(), name="kerbside-replica-check")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.pool.close()
+
+    async def check(self) -> None:
+        """Measure the lag once and decide whether reads go to the replica."""
+        why_not: str | None = None
+        lag: float | None = None
+        try:
+            connection = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, **self._connect_args
+            )
+            async with connection:
+                row = await (await connection.execute(self.LAG_SQL)).fetchone()
+            lag = None if row is None or row[0] is None else float(row[0])
+        except psycopg.Error as exc:
+            # The driver's text may name hosts: it is for the log, never for a client.
+            why_not = f"unreachable ({type(exc).__name__}: {str(exc).strip()[:200]})"
+        else:
+            if lag is None:
+                why_not = "lag unknown (no WAL receiver and nothing replayed yet)"
+            elif lag > self.max_lag_seconds:
+                why_not = f"{lag:.1f} s behind (more than {self.max_lag_seconds:g} s)"
+        self.lag_seconds = lag
+        was_usable, first = self.usable, self._first_check
+        self.usable, self._first_check = why_not is None, False
+        if why_not is not None and (was_usable or first):
+            log.warning("read replica not used, reads go to the primary: %s", why_not)
+        elif self.usable and not was_usable:
+            # Connections made before an outage are dead: let the pool replace them.
+            await self.pool.check()
+            log.info("read replica in use (%.1f s behind)", lag or 0.0)
+
+    async def _keep_checking(self) -> None:
+        while True:
+            await asyncio.sleep(self.check_seconds)
+            try:
+                await self.check()
+            except Exception:  # the checker must outlive any surprise; reads then use the primary
+                log.exception("read replica check failed")
+                self.usable = False
+
+
+@contextlib.asynccontextmanager
+async def replica_db(request: Request) -> AsyncIterator[ReadConnection]:
+    """A connection in autocommit for one-statement reads that may lag a little (maps,
+    tiles, statistics): the replica's while ``ReadReplica`` says it is usable, else
+    ``read_db``'s (the primary's)."""
+    replica: ReadReplica | None = getattr(request.app.state, "replica", None)
+    if replica is not None and replica.usable:
+        async with replica.pool.connection() as connection:
+            yield connection
+        return
+    async with read_db(request) as connection:
+        yield connection
+
+
+@contextlib.asynccontextmanager
+async def replica_snapshot(request: Request) -> AsyncIterator[ReadConnection]:
+    """A psycopg connection inside a read transaction, for a server-side cursor (exports),
+    on the replica while it is usable, else on a session of the primary; rolled back."""
+    replica: ReadReplica | None = getattr(request.app.state, "replica", None)
+    if replica is not None and replica.usable:
+        async with replica.pool.connection() as connection, connection.transaction():
+            yield connection
+        return
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        try:
+            yield await driver_of(session)
+        finally:
+            await session.rollback()
+
+
+async def get_replica_db(request: Request) -> AsyncIterator[ReadConnection]:
+    async with replica_db(request) as db:
+        yield db
+
+
+ReplicaDbDep = Annotated[ReadConnection, Depends(get_replica_db, scope="function")]
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

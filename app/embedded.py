@@ -168,6 +168,49 @@ class EmbeddedCluster:
         self._create_database()
         return self.url
 
+    def start(self) -> None:
+        """Start the cluster as it is (a standby too: nothing is created in it)."""
+        if not self.is_running():
+            self._start()
+            self.started_here = True
+
+    def standby(self) -> EmbeddedCluster:
+        """A streaming replica of this running cluster, started as a hot standby.
+
+        A base backup (``pg_basebackup -R``: it also writes ``primary_conninfo`` and
+        ``standby.signal``) into a fresh temporary directory, on a free port. The primary's
+        ``pg_hba.conf`` (initdb's) lets local replication connections in.
+        """
+        root = Path(tempfile.mkdtemp(prefix="kerbside-pg-standby-"))
+        root.chmod(0o755)
+        replica = EmbeddedCluster(
+            root=root, port=free_port(), throwaway=self.throwaway, bindir=self.bindir
+        )
+        replica._prepare_dirs()
+        replica.datadir.mkdir(mode=0o700)
+        if replica._user is not None:
+            os.chown(replica.datadir, replica._user.pw_uid, replica._user.pw_gid)
+        self._run(
+            [
+                str(self.bindir / "pg_basebackup"),
+                "-D",
+                str(replica.datadir),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                SUPERUSER,
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ]
+        )
+        replica.start()
+        return replica
+
     def is_running(self) -> bool:
         if not (self.datadir / "PG_VERSION").exists():
             return False

@@ -20,7 +20,13 @@ from app.core.headers import SecurityHeadersMiddleware
 from app.core.limits import BodySizeLimitMiddleware, RejectNulMiddleware
 from app.core.logging import RequestContextMiddleware, configure_logging
 from app.crews.routes import router as crews_router
-from app.db import make_engine, make_read_pool, make_read_sessionmaker, make_sessionmaker
+from app.db import (
+    ReadReplica,
+    make_engine,
+    make_read_pool,
+    make_read_sessionmaker,
+    make_sessionmaker,
+)
 from app.health.routes import router as health_router
 from app.home.routes import router as home_router
 from app.imports.routes import router as imports_router
@@ -60,6 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.read_sessionmaker = make_read_sessionmaker(app.state.engine)
             app.state.read_pool = make_read_pool(settings)
             await app.state.read_pool.open()
+            if settings.read_database_url is not None:
+                app.state.replica = ReadReplica(settings)
+                await app.state.replica.start()
         # What start-up made lives as long as the process: keep the cyclic garbage collector
         # from scanning it again at every full collection, which paused the event loop for
         # over 100 ms (about 200,000 objects).
@@ -70,6 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             app.state.photos.close()
             if owns_engine:
+                if settings.read_database_url is not None:
+                    await app.state.replica.close()
                 await app.state.read_pool.close()
                 await app.state.engine.dispose()
 

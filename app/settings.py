@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     # Behind PgBouncer (or another pooler) in transaction mode: no server-side prepared
     # statements and no session options in the startup packet (docs/scaling.md).
     database_transaction_pooler: bool = False
+    # A streaming replica for the map, tile, statistics and export reads (docs/operations.md).
+    # It is used while it answers and lags at most ``read_replica_max_lag_seconds``; otherwise
+    # those reads go to the primary, checked every ``read_replica_check_seconds``.
+    read_database_url: str | None = None
+    read_replica_max_lag_seconds: float = Field(default=10.0, gt=0, le=3600)
+    read_replica_check_seconds: float = Field(default=2.0, gt=0, le=300)
 
     # Embedded cluster (used only when database_url is unset).
     embedded_dir: Path = PROJECT_ROOT / ".kerbside"

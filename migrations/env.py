@@ -7,6 +7,7 @@ import logging.config
 
 from alembic import context
 from geoalchemy2 import alembic_helpers
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -64,6 +65,10 @@ def run_migrations_offline() -> None:
 def _run_sync(connection: Connection) -> None:
     _configure(connection)
     with context.begin_transaction():
+        # Several processes may start at once (`kerbside serve` migrates at start): one
+        # migrates, the others wait here, then find the schema at head and do nothing. The
+        # lock is taken before Alembic reads the current revision, and held to the commit.
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('kerbside-migrate'))"))
         context.run_migrations()
 
 

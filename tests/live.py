@@ -11,7 +11,9 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -149,3 +151,66 @@ def browser(profile: Path) -> Iterator[Browser]:
         yield chrome
     finally:
         chrome.close()
+
+
+class KerbsideProcess:
+    """``kerbside serve`` in its own process (real uvicorn, the production protocol and
+    options), on a configured database. Its output goes to ``log``."""
+
+    def __init__(self, port: int, env: dict[str, str], log: Path) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        self._env = env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+                env={
+                    **os.environ,
+                    "KERBSIDE_ENV": "test",
+                    "KERBSIDE_LOG_JSON": "false",
+                    **self._env,
+                },
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as answer:  # noqa: S310
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"kerbside serve did not start: {self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no cleanup, as a crash or the OOM killer would."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextlib.contextmanager
+def kerbside_process(database_url: str, log: Path, **env: str) -> Iterator[KerbsideProcess]:
+    """A started ``kerbside serve`` on ``database_url``; ``env``: more ``KERBSIDE_*`` values."""
+    server = KerbsideProcess(free_port(), {"KERBSIDE_DATABASE_URL": database_url, **env}, log)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

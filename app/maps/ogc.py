@@ -17,7 +17,7 @@ from fastapi.responses import Response
 
 from app.auth.principal import CHECK_CREDENTIALS
 from app.core.errors import NotFound
-from app.db import ReadConnection, ReadDbDep
+from app.db import ReadConnection, ReplicaDbDep
 from app.maps import service
 from app.maps.deps import OPTIONAL_AUTH, MapPrincipal
 from app.maps.http import (
@@ -178,7 +178,7 @@ def _iso(moment: datetime) -> str:
     response_class=Response,
     dependencies=[CHECK_CREDENTIALS],
 )
-async def collections(request: Request, db: ReadDbDep) -> Response:
+async def collections(request: Request, db: ReplicaDbDep) -> Response:
     base = _base(request)
     return await _json(
         request,
@@ -200,7 +200,7 @@ def _only_tickets(collection_id: str) -> None:
     response_class=Response,
     dependencies=[CHECK_CREDENTIALS],
 )
-async def collection(collection_id: str, request: Request, db: ReadDbDep) -> Response:
+async def collection(collection_id: str, request: Request, db: ReplicaDbDep) -> Response:
     _only_tickets(collection_id)
     return await _json(request, await _collection(request, db))
 
@@ -248,7 +248,7 @@ def parse_datetime(value: str) -> tuple[datetime | None, datetime | None]:
 async def items(
     collection_id: str,
     request: Request,
-    db: ReadDbDep,
+    db: ReplicaDbDep,
     principal: MapPrincipal,
     filters: Annotated[Filters, Depends(layer_filters)],
     bbox: BBoxParam = None,
@@ -326,7 +326,7 @@ async def item(
     collection_id: str,
     feature_id: str,
     request: Request,
-    db: ReadDbDep,
+    db: ReplicaDbDep,
     principal: MapPrincipal,
 ) -> Response:
     _only_tickets(collection_id)

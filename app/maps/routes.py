@@ -19,7 +19,7 @@ from pydantic import AwareDatetime
 from app.auth.principal import CHECK_CREDENTIALS, Principal
 from app.core.errors import NotFound
 from app.core.query import QueryModel, query_openapi, query_parser
-from app.db import ReadConnection, ReadDbDep, read_db
+from app.db import ReadConnection, ReplicaDbDep, replica_db, replica_snapshot
 from app.maps import service
 from app.maps.deps import (
     OPTIONAL_AUTH,
@@ -195,7 +195,7 @@ async def tickets_geojson(request: Request) -> Response:
     # of its Python time (measured in-process). openapi_extra declares them all the same.
     query = _tickets_query(request)
     principal = await map_principal(request)
-    async with read_db(request) as db:
+    async with replica_db(request) as db:
         return await _tickets_page(request, db, principal, query)
 
 
@@ -260,7 +260,7 @@ async def _tickets_page(
 )
 async def tickets_clusters(
     request: Request,
-    db: ReadDbDep,
+    db: ReplicaDbDep,
     principal: MapPrincipal,
     state: MapStateDep,
     filters: LayerFilters,
@@ -315,7 +315,7 @@ async def tickets_clusters(
 )
 async def vector_tile(
     request: Request,
-    db: ReadDbDep,
+    db: ReplicaDbDep,
     principal: MapPrincipal,
     state: MapStateDep,
     filters: LayerFilters,
@@ -350,7 +350,7 @@ async def vector_tile(
 )
 async def tilejson(
     request: Request,
-    db: ReadDbDep,
+    db: ReplicaDbDep,
     filters: LayerFilters,
     jurisdiction: JurisdictionParam = None,
 ) -> Response:
@@ -423,7 +423,7 @@ async def tilejson(
     responses={200: {"content": {GEOJSON: {}}}},
 )
 async def areas_geojson(
-    request: Request, db: ReadDbDep, jurisdiction: JurisdictionParam = None
+    request: Request, db: ReplicaDbDep, jurisdiction: JurisdictionParam = None
 ) -> Response:
     body = await service.areas_geojson(db, jurisdiction)
     return await send(request, body, GEOJSON, max_age=_settings(request).map_cache_max_age_seconds)
@@ -445,7 +445,7 @@ async def areas_geojson(
 )
 async def stats(
     request: Request,
-    db: ReadDbDep,
+    db: ReplicaDbDep,
     state: MapStateDep,
     service_code: Annotated[ServiceParam, Query(alias="service")] = None,
     area: AreaParam = None,
@@ -479,7 +479,7 @@ async def _export(
     settings = _settings(request)
     time_filters(filters, created_since, created_until, updated_since, updated_until)
     lines = service.export_lines(
-        request.app.state.sessionmaker,
+        lambda: replica_snapshot(request),
         filters=filters,
         fmt=fmt,
         base_url=settings.public_base_url,

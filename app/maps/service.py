@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 from psycopg.rows import namedtuple_row, tuple_row
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import Role
 from app.auth.principal import Principal
-from app.db import HotStatement, ReadConnection, driver_of, prepare_flag
+from app.db import HotStatement, ReadConnection, prepare_flag
 from app.maps import queries
 from app.maps.queries import PUBLIC, Filters, View
 from geo.bbox import BBox
@@ -380,7 +380,7 @@ def _stats_document(rows: list[Any], trend: list[Any], weeks: int) -> dict[str, 
 
 
 async def export_lines(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    snapshot: Callable[[], AbstractAsyncContextManager[ReadConnection]],
     *,
     filters: Filters,
     fmt: str,
@@ -389,26 +389,25 @@ async def export_lines(
 ) -> AsyncIterator[bytes]:
     """Every matching public ticket as CSV rows or GeoJSON features, ``batch_rows`` at a time.
 
-    A server-side cursor on a session of its own (the request's session has ended when a
-    streamed body is sent), so memory stays flat whatever the number of tickets.
+    A server-side cursor inside a transaction of its own (``snapshot``: the request's
+    session has ended when a streamed body is sent; ``app.db.replica_snapshot``), so memory
+    stays flat whatever the number of tickets.
     """
     params = queries.filter_params(filters, PUBLIC, 0)
     params["base_url"] = base_url
     sql = statement(queries.export_sql(filters.key(), fmt)).sql
-    async with sessionmaker() as session:
-        try:
-            driver = await driver_of(session)
-            async with driver.cursor(name="kerbside_export", row_factory=tuple_row) as cursor:
-                cursor.itersize = batch_rows
-                await cursor.execute(sql, params)
-                first = True
-                while rows := await cursor.fetchmany(batch_rows):
-                    lines = [r[0] for r in rows]
-                    if fmt == "csv":
-                        yield "".join(lines).encode()
-                    else:
-                        chunk = ",\n".join(lines)
-                        yield (chunk if first else ",\n" + chunk).encode()
-                    first = False
-        finally:
-            await session.rollback()
+    async with (
+        snapshot() as driver,
+        driver.cursor(name="kerbside_export", row_factory=tuple_row) as cursor,
+    ):
+        cursor.itersize = batch_rows
+        await cursor.execute(sql, params)
+        first = True
+        while rows := await cursor.fetchmany(batch_rows):
+            lines = [r[0] for r in rows]
+            if fmt == "csv":
+                yield "".join(lines).encode()
+            else:
+                chunk = ",\n".join(lines)
+                yield (chunk if first else ",\n" + chunk).encode()
+            first = False
