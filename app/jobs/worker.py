@@ -77,6 +77,9 @@ async def run_worker(
     }
     try:
         async with open_queue(settings, pool_size=concurrency + 2) as app:
+            # A worker that starts delivers what waits at once (its job may have died with
+            # the worker before it), not at the next sweep.
+            await tasks.deliver_notifications.defer_async()
             if once:
                 log.info("deferred periodic jobs", extra={"jobs": await defer_periodic_now(app)})
             await app.run_worker_async(

@@ -52,11 +52,9 @@ _QUEUE_BATCH = text(
         RETURNING id, contact_id, channel
     ),
     jobs AS (
-        SELECT procrastinate_defer_jobs_v1(array_agg(ROW(
-            'notify', 'deliver_notification', 0,
-            'notify:' || contact_id || ':' || 'b' || CAST(:id AS bigint), NULL,
-            jsonb_build_object('notification_id', id), NULL
-        )::procrastinate_job_to_defer_v1 ORDER BY id)) FROM queued HAVING count(*) > 0
+        SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(
+            'notify', 'deliver_notifications', 0, NULL, NULL, '{}'::jsonb, NULL
+        )::procrastinate_job_to_defer_v1]) FROM (SELECT 1 FROM queued LIMIT 1) AS any_row
     )
     SELECT (SELECT max(id) FROM people) AS through, (SELECT count(*) FROM people) AS seen,
            (SELECT coalesce(jsonb_object_agg(channel, n), '{}') FROM (
