@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     # Delivery in batches: rows one transaction claims, sends at once per batch, and how many
     # delivery jobs may share a backlog (across every worker).
     notify_batch_size: int = Field(default=200, ge=1, le=5000)
-    notify_send_concurrency: int = Field(default=32, ge=1, le=512)
+    notify_send_concurrency: int = Field(default=16, ge=1, le=512)
     notify_parallel_jobs: int = Field(default=4, ge=1, le=64)
 
     # Background jobs (`kerbside worker`, docs/architecture.md "Jobs").

@@ -90,9 +90,13 @@ _CLAIM = f"""
                 WHERE k.contact_id = c.id AND k.purpose = 'area_updates'
                   AND k.withdrawn_at IS NULL)
              WHEN 'broadcast' THEN EXISTS (
-                SELECT 1 FROM contact_consent k JOIN contact kc ON kc.id = k.contact_id
-                WHERE (kc.id = c.id OR (c.user_id IS NOT NULL AND kc.user_id = c.user_id))
-                  AND k.purpose IN ('area_updates', 'broadcasts') AND k.withdrawn_at IS NULL)
+                SELECT 1 FROM contact_consent k
+                WHERE k.contact_id = c.id AND k.purpose IN ('area_updates', 'broadcasts')
+                  AND k.withdrawn_at IS NULL)
+              OR c.user_id IS NOT NULL AND EXISTS (
+                SELECT 1 FROM contact kc JOIN contact_consent k ON k.contact_id = kc.id
+                WHERE kc.user_id = c.user_id AND k.purpose IN ('area_updates', 'broadcasts')
+                  AND k.withdrawn_at IS NULL)
              ELSE (c.user_id IS NOT NULL AND EXISTS (
                 SELECT 1 FROM subscription s
                 WHERE s.ticket_id = n.ticket_id AND s.user_id = c.user_id
