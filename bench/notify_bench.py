@@ -163,7 +163,7 @@ def workers(url: str, count: int, concurrency: int) -> list[subprocess.Popen[byt
         **os.environ,
         "KERBSIDE_DATABASE_URL": url,
         "KERBSIDE_WEBHOOK_ALLOW_LOOPBACK": "true",
-        "KERBSIDE_LOG_LEVEL": "WARNING",
+        "KERBSIDE_LOG_LEVEL": os.environ.get("NB_LOG", "WARNING"),
         "KERBSIDE_WORKER_CONCURRENCY": str(concurrency),
     }
     return [
@@ -421,7 +421,17 @@ def measure(
             last = max(seen["times"].values())
             stop(busy)
             delivered = seen["total"] - before
+            with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
+                span = conn.execute(
+                    "SELECT extract(epoch FROM max(n.sent_at) - min(n.created_at)),"
+                    " extract(epoch FROM min(n.created_at)) FROM notification n"
+                    " JOIN ticket t ON t.id = n.ticket_id WHERE t.reference = 'B-2026-000001'"
+                ).fetchone()
             results["notify_throughput"] = {
+                # From the change's commit (as the bench saw it, and as the database stamped
+                # it) to the last message's receipt, and to its row marked sent.
+                "commit_lag_seconds": round(float(span[1]) - committed, 2) if span else None,
+                "outbox_seconds": round(float(span[0]), 2) if span and span[0] else None,
                 "messages": messages,
                 "delivered": delivered,
                 "duplicates": seen["total"] - seen["unique"],
