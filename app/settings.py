@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     notify_max_attempts: int = Field(default=8, ge=1, le=50)
     notify_backoff_seconds: float = Field(default=30.0, gt=0, le=3600)
     notify_backoff_max_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    # Delivery in batches: rows one transaction claims, sends at once per batch, and how many
+    # delivery jobs may share a backlog (across every worker).
+    notify_batch_size: int = Field(default=200, ge=1, le=5000)
+    notify_send_concurrency: int = Field(default=16, ge=1, le=512)
+    notify_parallel_jobs: int = Field(default=4, ge=1, le=64)
 
     # Background jobs (`kerbside worker`, docs/architecture.md "Jobs").
     worker_concurrency: int = Field(default=2, ge=1, le=64)  # jobs one worker runs at once

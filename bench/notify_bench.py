@@ -1,16 +1,23 @@
-"""Notification delivery, measured (run by hand; figures go into the issue note):
+"""Notification delivery, measured on a throwaway cluster (the harness runs it as the workloads
+``notify_latency``, ``notify_throughput``, ``notify_ceiling`` and ``broadcast_100k``; by hand:
 
     .venv/bin/python -m bench.notify_bench [--messages 5000] [--latency-samples 50]
+        [--subscribers 100000] [--only notify_latency,broadcast_100k]
 
-On a throwaway cluster: the demo city, one ticket followed by N webhook contacts, and a local
-webhook receiver (uvicorn, 127.0.0.1) that counts what it receives by ``webhook-id``.
+The demo city, tickets followed by webhook contacts, and a local webhook receiver (uvicorn,
+127.0.0.1) that counts what it receives by ``webhook-id``.
 
+- ``notify_latency``: with an idle worker, a status change on one of N tickets at a time, from
+  its commit to its receipt; p50 and p99.
 - ``notify_throughput``: one status change writes N outbox rows (the event stream); two
   ``kerbside worker`` processes deliver them; messages/s from the commit to the last receipt.
 - ``notify_ceiling``: a bare async HTTP loop posting N signed bodies to the same receiver at the
   workers' total concurrency: what the receiver and loopback allow.
-- ``notify_latency``: with an idle worker, a status change on one of 50 tickets at a time, from
-  its commit to its receipt; p50 and p99.
+- ``broadcast_100k``: a broadcast to N people following a place inside its polygon; seconds
+  from the commit to every row queued, and the workers' memory (resident set, sampled) while
+  they queue and then deliver for a while.
+
+Prints one JSON object: each workload's figures by name.
 """
 
 from __future__ import annotations
@@ -18,11 +25,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -154,7 +163,7 @@ def workers(url: str, count: int, concurrency: int) -> list[subprocess.Popen[byt
         **os.environ,
         "KERBSIDE_DATABASE_URL": url,
         "KERBSIDE_WEBHOOK_ALLOW_LOOPBACK": "true",
-        "KERBSIDE_LOG_LEVEL": "WARNING",
+        "KERBSIDE_LOG_LEVEL": os.environ.get("NB_LOG", "WARNING"),
         "KERBSIDE_WORKER_CONCURRENCY": str(concurrency),
     }
     return [
@@ -204,14 +213,152 @@ async def ceiling(port: int, messages: int, concurrency: int) -> float:
     return messages / (time.perf_counter() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=5000)
-    parser.add_argument("--latency-samples", type=int, default=50)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=2)  # KERBSIDE_WORKER_CONCURRENCY
-    args = parser.parse_args()
+WORKLOADS = ("notify_latency", "notify_throughput", "notify_ceiling", "broadcast_100k")
 
+
+def setup_followers(url: str, port: int, subscribers: int) -> None:
+    """``subscribers`` webhook contacts, each following a small square inside the demo city
+    (with consent to area updates)."""
+    hook = f"http://127.0.0.1:{port}/hook"
+    with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
+        conn.execute(
+            """
+            WITH made AS (
+                INSERT INTO contact (kind, address, data, verified_at)
+                SELECT 'webhook', %s::text || '?f=' || i,
+                       jsonb_build_object('secret', %s::text), now()
+                FROM generate_series(1, %s) i
+                RETURNING id),
+            followed AS (
+                INSERT INTO area_subscription (contact_id, jurisdiction_id, geom, topics)
+                SELECT made.id, j.id,
+                       ST_Multi(ST_Buffer(ST_PointOnSurface(j.boundary)::geography, 50)::geometry),
+                       ARRAY['new_tickets']
+                FROM made, jurisdiction j WHERE j.slug = 'demo')
+            INSERT INTO contact_consent (contact_id, purpose, method, given_at)
+            SELECT id, 'area_updates', 'follow_form', now() FROM made
+            """,
+            (hook, SECRET, subscribers),
+        )
+
+
+def broadcast_now(url: str) -> tuple[int, float]:
+    """A broadcast over the whole demo city, as the staff route makes it; (id, commit time)."""
+    with psycopg.connect(to_libpq_url(url)) as conn:
+        broadcast_id = conn.execute(
+            """
+            INSERT INTO broadcast (jurisdiction_id, polygon, area_description, headline, body,
+                event, category, severity, urgency, certainty, language, created_by)
+            SELECT j.id, ST_Multi(j.boundary), 'the whole city', 'Storm warning',
+                   'Stay indoors tonight.', 'Storm', 'Met', 'Severe', 'Immediate', 'Likely',
+                   'en', 'bench'
+            FROM jurisdiction j WHERE j.slug = 'demo'
+            RETURNING id
+            """
+        ).fetchone()[0]  # type: ignore[index]
+        conn.execute(
+            "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW('notify', 'queue_broadcast', 0, NULL,"
+            " NULL, jsonb_build_object('broadcast_id', %s::bigint), NULL)"
+            "::procrastinate_job_to_defer_v1])",
+            (broadcast_id,),
+        )
+        conn.commit()
+        return int(broadcast_id), time.time()
+
+
+class MemoryWatch:
+    """Samples the resident set of some processes every ``every`` seconds (Linux /proc)."""
+
+    def __init__(self, pids: list[int], every: float = 0.25) -> None:
+        self.pids = pids
+        self.every = every
+        self.samples: list[tuple[float, float]] = []  # (time, largest RSS in MiB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def rss_mb(pid: int) -> float:
+        try:
+            for line in open(f"/proc/{pid}/status").read().splitlines():  # noqa: SIM115
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), max(self.rss_mb(p) for p in self.pids)))
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> MemoryWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure_broadcast(
+    url: str, port: int, subscribers: int, workers_n: int, concurrency: int, watch_s: float
+) -> dict[str, Any]:
+    setup_followers(url, port, subscribers)
+    busy = workers(url, workers_n, concurrency)
+    try:
+        time.sleep(3)  # started and listening
+        idle_mb = max(MemoryWatch.rss_mb(p.pid) for p in busy)
+        with MemoryWatch([p.pid for p in busy]) as memory:
+            broadcast_id, committed = broadcast_now(url)
+            with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
+                while True:
+                    row = conn.execute(
+                        "SELECT status, extract(epoch FROM queued_at), counts FROM broadcast"
+                        " WHERE id = %s",
+                        (broadcast_id,),
+                    ).fetchone()
+                    assert row is not None
+                    if row[0] == "queued" or time.time() - committed > 600:
+                        break
+                    time.sleep(0.05)
+                queued_at = float(row[1]) if row[1] is not None else time.time()
+                queued_mb = max(s[1] for s in memory.samples)
+                before = stats(port)["total"]
+                time.sleep(watch_s)  # the workers deliver meanwhile
+                delivered = stats(port)["total"] - before
+                rows = conn.execute(
+                    "SELECT count(*) FROM notification WHERE broadcast_id = %s", (broadcast_id,)
+                ).fetchone()
+        rss = [mb for _, mb in memory.samples]
+    finally:
+        stop(busy)
+    return {
+        "subscribers": subscribers,
+        "rows_queued": int(rows[0]) if rows else 0,
+        "counts": row[2],
+        "queue_seconds": round(queued_at - committed, 2),
+        "rss_mb_idle": round(idle_mb, 1),
+        "rss_mb_when_queued": round(queued_mb, 1),
+        "rss_mb_end": round(rss[-1], 1) if rss else None,
+        "peak_rss_mb": round(max(rss), 1) if rss else None,
+        "delivered_while_watched": delivered,
+        "watched_seconds": watch_s,
+        "workers": workers_n,
+    }
+
+
+def measure(
+    *,
+    messages: int,
+    latency_samples: int,
+    subscribers: int,
+    workers_n: int = 2,
+    concurrency: int = 2,
+    watch_s: float = 20.0,
+    only: set[str] | None = None,
+) -> dict[str, Any]:
+    """Every wanted workload's figures, on a cluster of their own."""
+    wanted = set(WORKLOADS) if only is None else only
     cluster = throwaway_cluster()
     port = free_port()
     server = subprocess.Popen(
@@ -237,7 +384,7 @@ def main() -> None:
     try:
         url = cluster.ensure_running()
         upgrade_to_head(url)
-        setup(url, port, args.messages, args.latency_samples)
+        setup(url, port, messages, latency_samples)
         for _ in range(100):
             try:
                 stats(port)
@@ -245,53 +392,102 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.1)
 
-        # Latency: one idle worker, one message at a time.
-        idle = workers(url, 1, args.concurrency)
-        time.sleep(3)  # started and listening
-        latencies = []
-        for k in range(2, args.latency_samples + 2):
-            before = stats(port)["total"]
-            committed = change_status(url, f"B-2026-{k:06d}", "acknowledged")
-            seen = wait_for(port, before + 1, 30)
-            newest = max(seen["times"].values())
-            latencies.append((newest - committed) * 1000)
-        stop(idle)
-        latencies.sort()
-        results["notify_latency"] = {
-            "samples": len(latencies),
-            "p50_ms": round(statistics.median(latencies), 1),
-            "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)], 1),
-            "max_ms": round(latencies[-1], 1),
-        }
+        if "notify_latency" in wanted:  # one idle worker, one message at a time
+            idle = workers(url, 1, concurrency)
+            time.sleep(3)  # started and listening
+            latencies = []
+            for k in range(2, latency_samples + 2):
+                before = stats(port)["total"]
+                committed = change_status(url, f"B-2026-{k:06d}", "acknowledged")
+                seen = wait_for(port, before + 1, 30)
+                newest = max(seen["times"].values())
+                latencies.append((newest - committed) * 1000)
+                time.sleep(0.2)  # idle again
+            stop(idle)
+            latencies.sort()
+            results["notify_latency"] = {
+                "samples": len(latencies),
+                "p50_ms": round(statistics.median(latencies), 1),
+                "p99_ms": round(latencies[max(0, math.ceil(len(latencies) * 0.99) - 1)], 1),
+                "max_ms": round(latencies[-1], 1),
+            }
 
-        # Throughput: N messages, two workers.
-        before = stats(port)["total"]
-        busy = workers(url, args.workers, args.concurrency)
-        time.sleep(3)
-        committed = change_status(url, "B-2026-000001", "acknowledged")
-        seen = wait_for(port, before + args.messages, 600)
-        last = max(seen["times"].values())
-        stop(busy)
-        delivered = seen["total"] - before
-        results["notify_throughput"] = {
-            "messages": args.messages,
-            "delivered": delivered,
-            "duplicates": seen["total"] - seen["unique"],
-            "seconds": round(last - committed, 2),
-            "per_second": round(delivered / (last - committed), 1),
-            "workers": args.workers,
-            "concurrency": args.concurrency,
-        }
-        rate = asyncio.run(ceiling(port, args.messages, args.workers * args.concurrency))
-        results["notify_ceiling"] = {"per_second": round(rate, 1)}
-        results["ratio_throughput_to_ceiling"] = round(
-            results["notify_throughput"]["per_second"] / rate, 2
-        )
+        if "notify_throughput" in wanted:  # N messages, two workers
+            before = stats(port)["total"]
+            busy = workers(url, workers_n, concurrency)
+            time.sleep(3)
+            committed = change_status(url, "B-2026-000001", "acknowledged")
+            seen = wait_for(port, before + messages, 600)
+            last = max(seen["times"].values())
+            stop(busy)
+            delivered = seen["total"] - before
+            with psycopg.connect(to_libpq_url(url), autocommit=True) as conn:
+                span = conn.execute(
+                    "SELECT extract(epoch FROM max(n.sent_at) - min(n.created_at)),"
+                    " extract(epoch FROM min(n.created_at)) FROM notification n"
+                    " JOIN ticket t ON t.id = n.ticket_id WHERE t.reference = 'B-2026-000001'"
+                ).fetchone()
+            results["notify_throughput"] = {
+                # From the change's commit (as the bench saw it, and as the database stamped
+                # it) to the last message's receipt, and to its row marked sent.
+                "commit_lag_seconds": round(float(span[1]) - committed, 2) if span else None,
+                "outbox_seconds": round(float(span[0]), 2) if span and span[0] else None,
+                "messages": messages,
+                "delivered": delivered,
+                "duplicates": seen["total"] - seen["unique"],
+                "seconds": round(last - committed, 2),
+                "per_second": round(delivered / (last - committed), 1),
+                "workers": workers_n,
+                "concurrency": concurrency,
+            }
+
+        if "notify_ceiling" in wanted:
+            started = time.perf_counter()
+            rate = asyncio.run(ceiling(port, messages, workers_n * concurrency))
+            results["notify_ceiling"] = {
+                "messages": messages,
+                "seconds": round(time.perf_counter() - started, 2),
+                "per_second": round(rate, 1),
+                "concurrency": workers_n * concurrency,
+            }
+
+        if "broadcast_100k" in wanted:
+            results["broadcast_100k"] = measure_broadcast(
+                url, port, subscribers, workers_n, concurrency, watch_s
+            )
     finally:
         server.terminate()
         server.wait(timeout=10)
         cluster.destroy()
-    print(json.dumps(results, indent=2))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--latency-samples", type=int, default=50)
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--watch-seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=2)  # KERBSIDE_WORKER_CONCURRENCY
+    parser.add_argument("--only", help="comma-separated: " + ", ".join(WORKLOADS))
+    args = parser.parse_args()
+    only = {n.strip() for n in args.only.split(",")} if args.only else None
+    results = measure(
+        messages=args.messages,
+        latency_samples=args.latency_samples,
+        subscribers=args.subscribers,
+        workers_n=args.workers,
+        concurrency=args.concurrency,
+        watch_s=args.watch_seconds,
+        only=only,
+    )
+    if "notify_throughput" in results and "notify_ceiling" in results:
+        results["ratio_throughput_to_ceiling"] = round(
+            results["notify_throughput"]["per_second"] / results["notify_ceiling"]["per_second"],
+            2,
+        )
+    print(json.dumps(results))
 
 
 if __name__ == "__main__":

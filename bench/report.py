@@ -136,6 +136,7 @@ def _target(entry: dict[str, Any]) -> str:
         "photos_per_s_min": "≥ {:g} photos/s",
         "median_ms_max": "median ≤ {:g} ms",
         "p50_ms_max": "p50 ≤ {:g} ms",
+        "queue_seconds_max": "queued ≤ {:g} s",
     }
     text = ", ".join(words[k].format(v) for k, v in target.items() if k in words)
     met = entry.get("target_met")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -43,10 +44,13 @@ from bench import (
 from bench.databases import BenchDatabase
 from bench.progress import say
 from bench.workloads import (
+    BROADCAST_TARGET,
     EXPLAIN_TARGET,
     EXPORT_MEMORY_TARGET,
     HTTP_WORKLOADS,
     INTAKE_TARGET,
+    NOTIFY_LATENCY_TARGET,
+    NOTIFY_THROUGHPUT_TARGET,
     PHOTO_MEMORY_TARGET,
     PHOTO_PROCESS_TARGET,
     RATIOS,
@@ -149,12 +153,22 @@ PROBES = (
     "dedup_quality",
     "social_classify_complaint",
     "social_classify_service",
+    "notify_latency",
+    "notify_throughput",
+    "notify_ceiling",
+    "broadcast_100k",
 )
 # Decisions, not speed: their figures do not depend on the machine's load, so a run of these
 # alone is recorded in bench/results too (python -m bench --only social_classify_service).
 QUALITY_WORKLOADS = frozenset(
     {"dedup_quality", "social_classify_complaint", "social_classify_service"}
 )
+# Per mode: messages for throughput and the ceiling, latency samples, broadcast subscribers.
+NOTIFY_SIZES = {
+    "default": (5_000, 50, 100_000),
+    "quick": (2_000, 20, 20_000),
+    "tiny": (200, 5, 2_000),
+}
 ALL_WORKLOADS = tuple(w.name for w in HTTP_WORKLOADS) + PROBES
 
 
@@ -207,6 +221,8 @@ def check_target(entry: dict[str, Any]) -> None:
             checks.append((entry.get("rps") or 0) >= limit)
         elif key == "median_ms_max":
             checks.append(extra.get("execution_ms", {}).get("median", float("inf")) <= limit)
+        elif key == "queue_seconds_max":
+            checks.append(extra.get("queue_seconds", float("inf")) <= limit)
     entry["target_met"] = all(checks)
 
 
@@ -308,6 +324,7 @@ class Harness:
         self._photo_probes()
         self._dedup_quality()
         self._classify_quality()
+        self._notify_probes()
         for entry in self.entries:
             check_target(entry)
         facts["load_average_at_end"] = machine.load_average()
@@ -874,6 +891,78 @@ class Harness:
                     extra=figures,
                 )
             )
+    # -- notifications ----------------------------------------------------------------------
+
+    def _notify_probes(self) -> None:
+        """Delivery latency and throughput, the bare HTTP ceiling, a 100k broadcast: on a
+        cluster of their own, with ``kerbside worker`` processes and a local webhook fake
+        (``bench/notify_bench.py``)."""
+        names = ("notify_latency", "notify_throughput", "notify_ceiling", "broadcast_100k")
+        wanted = [n for n in names if self.wanted(n)]
+        if not wanted:
+            return
+        messages, samples, subscribers = NOTIFY_SIZES[self.mode.name]
+        say(f"notifications: {', '.join(wanted)} ({messages} messages, {subscribers} followers)")
+        argv = [sys.executable, "-m", "bench.notify_bench", "--only", ",".join(wanted)]
+        argv += ["--messages", str(messages), "--latency-samples", str(samples)]
+        argv += ["--subscribers", str(subscribers)]
+        try:
+            out = subprocess.run(
+                argv,
+                cwd=PROJECT_ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=3600,
+                env={**os.environ, **self.kerbside_settings},
+            )
+            figures = json.loads(out.stdout.strip().splitlines()[-1])
+        except (subprocess.SubprocessError, OSError, ValueError, IndexError) as exc:
+            for name in wanted:
+                self.entries.append(self._failed(name, name, "notify", exc))
+            return
+        titles = {
+            "notify_latency": "status change → message at a local fake provider, idle worker",
+            "notify_throughput": "outbox → local webhook fake, 2 worker processes",
+            "notify_ceiling": "bare async HTTP loop to the same webhook fake (the ceiling)",
+            "broadcast_100k": "broadcast to every follower in a polygon: rows queued, memory",
+        }
+        for name in wanted:
+            found = figures.get(name)
+            if found is None:
+                self.entries.append(skipped(name, titles[name], "notify", "not measured"))
+                continue
+            fields: dict[str, Any] = {"server": "kerbside worker", "extra": found}
+            if name == "notify_latency":
+                fields |= {
+                    "requests": found["samples"],
+                    "latency_ms": {"p50": found["p50_ms"], "p99": found["p99_ms"]},
+                    "target": NOTIFY_LATENCY_TARGET,
+                }
+            elif name == "notify_throughput":
+                fields |= {
+                    "requests": found["delivered"],
+                    "seconds": found["seconds"],
+                    "rps": found["per_second"],
+                    "connections": found["workers"] * found["concurrency"],
+                    "target": NOTIFY_THROUGHPUT_TARGET,
+                }
+            elif name == "notify_ceiling":
+                fields |= {
+                    "server": "httpx loop",
+                    "requests": found["messages"],
+                    "seconds": found["seconds"],
+                    "rps": found["per_second"],
+                    "connections": found["concurrency"],
+                }
+            else:
+                fields |= {
+                    "requests": found["rows_queued"],
+                    "seconds": found["queue_seconds"],
+                    "peak_rss_mb": found["peak_rss_mb"],
+                    "target": BROADCAST_TARGET,
+                }
+            self.entries.append(result(name, titles[name], "notify", **fields))
 
     # -- photo processing -------------------------------------------------------------------
 

@@ -53,6 +53,11 @@ STREET_BBOX_TARGET = {"rps_min": 1200.0}
 VIEWPORT_TARGET = {"rps_min": 120.0}
 LOW_ZOOM_TARGET = {"p50_ms_max": 30.0}
 EXPORT_MEMORY_TARGET = {"peak_rss_mb_max": 150.0}
+# Issue 17: a status change reaches a local fake provider within 5 s (p99, idle worker); two
+# workers deliver >= 500 messages/s; a broadcast to 100,000 people is queued within 10 s.
+NOTIFY_LATENCY_TARGET = {"p99_ms_max": 5000.0}
+NOTIFY_THROUGHPUT_TARGET = {"rps_min": 500.0}
+BROADCAST_TARGET = {"queue_seconds_max": 10.0}
 
 
 @dataclass
@@ -575,6 +580,7 @@ RATIOS: tuple[tuple[str, str, str], ...] = (
     ("kerbside_items_bbox", "tipg_items_bbox", "Kerbside ÷ tipg"),
     ("kerbside_tile_z14", "tipg_tile_z14", "Kerbside ÷ tipg"),
     ("kerbside_items_z16", "tipg_items_z16", "Kerbside ÷ tipg"),
+    ("notify_throughput", "notify_ceiling", "Kerbside ÷ bare HTTP loop"),
 )
 
 

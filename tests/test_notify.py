@@ -105,18 +105,16 @@ async def test_the_outbox_is_written_with_the_change_for_consenting_reachable_pe
     first = await submit_report(db, catalog, post(*CENTER, handle="alice"))
     await as_at_commit(db)
     assert await outbox(db) == [("alice", "ticket_opened")]
+    # One delivery job for the change (not one per row), unlocked: it claims due rows.
     jobs = (
         await db.execute(
             text(
-                "SELECT j.lock, j.queue_name, n.contact_id FROM procrastinate_jobs j"
-                " JOIN notification n ON n.id = CAST(j.args->>'notification_id' AS bigint)"
-                " WHERE j.task_name = 'deliver_notification'"
+                "SELECT lock, queue_name, args FROM procrastinate_jobs"
+                " WHERE task_name = 'deliver_notifications'"
             )
         )
     ).all()
-    assert [(lock, queue) for lock, queue, _ in jobs] == [
-        (f"notify:{jobs[0].contact_id}:{first.ticket_id}", "notify")
-    ]
+    assert [tuple(job) for job in jobs] == [(None, "notify", {})]
 
     # A second reporter joins; an anonymous one without a contact hears nothing.
     await submit_report(db, catalog, post(*offset_lonlat(*CENTER, 5, 0), handle="bob"))

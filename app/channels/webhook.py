@@ -143,7 +143,9 @@ def guarded_transport(*, allow_loopback: bool) -> httpx.AsyncHTTPTransport:
     made._pool = httpcore.AsyncConnectionPool(
         ssl_context=httpx.create_ssl_context(trust_env=False),
         max_connections=100,
-        max_keepalive_connections=20,
+        # As many kept as may be open: the worker sends a batch at once, and a connection
+        # closed after each answer is a new TCP handshake for the next message.
+        max_keepalive_connections=100,
         keepalive_expiry=5.0,
         network_backend=PublicOnlyBackend(allow_loopback=allow_loopback),
     )

@@ -24,7 +24,8 @@ PROCESS_PHOTO = "process_photo"
 SEND_MAIL = "send_mail"
 REFRESH_MAP_GRID = "refresh_map_grid"
 QUEUE_BROADCAST = "queue_broadcast"
-DELIVER_NOTIFICATION = "deliver_notification"  # also written in the event stream (migration 0014)
+# Deferred once per change by the event stream (migration 0020), broadcasts and digests.
+DELIVER_NOTIFICATIONS = "deliver_notifications"
 
 # procrastinate's own function (schema 3.x, migrations/sql): one INSERT into
 # procrastinate_jobs, whose trigger NOTIFYs the workers (delivered at COMMIT).

@@ -15,18 +15,15 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from procrastinate import JobContext, RetryStrategy
-from procrastinate.jobs import Job
-from procrastinate.retry import BaseRetryStrategy, RetryDecision
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.channels.base import Channel
 from app.core import clock
 from app.core.jobs import (
-    DELIVER_NOTIFICATION,
+    DELIVER_NOTIFICATIONS,
     PROCESS_PHOTO,
     QUEUE_BROADCAST,
     REFRESH_MAP_GRID,
@@ -105,40 +102,20 @@ async def send_mail(context: JobContext, to: str, subject: str, body: str) -> bo
     return await deliver(resources(context).settings, Mail(to=to, subject=subject, body=body))
 
 
-class TryAgain(Exception):
-    """A notification's provider asked for another try, in ``seconds``."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"again in {seconds:.1f}s")
-        self.seconds = seconds
-
-
-class NotificationRetry(BaseRetryStrategy):
-    """Reschedule the same job when the notification says so: it keeps its place in its
-    lock's order, so one person's later messages about a ticket wait for it. The backoff and
-    the last attempt are the notification's (``app.notify.service``); a crash is retried."""
-
-    def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
-        if isinstance(exception, TryAgain):
-            wait = timedelta(seconds=max(exception.seconds, 0.0))
-            return RetryDecision(retry_at=clock.now() + wait)
-        if job.attempts < 5:  # a bug, or an outage of our own database
-            return RetryDecision(retry_in={"seconds": 2 ** (job.attempts + 1)})
-        return None
-
-
-# Deferred by the event stream (migration 0014) in the transaction of the change it announces,
-# locked per contact and ticket so one person's messages about one ticket go out in order.
-@queue.task(name=DELIVER_NOTIFICATION, queue="notify", pass_context=True, retry=NotificationRetry())
-async def deliver_notification(context: JobContext, notification_id: int) -> str:
-    """One attempt at one outbox row (``app.notify.service.deliver``)."""
+# Deferred by the event stream (migration 0020) in the transaction of each change that queues
+# messages, by broadcasts, digests and staff retries, and scheduled for rows that wait: claims
+# due rows in batches until none is left (``app.notify.service.deliver_due``). Outcomes are the
+# notifications' own (retries, dead letters); a crash or an outage of our database is retried.
+@queue.task(
+    name=DELIVER_NOTIFICATIONS,
+    queue="notify",
+    pass_context=True,
+    retry=RetryStrategy(max_attempts=5, exponential_wait=2),
+)
+async def deliver_notifications(context: JobContext) -> int:
+    """Send every notification that is due; returns how many were attempted."""
     found = resources(context)
-    attempt = await notify.deliver(
-        found.sessionmaker, found.channels, found.settings, notification_id
-    )
-    if attempt.retry_in is not None:
-        raise TryAgain(attempt.retry_in)
-    return attempt.status
+    return await notify.deliver_due(found.sessionmaker, found.channels, found.settings)
 
 
 # Deferred when staff send a broadcast; one batch per transaction, so a crash resumes after the
@@ -255,6 +232,20 @@ async def purge_expired_idempotency_records(session: AsyncSession) -> int:
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+@queue.periodic(cron="* * * * *")
+@queue.task(
+    name="sweep_notifications",
+    queue="notify",
+    pass_context=True,
+    lock="sweep_notifications",
+    queueing_lock="sweep_notifications",
+)
+async def sweep_notifications(context: JobContext, timestamp: int) -> int:
+    """Deliver what is due even if its job was lost (a worker killed, the database away)."""
+    found = resources(context)
+    return await notify.deliver_due(found.sessionmaker, found.channels, found.settings)
 
 
 # -- the queue's own upkeep ---------------------------------------------------------------------

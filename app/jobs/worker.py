@@ -8,13 +8,17 @@ everything due, then exit.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from procrastinate import App, PsycopgConnector
-from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.exceptions import AlreadyEnqueued, ConnectorException
 
 from app.channels.registry import channels_for, close_all, unavailable
 from app.db import make_engine, make_sessionmaker
@@ -28,6 +32,8 @@ log = logging.getLogger("kerbside.worker")
 # On a stop, running jobs get this long to finish (a photo decodes in well under it); a job
 # cut short is retried by the next worker (see ``app.jobs.tasks.retry_stalled_jobs``).
 SHUTDOWN_GRACE_SECONDS = 20.0
+# Between attempts to start again while the database is away: 1, 2, 4 ... up to this.
+MAX_RECONNECT_WAIT_SECONDS = 30.0
 
 
 @asynccontextmanager
@@ -79,16 +85,75 @@ async def run_worker(
         async with open_queue(settings, pool_size=concurrency + 2) as app:
             if once:
                 log.info("deferred periodic jobs", extra={"jobs": await defer_periodic_now(app)})
-            await app.run_worker_async(
-                concurrency=concurrency,
-                wait=not once,
-                additional_context=context,
-                install_signal_handlers=install_signal_handlers,
-                update_heartbeat_interval=settings.worker_heartbeat_seconds,
-                stalled_worker_timeout=settings.worker_stalled_after_seconds,
-                shutdown_graceful_timeout=SHUTDOWN_GRACE_SECONDS,
-            )
+            stop = asyncio.Event()
+            if install_signal_handlers:
+                loop = asyncio.get_running_loop()
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(signum, stop.set)
+            try:
+                await _run_until_stopped(app, settings, concurrency, once, context, stop)
+            finally:
+                if install_signal_handlers:
+                    for signum in (signal.SIGINT, signal.SIGTERM):
+                        loop.remove_signal_handler(signum)
     finally:
         photos.close()
         await close_all(channels)
         await engine.dispose()
+
+
+async def _run_until_stopped(
+    app: App,
+    settings: Settings,
+    concurrency: int,
+    once: bool,
+    context: dict[str, Any],
+    stop: asyncio.Event,
+) -> None:
+    """procrastinate's worker until ``stop`` (a signal) or, with ``once``, until none is due.
+
+    procrastinate stops its worker when the database goes away (its listener fails) or
+    raises; either way this starts it again, waiting 1, 2, 4 ... s, so a database restart
+    needs no supervisor to bring the worker back.
+    """
+    wait = 1.0
+    while not stop.is_set():
+        failed = False
+        try:
+            # A worker that starts delivers what waits at once (a job may have died with a
+            # worker before it), not at the next sweep.
+            await tasks.deliver_notifications.defer_async()
+            run = asyncio.create_task(
+                app.run_worker_async(
+                    concurrency=concurrency,
+                    wait=not once,
+                    additional_context=context,
+                    install_signal_handlers=False,
+                    update_heartbeat_interval=settings.worker_heartbeat_seconds,
+                    stalled_worker_timeout=settings.worker_stalled_after_seconds,
+                    shutdown_graceful_timeout=SHUTDOWN_GRACE_SECONDS,
+                )
+            )
+            stopping = asyncio.create_task(stop.wait())
+            done, _ = await asyncio.wait({run, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if stopping in done:
+                run.cancel()  # procrastinate stops gracefully: running jobs get the grace time
+                with contextlib.suppress(asyncio.CancelledError):
+                    await run
+                return
+            stopping.cancel()
+            run.result()
+        except ConnectorException:
+            if once:
+                raise
+            failed = True
+        if once:
+            return
+        log.warning(
+            "the worker stopped (the database went away?); it starts again in %gs",
+            wait,
+            extra={"failed": failed},
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=wait)
+        wait = min(wait * 2, MAX_RECONNECT_WAIT_SECONDS)

@@ -49,11 +49,9 @@ _WRITE = text(
         RETURNING id, contact_id
     ),
     jobs AS (
-        SELECT procrastinate_defer_jobs_v1(array_agg(ROW(
-            'notify', 'deliver_notification', 0,
-            'notify:' || contact_id || ':' || 'digest', NULL,
-            jsonb_build_object('notification_id', id), NULL
-        )::procrastinate_job_to_defer_v1 ORDER BY id)) FROM written HAVING count(*) > 0
+        SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(
+            'notify', 'deliver_notifications', 0, NULL, NULL, '{}'::jsonb, NULL
+        )::procrastinate_job_to_defer_v1]) FROM (SELECT 1 FROM written LIMIT 1) AS any_row
     ),
     moved AS (
         UPDATE area_subscription s SET digest_through = :until FROM due WHERE s.id = due.id

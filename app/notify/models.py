@@ -88,6 +88,19 @@ class Notification(Base):
             "id",
             postgresql_where=text("status IN ('pending', 'retrying')"),
         ),
+        # The delivery job's claim (oldest first) and its next wake-up (migration 0020).
+        Index(
+            "ix_notification_queue",
+            "id",
+            postgresql_where=text("status IN ('pending', 'retrying')"),
+        ),
+        Index(
+            "ix_notification_waiting",
+            "next_attempt_at",
+            postgresql_where=text(
+                "status IN ('pending', 'retrying') AND next_attempt_at IS NOT NULL"
+            ),
+        ),
         # How many messages a contact was sent in the last hour (the city's rate limit).
         Index(
             "ix_notification_sent_recently",

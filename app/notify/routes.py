@@ -20,7 +20,7 @@ from app.contacts.messages import queue_verifications
 from app.contacts.models import ConsentMethod, ContactKind, Purpose
 from app.contacts.service import Consent, ContactSpec
 from app.core.errors import BadRequest, Conflict, Forbidden, NotFound
-from app.core.jobs import DELIVER_NOTIFICATION, defer
+from app.core.jobs import DELIVER_NOTIFICATIONS, defer
 from app.db import SessionDep
 from app.notify.service import unsubscribe_signature
 
@@ -285,13 +285,7 @@ async def retry(
         ),
         {"id": notification_id},
     )
-    await defer(
-        session,
-        DELIVER_NOTIFICATION,
-        {"notification_id": notification_id},
-        queue="notify",
-        lock=f"notify:{row.contact_id}:{row.ticket_id}",
-    )
+    await defer(session, DELIVER_NOTIFICATIONS, queue="notify")
     return Response(status_code=202)
 
 
