@@ -891,6 +891,7 @@ class Harness:
                     extra=figures,
                 )
             )
+
     # -- notifications ----------------------------------------------------------------------
 
     def _notify_probes(self) -> None:
