@@ -6,7 +6,7 @@ import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.auth.principal import CHECK_CREDENTIALS
@@ -19,6 +19,7 @@ from app.core.errors import install_error_handlers
 from app.core.headers import SecurityHeadersMiddleware
 from app.core.limits import BodySizeLimitMiddleware, RejectNulMiddleware
 from app.core.logging import RequestContextMiddleware, configure_logging
+from app.core.ratelimit import install_limit_responses, limit_writes
 from app.crews.routes import router as crews_router
 from app.db import make_engine, make_read_pool, make_read_sessionmaker, make_sessionmaker
 from app.health.routes import router as health_router
@@ -83,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Served by app.home from vendored files, so they work without internet.
         docs_url=None,
         redoc_url=None,
+        # Every write of every route, present and future, per client address and device.
+        dependencies=[Depends(limit_writes)],
     )
     app.state.settings = settings
     app.state.catalog = Catalog()
@@ -124,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(home_router)
     install_schemas(app)
+    install_limit_responses(app)
     return app
 
 
