@@ -140,6 +140,13 @@ class Settings(BaseSettings):
     # How long a client may take to send a request's headers (slow clients let go).
     http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
+    # Personal data (contacts, reporter names, consent evidence) is dropped from tickets
+    # closed more than this many days ago (docs/privacy.md); a city file's
+    # privacy.contact_retention_days overrides it for its jurisdiction.
+    privacy_contact_retention_days: int = Field(default=180, ge=1, le=36_500)
+    # Tickets per transaction of the retention job.
+    privacy_batch_size: int = Field(default=500, ge=1, le=10_000)
+
     # Where rate limit counters live: "postgres" (the table rate_limit_hit, shared by every
     # process and host; one statement per limited request) or "memory" (per API process: N
     # processes allow N times a limit; for tests and single-process tools).

@@ -369,6 +369,18 @@ class Notifications(Strict):
     templates: list[MessageTemplate] = Field(default_factory=list)
 
 
+class Privacy(Strict):
+    """How long this city keeps personal data (docs/privacy.md)."""
+
+    contact_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        description="Days after a ticket is closed before its contacts, reporter names and "
+        "consent evidence are dropped; default: KERBSIDE_PRIVACY_CONTACT_RETENTION_DAYS",
+    )
+
+
 class CityFile(Strict):
     """One jurisdiction, declared."""
 
@@ -381,6 +393,7 @@ class CityFile(Strict):
     templates: list[Template] = Field(default_factory=list)
     history: History = Field(default_factory=History)
     notifications: Notifications = Field(default_factory=Notifications)
+    privacy: Privacy = Field(default_factory=Privacy)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> CityFile:

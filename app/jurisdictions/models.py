@@ -72,6 +72,8 @@ class Jurisdiction(CreatedAt, Base):
     history: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
     # Quiet hours and rate limits of notifications (the city file's ``notifications``).
     notifications: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+    # How long personal data is kept (the city file's ``privacy``; read by ``app.privacy``).
+    privacy: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
 
     __table_args__ = (
         Index("ix_jurisdiction_boundary", "boundary", postgresql_using="gist"),
