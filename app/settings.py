@@ -51,7 +51,11 @@ class Settings(BaseSettings):
     # Public reads (tiles, GeoJSON, OGC API, stats, public tickets), without credentials;
     # ["*"]: any origin, []: none (app/core/cors.py).
     open_data_cors_origins: list[str] = ["*"]
+    # The largest request body of any route (photos); each route has its own maximum below it
+    # (docs/privacy.md, "Request sizes"): JSON bodies this much, boundaries and areas that.
     max_request_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
+    max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_geometry_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
 
     # Auth.
     secret_key: SecretStr = SecretStr(DEV_SECRET)
