@@ -31,9 +31,9 @@ from app.auth.principal import (
 )
 from app.cli import main as cli_main
 from app.core.ratelimit import RateLimits, SlidingWindow
-from app.main import create_app
 from app.jurisdictions.models import Jurisdiction
 from app.mail import Mail, send_mail
+from app.main import create_app
 from app.settings import Settings, get_settings
 from tests.factories import PASSWORD, make_crew, make_jurisdiction, make_user
 from tests.mailbox import Inbox, configure, token_in
