@@ -202,8 +202,8 @@ async def test_a_fuzzing_run_turns_the_write_limits_off(
 
 
 @contextlib.contextmanager
-def _api_process(database_url: str, media: Path) -> Iterator[str]:
-    port = free_port()
+def _api_processes(database_url: str, media: Path, count: int) -> Iterator[list[str]]:
+    """``count`` API processes on one database, started together; their base URLs."""
     env = {
         **os.environ,
         "KERBSIDE_ENV": "test",
@@ -214,37 +214,41 @@ def _api_process(database_url: str, media: Path) -> Iterator[str]:
         "KERBSIDE_RATE_LIMIT_WRITES_PER_ADDRESS_PER_MINUTE": "1000",
     }
     command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:app_factory"]
-    process = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    ports = [free_port() for _ in range(count)]
+    processes = [
+        subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for port in ports
+    ]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("the API process did not start")
-            time.sleep(0.1)
-        yield url
+        deadline = time.monotonic() + 120  # two cold starts on a busy machine
+        for url, process in zip(urls, processes, strict=True):
+            while True:
+                try:
+                    if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("an API process did not start")
+                time.sleep(0.1)
+        yield urls
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=20)
 
 
 @pytest.mark.usefixtures("fresh_rate_limits")
 def test_two_api_processes_share_one_budget(database_url: str, tmp_path: Path) -> None:
     """The default store, with real processes: a limit of 3 holds across both."""
-    with (
-        _api_process(database_url, tmp_path) as first,
-        _api_process(database_url, tmp_path) as second,
-    ):
+    with _api_processes(database_url, tmp_path, 2) as (first, second):
         codes = []
         for n in range(6):
             response = httpx.post(
