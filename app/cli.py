@@ -17,6 +17,7 @@ from app.cities.cli import add_city_commands
 from app.core.cli import CommandError, open_database
 from app.embedded import EmbeddedCluster, port_is_free
 from app.imports.cli import add_import_command
+from app.privacy.cli import add_privacy_commands
 from app.settings import PROJECT_ROOT, Settings, get_settings
 from app.social.cli import add_social_commands
 
@@ -207,6 +208,7 @@ EXTRA_COMMANDS: list[Callable[[Any], None]] = [
     add_import_command,
     add_city_commands,
     add_social_commands,
+    add_privacy_commands,
 ]
 
 

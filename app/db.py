@@ -301,7 +301,8 @@ async def read_db(request: Request) -> AsyncIterator[ReadConnection]:
     caller's API key): from the read pool (``make_read_pool``). When the application's
     sessions are bound to one connection (the tests' rolled-back transaction), that
     connection, inside its transaction; with an engine installed from outside and no pool
-    (tests that commit), one of the engine's connections."""
+    (tests that commit), one of the engine's connections (the sessionmaker's engine when the
+    application was given only a sessionmaker)."""
     state = request.app.state
     sessionmaker: async_sessionmaker[AsyncSession] = state.sessionmaker
     bind = sessionmaker.kw.get("bind")
@@ -313,7 +314,11 @@ async def read_db(request: Request) -> AsyncIterator[ReadConnection]:
         async with pool.connection() as connection:
             yield connection
         return
-    async with state.engine.connect() as borrowed:
+    # The application's engine, or (an application given only a sessionmaker) the one its
+    # sessions are bound to.
+    engine = getattr(state, "engine", None) or bind
+    assert isinstance(engine, AsyncEngine), "the application has no database engine"
+    async with engine.connect() as borrowed:
         driver = await _driver(borrowed)
         await driver.set_autocommit(True)
         try:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 
 from app.auth.principal import CHECK_CREDENTIALS
 from app.auth.routes import router as auth_router
@@ -17,8 +19,14 @@ from app.core.bodies import install_schemas
 from app.core.cors import OpenDataCORSMiddleware
 from app.core.errors import install_error_handlers
 from app.core.headers import SecurityHeadersMiddleware
-from app.core.limits import BodySizeLimitMiddleware, RejectNulMiddleware
+from app.core.limits import (
+    BodyLimits,
+    BodySizeLimitMiddleware,
+    RejectNulMiddleware,
+    install_body_limit_responses,
+)
 from app.core.logging import RequestContextMiddleware, configure_logging
+from app.core.ratelimit import install_limit_responses, limit_writes
 from app.crews.routes import router as crews_router
 from app.db import (
     ReadReplica,
@@ -29,6 +37,7 @@ from app.db import (
 )
 from app.health.routes import router as health_router
 from app.home.routes import router as home_router
+from app.imports.routes import MAX_IMPORT_BYTES
 from app.imports.routes import router as imports_router
 from app.jurisdictions.catalog import Catalog
 from app.jurisdictions.routes import router as jurisdictions_router
@@ -94,13 +103,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Served by app.home from vendored files, so they work without internet.
         docs_url=None,
         redoc_url=None,
+        # Every write of every route, present and future, per client address and device.
+        dependencies=[Depends(limit_writes)],
     )
     app.state.settings = settings
     app.state.catalog = Catalog()
     app.state.photos = PhotoPipeline(settings)
     install_error_handlers(app)
     app.add_middleware(RejectNulMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    body_limits = BodyLimits(settings.max_json_body_bytes, settings.max_request_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, limits=body_limits)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -135,7 +147,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(home_router)
     install_schemas(app)
+    install_limit_responses(app)
+    body_limits.install(_route_table(app), larger_bodies(settings))
+    install_body_limit_responses(app, body_limits)
     return app
+
+
+def larger_bodies(settings: Settings) -> dict[tuple[str, str], int]:
+    """The write routes that take more than a JSON body (``KERBSIDE_MAX_JSON_BODY_BYTES``),
+    and how much; every other route takes at most that (413 problem+json beyond)."""
+    photos = settings.max_request_bytes  # up to max_photos_per_report photos, and the report
+    geometry = settings.max_geometry_body_bytes  # boundaries and areas as GeoJSON
+    return {
+        ("POST", "/v1/reports"): photos,
+        ("POST", "/v1/workorders/{reference}/done"): photos,  # after-photos
+        ("POST", "/v1/imports"): MAX_IMPORT_BYTES + 64 * 1024,  # the file and its multipart
+        ("PUT", "/v1/admin/jurisdictions/{slug}/city"): geometry,
+        ("POST", "/v1/admin/jurisdictions"): geometry,
+        ("PUT", "/v1/admin/jurisdictions/{slug}"): geometry,
+        ("PUT", "/v1/admin/jurisdictions/{slug}/areas/{kind}/{code}"): geometry,
+    }
+
+
+def _route_table(app: FastAPI) -> list[tuple[str, str]]:
+    """(method, path template) of every route, through included routers."""
+    found: list[tuple[str, str]] = []
+
+    def walk(routes: list[Any], prefix: str) -> None:
+        for route in routes:
+            if hasattr(route, "original_router"):  # an included router (FastAPI >= 0.120)
+                walk(route.original_router.routes, prefix + route.include_context.prefix)
+            elif isinstance(route, APIRoute):
+                found.extend((method, prefix + route.path) for method in route.methods or ())
+
+    walk(list(app.routes), "")
+    return found
 
 
 def app_factory() -> FastAPI:

@@ -57,7 +57,11 @@ class Settings(BaseSettings):
     # Public reads (tiles, GeoJSON, OGC API, stats, public tickets), without credentials;
     # ["*"]: any origin, []: none (app/core/cors.py).
     open_data_cors_origins: list[str] = ["*"]
+    # The largest request body of any route (photos); each route has its own maximum below it
+    # (docs/privacy.md, "Request sizes"): JSON bodies this much, boundaries and areas that.
     max_request_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
+    max_json_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_geometry_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
 
     # Auth.
     secret_key: SecretStr = SecretStr(DEV_SECRET)
@@ -151,10 +155,24 @@ class Settings(BaseSettings):
     # How long a client may take to send a request's headers (slow clients let go).
     http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
-    # Where rate limit counters live: "memory" (per API process) or "postgres" (the table
-    # rate_limit_hit, shared by every process and host; one statement per limited request).
-    rate_limit_store: Literal["memory", "postgres"] = "memory"
-    # Rate limits, per client (per API process with the memory store); 0 turns one off.
+    # Personal data (contacts, reporter names, consent evidence) is dropped from tickets
+    # closed more than this many days ago (docs/privacy.md); a city file's
+    # privacy.contact_retention_days overrides it for its jurisdiction.
+    privacy_contact_retention_days: int = Field(default=180, ge=1, le=36_500)
+    # Tickets per transaction of the retention job.
+    privacy_batch_size: int = Field(default=500, ge=1, le=10_000)
+
+    # Where rate limit counters live: "postgres" (the table rate_limit_hit, shared by every
+    # process and host; one statement per limited request) or "memory" (per API process: N
+    # processes allow N times a limit; for tests and single-process tools).
+    rate_limit_store: Literal["memory", "postgres"] = "postgres"
+    # Every write request (any method but GET/HEAD/OPTIONS, every route) per minute: per
+    # client address, per account or API key, per device (X-Device-Id). 0 turns one off; a
+    # fuzzing run raises them.
+    rate_limit_writes_per_address_per_minute: int = Field(default=300, ge=0)
+    rate_limit_writes_per_account_per_minute: int = Field(default=120, ge=0)
+    rate_limit_writes_per_device_per_minute: int = Field(default=60, ge=0)
+    # Rate limits, per client; 0 turns one off.
     rate_limit_login_per_minute: int = Field(default=10, ge=0)
     # Sign-in attempts from one client address whatever the account (one address trying
     # many accounts); carrier NAT shares addresses, hence more than per account.

@@ -216,6 +216,9 @@ def kerbside(
         KERBSIDE_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
         # Every request comes from 127.0.0.1: a per-address limit would measure the limiter.
         KERBSIDE_RATE_LIMIT_REPORTS_PER_MINUTE="0",
+        KERBSIDE_RATE_LIMIT_WRITES_PER_ADDRESS_PER_MINUTE="0",
+        KERBSIDE_RATE_LIMIT_WRITES_PER_DEVICE_PER_MINUTE="0",
+        KERBSIDE_RATE_LIMIT_WRITES_PER_ACCOUNT_PER_MINUTE="0",
         # The photo upload burst measures the cost of accepting, not the overload policy
         # (a 60 s burst leaves a backlog of about 2,600 photos, over the default cap).
         KERBSIDE_PHOTO_MAX_PENDING="0",

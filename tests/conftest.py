@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
@@ -94,10 +96,23 @@ async def db(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[As
         yield session
 
 
+@pytest.fixture(scope="session")
+def counters(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
 @pytest.fixture
 def app(
-    settings: Settings, engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+    settings: Settings,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    counters: psycopg.Connection[Any],
 ) -> FastAPI:
+    # Rate limits live in PostgreSQL (the default store): this test's own hits are rolled
+    # back with its transaction, but a live server or real process of an earlier test may
+    # have committed some for the same client address.
+    counters.execute("DELETE FROM rate_limit_hit")
     app = create_app(settings)
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
@@ -126,8 +141,23 @@ async def committed_db(database_url: str) -> AsyncIterator[async_sessionmaker[As
             await conn.execute(
                 text(
                     "TRUNCATE jurisdiction, app_user, contact, idempotency_record, "
-                    "procrastinate_jobs, procrastinate_workers, procrastinate_periodic_defers "
+                    "procrastinate_jobs, procrastinate_workers, procrastinate_periodic_defers, "
+                    "rate_limit_hit "
                     "RESTART IDENTITY CASCADE"
                 )
             )
         await engine.dispose()
+
+
+@pytest.fixture
+def fresh_rate_limits(database_url: str) -> Iterator[None]:
+    """Rate limit counters emptied before and after, for tests whose API commits them (live
+    servers and real processes keep the default store, PostgreSQL)."""
+
+    def empty() -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("TRUNCATE rate_limit_hit")
+
+    empty()
+    yield
+    empty()

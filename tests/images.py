@@ -24,12 +24,19 @@ def jpeg(
     lat: float | None = None,
     orientation: int | None = None,
     camera: str | None = "KerbCam 1",
+    serial: str | None = None,
+    artist: str | None = None,
 ) -> bytes:
-    """A JPEG with a gradient, optionally with EXIF GPS, orientation and a camera model."""
+    """A JPEG with a gradient, optionally with EXIF GPS, orientation, a camera model, the
+    camera's serial number and its author (``Artist``)."""
     image = Image.linear_gradient("L").resize(size).convert("RGB")
     exif = Image.Exif()
     if camera:
         exif[ExifTags.Base.Model] = camera
+    if serial:
+        exif[ExifTags.Base.BodySerialNumber] = serial
+    if artist:
+        exif[ExifTags.Base.Artist] = artist
     if orientation:
         exif[ExifTags.Base.Orientation] = orientation
     if lon is not None and lat is not None:

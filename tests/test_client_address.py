@@ -29,7 +29,7 @@ _addresses = (f"203.0.113.{n}" for n in itertools.count(1))
 
 
 @pytest.fixture
-def live_settings(settings: Settings, tmp_path: Path) -> Settings:
+def live_settings(settings: Settings, tmp_path: Path, fresh_rate_limits: None) -> Settings:
     return settings.model_copy(
         update={
             "media_dir": tmp_path,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -72,6 +72,8 @@ class World:
     bravo_report: str
     bravo_notification: int
     bravo_broadcast: str
+    # Alpha's, but another Alpha crew's work order, outside Alpha's crew's territory.
+    alpha_elsewhere: str = ""
 
     def fill(self, path: str) -> str:
         values = {
@@ -120,6 +122,8 @@ async def world(client: httpx.AsyncClient, db: AsyncSession, settings: Any) -> W
     await make_user(db, role=Role.crew, jurisdiction=bravo, crew=b_crew, email="bravo@example.org")
     lon, lat = CITY.center
     a_ticket = await make_ticket(db, alpha, a_service, lon, lat, crew=a_crew)
+    other_crew = await make_crew(db, alpha, name="Alpha other crew")
+    elsewhere = await make_ticket(db, alpha, a_service, lon + 0.002, lat, crew=other_crew)
     b_lon, b_lat = BRAVO_CITY.center
     b_ticket = await make_ticket(db, bravo, b_service, b_lon, b_lat)
     b_ticket_2 = await make_ticket(db, bravo, b_service, b_lon + 0.01, b_lat)
@@ -198,6 +202,7 @@ async def world(client: httpx.AsyncClient, db: AsyncSession, settings: Any) -> W
         bravo_report=report.json()["report"]["id"],
         bravo_notification=notification,
         bravo_broadcast=str(broadcast),
+        alpha_elsewhere=elsewhere.reference,
     )
 
 
@@ -634,3 +639,70 @@ async def test_staff_report_in_another_city_as_anyone_does_without_staffs_trust(
         )
         assert filed.status_code == expected, filed.text
     assert "7 days" in filed.text
+
+
+# -- crews: their territory only -----------------------------------------------------------------
+
+
+def _crew_routes() -> list[tuple[str, str]]:
+    return sorted(
+        (method, path)
+        for method, path, route in _routes(create_app())
+        if "require_crew" in {getattr(call, "__name__", "") for call in _calls(route)}
+    )
+
+
+async def _ticket_state(db: AsyncSession, reference: str) -> list[str]:
+    row = (
+        await db.execute(
+            text(
+                "SELECT t.status, t.work_status, t.crew_id, t.priority,"
+                " (SELECT count(*) FROM ticket_event e WHERE e.ticket_id = t.id)"
+                " FROM ticket t WHERE t.reference = :r"
+            ),
+            {"r": reference},
+        )
+    ).one()
+    return [str(v) for v in row]
+
+
+def test_every_crew_route_is_in_the_territory_matrix() -> None:
+    """Crew-gated routes come from the route table; each needs a case in CASES (above)."""
+    routes = _crew_routes()
+    assert len(routes) >= 10
+    assert set(routes) - set(CASES) == set()
+
+
+@pytest.mark.parametrize(("method", "path"), _crew_routes())
+async def test_a_crew_sees_and_changes_only_its_territory(
+    client: httpx.AsyncClient, db: AsyncSession, world: World, method: str, path: str
+) -> None:
+    """Alpha's crew aims every crew route at a work order of its own city that another crew
+    holds, outside its territory (``app.crews.sql.territory_sql``): lists leave it out, the
+    rest refuse it, and it stays as it was."""
+    _who, case, expected = CASES[(method, path)]
+    target = world.alpha_elsewhere
+    aimed = replace(world, bravo_ticket=target, bravo_work_order=target, bravo_ticket_2=target)
+    request = _filled(case(aimed), aimed)
+    headers = {**world.crew, **request.pop("headers", {})}
+    before = await _ticket_state(db, target)
+    response = await client.request(method, request.pop("url"), headers=headers, **request)
+    if expected == HIDDEN:
+        assert response.status_code == 200, response.text
+        assert target not in response.text
+    else:
+        assert response.status_code in (403, 404), response.text
+        assert response.headers["content-type"] == "application/problem+json"
+    assert await _ticket_state(db, target) == before
+
+
+async def test_a_crews_list_shows_its_own_work_order_and_not_its_neighbours(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """The positive side of the territory matrix above: the list the crew gets is not empty."""
+    listed = await client.get("/v1/workorders", headers=world.crew)
+    assert listed.status_code == 200, listed.text
+    assert world.alpha_ticket in listed.text
+    assert world.alpha_elsewhere not in listed.text
+    own = await client.get(f"/v1/workorders/{world.alpha_ticket}", headers=world.crew)
+    assert own.status_code == 200, own.text

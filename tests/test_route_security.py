@@ -1,8 +1,11 @@
-"""Every route either is deliberately public or answers 401 to anonymous callers.
+"""The role matrix, generated from the route table: every route either is deliberately public
+or answers 401 to anonymous callers, and 403 to callers whose role ranks below its gate.
 
 A new route must take a side: a role gate (``CurrentPrincipal`` and stronger, which the
 walk below finds in its dependencies), or a place in ``PUBLIC`` with the reason it is open.
-Forgetting both fails this test, so no staff or crew route can ship unguarded.
+Forgetting both fails this test, so no staff or crew route can ship unguarded. Tenants
+(staff only their jurisdiction, crews only their territory) are checked route by route in
+``tests/test_jurisdiction_isolation.py``, on the same walk.
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.api_keys import issue_api_key
+from app.auth.models import ROLE_RANK, Role
 from app.auth.principal import get_current_principal
 from app.main import create_app
+from tests.factories import bearer_headers, make_crew, make_jurisdiction, make_user
 
 # (method, path) open to anyone, and why.
 PUBLIC: dict[tuple[str, str], str] = {
@@ -133,3 +140,63 @@ def test_the_admin_api_reads_for_staff_and_writes_for_admins_only() -> None:
         gates = _gate_names(route)
         wanted = "require_staff" if method == "GET" else "require_admin"
         assert wanted in gates, (method, path, gates)
+
+
+def required_role(route: APIRoute) -> Role | None:
+    """The lowest role a route lets in (``None``: public), from the gates it depends on."""
+    names = _gate_names(route)
+    for role in (Role.admin, Role.staff, Role.crew, Role.citizen):
+        if f"require_{role}" in names:
+            return role
+    return Role.citizen if get_current_principal in _calls(route) else None
+
+
+_GATED = sorted(
+    (m, p, role)
+    for m, p, route in _routes(create_app())
+    if not FASTAPI_USERS.match(p) and (role := required_role(route)) not in (None, Role.citizen)
+)
+
+
+def test_the_matrix_covers_every_gate() -> None:
+    roles = {role for _, _, role in _GATED}
+    assert roles == {Role.crew, Role.staff, Role.admin}
+    assert len(_GATED) >= 50
+
+
+async def test_gated_routes_answer_403_to_every_role_below_their_gate(
+    app: FastAPI, client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    """People and API keys of each lower role (keys are never admin, so a staff key meets
+    every admin route), in the route's own city: one city for the whole matrix (made once,
+    it is most of the cost)."""
+    settings = app.state.settings
+    city = await make_jurisdiction(db)
+    crew = await make_crew(db, city)
+    people: dict[Role, list[tuple[str, dict[str, str]]]] = {}
+    for role in (Role.citizen, Role.crew, Role.staff):
+        user = await make_user(
+            db, role=role, jurisdiction=city, crew=crew if role == Role.crew else None
+        )
+        key = await issue_api_key(db, jurisdiction_id=city.id, name=f"k-{role}", role=role)
+        people[role] = [
+            (f"user {role}", await bearer_headers(settings, user)),
+            (f"api key {role}", {"X-API-Key": key.secret}),
+        ]
+    violations = []
+    calls = 0
+    for method, path, gate in _GATED:
+        url = re.sub(r"\{(\w+)\}", lambda m: _PLACEHOLDERS.get(m.group(1), "1"), path)
+        for role, callers in people.items():
+            if ROLE_RANK[role] >= ROLE_RANK[gate]:
+                continue
+            for who, headers in callers:
+                response = await client.request(method, url, json={}, headers=headers)
+                calls += 1
+                if (
+                    response.status_code != 403
+                    or response.headers["content-type"] != "application/problem+json"
+                ):
+                    violations.append((method, path, who, response.status_code))
+    assert violations == []
+    assert calls >= 150

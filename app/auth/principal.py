@@ -34,6 +34,7 @@ from app.auth.api_keys import LiveApiKey, authenticate_api_key
 from app.auth.models import ROLE_RANK, Role, User
 from app.auth.users import UserDatabase, UserManager, bearer_transport, get_jwt_strategy
 from app.core.errors import Forbidden, NotAuthenticated, NotFound
+from app.core.ratelimit import limit_account_writes
 from app.db import read_db, read_session
 from app.settings import Settings
 
@@ -138,7 +139,10 @@ async def get_optional_principal(
     """
     if not (token or header_key or query_key):
         return None
-    return await principal_of(request, token, header_key or query_key)
+    principal = await principal_of(request, token, header_key or query_key)
+    if principal is not None:
+        await limit_account_writes(request, principal.label)
+    return principal
 
 
 async def principal_of(

@@ -393,6 +393,18 @@ class Classify(Strict):
     )
 
 
+class Privacy(Strict):
+    """How long this city keeps personal data (docs/privacy.md)."""
+
+    contact_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        description="Days after a ticket is closed before its contacts, reporter names and "
+        "consent evidence are dropped; default: KERBSIDE_PRIVACY_CONTACT_RETENTION_DAYS",
+    )
+
+
 class CityFile(Strict):
     """One jurisdiction, declared."""
 
@@ -406,6 +418,7 @@ class CityFile(Strict):
     history: History = Field(default_factory=History)
     notifications: Notifications = Field(default_factory=Notifications)
     classify: Classify = Field(default_factory=Classify)
+    privacy: Privacy = Field(default_factory=Privacy)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> CityFile:

@@ -34,6 +34,7 @@ from app.cities.schema import (
     History,
     Jurisdiction,
     Notifications,
+    Privacy,
     Service,
     Template,
 )
@@ -190,6 +191,7 @@ async def apply(
     jurisdiction_id = await _jurisdiction(
         session, state, city.jurisdiction, city.history, city.notifications, boundary, outcome
     )
+    await _privacy(session, state, jurisdiction_id, city.jurisdiction.slug, city.privacy, outcome)
     area_ids = await _areas(session, state, jurisdiction_id, areas, outcome)
     service_ids = await _services(session, state, jurisdiction_id, city.services, outcome)
     await _crews(session, state, jurisdiction_id, city.crews, area_ids, service_ids, outcome)
@@ -267,7 +269,7 @@ class _State:
                 text(
                     "SELECT id, slug, name, timezone, languages, reference_prefix,"
                     " allow_anonymous, business_hours, holidays, history, notifications,"
-                    " ST_AsEWKT(boundary, 9) AS ewkt"
+                    " privacy, ST_AsEWKT(boundary, 9) AS ewkt"
                     " FROM jurisdiction WHERE slug = :slug FOR UPDATE"
                 ),
                 {"slug": slug},
@@ -413,6 +415,28 @@ async def _jurisdiction(
             {**params, "id": current.id},
         )
     return int(current.id)
+
+
+async def _privacy(
+    session: AsyncSession,
+    state: _State,
+    jurisdiction_id: int,
+    slug: str,
+    wanted: Privacy,
+    outcome: Outcome,
+) -> None:
+    """The city's retention settings (their own column and change line, so the jurisdiction
+    section and the admin API's writes of it leave them alone)."""
+    values = wanted.model_dump(mode="json", exclude_defaults=True)
+    have = state.jurisdiction.privacy if state.jurisdiction is not None else {}
+    if values == have:
+        return  # a line only when it changes: plans of cities without the section stay as they were
+    action: Action = "create" if state.jurisdiction is None else "update"
+    outcome.changes.append(Change("privacy", slug, action, tuple(sorted(values))))
+    await session.execute(
+        text("UPDATE jurisdiction SET privacy = CAST(:privacy AS jsonb) WHERE id = :id"),
+        {"privacy": json.dumps(values), "id": jurisdiction_id},
+    )
 
 
 async def lock(session: AsyncSession) -> None:
@@ -925,6 +949,7 @@ async def export(session: AsyncSession, slug: str) -> CityFile:
         history=History.model_validate(current.history or {}),
         notifications=Notifications.model_validate(current.notifications or {}),
         classify=await _classify_of(session, current.id),
+        privacy=Privacy.model_validate(current.privacy or {}),
     )
 
 

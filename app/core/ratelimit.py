@@ -142,19 +142,90 @@ def rate_limit(
             return
         found: Any = key(request)
         client_key: str = await found if inspect.isawaitable(found) else found
-        if settings.rate_limit_store == "postgres":
-            wait = await _postgres_hit(request, name, client_key, limit)
-        else:
-            wait = rate_limits(request.app).window(name).hit(client_key, limit)
-        if wait is not None:
-            seconds = max(1, math.ceil(wait))
-            raise TooManyRequests(
-                f"Too many attempts; try again in {seconds} s",
-                headers={"Retry-After": str(seconds)},
-                retry_after=seconds,
-            )
+        await enforce(request, name, client_key, limit)
 
     return check_rate_limit
+
+
+async def enforce(request: Request, name: str, key: str, limit: int) -> None:
+    """Count one hit of ``key`` under ``name``; 429 problem+json with ``Retry-After`` when the
+    last minute already holds ``limit`` accepted hits (``limit <= 0``: no limit)."""
+    if limit <= 0:
+        return
+    settings: Settings = request.app.state.settings
+    if settings.rate_limit_store == "postgres":
+        wait = await _postgres_hit(request, name, key, limit)
+    else:
+        wait = rate_limits(request.app).window(name).hit(key, limit)
+    if wait is not None:
+        seconds = max(1, math.ceil(wait))
+        raise TooManyRequests(
+            f"Too many requests; try again in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+            retry_after=seconds,
+        )
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Sent by the mobile app: a random id made once per installation. A client can change it, so
+# it only narrows what the address limit allows (one phone among many behind a carrier NAT).
+DEVICE_HEADER = "x-device-id"
+
+
+async def limit_writes(request: Request) -> None:
+    """Every write (any method but GET, HEAD, OPTIONS) of every route, per client address and
+    per device (``X-Device-Id``). Installed once for the whole application, so a new route is
+    limited without anyone remembering to. The caller's account (or API key) is counted by
+    ``limit_account_writes`` once it is known."""
+    if request.method in SAFE_METHODS:
+        return
+    settings: Settings = request.app.state.settings
+    await enforce(
+        request,
+        "writes-address",
+        client_ip(request),
+        settings.rate_limit_writes_per_address_per_minute,
+    )
+    device = request.headers.get(DEVICE_HEADER)
+    if device:
+        await enforce(
+            request, "writes-device", device[:128], settings.rate_limit_writes_per_device_per_minute
+        )
+
+
+async def limit_account_writes(request: Request, account: str) -> None:
+    """Writes of one signed-in account or API key (``account``: the principal's label)."""
+    if request.method in SAFE_METHODS:
+        return
+    settings: Settings = request.app.state.settings
+    await enforce(
+        request, "writes-account", account, settings.rate_limit_writes_per_account_per_minute
+    )
+
+
+_TOO_MANY = {
+    "description": "Too many requests from this client, account or device; see `Retry-After`",
+    "content": {"application/problem+json": {}},
+}
+
+
+def install_limit_responses(app: FastAPI) -> None:
+    """Document the 429 of ``limit_writes`` on every write operation of ``app.openapi()``."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = generate()
+        for operations in document.get("paths", {}).values():
+            for method, operation in operations.items():
+                if method.upper() not in SAFE_METHODS and isinstance(operation, dict):
+                    operation.setdefault("responses", {}).setdefault("429", dict(_TOO_MANY))
+        app.openapi_schema = document
+        return document
+
+    install: Callable[[], dict[str, Any]] = openapi
+    app.openapi = install  # type: ignore[method-assign]
 
 
 # One statement: count the hit if the estimate allows it; a row comes back only then.

@@ -36,6 +36,7 @@ from app.maps.service import refresh_grid
 from app.media.service import PhotoPipeline
 from app.notify import broadcasts, digests
 from app.notify import service as notify
+from app.privacy.service import drop_expired_personal_data
 from app.settings import Settings
 from app.tickets import priority
 from app.tickets.service_levels import service_level_job
@@ -246,6 +247,26 @@ async def sweep_notifications(context: JobContext, timestamp: int) -> int:
     """Deliver what is due even if its job was lost (a worker killed, the database away)."""
     found = resources(context)
     return await notify.deliver_due(found.sessionmaker, found.channels, found.settings)
+
+
+@queue.periodic(cron="41 2 * * *")  # daily, at night (UTC)
+@queue.task(
+    name="drop_expired_personal_data",
+    pass_context=True,
+    lock="drop_expired_personal_data",
+    queueing_lock="drop_expired_personal_data",
+)
+async def drop_personal_data(context: JobContext, timestamp: int) -> int:
+    """Drop contacts, reporter names and consent evidence from tickets closed longer ago than
+    the retention period (``app.privacy``); returns the number of tickets."""
+    found = resources(context)
+    dropped = await drop_expired_personal_data(
+        found.sessionmaker,
+        now=clock.now(),
+        default_days=found.settings.privacy_contact_retention_days,
+        batch=found.settings.privacy_batch_size,
+    )
+    return dropped.tickets
 
 
 # -- the queue's own upkeep ---------------------------------------------------------------------

@@ -31,7 +31,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar
 
-from PIL import ExifTags, Image
+from PIL import ExifTags, Image, PngImagePlugin
+
+# Pillow's own limits, set here rather than left to its defaults: text and ICC chunks are
+# inflated while a PNG is opened, so a few kilobytes of zTXt could otherwise ask for megabytes
+# (a decompression bomb that no pixel count reveals). We keep none of that text anyway.
+PngImagePlugin.MAX_TEXT_CHUNK = 256 * 1024  # one chunk, inflated
+PngImagePlugin.MAX_TEXT_MEMORY = 1024 * 1024  # all of a file's text chunks
+# Pillow's pixel limit (Image.MAX_IMAGE_PIXELS, about 89 MP: a warning, an error at twice
+# that) stays as it is: ours (KERBSIDE_MAX_PHOTO_PIXELS) is read from the header and checked
+# first, and is lower, so Pillow's is a second fence for callers that raise ours.
 
 ACCEPTED_FORMATS = ("jpeg", "png", "webp")
 STORED_CONTENT_TYPE = "image/jpeg"
@@ -138,6 +147,17 @@ class TooManyPixels(PhotoRejected):
 
 class PhotoTooSmall(PhotoRejected):
     code = "too_small"
+
+
+class HiddenContent(PhotoRejected):
+    """A polyglot: an image that is also something else (an archive, a page, a script, a
+    program) to whatever reads it from another end or as another type."""
+
+    code = "hidden_content"
+
+
+class DecompressionBomb(PhotoRejected):
+    code = "decompression_bomb"
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,28 +389,87 @@ def _webp_size(data: bytes, max_pixels: int) -> tuple[int, int]:
 
 
 def _check_structure(data: bytes, fmt: str) -> bytes | None:
-    """Raise ``CorruptImage`` if the file is cut short or its framing is damaged.
+    """Raise ``CorruptImage`` if the file is cut short or its framing is damaged, and
+    ``HiddenContent`` if it is also another kind of file (a polyglot).
 
     Returns the EXIF block where it is found by walking the file (PNG eXIf, WebP EXIF chunks),
     since Pillow would decode a PNG to find an eXIf chunk placed after the image data.
     """
     if fmt == "jpeg":
-        _check_jpeg(data)
-        return None
-    if fmt == "png":
-        return _check_png(data)
-    return _check_webp(data)
+        metadata_end, image_end = _check_jpeg(data)
+        exif = None
+    elif fmt == "png":
+        exif, metadata_end, image_end = _check_png(data)
+    else:
+        exif, image_end = _check_webp(data)
+        metadata_end = image_end  # WebP chunks are small and few: look at all of them
+    _refuse_polyglots(data, metadata_end, image_end)
+    return exif
 
 
-def _check_jpeg(data: bytes) -> None:
+# What another reader would take for its own file or run, and an image never holds outside its
+# compressed pixels. Looked for in the metadata (segments and chunks before the pixels) and in
+# whatever follows the image's end, where polyglots keep their second life (a ZIP after a
+# JPEG's end marker, a page in a comment); stored photos are re-encoded, so this is for the
+# copies that exist before that, and for whoever else reads the upload.
+_ACTIVE = tuple(
+    marker.lower()
+    for marker in (
+        b"<?php",
+        b"<script",
+        b"<html",
+        b"<!doctype",
+        b"<svg",
+        b"<iframe",
+        b"<body",
+        b"javascript:",
+        b"%pdf-",
+    )
+)
+_BINARY_TRAILERS = (
+    b"PK\x03\x04",  # ZIP (and JAR, DOCX, APK)
+    b"Rar!\x1a\x07",
+    b"7z\xbc\xaf\x27\x1c",
+    b"\x1f\x8b\x08",  # gzip
+    b"\x7fELF",
+    b"MZ",  # Windows programs
+    b"#!",  # scripts
+    b"%PDF-",
+)
+_ZIP_END = b"PK\x05\x06"  # a ZIP is read from its end: its directory's last record
+_ZIP_SEARCH = 65_557  # that record and the longest comment it may carry
+
+
+def _refuse_polyglots(data: bytes, metadata_end: int, image_end: int) -> None:
+    metadata = data[:metadata_end].lower()
+    trailer = data[image_end:]
+    found = next((m for m in _ACTIVE if m in metadata), None)
+    if found is None and trailer:
+        lowered = trailer.lower()
+        found = next((m for m in _ACTIVE if m in lowered), None)
+        if found is None:
+            found = next((m for m in _BINARY_TRAILERS if trailer.startswith(m)), None)
+    if found is None and _ZIP_END in data[-_ZIP_SEARCH:]:
+        found = _ZIP_END
+    if found is not None:
+        raise HiddenContent(
+            "The file is an image and something else as well (it holds "
+            f"{found.decode('latin-1')!r}); send the photo alone."
+        )
+
+
+def _check_jpeg(data: bytes) -> tuple[int, int]:
+    """Where the JPEG's metadata ends (its first scan starts) and where its image ends."""
     # Walk the marker segments to the first scan. In the compressed data that follows, every
     # 0xFF byte is followed by 0x00 or a restart marker, so the first FFD9 after it is the end
     # of the picture. Phones may append data after it (Samsung trailers, MPO pictures).
     scan = _jpeg_scan_start(data)
     if scan is None:
         raise CorruptImage("The JPEG file is incomplete: it has no image data.")
-    if not data.endswith(b"\xff\xd9") and data.find(b"\xff\xd9", scan) < 0:
+    end = data.find(b"\xff\xd9", scan)
+    if end < 0:
         raise CorruptImage("The JPEG file is incomplete: it stops before its end marker.")
+    return scan, end + 2
 
 
 def _jpeg_scan_start(data: bytes) -> int | None:
@@ -418,9 +497,10 @@ def _jpeg_scan_start(data: bytes) -> int | None:
 _JPEG_STANDALONE = frozenset({0x01, 0xD8, *range(0xD0, 0xD8)})
 
 
-def _check_png(data: bytes) -> bytes | None:
+def _check_png(data: bytes) -> tuple[bytes | None, int, int]:
+    """The eXIf block, where the metadata ends (the first IDAT) and where the image ends."""
     view = memoryview(data)
-    pos, size, exif = 8, len(data), None
+    pos, size, exif, first_idat = 8, len(data), None, None
     while True:
         if pos + 12 > size:
             raise CorruptImage("The PNG file is incomplete: it stops before its IEND chunk.")
@@ -436,12 +516,15 @@ def _check_png(data: bytes) -> bytes | None:
             )
         if kind == b"eXIf":
             exif = bytes(body)
+        elif kind == b"IDAT" and first_idat is None:
+            first_idat = pos
         elif kind == b"IEND":
-            return exif
+            return exif, pos if first_idat is None else first_idat, end
         pos = end
 
 
-def _check_webp(data: bytes) -> bytes | None:
+def _check_webp(data: bytes) -> tuple[bytes | None, int]:
+    """The EXIF block, and where the RIFF file ends."""
     end = 8 + int.from_bytes(data[4:8], "little")
     if end > len(data):
         raise CorruptImage("The WebP file is incomplete: it is shorter than its header says.")
@@ -458,7 +541,7 @@ def _check_webp(data: bytes) -> bytes | None:
         pos += 8 + length + (length & 1)  # chunks are padded to an even length
     if not has_image:
         raise CorruptImage("The WebP file has no image data.")
-    return exif
+    return exif, end
 
 
 def _stored_size(
@@ -499,6 +582,13 @@ def _open(data: bytes, fmt: str) -> Image.Image:
         # applies when a caller raises max_pixels. The warning reaches here only when warnings
         # are turned into errors, as they are in tests.
         raise TooManyPixels("The image has too many pixels.") from exc
+    except ValueError as exc:
+        if "MAX_TEXT_CHUNK" in str(exc) or "MAX_TEXT_MEMORY" in str(exc):
+            # Text or ICC chunks that inflate beyond PngImagePlugin's limits (set above).
+            raise DecompressionBomb(
+                "The file's metadata inflates to more than we read; send the photo alone."
+            ) from exc
+        raise CorruptImage(f"The file looks like {fmt.upper()} but can't be read.") from exc
     except _METADATA_ERRORS as exc:
         raise CorruptImage(f"The file looks like {fmt.upper()} but can't be read.") from exc
 

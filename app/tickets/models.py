@@ -125,6 +125,8 @@ class Ticket(Base):
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     fixed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the retention job dropped this closed ticket's personal data (``app.privacy``).
+    personal_data_dropped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reopened_count: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
     # The work order: set while a crew holds the ticket.
     work_status: Mapped[str | None] = mapped_column(String(16))
@@ -153,6 +155,15 @@ class Ticket(Base):
         ),
         Index("ix_ticket_jurisdiction_updated", "jurisdiction_id", "updated_at", "id"),
         Index("ix_ticket_status_service", "status", "service_id"),
+        # The retention job's scan: closed tickets whose personal data is still there.
+        Index(
+            "ix_ticket_closed_personal_data",
+            "closed_at",
+            postgresql_where=text(
+                "closed_at IS NOT NULL AND (personal_data_dropped_at IS NULL"
+                " OR personal_data_dropped_at < closed_at)"
+            ),
+        ),
         # "A new report soon after a fix reopens the ticket": fixed/closed ones near a point.
         Index(
             "ix_ticket_done_service_location",
