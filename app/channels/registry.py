@@ -21,6 +21,7 @@ from app.channels.sink import SinkChannel
 from app.channels.sms import SmsChannel
 from app.channels.webhook import WebhookChannel
 from app.channels.webpush import WebPushChannel
+from app.channels.x import XChannel
 from app.contacts.models import ContactKind
 from app.settings import Settings
 
@@ -36,6 +37,10 @@ def configured(settings: Settings) -> dict[str, Channel]:
         channels[ContactKind.webpush.value] = WebPushChannel(settings)
     if settings.sms_account_sid or settings.sms_auth_token is not None:
         channels[ContactKind.phone.value] = SmsChannel(settings)
+    # X replies carry their account's token name (the city file's credentials), so the
+    # adapter needs no settings of its own; outside production only when pointed somewhere.
+    if settings.x_api_base_url or settings.env == "production":
+        channels[ContactKind.x.value] = XChannel(settings)
     return channels
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from app.imports.schemas import ColumnMapping
+from app.social.config import Social
 
 FORMAT_VERSION = 1
 
@@ -381,6 +382,7 @@ class CityFile(Strict):
     templates: list[Template] = Field(default_factory=list)
     history: History = Field(default_factory=History)
     notifications: Notifications = Field(default_factory=Notifications)
+    social: Social = Field(default_factory=Social)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> CityFile:

@@ -38,6 +38,7 @@ from app.cities.schema import (
 )
 from app.core.errors import KerbsideError
 from app.jurisdictions.sql import area_at_sql
+from app.social import config as social_config
 
 Action = Literal["create", "update", "unchanged", "deactivate", "delete"]
 Say = Callable[[str], None]
@@ -193,6 +194,9 @@ async def apply(
     service_ids = await _services(session, state, jurisdiction_id, city.services, outcome)
     await _crews(session, state, jurisdiction_id, city.crews, area_ids, service_ids, outcome)
     await _templates(session, state, jurisdiction_id, city.templates, service_ids, outcome)
+    social_action = await social_config.write(session, jurisdiction_id, city.social)
+    if social_action != "unchanged":  # a city without social accounts plans as before
+        outcome.changes.append(Change("social", slug, social_action))
     geometry_changed = any(
         c.what in ("boundary", "area") and c.action != "unchanged" for c in outcome.changes
     )
@@ -882,6 +886,7 @@ async def export(session: AsyncSession, slug: str) -> CityFile:
         templates=templates,
         history=History.model_validate(current.history or {}),
         notifications=Notifications.model_validate(current.notifications or {}),
+        social=await social_config.read(session, current.id),
     )
 
 

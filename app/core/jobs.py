@@ -24,6 +24,7 @@ PROCESS_PHOTO = "process_photo"
 SEND_MAIL = "send_mail"
 REFRESH_MAP_GRID = "refresh_map_grid"
 QUEUE_BROADCAST = "queue_broadcast"
+PROCESS_SOCIAL_POSTS = "process_social_posts"  # posts a webhook kept (app.social)
 DELIVER_NOTIFICATION = "deliver_notification"  # also written in the event stream (migration 0014)
 
 # procrastinate's own function (schema 3.x, migrations/sql): one INSERT into

@@ -67,6 +67,9 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(reply.body)
 
+            def do_GET(self) -> None:
+                self.do_POST()
+
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
