@@ -94,7 +94,9 @@ class SocialPost(Base):
     sentiment: Mapped[float | None] = mapped_column(Float)
     sensitive: Mapped[bool] = mapped_column(Boolean, server_default=sql("false"))
     # Where, and how we know.
-    location: Mapped[Any] = mapped_column(Geometry("POINT", srid=4326, spatial_index=False))
+    location: Mapped[Any] = mapped_column(
+        Geometry("POINT", srid=4326, spatial_index=False), nullable=True
+    )
     location_source: Mapped[str | None] = mapped_column(String(16))
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id", ondelete="SET NULL"))
     report_id: Mapped[int | None] = mapped_column(ForeignKey("report.id", ondelete="SET NULL"))
