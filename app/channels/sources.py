@@ -39,7 +39,7 @@ class AccountRef:
 class Fetched:
     """What one run over an account's mentions brought."""
 
-    posts: list[InboundPost] = field(default_factory=list)
+    posts: list[InboundPost] = field(default_factory=list)  # newest first
     cursor: str | None = None  # where the next run starts, when ``complete``
     complete: bool = False
     retry_at: datetime | None = None  # rate limited until

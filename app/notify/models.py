@@ -113,6 +113,14 @@ class Notification(Base):
                 "social_post_id IS NOT NULL AND event_kind IN ('post_linked', 'location_asked')"
             ),
         ),
+        # Linking a post that replies to one of the city's answers (``app.social``).
+        Index(
+            "ix_notification_provider_id",
+            "provider_id",
+            postgresql_where=text(
+                "provider_id IS NOT NULL AND reason IN ('reporter', 'subscriber', 'reply')"
+            ),
+        ),
         Index(
             "ix_notification_dead",
             "created_at",

@@ -9,6 +9,7 @@ posts already kept are not kept twice). A rate-limited account waits for its res
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from app.social.service import Counts, Pipeline, process, receive
 
 log = logging.getLogger("kerbside.social")
 
+BATCH = 100  # posts per transaction
+
 # The platforms whose mentions we poll, by name; each makes its source from the settings.
 SOURCES: Mapping[str, Callable[[Settings], MentionSource]] = {"x": XSource}
 
@@ -40,12 +43,15 @@ class Polled:
     stored: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage
 
     def add(self, counts: Counts) -> None:
         self.posts += counts.received
         self.stored += counts.stored
         for status, n in counts.outcomes.items():
             self.outcomes[status] = self.outcomes.get(status, 0) + n
+        for stage, spent in counts.seconds.items():
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + spent
 
 
 def account_ref(of: AccountOf) -> AccountRef:
@@ -111,9 +117,21 @@ async def _poll_one(
         polled.skipped += 1
         return
     polled.accounts += 1
+    started = time.perf_counter()
     fetched = await source.fetch(account_ref(of), cursor.since_id if cursor else None)
+    polled.seconds["fetch"] = polled.seconds.get("fetch", 0.0) + time.perf_counter() - started
+    # A transaction per batch: the intake's neighbourhood locks are held to the commit, and
+    # a backlog of thousands in one transaction would hold them all.
+    # Oldest first (sources give newest first): a reply finds the post it answers linked.
+    posts = fetched.posts[::-1]
+    for first in range(0, len(posts), BATCH):
+        began = time.perf_counter()
+        async with sessionmaker() as session, session.begin():
+            counts = await receive(session, pipeline, posts[first : first + BATCH])
+        # The commit runs the event stream, which writes the acknowledgements' outbox rows.
+        counts.seconds["commit"] = time.perf_counter() - began - sum(counts.seconds.values())
+        polled.add(counts)
     async with sessionmaker() as session, session.begin():
-        counts = await receive(session, pipeline, fetched.posts)
         await session.execute(
             sql.MOVE_CURSOR,
             {
@@ -123,7 +141,6 @@ async def _poll_one(
                 "error": fetched.error,
             },
         )
-    polled.add(counts)
     if fetched.error:
         polled.errors.append(f"{of.account.platform}:{of.account.handle}: {fetched.error}")
         log.warning(

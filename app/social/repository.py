@@ -62,7 +62,8 @@ REPLIED_TICKET = text(
         WHERE p.platform = :platform AND p.post_id = :in_reply_to AND p.ticket_id IS NOT NULL
         UNION ALL
         SELECT n.ticket_id FROM notification n
-        WHERE n.channel = :platform AND n.provider_id = :in_reply_to AND n.ticket_id IS NOT NULL
+        WHERE n.provider_id = :in_reply_to AND n.reason IN ('reporter', 'subscriber', 'reply')
+          AND n.channel = :platform AND n.ticket_id IS NOT NULL
     ) AS found JOIN ticket t ON t.id = found.ticket_id
     WHERE t.jurisdiction_id = :jurisdiction_id
     LIMIT 1

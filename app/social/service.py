@@ -240,7 +240,8 @@ async def receive(
         if row_id is None:
             continue
         counts.stored += 1
-        counts.add(await process(session, pipeline, row_id, counts))
+        # Just inserted in this transaction: nobody else can be processing it.
+        counts.add(await _run(session, pipeline, row_id, post, counts))
     return counts
 
 
@@ -252,7 +253,12 @@ async def process(
     row = (await session.execute(sql.CLAIM, {"id": row_id})).first()
     if row is None:
         return "taken"  # processed already, or by another worker right now
-    post = post_of(row)
+    return await _run(session, pipeline, row_id, post_of(row), counts)
+
+
+async def _run(
+    session: AsyncSession, pipeline: Pipeline, row_id: int, post: InboundPost, counts: Counts
+) -> str:
     of = social_config.find(await pipeline.accounts(session), post.platform, post.account)
     try:
         async with session.begin_nested():
@@ -539,7 +545,7 @@ async def _resume(
 ) -> str | None:
     """The author answers our question where: file the waiting post at the place this one
     gives. None when this post answers no waiting post."""
-    if not (post.in_reply_to_id or post.conversation_id):
+    if not post.in_reply_to_id:  # an answer to our question is a reply in the thread
         return None
     waiting_id = (
         await session.execute(

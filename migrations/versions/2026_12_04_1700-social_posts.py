@@ -202,9 +202,19 @@ def upgrade() -> None:
         "notification",
         "reason IN ('reporter', 'subscriber', 'area', 'broadcast', 'reply')",
     )
+    op.create_index(
+        "ix_notification_provider_id",
+        "notification",
+        ["provider_id"],
+        unique=False,
+        postgresql_where=sa.text(
+            "provider_id IS NOT NULL AND reason IN ('reporter', 'subscriber', 'reply')"
+        ),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_notification_provider_id", table_name="notification")
     op.execute("DELETE FROM notification WHERE reason = 'reply'")
     op.drop_constraint(op.f("ck_notification_reason_known"), "notification", type_="check")
     op.create_check_constraint(

@@ -147,6 +147,7 @@ class FakeX:
     replies: list[dict[str, Any]] = field(default_factory=list)
     remaining: int = 450
     page_size_cap: int = 100
+    reachable: int = 800  # X serves only the newest 800 mentions
 
     def mention(self, post: dict[str, Any], author: str | None = None) -> dict[str, Any]:
         self.mentions.append(post)
@@ -187,7 +188,7 @@ class FakeX:
     def _mentions(self, query: dict[str, str]) -> Reply:
         size = min(int(query.get("max_results", "10")), self.page_size_cap)
         since = int(query["since_id"]) if query.get("since_id") else 0
-        newer = [p for p in self.mentions if int(p["id"]) > since][:800]
+        newer = [p for p in self.mentions if int(p["id"]) > since][: self.reachable]
         offset = 0
         token = query.get("pagination_token")
         if token:
