@@ -9,7 +9,7 @@ real classifier as with the placeholder.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import Role
 from app.channels import x
-from app.channels.base import Delivered, Failed, Message
+from app.channels.base import Delivered, Failed, Message, RetryLater
 from app.channels.posts import InboundPost
 from app.channels.sources import AccountRef
 from app.channels.x import XChannel, XSource, posts_from_page
@@ -115,11 +115,11 @@ async def _city(db: AsyncSession, xapi_url: str, **social: Any) -> Jurisdiction:
 @pytest.fixture
 async def world(
     db: AsyncSession, settings: Settings, xapi: tuple[FakeServer, fake.FakeX], tokens: None
-) -> AsyncIterator[World]:
+) -> World:
     server, state = xapi
     city = await _city(db, server.url)
     local = settings.model_copy(update={"x_api_base_url": server.url})
-    yield World(city, local, Pipeline(local), server, state)
+    return World(city, local, Pipeline(local), server, state)
 
 
 def inbound(post: dict[str, Any], state: fake.FakeX | None = None) -> InboundPost:
@@ -211,10 +211,12 @@ def test_a_page_reads_text_place_media_replies_and_reposts_in_both_spellings() -
     )
     first, second, third, fourth = page.posts
     assert first.coordinates == (-2.5879, 51.4545)  # GeoJSON order: lon, lat
-    assert first.place is not None and first.place.bbox == (-2.59, 51.45, -2.585, 51.455)
+    assert first.place is not None
+    assert first.place.bbox == (-2.59, 51.45, -2.585, 51.455)
     assert first.media_urls == ("https://pbs/1.jpg",)
     assert first.author_handle == "wheels_jan"
-    assert second.in_reply_to_id == original["id"] and not second.is_repost
+    assert second.in_reply_to_id == original["id"]
+    assert not second.is_repost
     assert third.is_repost
     assert fourth.text.startswith("the whole long text")
     assert (page.skipped, page.next_token, page.newest_id) == (1, "abc", original["id"])
@@ -269,7 +271,8 @@ async def test_polling_follows_every_page_then_moves_since_id_and_asks_only_for_
     assert (polled.posts, polled.stored, polled.errors) == (100, 100, [])
     asked = [r for r in world.xapi.received if "/mentions" in r.path]
     assert len(asked) == 3
-    assert "pagination_token" in asked[1].path and "since_id" not in asked[0].path
+    assert "pagination_token" in asked[1].path
+    assert "since_id" not in asked[0].path
     cursor = (
         await db.execute(
             text("SELECT since_id FROM social_cursor WHERE account = :a"), {"a": fake.CITY_ID}
@@ -302,7 +305,8 @@ async def test_a_429_stops_at_its_reset_keeps_since_id_and_loses_nothing(
 
     world.fakex._mentions = refuse_second  # type: ignore[method-assign]
     polled = await poll_accounts(sessionmaker, world.settings)
-    assert polled.stored == 10 and polled.errors
+    assert polled.stored == 10
+    assert polled.errors
     cursor = (
         await db.execute(
             text("SELECT since_id, retry_at FROM social_cursor WHERE account = :a"),
@@ -314,7 +318,8 @@ async def test_a_429_stops_at_its_reset_keeps_since_id_and_loses_nothing(
     # Until the reset, the account is not asked at all.
     before = len(world.xapi.received)
     skipped = await poll_accounts(sessionmaker, world.settings)
-    assert skipped.accounts == 0 and len(world.xapi.received) == before
+    assert skipped.accounts == 0
+    assert len(world.xapi.received) == before
     # After it, everything comes in, and the ten already kept are not kept twice.
     await db.execute(text("UPDATE social_cursor SET retry_at = now() - interval '1 second'"))
     world.fakex._mentions = original  # type: ignore[method-assign]
@@ -329,7 +334,8 @@ async def test_malformed_pages_and_partial_errors(
     kept = world.fakex.mention(pothole(coordinates=CENTER))
     world.xapi.fail_next(Reply(200, b'{"data": [{"id": ', {"Content-Type": "application/json"}))
     broken = await poll_accounts(sessionmaker, world.settings)
-    assert broken.stored == 0 and "malformed" in broken.errors[0]
+    assert broken.stored == 0
+    assert "malformed" in broken.errors[0]
     assert (
         await db.execute(text("SELECT count(*) FROM social_cursor WHERE since_id IS NOT NULL"))
     ).scalar_one() == 0
@@ -343,7 +349,9 @@ async def test_malformed_pages_and_partial_errors(
         ),
         None,
     )
-    assert fetched.complete and fetched.errors == 1 and len(fetched.posts) == 2
+    assert fetched.complete
+    assert fetched.errors == 1
+    assert len(fetched.posts) == 2
     # A deleted mention is simply gone from the timeline.
     world.fakex.delete(kept["id"])
     fetched = await XSource(world.settings).fetch(
@@ -352,15 +360,15 @@ async def test_malformed_pages_and_partial_errors(
         ),
         None,
     )
-    assert [p.post_id for p in fetched.posts] != [] and kept["id"] not in [
-        p.post_id for p in fetched.posts
-    ]
+    assert fetched.posts
+    assert kept["id"] not in [p.post_id for p in fetched.posts]
     # Wrong credentials: an error, no posts, nothing moved.
     refused = await XSource(world.settings).fetch(
         AccountRef("x", fake.CITY_HANDLE, fake.CITY_ID, world.xapi.url, {"bearer_token": "nope"}),
         None,
     )
-    assert refused.error == "HTTP 401" and not refused.posts
+    assert refused.error == "HTTP 401"
+    assert not refused.posts
 
 
 # -- store → classify → locate → file → acknowledge in the thread ----------------------------
@@ -390,7 +398,8 @@ async def test_a_located_post_becomes_a_ticket_and_is_answered_in_its_thread(
     assert attempt.status == "sent"
     (reply,) = world.fakex.replies
     assert reply["in_reply_to"] == post["id"]
-    assert row.reference in reply["text"] and reply["text"].startswith("@wheels_jan ")
+    assert row.reference in reply["text"]
+    assert reply["text"].startswith("@wheels_jan ")
     assert len(reply["text"]) <= 280
     # Later status updates go to the same thread.
     from app.auth.principal import Principal
@@ -473,7 +482,8 @@ async def test_huge_emoji_and_right_to_left_texts_are_kept_verbatim_and_filed(
         (await db.execute(text("SELECT description FROM report ORDER BY id"))).scalars().all()
     )
     assert len(descriptions[0]) == 5000
-    assert "حفرة كبيرة" in descriptions[1] and "🕳️" in descriptions[1]
+    assert "حفرة كبيرة" in descriptions[1]
+    assert "🕳️" in descriptions[1]
 
 
 # -- locating ----------------------------------------------------------------------------------
@@ -541,7 +551,9 @@ async def test_an_address_is_found_by_the_http_geocoder(world: World, db: AsyncS
     row = await post_row(db, post["id"])
     assert row.location_source == "geocoder"
     assert (row.lon, row.lat) == pytest.approx(STATION_ROAD)
-    assert asked and asked[0].startswith("/search?") and "bounded=1" in asked[0]
+    assert asked
+    assert asked[0].startswith("/search?")
+    assert "bounded=1" in asked[0]
 
 
 async def test_a_post_without_location_is_asked_where_and_resumed_by_the_reply(
@@ -550,11 +562,13 @@ async def test_a_post_without_location_is_asked_where_and_resumed_by_the_reply(
     first = world.fakex.mention(pothole("massive pothole, my bike is broken"), author="wheels_jan")
     await receive(db, world.pipeline, [inbound(first, world.fakex)])
     waiting = await post_row(db, first["id"])
-    assert waiting.status == "awaiting_location" and waiting.ticket_id is None
+    assert waiting.status == "awaiting_location"
+    assert waiting.ticket_id is None
     (question,) = await outbox(db)
     assert (question.event_kind, question.reason) == ("location_asked", "reply")
     assert question.reply_to["post"] == first["id"]
-    assert "/report?" in question.body and "service=pothole" in question.body
+    assert "/report?" in question.body
+    assert "service=pothole" in question.body
     assert "wheels_jan" not in question.body.split("?", 1)[1]  # no personal data in the link
     attempt = await notify.deliver(
         sessionmaker, {"x": XChannel(world.settings)}, world.settings, question.id
@@ -586,7 +600,8 @@ async def test_a_post_without_location_is_asked_where_and_resumed_by_the_reply(
             text("SELECT description FROM report WHERE id = :r"), {"r": resumed.report_id}
         )
     ).scalar_one()
-    assert "my bike is broken" in description and "corner here" in description
+    assert "my bike is broken" in description
+    assert "corner here" in description
     # The acknowledgement answers the original mention (X's 2026 reply rule).
     await at_commit(db)
     ack = (await outbox(db))[-1]
@@ -621,7 +636,8 @@ async def test_rule_1_a_reply_to_a_post_of_a_ticket_joins_it_as_a_comment(
     event = (
         await db.execute(
             text(
-                "SELECT kind, public, note FROM ticket_event WHERE ticket_id = :t ORDER BY id DESC LIMIT 1"
+                "SELECT kind, public, note FROM ticket_event WHERE ticket_id = :t"
+                " ORDER BY id DESC LIMIT 1"
             ),
             {"t": row.ticket_id},
         )
@@ -630,13 +646,14 @@ async def test_rule_1_a_reply_to_a_post_of_a_ticket_joins_it_as_a_comment(
     assert "cyclist nearly fell" in event.note
     answer = (await outbox(db))[-1]
     assert (answer.event_kind, answer.address) == ("post_linked", OTHER_AUTHOR)
-    assert row.reference in answer.body and answer.reply_to["post"] == follow_up["id"]
+    assert row.reference in answer.body
+    assert answer.reply_to["post"] == follow_up["id"]
 
 
 async def test_rule_1_a_reply_to_the_citys_own_answer_joins_its_ticket(
     world: World, db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    original, row = await _filed(world, db)
+    _, row = await _filed(world, db)
     await at_commit(db)
     (ack,) = await outbox(db)
     await notify.deliver(sessionmaker, {"x": XChannel(world.settings)}, world.settings, ack.id)
@@ -674,7 +691,8 @@ async def test_rule_2_the_same_conversation_by_the_same_author(
     assert (await post_row(db, later["id"])).link_rule == "conversation"
     # Another author in the thread is no part of it: their own report.
     other = await post_row(db, stranger["id"])
-    assert other.link_rule == "intake" and other.ticket_id != row.ticket_id
+    assert other.link_rule == "intake"
+    assert other.ticket_id != row.ticket_id
 
 
 async def test_rule_3_a_ticket_reference_in_the_text(world: World, db: AsyncSession) -> None:
@@ -815,15 +833,17 @@ async def test_the_x_channel_handles_duplicates_rate_limits_and_missing_targets(
         "credentials": "KERBSIDE_TEST_X_USER_TOKEN",
     }
     first = await channel.deliver(_message(target))
-    assert isinstance(first, Delivered) and first.provider_id
+    assert isinstance(first, Delivered)
+    assert first.provider_id
     # The same words again: X's 403 for duplicate content means they are there already.
     assert await channel.deliver(_message(target)) == Delivered(None)
     world.xapi.fail_next(fake.too_many_requests(int(clock.now().timestamp()) + 60))
     limited = await channel.deliver(_message(target, "K-2026-000001 is closed"))
-    assert limited.__class__.__name__ == "RetryLater" and 0 < (limited.after or 0) <= 60  # type: ignore[union-attr]
+    assert isinstance(limited, RetryLater)
+    assert 0 < (limited.after or 0) <= 60
     assert isinstance(await channel.deliver(_message(None)), Failed)
     missing = await channel.deliver(_message({**target, "credentials": "KERBSIDE_UNSET_X"}))
-    assert missing.__class__.__name__ == "RetryLater"
+    assert isinstance(missing, RetryLater)
     await channel.close()
 
 
@@ -856,7 +876,8 @@ async def test_the_inbox_filters_assigns_answers_and_closes(
     everything = (
         await client.get("/v1/social/posts", headers=headers, params={"state": "all", "limit": 2})
     ).json()
-    assert len(everything["items"]) == 2 and everything["next_before"] is not None
+    assert len(everything["items"]) == 2
+    assert everything["next_before"] is not None
     post_id = items[unclear["id"]]["id"]
     assigned = await client.post(
         f"/v1/social/posts/{post_id}/assign", headers=headers, json={"user_id": str(staff.id)}
@@ -913,7 +934,8 @@ async def test_no_personal_data_of_authors_on_public_endpoints(
     ):
         answer = await client.get(url)
         assert answer.status_code == 200, (url, answer.text)
-        assert "wheels_jan" not in answer.text and AUTHOR not in answer.text, url
+        assert "wheels_jan" not in answer.text, url
+        assert AUTHOR not in answer.text, url
 
 
 # -- the city file ------------------------------------------------------------------------------
@@ -929,3 +951,51 @@ def test_the_city_file_names_credentials_never_holds_them() -> None:
                 SocialAccount(platform="x", handle="A"),
             ]
         )
+
+
+# -- the demo's own X --------------------------------------------------------------------------
+
+
+async def test_the_demo_x_serves_mentions_that_become_tickets(
+    db: AsyncSession,
+    settings: Settings,
+    app: Any,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.social.demo import DEMO_ACCOUNT_ID
+
+    monkeypatch.setenv("KERBSIDE_TEST_DEMO_BEARER", "anything")
+    city = await make_jurisdiction(db, slug="demo-x")
+    await make_service(db, city, "pothole", hashtags={"en": ["pothole"]})
+    await make_service(db, city, "streetlight", hashtags={"en": ["streetlight"]})
+    await make_service(db, city, "fly_tipping", hashtags={"en": ["flytipping"]})
+    await social_config.write(
+        db,
+        city.id,
+        Social(
+            accounts=[
+                SocialAccount(
+                    platform="x",
+                    handle="KerbsideDemo",
+                    id=DEMO_ACCOUNT_ID,
+                    base_url="http://testserver/v1/demo/x",
+                    credentials={"bearer_token": "KERBSIDE_TEST_DEMO_BEARER"},
+                )
+            ],
+            streets=[Street(name="Harbour Road", lon=-2.6012, lat=51.4498)],
+        ),
+    )
+    transport = httpx.ASGITransport(app=app)
+    source = XSource(settings, httpx.AsyncClient(transport=transport))
+    polled = await poll_accounts(sessionmaker, settings, sources={"x": source})
+    assert polled.outcomes == {
+        "ticket_created": 2,
+        "awaiting_location": 1,
+        "needs_human": 1,
+        "linked": 1,
+        "ignored": 1,
+    }
+    again = await poll_accounts(sessionmaker, settings, sources={"x": source})
+    assert (again.posts, again.stored) == (0, 0)  # since_id: nothing twice
+    await source.close()

@@ -212,7 +212,8 @@ class FakeX:
                     errors.append(
                         {
                             "value": ref["id"],
-                            "detail": f"Could not find tweet with referenced_tweets.id: [{ref['id']}].",
+                            "detail": "Could not find tweet with referenced_tweets.id:"
+                            f" [{ref['id']}].",
                             "title": "Not Found Error",
                             "resource_type": "tweet",
                             "parameter": "referenced_tweets.id",
