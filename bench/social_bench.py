@@ -123,7 +123,7 @@ async def run(url: str, posts: int) -> dict[str, Any]:
                 env="test",
                 database_url=url,
                 x_api_base_url=xapi.url,
-                x_poll_max_pages=max(1, posts // 100 + 1),
+                x_poll_max_pages=min(100, max(1, -(-posts // 100))),
                 log_json=False,
             )
             engine = make_engine(settings, pool_size=4)

@@ -35,7 +35,7 @@ from app.settings import Settings
 from app.social import config as social_config
 from app.social.config import Social, SocialAccount, Street
 from app.social.locate import HttpGeocoder, address_in
-from app.social.polling import poll_accounts
+from app.social.polling import poll_accounts, process_posts
 from app.social.service import Pipeline, receive, references_in
 from tests.factories import CITY, bearer_headers, make_jurisdiction, make_service, make_user
 from tests.fakes import x as fake
@@ -758,7 +758,10 @@ def hooked(world: World, app: Any) -> World:
 
 
 async def test_webhooks_take_signed_raw_bodies_only(
-    hooked: World, client: httpx.AsyncClient, db: AsyncSession
+    hooked: World,
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
     crc = await client.get("/v1/social/x/webhook", params={"crc_token": "abc"})
     assert crc.json() == x.crc_response(fake.CONSUMER_SECRET, "abc")
@@ -791,6 +794,11 @@ async def test_webhooks_take_signed_raw_bodies_only(
         .all()
     )
     assert len(jobs) == 1
+    # The job the delivery deferred runs the pipeline over what it kept.
+    (ids,) = [args["ids"] for args in jobs]
+    outcomes = await process_posts(sessionmaker, hooked.settings, ids)
+    assert outcomes == {"ticket_created": 1}
+    assert (await post_row(db, post["id"])).status == "ticket_created"
     broken = b'{"data": '
     bad = await client.post(
         "/v1/social/x/webhook",
@@ -999,3 +1007,22 @@ async def test_the_demo_x_serves_mentions_that_become_tickets(
     again = await poll_accounts(sessionmaker, settings, sources={"x": source})
     assert (again.posts, again.stored) == (0, 0)  # since_id: nothing twice
     await source.close()
+
+
+async def test_what_cannot_be_filed_goes_to_a_person_with_the_reason(
+    world: World, db: AsyncSession
+) -> None:
+    outside = pothole(coordinates=(4.8952, 52.3702))  # Amsterdam, far from this city
+    to_news = fake.tweet("@CityNews #kuil pothole on Vismarkt", coordinates=CENTER)
+    news = inbound(to_news)
+    news = InboundPost(**{**{f: getattr(news, f) for f in news.__slots__}, "account": "CityNews"})
+    stranger = InboundPost(
+        **{**{f: getattr(news, f) for f in news.__slots__}, "account": "nobody", "post_id": "9"}
+    )
+    counts = await receive(db, world.pipeline, [inbound(outside), news, stranger])
+    assert counts.outcomes == {"needs_human": 3}
+    assert (await post_row(db, outside["id"])).reason.startswith("not filed: ")
+    assert (await post_row(db, to_news["id"])).reason == "this account takes no reports"
+    unknown = await post_row(db, "9")
+    assert (unknown.reason, unknown.jurisdiction_id) == ("addressed to an unknown account", None)
+    assert await tickets(db, world.city) == 0

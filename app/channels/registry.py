@@ -4,8 +4,9 @@ A channel whose settings are present gets its real adapter; settings present but
 (an SMS account without its token) stop the start with a ``ValueError`` naming what is
 missing. Webhooks need no settings (each contact holds its own secret).
 
-Outside production, every kind without an adapter (the ones not configured, and the social
-platforms whose adapters are still to come) gets the local sink, so the demo delivers
+Outside production, every kind without an adapter (the ones not configured, X unless
+``KERBSIDE_X_API_BASE_URL`` points somewhere, and the social platforms whose adapters are
+still to come) gets the local sink, so the demo delivers
 end to end. In production the sink is never used: a kind without an adapter is left out of
 the map, and ``unavailable`` names those kinds for the worker to log at start. A city need
 not offer every channel, so this is not a reason to refuse to start; the worker fails a

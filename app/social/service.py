@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.channels.posts import InboundPost, PlaceHint
@@ -265,6 +266,11 @@ async def _run(
             return await _process(session, pipeline, row_id, post, of, counts)
     except KerbsideError as problem:  # the intake refused it (outside the city, a limit)
         await _outcome(session, row_id, PostStatus.needs_human, reason=f"not filed: {problem}")
+        return PostStatus.needs_human.value
+    except DBAPIError as error:  # one bad post must not hold up the ones after it
+        log.exception("a social post could not be processed", extra={"post": row_id})
+        reason = f"not processed: {type(error.orig).__name__}"
+        await _outcome(session, row_id, PostStatus.needs_human, reason=reason)
         return PostStatus.needs_human.value
 
 
