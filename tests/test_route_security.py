@@ -40,7 +40,7 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/v1/photos/{photo_id}.jpg"): "stripped photos behind random ids",
     ("GET", "/v1/social/x/webhook"): "X's CRC challenge, answered with the app's secret",
     ("POST", "/v1/social/x/webhook"): "X's deliveries, signed over the raw body",
-    ("GET", "/v1/demo/x/2/users/{user_id}/mentions"): "the demo's own X (404 in production)",
+    ("GET", "/demo/x/2/users/{user_id}/mentions"): "the demo's own X (404 in production)",
     ("GET", "/v1/photos/{photo_id}/thumbnail.jpg"): "the same, small",
     ("GET", "/v1/tickets.geojson"): "open data; staff see more when signed in",
     ("GET", "/v1/tickets/clusters"): "open data",

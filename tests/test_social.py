@@ -987,7 +987,7 @@ async def test_the_demo_x_serves_mentions_that_become_tickets(
                     platform="x",
                     handle="KerbsideDemo",
                     id=DEMO_ACCOUNT_ID,
-                    base_url="http://testserver/v1/demo/x",
+                    base_url="http://testserver/demo/x",
                     credentials={"bearer_token": "KERBSIDE_TEST_DEMO_BEARER"},
                 )
             ],

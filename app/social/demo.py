@@ -83,7 +83,7 @@ def _post(n: int, post_id: str, author: str, text: str, extra: dict[str, Any]) -
     }
 
 
-@router.get("/v1/demo/x/2/users/{user_id}/mentions")
+@router.get("/demo/x/2/users/{user_id}/mentions")
 async def demo_mentions(
     request: Request,
     user_id: Annotated[str, Path(max_length=40)],

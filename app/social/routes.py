@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import text
 
-from app.auth.principal import StaffPrincipal, ensure_same_jurisdiction
+from app.auth.principal import CHECK_CREDENTIALS, StaffPrincipal, ensure_same_jurisdiction
 from app.channels import x
 from app.core.errors import BadRequest, Forbidden, InvalidInput, NotFound
 from app.core.jobs import PROCESS_SOCIAL_POSTS, defer
@@ -20,11 +20,11 @@ from app.db import SessionDep
 from app.social import config as social_config
 from app.social import inbox
 from app.social.schemas import (
-    AnswerIn,
-    AnswerOut,
-    AssignIn,
-    CloseIn,
     InboxState,
+    PostAnswerIn,
+    PostAnswerOut,
+    PostAssignIn,
+    PostCloseIn,
     SocialPostOut,
     SocialPostPage,
 )
@@ -43,8 +43,10 @@ def _secret(request: Request) -> str:
     return str(secret.get_secret_value())
 
 
+# Public (X sends no credentials), but wrong ones are a 401 as on every public route.
 @router.get(
     "/v1/social/x/webhook",
+    dependencies=[CHECK_CREDENTIALS],
     summary="X's CRC challenge: proves we hold the app's consumer secret",
     responses={404: {"description": "X webhooks are not configured"}},
 )
@@ -56,6 +58,7 @@ async def x_crc(
 
 @router.post(
     "/v1/social/x/webhook",
+    dependencies=[CHECK_CREDENTIALS],
     status_code=200,
     summary="X deliveries (X Activity API mentions and replies; legacy Account Activity)",
     responses={
@@ -138,22 +141,22 @@ async def list_posts(
     responses={404: {"description": "No such post"}},
 )
 async def assign(
-    post_id: PostId, body: AssignIn, staff: StaffPrincipal, session: SessionDep
+    post_id: PostId, body: PostAssignIn, staff: StaffPrincipal, session: SessionDep
 ) -> SocialPostOut:
     return await inbox.assign(session, staff, post_id, body.user_id)
 
 
 @router.post(
     "/v1/social/posts/{post_id}/answer",
-    response_model=AnswerOut,
+    response_model=PostAnswerOut,
     status_code=202,
     summary="Answer a post in its thread, through the outbox",
     responses={404: {"description": "No such post"}},
 )
 async def answer(
-    post_id: PostId, body: AnswerIn, staff: StaffPrincipal, session: SessionDep
-) -> AnswerOut:
-    return AnswerOut(notification_id=await inbox.answer(session, staff, post_id, body.text))
+    post_id: PostId, body: PostAnswerIn, staff: StaffPrincipal, session: SessionDep
+) -> PostAnswerOut:
+    return PostAnswerOut(notification_id=await inbox.answer(session, staff, post_id, body.text))
 
 
 @router.post(
@@ -163,6 +166,6 @@ async def answer(
     responses={404: {"description": "No such post"}},
 )
 async def close(
-    post_id: PostId, body: CloseIn, staff: StaffPrincipal, session: SessionDep
+    post_id: PostId, body: PostCloseIn, staff: StaffPrincipal, session: SessionDep
 ) -> SocialPostOut:
     return await inbox.close(session, staff, post_id, body.reason)

@@ -53,21 +53,21 @@ class SocialPostPage(BaseModel):
     next_before: int | None = Field(description="Pass as `before` for the next (older) page")
 
 
-class AssignIn(BaseModel):
+class PostAssignIn(BaseModel):
     user_id: uuid.UUID | None = Field(description="A staff member of the post's city; null: nobody")
 
 
-class AnswerIn(BaseModel):
+class PostAnswerIn(BaseModel):
     text: Annotated[str, Field(min_length=1, max_length=280)] = Field(
         description="The answer, posted in the thread of the post (no personal data)"
     )
 
 
-class AnswerOut(BaseModel):
+class PostAnswerOut(BaseModel):
     notification_id: int | None = Field(description="The outbox row that carries the answer")
 
 
-class CloseIn(BaseModel):
+class PostCloseIn(BaseModel):
     reason: Annotated[str, Field(min_length=1, max_length=500)] = Field(
         description="Why no answer is needed (thanks only, a troll, answered elsewhere)"
     )
