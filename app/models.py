@@ -10,6 +10,7 @@ from app.media.models import Photo
 from app.notify.models import AreaSubscription, Broadcast, Notification
 from app.reports.models import IdempotencyRecord, Report
 from app.social.dialogue_models import Dialogue
+from app.social.models import SocialCursor, SocialPost, SocialSettings
 from app.tickets.models import ResponseTemplate, Subscription, Ticket, TicketEvent
 from app.workorders import models as _work_order_indexes  # noqa: F401  (indexes on ticket)
 
@@ -34,6 +35,9 @@ __all__ = [
     "ResponseTemplate",
     "Role",
     "Service",
+    "SocialCursor",
+    "SocialPost",
+    "SocialSettings",
     "Subscription",
     "Ticket",
     "TicketEvent",

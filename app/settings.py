@@ -146,6 +146,19 @@ class Settings(BaseSettings):
     # loopback targets are refused; loopback may be allowed for tests and demos only.
     webhook_allow_loopback: bool = False
 
+    # Social intake (docs/social.md). The X API's base URL: unset, https://api.x.com in
+    # production and the local sink for replies elsewhere (the demo); set (a local fake),
+    # the real adapter there. An account in the city file may name its own base_url.
+    x_api_base_url: str | None = None
+    # The X app's consumer secret: signs webhook deliveries and answers the CRC challenge;
+    # unset, the webhook route answers 404.
+    x_consumer_secret: SecretStr | None = None
+    x_poll_max_pages: int = Field(default=10, ge=1, le=100)  # 100 posts each; X keeps 800
+    # A Nominatim- or Photon-compatible geocoder for addresses named in posts (searched
+    # within the jurisdiction); unset: the city file's street list only.
+    geocoder_url: str | None = None
+    geocoder_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
     # Proxies (load balancers) whose X-Forwarded-For and X-Forwarded-Proto are believed:
     # addresses or networks, comma-separated ("*": any). Empty (the default): none, so every
     # per-client limit counts the connecting peer, which a client cannot forge.

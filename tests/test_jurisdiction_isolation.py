@@ -47,6 +47,7 @@ MARKERS = (
     "bravo-key",
     "bravo@example.org",
     "bravo-dead-letter",
+    "bravo-social-post",
 )
 
 
@@ -72,6 +73,7 @@ class World:
     bravo_report: str
     bravo_notification: int
     bravo_broadcast: str
+    bravo_post: int
     # Alpha's, but another Alpha crew's work order, outside Alpha's crew's territory.
     alpha_elsewhere: str = ""
 
@@ -84,6 +86,7 @@ class World:
             "template_id": str(self.bravo_template),
             "key_id": str(self.bravo_key),
             "notification_id": str(self.bravo_notification),
+            "post_id": str(self.bravo_post),
             "slug": self.bravo.slug,
             "kind": "district",
             # Valid codes of Bravo's: an invalid one would be a 422 before any check.
@@ -181,6 +184,17 @@ async def world(client: httpx.AsyncClient, db: AsyncSession, settings: Any) -> W
             {"j": bravo.id},
         )
     ).scalar_one()
+    # A post addressed to Bravo's account, for its webcare team only.
+    post = (
+        await db.execute(
+            text(
+                "INSERT INTO social_post (platform, post_id, account, jurisdiction_id, author_id,"
+                " text, raw, posted_at, status) VALUES ('x', 'bravo-1', 'bravo', :j, '42',"
+                " 'bravo-social-post', '{}', now(), 'needs_human') RETURNING id"
+            ),
+            {"j": bravo.id},
+        )
+    ).scalar_one()
     return World(
         alpha=alpha,
         bravo=bravo,
@@ -203,6 +217,7 @@ async def world(client: httpx.AsyncClient, db: AsyncSession, settings: Any) -> W
         bravo_notification=notification,
         bravo_broadcast=str(broadcast),
         alpha_elsewhere=elsewhere.reference,
+        bravo_post=post,
     )
 
 
@@ -227,6 +242,8 @@ async def bravo_state(db: AsyncSession, bravo: int) -> bytes:
         "notifications": "SELECT n.id, n.status, n.attempts FROM notification n JOIN ticket t"
         " ON t.id = n.ticket_id WHERE t.jurisdiction_id = :j ORDER BY n.id",
         "broadcasts": "SELECT id, status FROM broadcast WHERE jurisdiction_id = :j ORDER BY id",
+        "social": "SELECT id, status, assigned_to, answered_at, closed_at FROM social_post"
+        " WHERE jurisdiction_id = :j ORDER BY id",
     }
     state = {}
     for name, sql in queries.items():
@@ -294,6 +311,22 @@ CASES: dict[tuple[str, str], tuple[str, Case, set[int] | str]] = {
         {404, 422},
     ),
     ("GET", "/v1/areas"): ("staff", at("/v1/areas"), HIDDEN),
+    ("GET", "/v1/social/posts"): ("staff", at("/v1/social/posts"), HIDDEN),
+    ("POST", "/v1/social/posts/{post_id}/assign"): (
+        "staff",
+        body("/v1/social/posts/{post_id}/assign", lambda w: {"user_id": None}),
+        {404},
+    ),
+    ("POST", "/v1/social/posts/{post_id}/answer"): (
+        "staff",
+        body("/v1/social/posts/{post_id}/answer", lambda w: {"text": "x"}),
+        {404},
+    ),
+    ("POST", "/v1/social/posts/{post_id}/close"): (
+        "staff",
+        body("/v1/social/posts/{post_id}/close", lambda w: {"reason": "x"}),
+        {404},
+    ),
     ("GET", "/v1/crews"): ("staff", at("/v1/crews"), HIDDEN),
     ("POST", "/v1/crews"): (
         "staff",

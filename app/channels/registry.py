@@ -4,8 +4,9 @@ A channel whose settings are present gets its real adapter; settings present but
 (an SMS account without its token) stop the start with a ``ValueError`` naming what is
 missing. Webhooks need no settings (each contact holds its own secret).
 
-Outside production, every kind without an adapter (the ones not configured, and the social
-platforms whose adapters are still to come) gets the local sink, so the demo delivers
+Outside production, every kind without an adapter (the ones not configured, X unless
+``KERBSIDE_X_API_BASE_URL`` points somewhere, and the social platforms whose adapters are
+still to come) gets the local sink, so the demo delivers
 end to end. In production the sink is never used: a kind without an adapter is left out of
 the map, and ``unavailable`` names those kinds for the worker to log at start. A city need
 not offer every channel, so this is not a reason to refuse to start; the worker fails a
@@ -21,6 +22,7 @@ from app.channels.sink import SinkChannel
 from app.channels.sms import SmsChannel
 from app.channels.webhook import WebhookChannel
 from app.channels.webpush import WebPushChannel
+from app.channels.x import XChannel
 from app.contacts.models import ContactKind
 from app.settings import Settings
 
@@ -36,6 +38,10 @@ def configured(settings: Settings) -> dict[str, Channel]:
         channels[ContactKind.webpush.value] = WebPushChannel(settings)
     if settings.sms_account_sid or settings.sms_auth_token is not None:
         channels[ContactKind.phone.value] = SmsChannel(settings)
+    # X replies carry their account's token name (the city file's credentials), so the
+    # adapter needs no settings of its own; outside production only when pointed somewhere.
+    if settings.x_api_base_url or settings.env == "production":
+        channels[ContactKind.x.value] = XChannel(settings)
     return channels
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from app.imports.schemas import ColumnMapping
+from app.social.config import Social
 
 FORMAT_VERSION = 1
 
@@ -419,6 +420,7 @@ class CityFile(Strict):
     notifications: Notifications = Field(default_factory=Notifications)
     classify: Classify = Field(default_factory=Classify)
     privacy: Privacy = Field(default_factory=Privacy)
+    social: Social = Field(default_factory=Social)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> CityFile:

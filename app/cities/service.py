@@ -40,6 +40,7 @@ from app.cities.schema import (
 )
 from app.core.errors import KerbsideError
 from app.jurisdictions.sql import area_at_sql
+from app.social import config as social_config
 
 Action = Literal["create", "update", "unchanged", "deactivate", "delete"]
 Say = Callable[[str], None]
@@ -199,6 +200,9 @@ async def apply(
     await _classify(
         session, jurisdiction_id, slug, city.classify, outcome, created=state.jurisdiction is None
     )
+    social_action = await social_config.write(session, jurisdiction_id, city.social)
+    if social_action != "unchanged":  # a city without social accounts plans as before
+        outcome.changes.append(Change("social", slug, social_action))
     geometry_changed = any(
         c.what in ("boundary", "area") and c.action != "unchanged" for c in outcome.changes
     )
@@ -950,6 +954,7 @@ async def export(session: AsyncSession, slug: str) -> CityFile:
         notifications=Notifications.model_validate(current.notifications or {}),
         classify=await _classify_of(session, current.id),
         privacy=Privacy.model_validate(current.privacy or {}),
+        social=await social_config.read(session, current.id),
     )
 
 

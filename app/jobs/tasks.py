@@ -15,6 +15,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from procrastinate import JobContext, RetryStrategy
 from sqlalchemy import text
@@ -25,6 +26,7 @@ from app.core import clock
 from app.core.jobs import (
     DELIVER_NOTIFICATIONS,
     PROCESS_PHOTO,
+    PROCESS_SOCIAL_POSTS,
     QUEUE_BROADCAST,
     REFRESH_MAP_GRID,
     SEND_MAIL,
@@ -38,6 +40,7 @@ from app.notify import broadcasts, digests
 from app.notify import service as notify
 from app.privacy.service import drop_expired_personal_data
 from app.settings import Settings
+from app.social import polling as social
 from app.tickets import priority
 from app.tickets.service_levels import service_level_job
 from app.tickets.workflow import close_undisputed_fixes
@@ -136,6 +139,34 @@ async def queue_broadcast(context: JobContext, broadcast_id: int) -> dict[str, i
         log.info("broadcast batch queued", extra={"broadcast": broadcast_id, "counts": counts})
         if done:
             return counts
+
+
+# Posts a webhook kept, processed after the delivery was answered (X wants 200 within 10 s).
+@queue.task(
+    name=PROCESS_SOCIAL_POSTS,
+    queue="social",
+    pass_context=True,
+    retry=RetryStrategy(max_attempts=5, exponential_wait=2),
+)
+async def process_social_posts(context: JobContext, ids: list[int]) -> dict[str, Any]:
+    """Classify, locate, link or file, and answer the posts a webhook delivered."""
+    found = resources(context)
+    return await social.process_posts(found.sessionmaker, found.settings, ids)
+
+
+@queue.periodic(cron="* * * * *")
+@queue.task(
+    name="poll_social",
+    queue="social",
+    pass_context=True,
+    lock="poll_social",
+    queueing_lock="poll_social",
+)
+async def poll_social(context: JobContext, timestamp: int) -> dict[str, Any]:
+    """Fetch the mentions of every city account from its cursor, and process them."""
+    found = resources(context)
+    polled = await social.poll_accounts(found.sessionmaker, found.settings)
+    return {"accounts": polled.accounts, "stored": polled.stored, "errors": polled.errors}
 
 
 @queue.periodic(cron="0 7 * * *")  # every morning, 07:00 UTC

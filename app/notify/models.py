@@ -48,6 +48,7 @@ class Reason(StrEnum):
     subscriber = "subscriber"  # they follow the ticket (reported, supported, followed)
     area = "area"  # they follow the place
     broadcast = "broadcast"  # the city's notice to everyone in an area
+    reply = "reply"  # an answer in the thread of a post the person addressed to the city
 
 
 class Notification(Base):
@@ -65,6 +66,12 @@ class Notification(Base):
     broadcast_id: Mapped[int | None] = mapped_column(ForeignKey("broadcast.id", ondelete="CASCADE"))
     # A place's daily digest: {"label", "new": [references], "fixed": [references]}.
     digest: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # An answer in a social thread (``app.social``): the post it answers, and where to reply
+    # ({"platform", "account", "post", "handle", "credentials"}); the body is written here.
+    social_post_id: Mapped[int | None] = mapped_column(
+        ForeignKey("social_post.id", ondelete="SET NULL")
+    )
+    reply_to: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     status: Mapped[str] = mapped_column(String(16), server_default="pending")
     attempts: Mapped[int] = mapped_column(SmallInteger, server_default=text("0"))
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -107,6 +114,25 @@ class Notification(Base):
             "contact_id",
             "sent_at",
             postgresql_where=text("status = 'sent'"),
+        ),
+        # One acknowledgement and one question for the location per post, however often
+        # the pipeline runs over it.
+        Index(
+            "uq_notification_social_post_id_event_kind",
+            "social_post_id",
+            "event_kind",
+            unique=True,
+            postgresql_where=text(
+                "social_post_id IS NOT NULL AND event_kind IN ('post_linked', 'location_asked')"
+            ),
+        ),
+        # Linking a post that replies to one of the city's answers (``app.social``).
+        Index(
+            "ix_notification_provider_id",
+            "provider_id",
+            postgresql_where=text(
+                "provider_id IS NOT NULL AND reason IN ('reporter', 'subscriber', 'reply')"
+            ),
         ),
         Index(
             "ix_notification_dead",

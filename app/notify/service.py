@@ -51,7 +51,7 @@ log = logging.getLogger("kerbside.notify")
 
 _ROW = """
     n.id, n.contact_id, n.ticket_id, n.event_id, n.event_kind, n.status, n.attempts,
-    n.subject, n.body, n.reason, n.broadcast_id, n.digest
+    n.subject, n.body, n.reason, n.broadcast_id, n.digest, n.reply_to
 """
 
 # The oldest undelivered row of each thread that is due, oldest first, skipping rows other
@@ -84,7 +84,15 @@ _CLAIM = f"""
     WITH n AS MATERIALIZED ({{rows}})
     SELECT n.*, c.kind, c.address, c.data AS contact_data,
            c.disabled_at IS NOT NULL AS disabled,
+           -- A social author's consent names the post to answer in (app.social).
+           (SELECT k.evidence->'reply_to' FROM contact_consent k
+            WHERE k.contact_id = c.id AND k.purpose = 'ticket_updates'
+              AND k.ticket_id = n.ticket_id AND k.withdrawn_at IS NULL
+              AND k.evidence ? 'reply_to'
+            ORDER BY k.id LIMIT 1) AS consent_reply_to,
            CASE n.reason
+             -- An answer to what the person addressed to the city, in its thread.
+             WHEN 'reply' THEN true
              WHEN 'area' THEN EXISTS (
                 SELECT 1 FROM contact_consent k
                 WHERE k.contact_id = c.id AND k.purpose = 'area_updates'
@@ -466,6 +474,8 @@ async def _schedule_next(session: AsyncSession, now: datetime) -> None:
 
 
 def _message(settings: Settings, row: Any) -> Message:
+    if row.reason == "reply":
+        return _reply_message(settings, row)
     if row.broadcast_id is not None:
         return _broadcast_message(settings, row)
     if row.digest is not None:
@@ -522,6 +532,24 @@ def _digest_message(settings: Settings, row: Any) -> Message:
     )
 
 
+def _reply_message(settings: Settings, row: Any) -> Message:
+    """An answer in a social thread (``app.social`` wrote its words)."""
+    text = row.body or row.subject or ""
+    return Message(
+        id=row.id,
+        kind=row.kind,
+        address=row.address,
+        contact_data=row.contact_data or {},
+        subject=row.subject or text,
+        body=text,
+        link=None,
+        unsubscribe_url=unsubscribe_url(settings, row.id),
+        ticket_reference=None,
+        event=row.event_kind,
+        data={"reply_to": row.reply_to or {}, "event": row.event_kind},
+    )
+
+
 def _ticket_message(settings: Settings, row: Any) -> Message:
     data = row.event_data or {}
     language = language_of(row.locale, tuple(row.languages or ()))
@@ -564,5 +592,6 @@ def _ticket_message(settings: Settings, row: Any) -> Message:
         ticket_reference=reference,
         event=status if row.event_kind == "status_changed" else row.event_kind,
         language=language,
-        data={"reference": reference, "event": row.event_kind, "status": status},
+        data={"reference": reference, "event": row.event_kind, "status": status}
+        | ({"reply_to": row.consent_reply_to} if row.consent_reply_to else {}),
     )

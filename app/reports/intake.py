@@ -98,6 +98,9 @@ class Submission:
     # jurisdiction for the whole transaction (an import's dry run, rolled back at the end),
     # where locks would only pile up; never with an idempotency claim.
     serialise: bool = True
+    # More evidence for the reporter's consent, recorded with it: a social post's channel
+    # puts the post to answer in here (``reply_to``), which its replies then go to.
+    consent_evidence: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def consent_method(self) -> ConsentMethod:

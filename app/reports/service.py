@@ -453,7 +453,11 @@ async def _store_contacts(
                     Purpose.ticket_updates,
                     submission.consent_method,
                     ticket_id=row.ticket_id,
-                    evidence={"report": str(row.public_id), "channel": submission.channel.value},
+                    evidence={
+                        **submission.consent_evidence,
+                        "report": str(row.public_id),
+                        "channel": submission.channel.value,
+                    },
                 ),
                 at=now,
             )

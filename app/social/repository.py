@@ -1,0 +1,146 @@
+"""The SQL of the social pipeline and the webcare inbox. Bound parameters only."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+# Keep a post once: overlapping polls, webhook retries and replays insert nothing.
+STORE = text(
+    """
+    INSERT INTO social_post (platform, post_id, account, jurisdiction_id, author_id,
+                             author_handle, conversation_id, in_reply_to_id, text, hints, raw,
+                             posted_at, due_at)
+    VALUES (:platform, :post_id, :account, :jurisdiction_id, :author_id, :author_handle,
+            :conversation_id, :in_reply_to_id, :text, CAST(:hints AS jsonb),
+            CAST(:raw AS jsonb), :posted_at, now() + make_interval(secs => :respond_within))
+    ON CONFLICT (platform, post_id) DO NOTHING
+    RETURNING id
+    """
+)
+
+# A stored post still to be processed, locked so two workers never process it both.
+CLAIM = text(
+    """
+    SELECT id, platform, post_id, account, jurisdiction_id, author_id, author_handle,
+           conversation_id, in_reply_to_id, text, hints, raw, posted_at
+    FROM social_post WHERE id = :id AND status = 'received'
+    FOR UPDATE SKIP LOCKED
+    """
+)
+
+OUTCOME = text(
+    """
+    UPDATE social_post SET
+        status = :status, reason = :reason, link_rule = :link_rule,
+        service_code = coalesce(:service_code, service_code),
+        confidence = coalesce(:confidence, confidence),
+        language = coalesce(:language, language),
+        sentiment = coalesce(:sentiment, sentiment),
+        sensitive = sensitive OR :sensitive,
+        location = CASE WHEN CAST(:lon AS float8) IS NULL THEN location
+                        ELSE ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) END,
+        location_source = coalesce(:location_source, location_source),
+        ticket_id = coalesce(:ticket_id, ticket_id),
+        report_id = coalesce(:report_id, report_id),
+        contact_id = coalesce(:contact_id, contact_id),
+        resumed_by_id = coalesce(:resumed_by_id, resumed_by_id),
+        answered_at = CASE WHEN :answered THEN coalesce(answered_at, now()) ELSE answered_at END,
+        closed_at = CASE WHEN :closed THEN coalesce(closed_at, now()) ELSE closed_at END,
+        close_reason = CASE WHEN :closed THEN coalesce(close_reason, :reason)
+                            ELSE close_reason END
+    WHERE id = :id
+    """
+)
+
+# Rule 1: the post replied to is one of ours on a ticket: a post linked to it, or the
+# city's own reply about it (the provider's id of a sent notification).
+REPLIED_TICKET = text(
+    """
+    SELECT coalesce(t.merged_into_id, t.id) AS ticket_id
+    FROM (
+        SELECT p.ticket_id FROM social_post p
+        WHERE p.platform = :platform AND p.post_id = :in_reply_to AND p.ticket_id IS NOT NULL
+        UNION ALL
+        SELECT n.ticket_id FROM notification n
+        WHERE n.provider_id = :in_reply_to AND n.reason IN ('reporter', 'subscriber', 'reply')
+          AND n.channel = :platform AND n.ticket_id IS NOT NULL
+    ) AS found JOIN ticket t ON t.id = found.ticket_id
+    WHERE t.jurisdiction_id = :jurisdiction_id
+    LIMIT 1
+    """
+)
+
+# Rule 2: the same conversation, the same author, a ticket still open.
+CONVERSATION_TICKET = text(
+    """
+    SELECT coalesce(t.merged_into_id, t.id) AS ticket_id
+    FROM social_post p JOIN ticket t ON t.id = p.ticket_id
+    WHERE p.platform = :platform AND p.conversation_id = :conversation_id
+      AND p.author_id = :author_id AND p.ticket_id IS NOT NULL
+      AND t.jurisdiction_id = :jurisdiction_id
+      AND t.status IN ('open', 'acknowledged', 'scheduled', 'in_progress', 'reopened')
+    ORDER BY p.id DESC LIMIT 1
+    """
+)
+
+# Rule 3: a reference named in the text, of this jurisdiction.
+REFERENCED_TICKET = text(
+    """
+    SELECT coalesce(t.merged_into_id, t.id) AS ticket_id
+    FROM ticket t
+    WHERE t.reference = ANY(CAST(:references AS varchar[]))
+      AND t.jurisdiction_id = :jurisdiction_id
+    ORDER BY t.id LIMIT 1
+    """
+)
+
+TICKET = text("SELECT t.id, t.reference, t.status FROM ticket t WHERE t.id = :id")
+
+# Resuming: the author's post that waits for a location and that this post answers.
+AWAITING = text(
+    """
+    SELECT p.id FROM social_post p
+    WHERE p.platform = :platform AND p.author_id = :author_id
+      AND p.status = 'awaiting_location' AND p.id <> :id
+      AND (p.post_id = :in_reply_to
+           OR (CAST(:conversation_id AS varchar) IS NOT NULL
+               AND p.conversation_id = :conversation_id)
+           OR EXISTS (SELECT 1 FROM notification n
+                      WHERE n.social_post_id = p.id AND n.provider_id = :in_reply_to))
+    ORDER BY p.id DESC LIMIT 1
+    FOR UPDATE
+    """
+)
+
+SUBSCRIBE = text(
+    """
+    INSERT INTO subscription (ticket_id, contact_id, reason)
+    VALUES (:ticket_id, :contact_id, 'follower')
+    ON CONFLICT (ticket_id, contact_id) WHERE contact_id IS NOT NULL DO NOTHING
+    """
+)
+
+CURSOR = text(
+    "SELECT since_id, retry_at FROM social_cursor WHERE platform = :platform AND account = :account"
+)
+
+MOVE_CURSOR = text(
+    """
+    INSERT INTO social_cursor (platform, account, since_id, retry_at, polled_at, last_error)
+    VALUES (:platform, :account, :since_id, :retry_at, now(), :error)
+    ON CONFLICT (platform, account) DO UPDATE
+        SET since_id = coalesce(EXCLUDED.since_id, social_cursor.since_id),
+            retry_at = EXCLUDED.retry_at, polled_at = EXCLUDED.polled_at,
+            last_error = EXCLUDED.last_error
+    """
+)
+
+WAITING = text(
+    """
+    SELECT id, platform, post_id, account, jurisdiction_id, author_id, author_handle,
+           conversation_id, in_reply_to_id, text, hints, raw, posted_at, service_code, language
+    FROM social_post WHERE id = :id
+    """
+)
+
+TICKET_OF = text("SELECT ticket_id, contact_id FROM social_post WHERE id = :id")

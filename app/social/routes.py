@@ -1,0 +1,171 @@
+"""HTTP for social intake: X's webhook (CRC challenge, signed deliveries) and the webcare
+inbox (list with filters, assign, answer in the thread, close with a reason)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+from sqlalchemy import text
+
+from app.auth.principal import CHECK_CREDENTIALS, StaffPrincipal, ensure_same_jurisdiction
+from app.channels import x
+from app.core.errors import BadRequest, Forbidden, InvalidInput, NotFound
+from app.core.jobs import PROCESS_SOCIAL_POSTS, defer
+from app.db import SessionDep
+from app.social import config as social_config
+from app.social import inbox
+from app.social.schemas import (
+    InboxState,
+    PostAnswerIn,
+    PostAnswerOut,
+    PostAssignIn,
+    PostCloseIn,
+    SocialPostOut,
+    SocialPostPage,
+)
+from app.social.service import store
+
+log = logging.getLogger("kerbside.social")
+router = APIRouter(tags=["social"])
+
+PostId = Annotated[int, Path(ge=1, le=2**53 - 1)]
+
+
+def _secret(request: Request) -> str:
+    secret = request.app.state.settings.x_consumer_secret
+    if secret is None:
+        raise NotFound("X webhooks are not configured here")
+    return str(secret.get_secret_value())
+
+
+# Public (X sends no credentials), but wrong ones are a 401 as on every public route.
+@router.get(
+    "/v1/social/x/webhook",
+    dependencies=[CHECK_CREDENTIALS],
+    summary="X's CRC challenge: proves we hold the app's consumer secret",
+    responses={404: {"description": "X webhooks are not configured"}},
+)
+async def x_crc(
+    request: Request, crc_token: Annotated[str, Query(min_length=1, max_length=500)]
+) -> dict[str, str]:
+    return x.crc_response(_secret(request), crc_token)
+
+
+@router.post(
+    "/v1/social/x/webhook",
+    dependencies=[CHECK_CREDENTIALS],
+    status_code=200,
+    summary="X deliveries (X Activity API mentions and replies; legacy Account Activity)",
+    responses={
+        400: {"description": "Not an X delivery"},
+        403: {"description": "The signature is missing or wrong"},
+        404: {"description": "X webhooks are not configured"},
+    },
+)
+async def x_webhook(request: Request, session: SessionDep) -> Response:
+    secret = _secret(request)
+    raw = await request.body()
+    # Over the bytes as they came: re-serialised JSON would not match (nor should it).
+    if not x.signature_valid(secret, raw, request.headers.get("x-twitter-webhooks-signature")):
+        raise Forbidden("The webhook signature does not match the body")
+    try:
+        _account, posts = x.posts_from_webhook(orjson.loads(raw))
+    except (orjson.JSONDecodeError, ValueError) as error:
+        raise BadRequest(f"Not an X delivery: {error}") from None
+    known = await social_config.accounts(session)
+    kept = []
+    for post in posts:
+        row_id = await store(session, post, social_config.find(known, post.platform, post.account))
+        if row_id is not None:
+            kept.append(row_id)
+    if kept:  # processed after we answer: X wants its 200 within 10 s
+        await defer(session, PROCESS_SOCIAL_POSTS, {"ids": kept}, queue="social")
+    return Response(status_code=200)
+
+
+async def _jurisdiction(session: SessionDep, staff: StaffPrincipal, slug: str | None) -> int:
+    if slug is None:
+        if staff.jurisdiction_id is None:
+            raise InvalidInput(
+                "Name the jurisdiction",
+                errors=[{"field": "jurisdiction", "message": "required", "type": "missing"}],
+            )
+        return staff.jurisdiction_id
+    found = (
+        await session.execute(text("SELECT id FROM jurisdiction WHERE slug = :s"), {"s": slug})
+    ).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"No jurisdiction {slug!r}")
+    ensure_same_jurisdiction(staff, int(found))
+    return int(found)
+
+
+@router.get(
+    "/v1/social/posts",
+    response_model=SocialPostPage,
+    summary="The webcare inbox: posts addressed to the city's accounts, newest first",
+)
+async def list_posts(
+    staff: StaffPrincipal,
+    session: SessionDep,
+    jurisdiction: Annotated[str | None, Query(max_length=100)] = None,
+    state: InboxState = "unanswered",
+    account: Annotated[str | None, Query(max_length=200)] = None,
+    sentiment_below: Annotated[float | None, Query(ge=-1, le=1)] = None,
+    assigned_to: uuid.UUID | None = None,
+    before: Annotated[int | None, Query(ge=1, le=2**53 - 1)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> SocialPostPage:
+    jurisdiction_id = await _jurisdiction(session, staff, jurisdiction)
+    return await inbox.list_posts(
+        session,
+        jurisdiction_id,
+        state=state,
+        account=account,
+        sentiment_below=sentiment_below,
+        assigned_to=assigned_to,
+        before=before,
+        limit=limit,
+    )
+
+
+@router.post(
+    "/v1/social/posts/{post_id}/assign",
+    response_model=SocialPostOut,
+    summary="Give a post to a webcare agent (or to nobody)",
+    responses={404: {"description": "No such post"}},
+)
+async def assign(
+    post_id: PostId, body: PostAssignIn, staff: StaffPrincipal, session: SessionDep
+) -> SocialPostOut:
+    return await inbox.assign(session, staff, post_id, body.user_id)
+
+
+@router.post(
+    "/v1/social/posts/{post_id}/answer",
+    response_model=PostAnswerOut,
+    status_code=202,
+    summary="Answer a post in its thread, through the outbox",
+    responses={404: {"description": "No such post"}},
+)
+async def answer(
+    post_id: PostId, body: PostAnswerIn, staff: StaffPrincipal, session: SessionDep
+) -> PostAnswerOut:
+    return PostAnswerOut(notification_id=await inbox.answer(session, staff, post_id, body.text))
+
+
+@router.post(
+    "/v1/social/posts/{post_id}/close",
+    response_model=SocialPostOut,
+    summary='"No answer needed", with the reason',
+    responses={404: {"description": "No such post"}},
+)
+async def close(
+    post_id: PostId, body: PostCloseIn, staff: StaffPrincipal, session: SessionDep
+) -> SocialPostOut:
+    return await inbox.close(session, staff, post_id, body.reason)

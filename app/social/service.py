@@ -1,0 +1,724 @@
+"""The social intake pipeline, once for every platform: a platform's adapter hands over
+``InboundPost``s (``app.channels.posts``); each is kept verbatim once, then
+
+    ignore? (own or another city account, repost, blocked author, spam)
+    → the author's answer to our question where? (resume the post that waits)
+    → link: a reply to a post of a ticket → a post in the same conversation by the same
+      author → a ticket reference in the text
+    → classify (communications queue for sensitive posts; webcare for what is no report)
+    → locate (coordinates, a small place, an address or street, else ask in the thread)
+    → file through the one intake (``submit_report``: its duplicate rules join a ticket
+      reported in the app as well)
+    → answer in the thread, through the outbox.
+
+Each post ends with its outcome on its row (``PostStatus``). Every step runs in the caller's
+transaction; each post in a savepoint, so one that cannot be filed becomes a webcare case
+and the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.channels.posts import InboundPost, PlaceHint
+from app.contacts import service as contacts
+from app.contacts.models import ConsentMethod, ContactKind, Purpose
+from app.contacts.service import Consent, ContactSpec
+from app.core import clock
+from app.core.errors import KerbsideError
+from app.jurisdictions.catalog import Catalog
+from app.notify import replies
+from app.reports.intake import Place, Submission, Submitter
+from app.reports.models import Channel
+from app.reports.service import submit_report
+from app.settings import Settings
+from app.social import config as social_config
+from app.social import repository as sql
+from app.social.classify import Classifier, classifier_for
+from app.social.config import AccountOf
+from app.social.locate import Gazetteer, Geocoder, Located, Locator, Street
+from app.social.models import LinkRule, PostStatus
+from app.tickets.events import add_event
+from app.tickets.models import EventKind
+
+log = logging.getLogger("kerbside.social")
+
+CHANNEL_OF: Mapping[str, Channel] = {
+    "x": Channel.x,
+    "facebook": Channel.facebook,
+    "messenger": Channel.facebook,
+    "whatsapp": Channel.whatsapp,
+    "mastodon": Channel.mastodon,
+    "bluesky": Channel.bluesky,
+}
+CONTACT_OF: Mapping[str, ContactKind] = {
+    "x": ContactKind.x,
+    "facebook": ContactKind.facebook,
+    "messenger": ContactKind.facebook,
+    "whatsapp": ContactKind.whatsapp,
+    "mastodon": ContactKind.mastodon,
+    "bluesky": ContactKind.bluesky,
+}
+MAX_STORED_TEXT = 100_000  # the raw payload keeps the rest
+MAX_DESCRIPTION = 5000  # the intake's limit
+BACKDATE_LIMIT = timedelta(days=7)  # the intake takes a citizen's time this far back
+# K-2026-000123, or as a hashtag #K2026000123.
+_REFERENCE = re.compile(r"(?<![A-Za-z0-9])#?([A-Z]{1,8})-?(\d{4})-?(\d{6,})(?!\d)")
+_URL = re.compile(r"https?://\S+")
+_MENTION = re.compile(r"(?<!\w)@\w+")
+
+_WORDS: Mapping[str, Mapping[str, str]] = {
+    "en": {
+        "ask": "Thanks for letting us know. Where exactly is it? Reply with the street and house "
+        "number, or share a location, or use our form: {url}",
+        "linked": "Thanks, we have added this to {reference}. We will keep you posted here.",
+    },
+    "nl": {
+        "ask": "Bedankt voor uw melding. Waar is het precies? Antwoord met straat en huisnummer, "
+        "deel een locatie, of gebruik ons formulier: {url}",
+        "linked": "Bedankt, we hebben dit toegevoegd aan {reference}. U hoort hier van ons.",
+    },
+    "sv": {
+        "ask": "Tack för att du hör av dig. Var exakt är det? Svara med gata och nummer, dela en "
+        "plats, eller använd vårt formulär: {url}",
+        "linked": "Tack, vi har lagt till detta i {reference}. Vi hör av oss här.",
+    },
+}
+
+
+@dataclass
+class Counts:
+    """What one batch came to, by outcome (``stored`` counts new posts)."""
+
+    received: int = 0
+    stored: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage
+
+    def add(self, status: str) -> None:
+        self.outcomes[status] = self.outcomes.get(status, 0) + 1
+
+    def took(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + (now - since)
+        return now
+
+
+@dataclass
+class Pipeline:
+    """What processing needs beyond the session, made once per worker run or request."""
+
+    settings: Settings
+    catalog: Catalog = field(default_factory=Catalog)
+    geocoder: Geocoder | None = None
+    _accounts: list[AccountOf] | None = None
+    _classifiers: dict[int, Classifier] = field(default_factory=dict)
+    _locators: dict[int, Locator] = field(default_factory=dict)
+
+    async def accounts(self, session: AsyncSession) -> list[AccountOf]:
+        if self._accounts is None:
+            self._accounts = await social_config.accounts(session)
+        return self._accounts
+
+    async def classifier(self, session: AsyncSession, jurisdiction_id: int) -> Classifier:
+        if jurisdiction_id not in self._classifiers:
+            self._classifiers[jurisdiction_id] = await classifier_for(session, jurisdiction_id)
+        return self._classifiers[jurisdiction_id]
+
+    async def locator(self, session: AsyncSession, of: AccountOf) -> Locator:
+        if of.jurisdiction_id not in self._locators:
+            found = await self.catalog.by_slug(session, of.jurisdiction)
+            bbox = found.boundary.bounds if found is not None else (-180.0, -90.0, 180.0, 90.0)
+            self._locators[of.jurisdiction_id] = Locator(
+                bbox=tuple(bbox),
+                place_max_m=of.social.place_max_m,
+                gazetteer=Gazetteer([Street(s.name, s.lon, s.lat) for s in of.social.streets]),
+                geocoder=self.geocoder,
+            )
+        return self._locators[of.jurisdiction_id]
+
+
+# -- keeping posts -----------------------------------------------------------------------------
+
+
+def _clean(value: str) -> str:
+    return value.replace("\x00", "")  # PostgreSQL text holds no NUL
+
+
+def _json(value: Any) -> str:
+    # JSONB holds no \u0000 either; the payload is otherwise kept as it came.
+    return orjson.dumps(value).decode().replace("\\u0000", "")
+
+
+def _hints(post: InboundPost) -> dict[str, Any]:
+    hints: dict[str, Any] = {}
+    if post.coordinates is not None:
+        hints["coordinates"] = list(post.coordinates)
+    if post.place is not None:
+        hints["place"] = {"name": post.place.name, "bbox": post.place.bbox}
+    if post.media_urls:
+        hints["media"] = list(post.media_urls)
+    if post.is_repost:
+        hints["repost"] = True
+    if post.is_private:
+        hints["private"] = True
+    if post.lang:
+        hints["lang"] = post.lang
+    return hints
+
+
+async def store(session: AsyncSession, post: InboundPost, of: AccountOf | None) -> int | None:
+    """Keep ``post`` verbatim; its row id, or None when it was kept before."""
+    found = await session.execute(
+        sql.STORE,
+        {
+            "platform": post.platform,
+            "post_id": post.post_id[:200],
+            "account": post.account[:200],
+            "jurisdiction_id": of.jurisdiction_id if of else None,
+            "author_id": _clean(post.author_id)[:200],
+            "author_handle": _clean(post.author_handle)[:200] if post.author_handle else None,
+            "conversation_id": post.conversation_id,
+            "in_reply_to_id": post.in_reply_to_id,
+            "text": _clean(post.text)[:MAX_STORED_TEXT],
+            "hints": _json(_hints(post)),
+            "raw": _json(dict(post.raw)),
+            "posted_at": post.created_at,
+            "respond_within": (of.social.respond_within_hours if of else 24.0) * 3600,
+        },
+    )
+    row_id = found.scalar_one_or_none()
+    return int(row_id) if row_id is not None else None
+
+
+def post_of(row: Any) -> InboundPost:
+    hints = row.hints or {}
+    place = hints.get("place")
+    bbox = place.get("bbox") if place else None
+    return InboundPost(
+        platform=row.platform,
+        account=row.account,
+        post_id=row.post_id,
+        author_id=row.author_id,
+        text=row.text,
+        created_at=row.posted_at,
+        raw=row.raw,
+        author_handle=row.author_handle,
+        conversation_id=row.conversation_id,
+        in_reply_to_id=row.in_reply_to_id,
+        is_repost=bool(hints.get("repost")),
+        is_private=bool(hints.get("private")),
+        lang=hints.get("lang"),
+        coordinates=tuple(hints["coordinates"]) if hints.get("coordinates") else None,
+        place=PlaceHint(place["name"], tuple(bbox) if bbox else None) if place else None,
+        media_urls=tuple(hints.get("media", ())),
+    )
+
+
+async def receive(
+    session: AsyncSession, pipeline: Pipeline, posts: Sequence[InboundPost]
+) -> Counts:
+    """Keep each post once and run the pipeline over the new ones, in the caller's
+    transaction (a savepoint each)."""
+    counts = Counts(received=len(posts))
+    known = await pipeline.accounts(session)
+    for post in posts:
+        started = time.perf_counter()
+        of = social_config.find(known, post.platform, post.account)
+        row_id = await store(session, post, of)
+        started = counts.took("store", started)
+        if row_id is None:
+            continue
+        counts.stored += 1
+        # Just inserted in this transaction: nobody else can be processing it.
+        counts.add(await _run(session, pipeline, row_id, post, counts))
+    return counts
+
+
+async def process(
+    session: AsyncSession, pipeline: Pipeline, row_id: int, counts: Counts | None = None
+) -> str:
+    """Run the pipeline over one stored post; says its outcome."""
+    counts = counts or Counts()
+    row = (await session.execute(sql.CLAIM, {"id": row_id})).first()
+    if row is None:
+        return "taken"  # processed already, or by another worker right now
+    return await _run(session, pipeline, row_id, post_of(row), counts)
+
+
+async def _run(
+    session: AsyncSession, pipeline: Pipeline, row_id: int, post: InboundPost, counts: Counts
+) -> str:
+    of = social_config.find(await pipeline.accounts(session), post.platform, post.account)
+    try:
+        async with session.begin_nested():
+            return await _process(session, pipeline, row_id, post, of, counts)
+    except KerbsideError as problem:  # the intake refused it (outside the city, a limit)
+        await _outcome(session, row_id, PostStatus.needs_human, reason=f"not filed: {problem}")
+        return PostStatus.needs_human.value
+    except DBAPIError as error:  # one bad post must not hold up the ones after it
+        log.exception("a social post could not be processed", extra={"post": row_id})
+        reason = f"not processed: {type(error.orig).__name__}"
+        await _outcome(session, row_id, PostStatus.needs_human, reason=reason)
+        return PostStatus.needs_human.value
+
+
+async def _process(
+    session: AsyncSession,
+    pipeline: Pipeline,
+    row_id: int,
+    post: InboundPost,
+    of: AccountOf | None,
+    counts: Counts,
+) -> str:
+    started = time.perf_counter()
+    if of is None:
+        await _outcome(
+            session, row_id, PostStatus.needs_human, reason="addressed to an unknown account"
+        )
+        return PostStatus.needs_human.value
+    why = _ignored(post, of, await pipeline.accounts(session))
+    if why is not None:
+        await _outcome(session, row_id, PostStatus.ignored, reason=why, closed=True)
+        return PostStatus.ignored.value
+    resumed = await _resume(session, pipeline, row_id, post, of, counts)
+    if resumed is not None:
+        return resumed
+    linked = await _linked_ticket(session, post, of)
+    started = counts.took("link", started)
+    if linked is not None:
+        ticket_id, rule = linked
+        await _link(session, row_id, post, of, ticket_id, rule)
+        counts.took("acknowledge", started)
+        return PostStatus.linked.value
+    verdict = (await pipeline.classifier(session, of.jurisdiction_id)).classify(post.text)
+    started = counts.took("classify", started)
+    language = _language(post, verdict.language)
+    facts: dict[str, Any] = {
+        "service_code": verdict.service_code,
+        "confidence": verdict.confidence,
+        "language": verdict.language,
+        "sentiment": verdict.sentiment,
+        "sensitive": verdict.sensitive,
+    }
+    if verdict.sensitive:
+        await _outcome(session, row_id, PostStatus.communications, reason=verdict.reason, **facts)
+        return PostStatus.communications.value
+    if not of.account.reports:
+        await _outcome(
+            session, row_id, PostStatus.needs_human, reason="this account takes no reports", **facts
+        )
+        return PostStatus.needs_human.value
+    if not verdict.is_report or verdict.service_code is None:
+        await _outcome(
+            session,
+            row_id,
+            PostStatus.needs_human,
+            reason=verdict.reason or "not a report",
+            **facts,
+        )
+        return PostStatus.needs_human.value
+    located = await (await pipeline.locator(session, of)).locate(post)
+    started = counts.took("locate", started)
+    if located is None:
+        await _ask_where(
+            session, pipeline.settings, row_id, post, of, verdict.service_code, language
+        )
+        await _outcome(session, row_id, PostStatus.awaiting_location, answered=True, **facts)
+        counts.took("acknowledge", started)
+        return PostStatus.awaiting_location.value
+    await _file(session, pipeline, row_id, post, of, verdict.service_code, located, language, facts)
+    counts.took("file", started)
+    return PostStatus.ticket_created.value
+
+
+def _ignored(post: InboundPost, of: AccountOf, known: list[AccountOf]) -> str | None:
+    author = {post.author_id.lower(), (post.author_handle or "").lower()} - {""}
+    own = {of.account.handle.lower(), (of.account.id or "").lower()} - {""}
+    if author & own:
+        return "own account"
+    for other in known:
+        if other.account.platform == post.platform and author & (
+            {other.account.handle.lower(), (other.account.id or "").lower()} - {""}
+        ):
+            return "another city account"
+    if post.is_repost:
+        return "repost"
+    if author & {b.lower().lstrip("@") for b in of.social.blocked_authors}:
+        return "blocked author"
+    words = _MENTION.sub("", _URL.sub("", post.text)).strip()
+    if not words and not post.coordinates and not post.media_urls:
+        return "spam: no text"
+    if len(_URL.findall(post.text)) >= 4 or len(_MENTION.findall(post.text)) >= 8:
+        return "spam: links or mentions"
+    return None
+
+
+def _language(post: InboundPost, detected: str) -> str:
+    for candidate in (post.lang, detected):
+        if candidate in _WORDS:
+            return str(candidate)
+    return "en"
+
+
+def reply_target(post: InboundPost, of: AccountOf) -> dict[str, Any]:
+    """Where answers about this post go: its thread, by the account it was addressed to."""
+    target: dict[str, Any] = {
+        "platform": post.platform,
+        "account": of.account.handle,
+        "post": post.post_id,
+    }
+    if post.author_handle:
+        target["handle"] = post.author_handle
+    token = of.account.credentials.get("user_token")
+    if token:
+        target["credentials"] = token  # the variable's name, never its value
+    if of.account.base_url:
+        target["base_url"] = of.account.base_url
+    return target
+
+
+def _contact_spec(post: InboundPost) -> ContactSpec:
+    return ContactSpec(
+        CONTACT_OF.get(post.platform, ContactKind.x),
+        post.author_id,
+        data={"handle": post.author_handle} if post.author_handle else {},
+    )
+
+
+# -- linking -----------------------------------------------------------------------------------
+
+
+def references_in(text: str) -> list[str]:
+    """Ticket references the text names: ``K-2026-000123`` or ``#K2026000123``."""
+    return [f"{p}-{y}-{n}" for p, y, n in _REFERENCE.findall(text)]
+
+
+async def _linked_ticket(
+    session: AsyncSession, post: InboundPost, of: AccountOf
+) -> tuple[int, LinkRule] | None:
+    """The first linking rule that finds a ticket: reply, conversation, reference."""
+    params = {"platform": post.platform, "jurisdiction_id": of.jurisdiction_id}
+    if post.in_reply_to_id:
+        found = (
+            await session.execute(
+                sql.REPLIED_TICKET, {**params, "in_reply_to": post.in_reply_to_id}
+            )
+        ).scalar_one_or_none()
+        if found is not None:
+            return int(found), LinkRule.reply
+    if post.conversation_id and post.conversation_id != post.post_id:
+        found = (
+            await session.execute(
+                sql.CONVERSATION_TICKET,
+                {**params, "conversation_id": post.conversation_id, "author_id": post.author_id},
+            )
+        ).scalar_one_or_none()
+        if found is not None:
+            return int(found), LinkRule.conversation
+    references = references_in(post.text)
+    if references:
+        found = (
+            await session.execute(sql.REFERENCED_TICKET, {**params, "references": references})
+        ).scalar_one_or_none()
+        if found is not None:
+            return int(found), LinkRule.reference
+    return None
+
+
+async def _follow(session: AsyncSession, post: InboundPost, of: AccountOf, ticket_id: int) -> int:
+    """The author hears about the ticket in this post's thread from now on (a contact, the
+    consent their post gives, a subscription); returns the contact's id."""
+    contact = await contacts.remember(session, _contact_spec(post))
+    await contacts.give_consent(
+        session,
+        contact.id,
+        Consent(
+            Purpose.ticket_updates,
+            ConsentMethod.social_post,
+            ticket_id=ticket_id,
+            evidence={
+                "channel": post.platform,
+                "post": post.post_id,
+                "reply_to": reply_target(post, of),
+            },
+        ),
+    )
+    await session.execute(sql.SUBSCRIBE, {"ticket_id": ticket_id, "contact_id": contact.id})
+    return contact.id
+
+
+async def _link(
+    session: AsyncSession,
+    row_id: int,
+    post: InboundPost,
+    of: AccountOf,
+    ticket_id: int,
+    rule: LinkRule,
+) -> None:
+    """Add the post to the ticket's timeline (internal: the post is the author's own words,
+    and subscribers are not told of it), and answer in its thread."""
+    ticket = (await session.execute(sql.TICKET, {"id": ticket_id})).one()
+    await add_event(
+        session,
+        ticket_id,
+        EventKind.inbound_message,
+        at=clock.now(),
+        public=False,
+        actor_label=f"social:{post.platform}",
+        note=_clean(post.text)[:MAX_DESCRIPTION],
+        data={"platform": post.platform, "post": post.post_id, "rule": rule.value},
+    )
+    contact_id = await _follow(session, post, of, ticket_id)
+    words = _WORDS[_language(post, "und")]["linked"].format(reference=ticket.reference)
+    await replies.queue_reply(
+        session,
+        contact_id=contact_id,
+        post_id=row_id,
+        kind=replies.POST_LINKED,
+        words=words,
+        reply_to=reply_target(post, of),
+        ticket_id=ticket_id,
+    )
+    await _outcome(
+        session,
+        row_id,
+        PostStatus.linked,
+        link_rule=rule.value,
+        ticket_id=ticket_id,
+        contact_id=contact_id,
+        answered=True,
+    )
+
+
+# -- asking where, and resuming ----------------------------------------------------------------
+
+
+def form_url(settings: Settings, of: AccountOf, post: InboundPost, service_code: str) -> str:
+    """The report form, filled in with what the post said (no personal data)."""
+    base = of.social.report_form_url or f"{settings.public_base_url}/report"
+    query = urlencode(
+        {
+            "jurisdiction": of.jurisdiction,
+            "service": service_code,
+            "description": _URL.sub("", _MENTION.sub("", post.text)).strip()[:200],
+            "source": f"{post.platform}:{post.post_id}",
+        }
+    )
+    return f"{base}?{query}"
+
+
+async def _ask_where(
+    session: AsyncSession,
+    settings: Settings,
+    row_id: int,
+    post: InboundPost,
+    of: AccountOf,
+    service_code: str,
+    language: str,
+) -> None:
+    contact = await contacts.remember(session, _contact_spec(post))
+    words = _WORDS[language]["ask"].format(url=form_url(settings, of, post, service_code))
+    await replies.queue_reply(
+        session,
+        contact_id=contact.id,
+        post_id=row_id,
+        kind=replies.LOCATION_ASKED,
+        words=words,
+        reply_to=reply_target(post, of),
+    )
+    await _outcome(session, row_id, PostStatus.awaiting_location, contact_id=contact.id)
+
+
+async def _resume(
+    session: AsyncSession,
+    pipeline: Pipeline,
+    row_id: int,
+    post: InboundPost,
+    of: AccountOf,
+    counts: Counts,
+) -> str | None:
+    """The author answers our question where: file the waiting post at the place this one
+    gives. None when this post answers no waiting post."""
+    if not post.in_reply_to_id:  # an answer to our question is a reply in the thread
+        return None
+    waiting_id = (
+        await session.execute(
+            sql.AWAITING,
+            {
+                "platform": post.platform,
+                "author_id": post.author_id,
+                "id": row_id,
+                "in_reply_to": post.in_reply_to_id,
+                "conversation_id": post.conversation_id,
+            },
+        )
+    ).scalar_one_or_none()
+    if waiting_id is None:
+        return None
+    started = time.perf_counter()
+    located = await (await pipeline.locator(session, of)).locate(post)
+    counts.took("locate", started)
+    if located is None:
+        await _outcome(
+            session,
+            row_id,
+            PostStatus.needs_human,
+            reason="answered our question where without a place we could read",
+        )
+        return PostStatus.needs_human.value
+    waiting_row = (
+        await session.execute(
+            sql.WAITING,
+            {"id": waiting_id},
+        )
+    ).one()
+    waiting = post_of(waiting_row)
+    facts = {"language": waiting_row.language}
+    await _file(
+        session,
+        pipeline,
+        waiting_id,
+        waiting,
+        of,
+        waiting_row.service_code,
+        located,
+        _language(waiting, waiting_row.language or "und"),
+        facts,
+        extra_text=post.text,
+        resumed_by=row_id,
+    )
+    filed = (await session.execute(sql.TICKET_OF, {"id": waiting_id})).one()
+    await _outcome(
+        session,
+        row_id,
+        PostStatus.linked,
+        link_rule=LinkRule.resumed.value,
+        ticket_id=filed.ticket_id,
+        contact_id=filed.contact_id,
+        answered=True,
+    )
+    return PostStatus.linked.value
+
+
+# -- filing ------------------------------------------------------------------------------------
+
+
+def _reported_at(post: InboundPost) -> datetime | None:
+    """The post's time, when the intake takes it from a citizen (the last 7 days)."""
+    now = clock.now()
+    if now - BACKDATE_LIMIT < post.created_at <= now:
+        return post.created_at
+    return None
+
+
+async def _file(
+    session: AsyncSession,
+    pipeline: Pipeline,
+    row_id: int,
+    post: InboundPost,
+    of: AccountOf,
+    service_code: str,
+    located: Located,
+    language: str,
+    facts: Mapping[str, Any],
+    *,
+    extra_text: str | None = None,
+    resumed_by: int | None = None,
+) -> None:
+    description = _clean(post.text if extra_text is None else f"{post.text}\n\n{extra_text}")
+    target = reply_target(post, of)
+    filed = await submit_report(
+        session,
+        pipeline.catalog,
+        Submission(
+            channel=CHANNEL_OF.get(post.platform, Channel.x),
+            submitter=Submitter(label=f"social:{post.platform}", identified=True),
+            service_code=service_code,
+            place=Place(located.lon, located.lat, located.source, located.accuracy_m),
+            jurisdiction=of.jurisdiction,
+            description=description[:MAX_DESCRIPTION],
+            address=located.address[:500] if located.address else None,
+            contacts=[_contact_spec(post)],
+            updates=True,
+            external_id=f"{post.platform}:{post.post_id}"[:200],
+            reported_at=_reported_at(post),
+            locale=language,
+            consent_evidence={"post": post.post_id, "reply_to": target},
+        ),
+    )
+    # The acknowledgement (ticket opened, or joined) is queued by the event stream at COMMIT
+    # for the author's contact, with this post as where to answer.
+    await _outcome(
+        session,
+        row_id,
+        PostStatus.ticket_created,
+        link_rule=LinkRule.intake.value,
+        ticket_id=filed.ticket_id,
+        report_id=filed.report_id,
+        contact_id=filed.contacts[0].id if filed.contacts else None,
+        lon=located.lon,
+        lat=located.lat,
+        location_source=located.how,
+        resumed_by_id=resumed_by,
+        answered=True,
+        **facts,
+    )
+
+
+async def _outcome(
+    session: AsyncSession,
+    row_id: int,
+    status: PostStatus,
+    *,
+    reason: str | None = None,
+    link_rule: str | None = None,
+    service_code: str | None = None,
+    confidence: float | None = None,
+    language: str | None = None,
+    sentiment: float | None = None,
+    sensitive: bool = False,
+    lon: float | None = None,
+    lat: float | None = None,
+    location_source: str | None = None,
+    ticket_id: int | None = None,
+    report_id: int | None = None,
+    contact_id: int | None = None,
+    resumed_by_id: int | None = None,
+    answered: bool = False,
+    closed: bool = False,
+) -> None:
+    await session.execute(
+        sql.OUTCOME,
+        {
+            "id": row_id,
+            "status": status.value,
+            "reason": reason,
+            "link_rule": link_rule,
+            "service_code": service_code,
+            "confidence": confidence,
+            "language": language,
+            "sentiment": sentiment,
+            "sensitive": sensitive,
+            "lon": lon,
+            "lat": lat,
+            "location_source": location_source,
+            "ticket_id": ticket_id,
+            "report_id": report_id,
+            "contact_id": contact_id,
+            "resumed_by_id": resumed_by_id,
+            "answered": answered,
+            "closed": closed,
+        },
+    )
