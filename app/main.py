@@ -31,6 +31,8 @@ from app.media.routes import router as photos_router
 from app.media.service import PhotoPipeline
 from app.notify.places import router as places_router
 from app.notify.routes import router as notify_router
+from app.open311.errors import Open311Middleware
+from app.open311.routes import router as open311_router
 from app.reports.routes import router as reports_router
 from app.settings import Settings, get_settings
 from app.tickets.routes import router as tickets_router
@@ -90,6 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RejectNulMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    # Outside the two above, so that their refusals under /open311/ are Open311 errors too.
+    app.add_middleware(Open311Middleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -122,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notify_router, dependencies=[CHECK_CREDENTIALS])
     app.include_router(places_router, dependencies=[CHECK_CREDENTIALS])
     app.include_router(admin_router)
+    app.include_router(open311_router)
     app.include_router(home_router)
     install_schemas(app)
     return app
