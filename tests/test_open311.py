@@ -862,3 +862,20 @@ def test_datetimes_in_any_iso_8601() -> None:
     assert parse_datetime("2026-11-17T03:21:53") == utc
     with pytest.raises(ValueError, match="Invalid isoformat"):
         parse_datetime("last tuesday")
+
+
+async def test_the_intake_checks_datetime_answers_on_every_channel(
+    client: httpx.AsyncClient, city: dict[str, Any]
+) -> None:
+    body: dict[str, Any] = {
+        "service_code": "pothole",
+        "location": {"lon": LON, "lat": LAT},
+        "attributes": {"lane": "road", "seen_at": "yesterday"},
+    }
+    refused = await client.post("/v1/reports", json=body)
+    assert refused.status_code == 422
+    assert "attributes.seen_at" in refused.text
+    body["attributes"]["seen_at"] = "2026-11-24T09:30:00"  # no zone
+    assert (await client.post("/v1/reports", json=body)).status_code == 422
+    body["attributes"]["seen_at"] = "2026-11-24T09:30:00+01:00"
+    assert (await client.post("/v1/reports", json=body)).status_code == 201
