@@ -44,7 +44,8 @@ API_DESCRIPTION = """
 Kerbside: citizens report street problems, reports of the same problem cluster into one
 **ticket**, crews pull geo-filtered work orders, and every reporter hears back.
 
-Errors are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json`.
+Errors are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json`,
+except under `/open311/v2/`, where they are Open311 GeoReport v2's own error document.
 Coordinates are WGS84, GeoJSON order (longitude, latitude). Times are UTC, ISO 8601.
 """
 
