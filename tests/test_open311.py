@@ -793,6 +793,12 @@ async def test_every_error_class_in_both_formats(
         ),
         ("too long", await post(client, form(city, description="x" * 4001), ext), 400, "4000"),
         (
+            "idempotency key",
+            await post(client, form(city), ext, headers={"Idempotency-Key": "k" * 256}),
+            400,
+            "Idempotency-Key",
+        ),
+        (
             "unknown jurisdiction",
             await post(client, form(city, jurisdiction_id="rostock.de"), ext),
             404,

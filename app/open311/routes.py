@@ -40,6 +40,7 @@ router = APIRouter(tags=["open311"])
 BASE = "/open311/v2"
 # When the interface last changed (discovery's changeset: clients compare it as text).
 CHANGESET = "2026-12-04T00:00:00Z"
+MAX_IDEMPOTENCY_KEY = 255  # idempotency_record.key
 # The jurisdictions' slugs and names change rarely (a city file applied): kept this long.
 JURISDICTIONS_TTL_SECONDS = 30.0
 
@@ -340,6 +341,8 @@ async def post_request(request: Request, session: SessionDep) -> Response:
     idempotency_key = request.headers.get("idempotency-key") or (
         f"fixmystreet-id:{forwarded[-1]}" if forwarded else None
     )
+    if idempotency_key is not None and len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+        raise invalid("Idempotency-Key", f"at most {MAX_IDEMPOTENCY_KEY} characters")
     canonical = orjson.dumps(
         {"format": fmt.value, "params": {k: v for k, v in params.values.items() if k != "api_key"}},
         option=orjson.OPT_SORT_KEYS,
@@ -553,7 +556,7 @@ def _responses(
     for status in statuses:
         responses[status] = {
             "description": _STATUS_TEXT[status],
-            "content": _content(fmt, schemas.ERRORS),
+            "content": _content(fmt, schemas.ERRORS_REF),
         }
     return responses
 
@@ -595,7 +598,7 @@ _add(
     discovery,
     name="discovery",
     summary="Open311 service discovery",
-    ok=schemas.DISCOVERY,
+    ok=schemas.DISCOVERY_REF,
     description="Where this Open311 endpoint is and what it speaks",
     parameters=[],
     statuses=(503,),
@@ -607,14 +610,14 @@ router.add_api_route(
     name="open311_base",
     summary="Open311 service discovery at the base URL (XML, or JSON by Accept)",
     response_class=Response,
-    responses=_responses(None, schemas.DISCOVERY, "Discovery", ()),
+    responses=_responses(None, schemas.DISCOVERY_REF, "Discovery", ()),
 )
 _add(
     "services",
     services,
     name="services",
     summary="Open311 service list",
-    ok=schemas.array_of(schemas.SERVICE),
+    ok=schemas.SERVICES_REF,
     description="The city's services (report categories)",
     parameters=[_JURISDICTION, _LOCALE, _API_KEY_GET],
     statuses=(400, 404, 503),
@@ -624,7 +627,7 @@ _add(
     service_definition,
     name="service_definition",
     summary="Open311 service definition",
-    ok=schemas.SERVICE_DEFINITION,
+    ok=schemas.SERVICE_DEFINITION_REF,
     description="The service's attributes (questions), every datatype",
     parameters=[_path("service_code", "A service_code"), _JURISDICTION, _API_KEY_GET],
     statuses=(400, 404, 503),
@@ -634,7 +637,7 @@ _add(
     get_requests,
     name="requests",
     summary="Open311 service requests",
-    ok=schemas.array_of(schemas.REQUEST),
+    ok=schemas.REQUESTS_REF,
     description="Tickets, newest first: the last 90 days by default, at most"
     " KERBSIDE_OPEN311_MAX_REQUESTS a page; public fields only",
     parameters=_REQUESTS_PARAMETERS,
@@ -646,7 +649,7 @@ _add(
     method="POST",
     name="create_request",
     summary="Open311 create a service request",
-    ok=schemas.array_of(schemas.POST_ANSWER),
+    ok=schemas.POST_ANSWER_REF,
     description="Filed through the intake: the ticket it opened or joined (one-element list)",
     parameters=[
         _query("api_key", "Required, here or in the body", {"type": "string", "maxLength": 200}),
@@ -671,7 +674,7 @@ _add(
     get_request,
     name="request",
     summary="Open311 one service request",
-    ok=schemas.array_of(schemas.REQUEST),
+    ok=schemas.REQUESTS_REF,
     description="The request as a one-element list",
     parameters=[
         _path("service_request_id", "A ticket reference (K-2026-000123)"),
@@ -687,7 +690,7 @@ _add(
     get_token,
     name="token",
     summary="Open311 service request of a token",
-    ok=schemas.array_of(schemas.TOKEN_ANSWER),
+    ok=schemas.TOKEN_ANSWER_REF,
     description="The request a token (a filed report) belongs to, as a one-element list",
     parameters=[_path("token", "A token from a POST's extensions"), _JURISDICTION, _API_KEY_GET],
     statuses=(400, 404, 503),
@@ -697,7 +700,7 @@ _add(
     get_updates,
     name="updates",
     summary="FixMyStreet service request updates",
-    ok=schemas.array_of(schemas.UPDATE),
+    ok=schemas.UPDATES_REF,
     description="Public status changes in a window (default: the last day), oldest first",
     parameters=[
         _JURISDICTION,

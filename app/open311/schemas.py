@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.core.bodies import declare_schema
+
 _TEXT: dict[str, Any] = {"type": ["string", "null"]}
 _TIME: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
 _NUMBER: dict[str, Any] = {"type": ["number", "null"]}
@@ -183,3 +185,14 @@ ERRORS: dict[str, Any] = {
 
 def array_of(item: dict[str, Any]) -> dict[str, Any]:
     return {"type": "array", "items": item}
+
+
+# As components (named once, referred to by every spelling of every route).
+SERVICES_REF = declare_schema("Open311Services", array_of(SERVICE))
+SERVICE_DEFINITION_REF = declare_schema("Open311ServiceDefinition", SERVICE_DEFINITION)
+REQUESTS_REF = declare_schema("Open311Requests", array_of(REQUEST))
+POST_ANSWER_REF = declare_schema("Open311PostAnswer", array_of(POST_ANSWER))
+TOKEN_ANSWER_REF = declare_schema("Open311TokenAnswer", array_of(TOKEN_ANSWER))
+UPDATES_REF = declare_schema("Open311ServiceRequestUpdates", array_of(UPDATE))
+DISCOVERY_REF = declare_schema("Open311Discovery", DISCOVERY)
+ERRORS_REF = declare_schema("Open311Errors", ERRORS)
