@@ -46,6 +46,8 @@ from app.media.routes import router as photos_router
 from app.media.service import PhotoPipeline
 from app.notify.places import router as places_router
 from app.notify.routes import router as notify_router
+from app.open311.errors import Open311Middleware
+from app.open311.routes import router as open311_router
 from app.reports.routes import router as reports_router
 from app.settings import Settings, get_settings
 from app.social.demo import router as social_demo_router
@@ -59,7 +61,8 @@ API_DESCRIPTION = """
 Kerbside: citizens report street problems, reports of the same problem cluster into one
 **ticket**, crews pull geo-filtered work orders, and every reporter hears back.
 
-Errors are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json`.
+Errors are [RFC 9457](https://www.rfc-editor.org/rfc/rfc9457) `application/problem+json`,
+except under `/open311/v2/`, where they are Open311 GeoReport v2's own error document.
 Coordinates are WGS84, GeoJSON order (longitude, latitude). Times are UTC, ISO 8601.
 """
 
@@ -115,6 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RejectNulMiddleware)
     body_limits = BodyLimits(settings.max_json_body_bytes, settings.max_request_bytes)
     app.add_middleware(BodySizeLimitMiddleware, limits=body_limits)
+    # Outside the two above, so that their refusals under /open311/ are Open311 errors too.
+    app.add_middleware(Open311Middleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -149,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(social_router)
     app.include_router(social_demo_router)
+    app.include_router(open311_router)
     app.include_router(home_router)
     install_schemas(app)
     install_limit_responses(app)
@@ -165,6 +171,10 @@ def larger_bodies(settings: Settings) -> dict[tuple[str, str], int]:
     return {
         ("POST", "/v1/reports"): photos,
         ("POST", "/v1/workorders/{reference}/done"): photos,  # after-photos
+        # Open311's POST requests: a report and its `media` file, in a form or multipart body.
+        ("POST", "/open311/v2/requests.json"): photos,
+        ("POST", "/open311/v2/requests.xml"): photos,
+        ("POST", "/open311/v2/requests"): photos,
         ("POST", "/v1/imports"): MAX_IMPORT_BYTES + 64 * 1024,  # the file and its multipart
         ("PUT", "/v1/admin/jurisdictions/{slug}/city"): geometry,
         ("POST", "/v1/admin/jurisdictions"): geometry,

@@ -195,6 +195,18 @@ class Settings(BaseSettings):
     # Reports, supports and follows per client address (carrier NAT shares addresses).
     rate_limit_reports_per_minute: int = Field(default=60, ge=0)
 
+    # Open311 GeoReport v2 (docs/open311.md).
+    # Rows one GET requests answers at most (the spec's 1000), and its page_size ceiling.
+    open311_max_requests: int = Field(default=1_000, ge=1, le=10_000)
+    # Days of the default window of GET requests when no date is given (the spec's 90).
+    open311_default_days: int = Field(default=90, ge=1, le=3650)
+    # A single-city deployment may take any jurisdiction_id as its own: clients send
+    # whatever they were configured with (validators hard-code one of their own).
+    open311_ignore_unknown_jurisdiction: bool = False
+    # Discovery's contact and key_service texts (defaults name the API documentation).
+    open311_contact: str | None = None
+    open311_key_service: str | None = None
+
     # Maps and open data (docs/maps.md).
     # Largest bbox of clusters counted live (zoom >= 15); feature pages take any bbox.
     map_max_bbox_km2: float = Field(default=25.0, gt=0)

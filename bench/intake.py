@@ -24,6 +24,7 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 import psycopg
@@ -62,6 +63,22 @@ def json_bodies(points: list[tuple[float, float]]) -> list[bytes]:
                 "description": description_for(i),
             }
         )
+        for i, (lon, lat) in enumerate(points)
+    ]
+
+
+def open311_bodies(points: list[tuple[float, float]], api_key: str) -> list[bytes]:
+    """The same reports as ``json_bodies``, as an Open311 client posts them (urlencoded)."""
+    return [
+        urlencode(
+            {
+                "api_key": api_key,
+                "service_code": service_for(i),
+                "lat": repr(lat),
+                "long": repr(lon),
+                "description": description_for(i),
+            }
+        ).encode()
         for i, (lon, lat) in enumerate(points)
     ]
 

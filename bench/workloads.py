@@ -120,6 +120,76 @@ def _intake_json(ctx: Context) -> Requests:
     return ["/v1/reports"], intake.json_bodies(measured_points(ctx))
 
 
+def _open311_post(ctx: Context) -> Requests:
+    """Points, services and texts as ``intake_json`` draws them, as an Open311 client posts
+    them (urlencoded, with the bench's API key). It runs after ``intake_json`` on the same
+    copy, so it takes the points from the other end: mostly places intake_json has not
+    filed yet (``joined_share`` in both results says how many joined)."""
+    points = list(reversed(measured_points(ctx)))
+    return ["/open311/v2/requests.json"], intake.open311_bodies(points, BENCH_STAFF_KEY)
+
+
+# Issue 19: a day of requests, as open-data clients pull them.
+OPEN311_DAYS = 300
+
+
+def request_days(ctx: Context, count: int = OPEN311_DAYS) -> list[tuple[str, str]]:
+    """Whole UTC days within the dataset's span, drawn at random (the same for both
+    servers); facts ``day_tickets_median`` (tickets first reported that day)."""
+    cached = ctx.facts.get("_days")
+    if cached is not None:
+        return list(cached)
+    with ctx.connect() as conn:
+        first, last = conn.execute(
+            "SELECT min(first_reported_at), max(first_reported_at) FROM ticket"
+        ).fetchone() or (None, None)
+        if first is None or last is None:
+            return []
+        start = datetime(first.year, first.month, first.day, tzinfo=UTC) + timedelta(days=1)
+        span = max(1, (last - start).days)
+        rng = random.Random(19)
+        days = []
+        for _ in range(count):
+            day = start + timedelta(days=rng.randrange(span))
+            days.append((day, day + timedelta(days=1)))
+        counts = [
+            conn.execute(
+                "SELECT count(*) FROM ticket WHERE first_reported_at >= %s"
+                " AND first_reported_at < %s",
+                day,
+            ).fetchone()[0]
+            for day in days[:30]
+        ]
+    w3c = "%Y-%m-%dT%H:%M:%SZ"
+    as_text = [(a.strftime(w3c), b.strftime(w3c)) for a, b in days]
+    ctx.facts["_days"] = as_text
+    ctx.facts["day_tickets_median"] = statistics.median(counts) if counts else 0
+    return as_text
+
+
+def _open311_requests_day(ctx: Context) -> Requests:
+    # end_date is inclusive in Open311: a second before midnight keeps the days apart.
+    return [
+        f"/open311/v2/requests.json?start_date={a}&end_date={_second_before(b)}"
+        for a, b in request_days(ctx)
+    ], None
+
+
+def _native_requests_day(ctx: Context) -> Requests:
+    """The same days from the native open-data route: the whole city's bbox (required above
+    10,000 tickets), a page of 1,000 features (the Open311 cap)."""
+    bounds = _bbox_param(make_city().boundary.bounds)
+    return [
+        f"/v1/tickets.geojson?bbox={bounds}&created_since={a}&created_until={b}&limit=1000"
+        for a, b in request_days(ctx)
+    ], None
+
+
+def _second_before(moment: str) -> str:
+    parsed = datetime.strptime(moment, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return (parsed - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _references(ctx: Context) -> Requests:
     with ctx.connect() as conn:
         rows = conn.execute(
@@ -428,6 +498,18 @@ HTTP_WORKLOADS: tuple[HttpWorkload, ...] = (
         target=INTAKE_TARGET,
     ),
     HttpWorkload(
+        "open311_post",
+        "POST /open311/v2/requests.json, urlencoded with an API key (beside intake_json)",
+        "kerbside",
+        "intake",
+        "POST",
+        "/open311/v2/requests.json",
+        _open311_post,
+        "write",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        unique_header="Idempotency-Key",
+    ),
+    HttpWorkload(
         "photo_upload",
         "POST /v1/reports, multipart with one 12 MP JPEG, 8 connections",
         "kerbside",
@@ -464,6 +546,30 @@ HTTP_WORKLOADS: tuple[HttpWorkload, ...] = (
         "read",
         facts=("bbox_side_m_median", "bbox_features_median", "bbox_features_mean"),
         target=STREET_BBOX_TARGET,
+    ),
+    HttpWorkload(
+        "open311_requests_day",
+        "GET /open311/v2/requests.json for one day (at most 1,000 requests)",
+        "kerbside",
+        "map",
+        "GET",
+        "/open311/v2/requests.json",
+        _open311_requests_day,
+        "read",
+        connections=8,
+        facts=("day_tickets_median",),
+    ),
+    HttpWorkload(
+        "native_requests_day",
+        "GET /v1/tickets.geojson for the same day (city bbox, limit=1000)",
+        "kerbside",
+        "map",
+        "GET",
+        "/v1/tickets.geojson",
+        _native_requests_day,
+        "read",
+        connections=8,
+        facts=("day_tickets_median",),
     ),
     HttpWorkload(
         "kerbside_tile_z14",
@@ -577,6 +683,8 @@ RATIOS: tuple[tuple[str, str, str], ...] = (
     ("kerbside_items_bbox", "items_bbox_sql_ceiling", "Kerbside ÷ database ceiling"),
     ("kerbside_items_z16", "items_z16_sql_ceiling", "Kerbside ÷ database ceiling"),
     ("workorders_polygon", "workorders_polygon_sql_ceiling", "Kerbside ÷ database ceiling"),
+    ("open311_post", "intake_json", "Open311 ÷ native"),
+    ("open311_requests_day", "native_requests_day", "Open311 ÷ native"),
     ("kerbside_items_bbox", "tipg_items_bbox", "Kerbside ÷ tipg"),
     ("kerbside_tile_z14", "tipg_tile_z14", "Kerbside ÷ tipg"),
     ("kerbside_items_z16", "tipg_items_z16", "Kerbside ÷ tipg"),

@@ -31,7 +31,8 @@ def test_bench_harness_on_a_tiny_dataset(database_url: str, tmp_path: Path) -> N
     http = shutil.which("wrk") is not None  # scripts/bootstrap installs it as root
     only = {"intake_sql_ceiling", "duplicate_lookup_explain"}
     if http:
-        only |= {"healthz", "intake_json"}
+        only |= {"healthz", "intake_json", "open311_post"}
+        only |= {"open311_requests_day", "native_requests_day"}
     try:
         with psycopg.connect(db.url) as conn:
             tickets, reports, events, areas = conn.execute(
@@ -83,6 +84,15 @@ def test_bench_harness_on_a_tiny_dataset(database_url: str, tmp_path: Path) -> N
         ratio = next(r for r in results["ratios"] if r["numerator"] == "intake_json")
         assert ratio["status"] == "ok"
         assert ratio["rps_ratio"] > 0
+        # Open311 beside the native routes (issue 19): every answer a 2xx, each pair a ratio.
+        for name in ("open311_post", "open311_requests_day", "native_requests_day"):
+            assert by_name[name]["status"] == "ok", by_name[name]["reason"]
+            assert by_name[name]["errors"] == {"non_2xx": 0, "socket": 0}, name
+        assert by_name["open311_post"]["extra"]["reports"] > 0
+        for numerator in ("open311_post", "open311_requests_day"):
+            pair = next(r for r in results["ratios"] if r["numerator"] == numerator)
+            assert pair["status"] == "ok", pair
+            assert pair["rps_ratio"] > 0
 
     markdown = tmp_path / "performance.md"
     report.render(results, markdown=markdown, charts_dir=tmp_path / "charts")

@@ -66,6 +66,13 @@ async def admin_headers(db: AsyncSession, settings: Settings) -> dict[str, str]:
 
 
 def _refused_for_nul(response: httpx.Response) -> bool:
+    if response.request.url.path.startswith("/open311/"):
+        # Open311's own error document (docs/open311.md): invalid input is its 400.
+        return (
+            response.status_code == 400
+            and response.headers["content-type"].startswith(("application/json", "text/xml"))
+            and NUL_DETAIL in response.text
+        )
     return (
         response.status_code == 422
         and response.headers["content-type"] == "application/problem+json"

@@ -655,6 +655,36 @@ async def test_an_api_key_files_and_reads_in_its_own_jurisdiction_only(
     assert "bravo@example.org" not in report.text
 
 
+async def test_an_open311_key_files_in_its_own_jurisdiction_only(
+    client: httpx.AsyncClient, db: AsyncSession, world: World
+) -> None:
+    lon, lat = BRAVO_CITY.center
+    before = await bravo_state(db, world.bravo.id)
+    base = {"api_key": world.alpha_key, "service_code": "pothole"}
+    for extra in (
+        {"jurisdiction_id": world.bravo.slug, "lat": lat, "long": lon + 0.004},
+        {"lat": lat, "long": lon + 0.004},  # Bravo's street, the key's own city by default
+    ):
+        refused = await client.post("/open311/v2/requests.json", data={**base, **extra})
+        assert refused.status_code in (400, 403), refused.text
+        assert refused.headers["content-type"] == "application/json; charset=utf-8"
+        assert refused.json()[0]["code"] == refused.status_code
+    assert await bravo_state(db, world.bravo.id) == before
+    home_lon, home_lat = CITY.center
+    home = await client.post(
+        "/open311/v2/requests.json",
+        data={**base, "lat": home_lat, "long": home_lon + 0.004},
+    )
+    assert home.status_code == 200, home.text
+    listed = await client.get(
+        "/open311/v2/requests.json",
+        params={"jurisdiction_id": world.alpha.slug, "extensions": "true"},
+    )
+    assert listed.status_code == 200
+    for marker in (*MARKERS, world.bravo_ticket):
+        assert marker not in listed.text, marker
+
+
 async def test_staff_report_in_another_city_as_anyone_does_without_staffs_trust(
     client: httpx.AsyncClient, world: World
 ) -> None:

@@ -72,6 +72,21 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/redoc"): "API documentation",
     ("GET", "/static/docs/{name}"): "the documentation's bundled scripts and styles",
 }
+# Open311 GeoReport v2: reads are public by the spec (public fields only); POST requests
+# checks its api_key itself and answers Open311's 403, not 401, without one.
+for _suffix in (".json", ".xml", ""):
+    for _path, _why in (
+        ("discovery", "Open311 discovery"),
+        ("services", "Open311 service list"),
+        ("services/{service_code}", "Open311 service definition"),
+        ("requests", "Open311 requests (public fields only)"),
+        ("requests/{service_request_id}", "Open311 request (public fields only)"),
+        ("tokens/{token}", "Open311 token lookup"),
+        ("servicerequestupdates", "FixMyStreet status updates (public timeline)"),
+    ):
+        PUBLIC[("GET", f"/open311/v2/{_path}{_suffix}")] = _why
+    PUBLIC[("POST", f"/open311/v2/requests{_suffix}")] = "api_key checked by the route (403)"
+PUBLIC[("GET", "/open311/v2")] = "Open311 discovery at the base URL"
 # fastapi-users' own routers guard themselves (sign-up and sign-in are open by nature).
 FASTAPI_USERS = re.compile(r"^/v1/(auth|users)/")
 

@@ -22,6 +22,8 @@ from app.core.errors import UnsupportedMediaType
 
 _REF = "#/components/schemas/{model}"
 _DECLARED: dict[str, TypeAdapter[Any]] = {}
+# Schemas written out as JSON Schema (documents a route builds itself, e.g. Open311's).
+_WRITTEN: dict[str, dict[str, Any]] = {}
 T = TypeVar("T")
 
 
@@ -72,8 +74,18 @@ class JsonBody(Generic[T]):
         return self.parse(await request.body())
 
 
+def declare_schema(name: str, schema: dict[str, Any]) -> dict[str, str]:
+    """Publish ``schema`` in the document's components as ``name``; returns its ``$ref``, so
+    operations that share a large schema name it once instead of repeating it."""
+    if _WRITTEN.get(name, schema) != schema or name in _DECLARED:
+        raise ValueError(f"a schema named {name} is declared already")
+    _WRITTEN[name] = schema
+    return {"$ref": _REF.format(model=name)}
+
+
 def install_schemas(app: FastAPI) -> None:
-    """Make ``app.openapi()`` include the schema of every declared ``JsonBody``."""
+    """Make ``app.openapi()`` include the schema of every declared ``JsonBody`` and every
+    ``declare_schema``."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -85,6 +97,7 @@ def install_schemas(app: FastAPI) -> None:
             schema = adapter.json_schema(mode="validation", ref_template=_REF)
             schemas.update(schema.pop("$defs", {}))
             schemas[name] = schema
+        schemas.update(_WRITTEN)
         document["components"]["schemas"] = dict(sorted(schemas.items()))
         app.openapi_schema = document
         return document

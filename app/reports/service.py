@@ -387,6 +387,10 @@ def _check_attributes(service: ServiceInfo, given: Mapping[str, Any]) -> dict[st
             errors.append(_err(f"attributes.{code}", "must be a finite number"))
         elif kind in ("string", "text") and not isinstance(value, str):
             errors.append(_err(f"attributes.{code}", "must be text"))
+        elif kind == "datetime" and not _is_zoned_datetime(value):
+            errors.append(
+                _err(f"attributes.{code}", "must be an ISO 8601 date-time with a time zone")
+            )
         elif kind == "singlevaluelist" and value not in allowed:
             errors.append(_err(f"attributes.{code}", f"must be one of {allowed}"))
         elif kind == "multivaluelist" and (
@@ -396,6 +400,15 @@ def _check_attributes(service: ServiceInfo, given: Mapping[str, Any]) -> dict[st
     if errors:
         raise InvalidInput(errors[0]["message"], errors=errors)
     return dict(given)
+
+
+def _is_zoned_datetime(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > 40:
+        return False
+    try:
+        return datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False
 
 
 def _reported_at(given: datetime | None, now: datetime, *, trusted: bool) -> datetime:

@@ -247,6 +247,13 @@ class TicketEvent(Base):
     __table_args__ = (
         CheckConstraint(check_in("kind", tuple(EventKind)), name="kind_known"),
         Index("ix_ticket_event_ticket_id_id", "ticket_id", "id"),
+        # Public status changes city-wide by time (Open311 servicerequestupdates).
+        Index(
+            "ix_ticket_event_public_status_created",
+            "created_at",
+            "id",
+            postgresql_where=text("kind = 'status_changed' AND public"),
+        ),
     )
 
 
