@@ -172,7 +172,16 @@ async def test_every_write_route_refuses_a_body_over_its_maximum(
             method, url, content=b"x" * (limit + 1), headers={"content-type": "application/json"}
         )
         assert response.status_code == 413, (method, path, response.status_code)
-        assert response.headers["content-type"] == PROBLEM
+        # Open311's clients read Open311's own error document, in the format they asked for.
+        if path.startswith("/open311/"):
+            wanted_type = (
+                "application/json; charset=utf-8"
+                if path.endswith(".json")
+                else "text/xml; charset=utf-8"
+            )
+        else:
+            wanted_type = PROBLEM
+        assert response.headers["content-type"] == wanted_type, (method, path)
 
 
 async def test_a_json_route_refuses_a_streamed_body_over_its_maximum_and_takes_one_under(
