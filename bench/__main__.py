@@ -2,7 +2,7 @@
 
 python -m bench                  # default: ≈10 min, results committed with the docs
 python -m bench --quick          # ≈1 min on 10k tickets, results under bench/results/tmp/
-python -m bench --only intake_json,intake_sql_ceiling
+python -m bench --only intake_json,intake_sql_ceiling   # recorded as <stamp>-partial.json
 python -m bench --only social_classify_complaint,social_classify_service   # recorded too
 python -m bench --render bench/results/latest.json   # re-render docs/performance.md
 """
@@ -104,9 +104,13 @@ def main(argv: list[str] | None = None) -> None:
     # Quality figures (decisions, not speed) do not depend on the mode or the machine's load:
     # a run of those alone is kept beside the full runs, without replacing latest.json.
     quality = only is not None and only <= QUALITY_WORKLOADS and not settings
-    target_dir = RESULTS_DIR if official or quality else SCRATCH_DIR
+    # A chosen set of workloads at the default scale with the shipped settings is kept too (an
+    # issue's workloads and their pairs, measured side by side in one run), never as latest.
+    partial = only is not None and not quality and mode.name == "default" and not settings
+    target_dir = RESULTS_DIR if official or quality or partial else SCRATCH_DIR
     target_dir.mkdir(parents=True, exist_ok=True)
-    path = target_dir / f"{stamp}-{'quality' if quality else mode.name}.json"
+    kind = "quality" if quality else "partial" if partial else mode.name
+    path = target_dir / f"{stamp}-{kind}.json"
     text = json.dumps(results, indent=2) + "\n"
     path.write_text(text)
     if official:
