@@ -250,6 +250,20 @@ async def put_template(
     jurisdiction_id: Int4Id | None = None,
 ) -> Any:
     jid = _jurisdiction_of(actor, jurisdiction_id)
+    languages = (
+        await session.execute(
+            text("SELECT languages FROM jurisdiction WHERE id = :j"), {"j": jid}
+        )
+    ).scalar_one_or_none()
+    if languages is None:  # an admin named a jurisdiction that does not exist
+        raise NotFound(f"No jurisdiction {jid}")
+    if body.language not in languages:
+        # The city file holds the templates too, and refuses other languages on export.
+        raise InvalidInput(
+            f"{body.language!r} is not one of the jurisdiction's languages"
+            f" ({', '.join(languages)})",
+            errors=[{"field": "language", "message": "not offered", "type": "value_error"}],
+        )
     unknown = templates.unknown_placeholders(body.body)
     if unknown:
         raise InvalidInput(
