@@ -14,6 +14,7 @@ from app.auth.routes import router as auth_router
 from app.cities.routes import router as admin_router
 from app.contacts.routes import router as contacts_router
 from app.core.bodies import install_schemas
+from app.core.contract import install_contract
 from app.core.cors import OpenDataCORSMiddleware
 from app.core.errors import install_error_handlers
 from app.core.headers import SecurityHeadersMiddleware
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin_router)
     app.include_router(home_router)
     install_schemas(app)
+    install_contract(app)
     return app
 
 

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import AwareDatetime
 from starlette.concurrency import run_in_threadpool
 
+from app.core.contract import comma_separated
 from app.core.errors import BadRequest, InvalidInput
 from app.maps.queries import Filters
 from app.settings import Settings
@@ -104,7 +105,12 @@ ServiceParam = Annotated[
     str | None, Query(description="service codes, comma-separated", max_length=2000)
 ]
 StatusParam = Annotated[
-    str | None, Query(description="ticket statuses, comma-separated", max_length=2000)
+    str | None,
+    Query(
+        description="ticket statuses, comma-separated",
+        max_length=2000,
+        json_schema_extra=comma_separated({"type": "string", "enum": sorted(_STATUSES)}),
+    ),
 ]
 AreaParam = Annotated[
     str | None, Query(description="area (district) codes, comma-separated", max_length=2000)

@@ -21,6 +21,7 @@ from app.auth.principal import (
     ensure_same_jurisdiction,
 )
 from app.core import clock
+from app.core.contract import problems
 from app.core.errors import InvalidInput, NotFound
 from app.core.models import Int4Id
 from app.db import SessionDep
@@ -41,7 +42,11 @@ from app.tickets.schemas import (
     StatusChangeIn,
 )
 
-router = APIRouter(prefix="/v1/tickets", tags=["workflow"])
+router = APIRouter(
+    prefix="/v1/tickets",
+    tags=["workflow"],
+    responses=problems((409, "The ticket's state does not allow this (now)")),
+)
 
 
 async def _detail(
@@ -251,9 +256,7 @@ async def put_template(
 ) -> Any:
     jid = _jurisdiction_of(actor, jurisdiction_id)
     languages = (
-        await session.execute(
-            text("SELECT languages FROM jurisdiction WHERE id = :j"), {"j": jid}
-        )
+        await session.execute(text("SELECT languages FROM jurisdiction WHERE id = :j"), {"j": jid})
     ).scalar_one_or_none()
     if languages is None:  # an admin named a jurisdiction that does not exist
         raise NotFound(f"No jurisdiction {jid}")

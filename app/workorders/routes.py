@@ -49,6 +49,7 @@ Format = Literal["json", "geojson"]
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Not signed in", "content": {"application/problem+json": {}}},
     403: {"description": "Not crew or staff; a crew account in no crew; another crew's"},
+    404: {"description": "No such crew (the `crew` filter), or no such work order"},
     422: {"description": "A filter out of bounds", "content": {"application/problem+json": {}}},
 }
 _PAGE_CONTENT: dict[int | str, dict[str, Any]] = {

@@ -1,0 +1,142 @@
+"""The contract the OpenAPI document states (app/core/contract.py): every error answer of
+every operation is documented as a problem, from what the route declares, for routes written
+by people who never heard of the mechanism; and ``Allow`` on a 405 names the resource's
+methods. schemathesis holds the live API to it (tests/test_contract_fuzz.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import APIRouter, Depends, FastAPI
+
+from app.auth.principal import OptionalPrincipal, StaffPrincipal
+from app.core.contract import install_contract
+from app.core.errors import install_error_handlers
+from app.core.ratelimit import rate_limit
+from app.main import create_app
+from app.settings import Settings
+
+PROBLEM = {"schema": {"$ref": "#/components/schemas/Problem"}}
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return create_app(Settings(database_url="postgresql://unused@localhost/unused")).openapi()
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method.upper(), path, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    ]
+
+
+def test_every_error_answer_is_a_documented_problem(document: dict[str, Any]) -> None:
+    undocumented = []
+    for method, path, operation in _operations(document):
+        for status, response in operation["responses"].items():
+            if int(status) >= 400 and "application/problem+json" not in response["content"]:
+                undocumented.append((method, path, status))
+            elif int(status) >= 400:
+                assert response["content"]["application/problem+json"] == PROBLEM
+        assert {"422", "503"} <= operation["responses"].keys(), (method, path)
+    assert undocumented == []
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    assert "ErrorModel" not in document["components"]["schemas"]
+    problem = document["components"]["schemas"]["Problem"]
+    assert {"type", "title", "status", "detail"} <= set(problem["required"])
+
+
+def test_what_a_route_declares_comes_out_in_its_answers(document: dict[str, Any]) -> None:
+    paths = document["paths"]
+    staff_only = paths["/v1/crews/{crew_id}"]["patch"]["responses"]
+    assert {"401", "403", "404", "413", "415", "422", "503"} <= staff_only.keys()
+    assert "WWW-Authenticate" in staff_only["401"]["headers"]
+    limited = paths["/v1/auth/jwt/login"]["post"]["responses"]["429"]
+    assert limited["headers"]["Retry-After"]["required"] is True
+    # Anonymous callers welcome, credentials read when sent: the empty requirement is there.
+    assert {} in paths["/v1/reports/{report_id}"]["get"]["security"]
+    assert {} not in paths["/v1/crews/{crew_id}"]["patch"]["security"]
+    # A comma-separated list is an array of its values.
+    status = next(p for p in paths["/v1/tiles.json"]["get"]["parameters"] if p["name"] == "status")
+    assert (status["style"], status["explode"], status["schema"]["type"]) == (
+        "form",
+        False,
+        "array",
+    )
+    assert "open" in status["schema"]["items"]["enum"]
+
+
+def test_a_new_route_is_documented_without_its_author_listing_anything() -> None:
+    """Rooms built in parallel (Open311, inboxes) get the contract from their declarations;
+    a status they document themselves, with a body of their own, is kept as they wrote it."""
+    router = APIRouter()
+
+    @router.post("/v1/rooms/{room_id}", dependencies=[Depends(rate_limit("rooms", 10))])
+    async def knock(room_id: int, body: dict[str, int], staff: StaffPrincipal) -> None: ...
+
+    @router.get(
+        "/v1/open/{thing}.xml",
+        responses={400: {"content": {"text/xml": {}}, "description": "XML error"}},
+    )
+    async def thing(thing: str, who: OptionalPrincipal) -> None: ...
+
+    app = FastAPI()
+    app.include_router(router)
+    install_contract(app)
+    paths = app.openapi()["paths"]
+    knocked = paths["/v1/rooms/{room_id}"]["post"]["responses"]
+    assert set(knocked) == {"200", "401", "403", "404", "413", "415", "422", "429", "503"}
+    assert all(
+        knocked[s]["content"] == {"application/problem+json": PROBLEM}
+        for s in knocked
+        if s != "200"
+    )
+    opened = paths["/v1/open/{thing}.xml"]["get"]
+    assert opened["responses"]["400"]["content"] == {"text/xml": {}}
+    assert {"401", "404", "422", "503"} <= opened["responses"].keys()
+    assert "403" not in opened["responses"]
+    assert {} in opened["security"]
+
+
+def _app() -> FastAPI:
+    return create_app(Settings(database_url="postgresql://unused@localhost/unused"))
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/v1/crews", "GET, POST"),  # two routes: Starlette named only the first's
+        ("/v1/admin/jurisdictions", "GET, POST"),
+        ("/v1/users/me", "GET, PATCH"),  # not the methods of /v1/users/{id}
+        ("/v1/workorders/search", "POST"),  # not those of /v1/workorders/{reference}
+    ],
+)
+async def test_allow_on_a_405_names_every_method_of_the_resource(path: str, allowed: str) -> None:
+    transport = httpx.ASGITransport(app=_app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.request("TRACE", path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_body_that_cannot_be_decoded_is_invalid_input_not_a_bad_request() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/echo")
+    async def echo(body: dict[str, int]) -> dict[str, int]:
+        return body
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.post(
+            "/echo", content=b"\xff\xfe{", headers={"Content-Type": "application/json"}
+        )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"][0]["field"] == "body"
