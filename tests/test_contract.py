@@ -5,6 +5,8 @@ methods. schemathesis holds the live API to it (tests/test_contract_fuzz.py)."""
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -12,6 +14,7 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI
 
 from app.auth.principal import OptionalPrincipal, StaffPrincipal
+from app.cities.schema import format_span
 from app.core.contract import install_contract
 from app.core.errors import install_error_handlers
 from app.core.ratelimit import rate_limit
@@ -140,3 +143,13 @@ async def test_a_body_that_cannot_be_decoded_is_invalid_input_not_a_bad_request(
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["errors"][0]["field"] == "body"
+
+
+def test_a_span_is_documented_as_what_the_api_writes(document: dict[str, Any]) -> None:
+    """Service levels are written "1d", "36h" (``format_span``); the document said an ISO
+    8601 duration, which "1d" is not (schemathesis: the response violates its schema)."""
+    field = document["components"]["schemas"]["Service"]["properties"]["acknowledge_within"]
+    branches = [b for option in field["anyOf"] for b in option.get("anyOf", [option])]
+    patterns = [b["pattern"] for b in branches if "pattern" in b]
+    for span in (timedelta(days=1), timedelta(hours=36), timedelta(seconds=90)):
+        assert any(re.search(p, format_span(span)) for p in patterns), format_span(span)
