@@ -12,14 +12,17 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
+from pydantic import ValidationError
 
 from app.auth.principal import OptionalPrincipal, StaffPrincipal
 from app.cities.schema import format_span
 from app.core.contract import install_contract
 from app.core.errors import install_error_handlers
 from app.core.ratelimit import rate_limit
+from app.crews.schemas import CrewPatch
 from app.main import create_app
 from app.settings import Settings
+from app.tickets.schemas import CommentIn
 
 PROBLEM = {"schema": {"$ref": "#/components/schemas/Problem"}}
 
@@ -153,3 +156,13 @@ def test_a_span_is_documented_as_what_the_api_writes(document: dict[str, Any]) -
     patterns = [b["pattern"] for b in branches if "pattern" in b]
     for span in (timedelta(days=1), timedelta(hours=36), timedelta(seconds=90)):
         assert any(re.search(p, format_span(span)) for p in patterns), format_span(span)
+
+
+def test_booleans_in_bodies_are_booleans() -> None:
+    """The document says boolean; "yes" or 1 was taken as true (schemathesis: a
+    schema-violating request accepted)."""
+    for model, field in ((CommentIn, "public"), (CrewPatch, "active")):
+        with pytest.raises(ValidationError):
+            model.model_validate({"note": "x", field: "yes"})
+        with pytest.raises(ValidationError):
+            model.model_validate({"note": "x", field: 1})

@@ -222,7 +222,8 @@ def _wants_json(accept: str | None) -> bool:
         200: {
             "description": "The city file",
             "headers": _ETAG,
-            "content": {_YAML: {"schema": {"type": "string"}}},
+            # The same document in YAML (clients that read YAML get the same object).
+            "content": {_YAML: {"schema": {"$ref": "#/components/schemas/CityFile"}}},
         },
         406: {"description": "Accept allows neither YAML nor JSON", **_PROBLEM},
     },

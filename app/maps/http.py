@@ -101,8 +101,11 @@ BBoxParam = Annotated[
         max_length=200,
     ),
 ]
+# A list holds at least one value: "" or "," is refused (split_list).
+_SOME_VALUE = r"[^\s,]"
 ServiceParam = Annotated[
-    str | None, Query(description="service codes, comma-separated", max_length=2000)
+    str | None,
+    Query(description="service codes, comma-separated", max_length=2000, pattern=_SOME_VALUE),
 ]
 StatusParam = Annotated[
     str | None,
@@ -113,7 +116,10 @@ StatusParam = Annotated[
     ),
 ]
 AreaParam = Annotated[
-    str | None, Query(description="area (district) codes, comma-separated", max_length=2000)
+    str | None,
+    Query(
+        description="area (district) codes, comma-separated", max_length=2000, pattern=_SOME_VALUE
+    ),
 ]
 JurisdictionParam = Annotated[str | None, Query(description="jurisdiction slug", max_length=100)]
 

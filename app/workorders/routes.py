@@ -22,6 +22,7 @@ from app.core.query import QueryModel, query_of, query_openapi
 from app.db import ReadConnection, ReadDbDep, ReadSessionDep, SessionDep
 from app.media.service import PhotoPipeline, StoredPhoto
 from app.settings import Settings
+from app.tickets.sla import SlaState
 from app.workorders import service
 from app.workorders.schemas import (
     AcceptIn,
@@ -90,14 +91,32 @@ class SearchQuery(QueryModel):
     service_code: Annotated[
         list[str] | None, Query(alias="service", description="Service codes")
     ] = None
-    priority: Annotated[list[str] | None, Query(description="Priorities, 1 to 5")] = None
-    sla_state: Annotated[list[str] | None, Query(description="ok, warning, breached")] = None
+    priority: Annotated[
+        list[str] | None,
+        Query(
+            description="Priorities, 1 to 5",
+            json_schema_extra={"items": {"type": "string", "enum": ["1", "2", "3", "4", "5"]}},
+        ),
+    ] = None
+    sla_state: Annotated[
+        list[str] | None,
+        Query(
+            description="ok, warning, breached",
+            json_schema_extra={"items": {"type": "string", "enum": [s.value for s in SlaState]}},
+        ),
+    ] = None
     bbox: Annotated[
         str | None, Query(description="minx,miny,maxx,maxy (lon/lat); edges included")
     ] = None
     near: Annotated[str | None, Query(description="lon,lat: the crew's position")] = None
     radius_m: Annotated[
-        float | None, Query(gt=0, description="With near: within this many metres")
+        float | None,
+        Query(
+            gt=0,
+            description="With near: within this many metres; at most"
+            " KERBSIDE_WORKORDERS_MAX_RADIUS_M",
+            json_schema_extra={"maximum": Settings.model_fields["workorders_max_radius_m"].default},
+        ),
     ] = None
     due_before: Annotated[datetime | None, Query(description="Resolve due before")] = None
     due_after: Annotated[datetime | None, Query(description="Resolve due at or after")] = None
@@ -350,7 +369,11 @@ def _route_geojson(planned: service.PlannedRoute) -> dict[str, Any]:
     "/{reference}",
     response_model=WorkOrder,
     summary="One work order (any status) within your reach",
-    responses={**_PROBLEMS, 404: {"description": "No such work order within your reach"}},
+    responses={
+        **_PROBLEMS,
+        200: {"content": {GEOJSON: {"schema": {"type": "object"}}}},
+        404: {"description": "No such work order within your reach"},
+    },
 )
 async def get_work_order(
     reference: str,
