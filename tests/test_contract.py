@@ -12,15 +12,17 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from app.auth.principal import OptionalPrincipal, StaffPrincipal
 from app.cities.schema import format_span
 from app.core.contract import install_contract
 from app.core.errors import install_error_handlers
+from app.core.models import IsoDatetime
 from app.core.ratelimit import rate_limit
 from app.crews.schemas import CrewPatch
 from app.main import create_app
+from app.maps.http import SinceParam
 from app.settings import Settings
 from app.tickets.schemas import CommentIn
 
@@ -166,3 +168,13 @@ def test_booleans_in_bodies_are_booleans() -> None:
             model.model_validate({"note": "x", field: "yes"})
         with pytest.raises(ValidationError):
             model.model_validate({"note": "x", field: 1})
+
+
+def test_a_date_time_is_iso_8601_text_not_a_number_of_seconds() -> None:
+    """pydantic read "-262" as seconds since 1970; the document says date-time (schemathesis:
+    a schema-violating request accepted, on /v1/tickets.geojson?updated_since=-262)."""
+    for kind in (IsoDatetime, SinceParam):
+        adapter: TypeAdapter[Any] = TypeAdapter(kind)
+        with pytest.raises(ValidationError):
+            adapter.validate_python("-262")
+        assert adapter.validate_python("2026-11-24T08:00:00Z").year == 2026

@@ -9,11 +9,12 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request
 from fastapi.responses import Response
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
 from app.core.contract import comma_separated
 from app.core.errors import BadRequest, InvalidInput
+from app.core.models import iso_only as _iso_only
 from app.maps.queries import Filters
 from app.settings import Settings
 from app.tickets.models import TicketStatus
@@ -136,8 +137,14 @@ def limit_query(description: str) -> Any:
     )
 
 
-SinceParam = Annotated[AwareDatetime | None, Query(description="included (ISO 8601 with zone)")]
-UntilParam = Annotated[AwareDatetime | None, Query(description="excluded (ISO 8601 with zone)")]
+SinceParam = Annotated[
+    Annotated[AwareDatetime, BeforeValidator(_iso_only)] | None,
+    Query(description="included (ISO 8601 with zone)"),
+]
+UntilParam = Annotated[
+    Annotated[AwareDatetime, BeforeValidator(_iso_only)] | None,
+    Query(description="excluded (ISO 8601 with zone)"),
+]
 
 
 async def layer_filters(

@@ -4,7 +4,6 @@ lifecycle steps, and the day route. See docs/workorders.md."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -17,7 +16,7 @@ from starlette.datastructures import UploadFile
 from app.auth.principal import CrewPrincipal, Principal
 from app.core.bodies import JsonBody
 from app.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from app.core.models import Int4Id
+from app.core.models import Int4Id, IsoDatetime
 from app.core.query import QueryModel, query_of, query_openapi
 from app.db import ReadConnection, ReadDbDep, ReadSessionDep, SessionDep
 from app.media.service import PhotoPipeline, StoredPhoto
@@ -118,8 +117,8 @@ class SearchQuery(QueryModel):
             json_schema_extra={"maximum": Settings.model_fields["workorders_max_radius_m"].default},
         ),
     ] = None
-    due_before: Annotated[datetime | None, Query(description="Resolve due before")] = None
-    due_after: Annotated[datetime | None, Query(description="Resolve due at or after")] = None
+    due_before: Annotated[IsoDatetime | None, Query(description="Resolve due before")] = None
+    due_after: Annotated[IsoDatetime | None, Query(description="Resolve due at or after")] = None
     sort: Sort = Sort.priority
     limit: Annotated[int | None, Query(ge=1, description="Page size")] = None
     cursor: Annotated[str | None, Query(description="From the previous page's `next`")] = None
