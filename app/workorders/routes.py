@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.auth.principal import CrewPrincipal, Principal
 from app.core.bodies import JsonBody
@@ -491,6 +492,7 @@ _DONE_BODY = {
                     "photos": {
                         "type": "array",
                         "items": {"type": "string", "format": "binary"},
+                        "maxItems": Settings.model_fields["max_completion_photos"].default,
                         "description": "After-photos: JPEG, PNG or WebP, stored without metadata",
                     },
                 },
@@ -555,7 +557,14 @@ async def _read_done(request: Request, settings: Settings) -> tuple[DoneIn, list
             ) from None
     elif content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         limit = settings.max_completion_photos
-        async with request.form(max_files=limit + 1, max_fields=10) as form:
+        try:
+            form = await request.form(max_files=limit + 1, max_fields=10)
+        except StarletteHTTPException as exc:  # the parser's 400: too many files or fields
+            raise InvalidInput(
+                f"The form is not valid: {exc.detail}",
+                errors=[{"field": "photos", "message": str(exc.detail), "type": "too_many"}],
+            ) from None
+        try:
             raw = {k: v for k in ("note", "internal_note") if isinstance(v := form.get(k), str)}
             files = form.getlist("photos")
             if len(files) > limit:
@@ -565,6 +574,8 @@ async def _read_done(request: Request, settings: Settings) -> tuple[DoneIn, list
                 )
             for index, item in enumerate(files):
                 uploads.append(await _read_photo(index, item, settings.max_photo_bytes))
+        finally:
+            await form.close()
     else:
         raise UnsupportedMediaType(
             "Send application/json, or a form (multipart/form-data with photos)"
