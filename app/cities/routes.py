@@ -232,7 +232,8 @@ async def get_city(
     slug: Slug,
     session: SessionDep,
     staff: StaffPrincipal,
-    accept: Annotated[str | None, Header()] = None,
+    # Content negotiation; OpenAPI ignores an Accept parameter, so none is declared.
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     await _readable(session, staff, slug)
     as_json = _wants_json(accept)
