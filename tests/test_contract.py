@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 
 from app.auth.principal import OptionalPrincipal, StaffPrincipal
@@ -23,6 +24,7 @@ from app.core.ratelimit import rate_limit
 from app.crews.schemas import CrewPatch
 from app.main import create_app
 from app.maps.http import SinceParam
+from app.reports.routes import _REPORT
 from app.settings import Settings
 from app.tickets.schemas import CommentIn
 
@@ -178,3 +180,12 @@ def test_a_date_time_is_iso_8601_text_not_a_number_of_seconds() -> None:
         with pytest.raises(ValidationError):
             adapter.validate_python("-262")
         assert adapter.validate_python("2026-11-24T08:00:00Z").year == 2026
+
+
+def test_a_json_body_is_read_strictly() -> None:
+    """The intake took "8" for a number (schemathesis: a schema-violating request accepted,
+    location.accuracy_m as a string); JSON bodies we read ourselves are validated strictly."""
+    good = b'{"service_code": "pothole", "location": {"lon": 4.9, "lat": 52.4, "accuracy_m": 8}}'
+    assert _REPORT.parse(good).location is not None
+    with pytest.raises(RequestValidationError):
+        _REPORT.parse(good.replace(b"8}", b'"8"}'))

@@ -244,6 +244,7 @@ async def list_templates(
     "",
     response_model=ResponseTemplateOut,
     summary="Create or replace the template for (service or every service, status, language)",
+    responses=problems((404, "An admin named a jurisdiction that does not exist")),
     description="Placeholders: "
     + ", ".join(f"`{{{p}}}`" for p in sorted(templates.PLACEHOLDERS))
     + ". Others are refused with 422.",

@@ -50,6 +50,7 @@ Format = Literal["json", "geojson"]
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Not signed in", "content": {"application/problem+json": {}}},
     403: {"description": "Not crew or staff; a crew account in no crew; another crew's"},
+    400: {"description": "A `cursor` that is not one of a page's `next` links"},
     404: {"description": "No such crew (the `crew` filter), or no such work order"},
     422: {"description": "A filter out of bounds", "content": {"application/problem+json": {}}},
 }
@@ -487,8 +488,9 @@ _DONE_BODY = {
                 "type": "object",
                 "required": ["note"],
                 "properties": {
-                    "note": {"type": "string", "description": "What was done (public)"},
-                    "internal_note": {"type": "string"},
+                    # The same fields as the JSON body, with the same bounds.
+                    "note": DoneIn.model_json_schema()["properties"]["note"],
+                    "internal_note": {"type": "string", "maxLength": 2000},
                     "photos": {
                         "type": "array",
                         "items": {"type": "string", "format": "binary"},
