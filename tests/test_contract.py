@@ -107,6 +107,8 @@ def test_a_new_route_is_documented_without_its_author_listing_anything() -> None
     )
     opened = paths["/v1/open/{thing}.xml"]["get"]
     assert opened["responses"]["400"]["content"] == {"text/xml": {}}
+    # Its other error answers come in the form it chose for its errors.
+    assert opened["responses"]["422"]["content"] == {"text/xml": {}}
     assert {"401", "404", "422", "503"} <= opened["responses"].keys()
     assert "403" not in opened["responses"]
     assert {} in opened["security"]

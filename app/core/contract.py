@@ -16,7 +16,8 @@ listing the usual answers:
   problem schema.
 
 Every error response is ``application/problem+json`` with the ``Problem`` schema, unless the
-route declared its own content for that status (an XML error body, say). A dependency that
+route declared its own content for that status (an XML error body, say); the route's other
+error answers then take that same form. A dependency that
 accepts anonymous callers but reads credentials (``credentials="optional"``) adds the empty
 security requirement, so the document says that no credentials are needed there.
 
@@ -26,6 +27,7 @@ the mechanism fills in their content either way.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
@@ -188,12 +190,20 @@ def _complete(operation: dict[str, Any], route: APIRoute, path: str) -> None:
             del response["content"]
     for status in statuses:
         responses.setdefault(str(status), {"description": _description(status)})
-    for key, response in responses.items():
-        if not key.isdigit() or int(key) < 400:
-            continue
-        status = int(key)
+    # A route whose errors have a body of their own (Open311's XML, say) declares one of them;
+    # its other error answers are documented in the same form.
+    errors = [(int(k), r) for k, r in responses.items() if k.isdigit() and int(k) >= 400]
+    own = next(
+        (
+            r["content"]
+            for _, r in errors
+            if r.get("content") and PROBLEM_MEDIA_TYPE not in r["content"]
+        ),
+        None,
+    )
+    for status, response in errors:
         if not response.get("content"):
-            response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": PROBLEM_REF}}}
+            response["content"] = copy.deepcopy(own or _PROBLEM_CONTENT)
         else:
             problem = response["content"].get(PROBLEM_MEDIA_TYPE)
             if problem is not None and not problem.get("schema"):
