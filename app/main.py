@@ -16,6 +16,7 @@ from app.auth.routes import router as auth_router
 from app.cities.routes import router as admin_router
 from app.contacts.routes import router as contacts_router
 from app.core.bodies import install_schemas
+from app.core.contract import install_contract
 from app.core.cors import OpenDataCORSMiddleware
 from app.core.errors import install_error_handlers
 from app.core.headers import SecurityHeadersMiddleware
@@ -160,6 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_limit_responses(app)
     body_limits.install(_route_table(app), larger_bodies(settings))
     install_body_limit_responses(app, body_limits)
+    install_contract(app)
     return app
 
 

@@ -241,6 +241,20 @@ async def test_user_admin_routes_are_for_admins(
         f"/v1/users/{citizen.id}", json={"role": "staff"}, headers=bearer(admin_token)
     )
     assert_problem(no_place, 422)
+    # A jurisdiction that does not exist is invalid input (was a foreign-key 500), and a
+    # boolean is a boolean.
+    nowhere = await client.patch(
+        f"/v1/users/{citizen.id}",
+        json={"role": "staff", "jurisdiction_id": 2**31 - 1},
+        headers=bearer(admin_token),
+    )
+    assert assert_problem(nowhere, 422)["errors"][0]["field"] == "jurisdiction_id"
+    assert_problem(
+        await client.patch(
+            f"/v1/users/{citizen.id}", json={"is_verified": 0}, headers=bearer(admin_token)
+        ),
+        422,
+    )
     promoted = await client.patch(
         f"/v1/users/{citizen.id}",
         json={"role": "staff", "jurisdiction_id": jurisdiction.id},

@@ -259,7 +259,7 @@ async def test_wrong_content_types(client: httpx.AsyncClient) -> None:
     empty = await client.post(
         "/v1/reports", content=b"", headers={"content-type": "application/json"}
     )
-    assert empty.status_code == 400
+    assert empty.status_code == 422  # invalid input, as FastAPI answers a missing body
 
 
 @pytest.mark.usefixtures("pothole")

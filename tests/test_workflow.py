@@ -311,6 +311,26 @@ async def test_response_template_fills_placeholders_in_every_language(
     assert detail["timeline"][-1]["note"] == "Crew on the way"
 
 
+async def test_a_template_only_in_the_jurisdictions_languages_and_for_one_that_exists(
+    client: httpx.AsyncClient, people: People
+) -> None:
+    """A template in a language the city does not offer was stored, and then the city's
+    export (GET /v1/admin/jurisdictions/{slug}/city) failed with a 500; an admin naming a
+    jurisdiction that does not exist got a 500 (foreign key) instead of a 404."""
+    body = {"status": "fixed", "language": "fr", "body": "Réparé"}
+    refused = await client.put("/v1/response-templates", json=body, headers=people["staff"])
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == "language"
+    missing = await client.put(
+        "/v1/response-templates",
+        params={"jurisdiction_id": 2**31 - 1},
+        json={**body, "language": "en"},
+        headers=people["admin"],
+    )
+    assert missing.status_code == 404, missing.text
+    assert missing.headers["content-type"] == "application/problem+json"
+
+
 # -- merge and split ----------------------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.api_keys import LiveApiKey, authenticate_api_key
 from app.auth.models import ROLE_RANK, Role, User
 from app.auth.users import UserDatabase, UserManager, bearer_transport, get_jwt_strategy
+from app.core.contract import answers
 from app.core.errors import Forbidden, NotAuthenticated, NotFound
 from app.core.ratelimit import limit_account_writes
 from app.db import read_db, read_session
@@ -126,6 +127,7 @@ async def resolve_principal(
     return None
 
 
+@answers(401, credentials="optional")
 async def get_optional_principal(
     request: Request,
     token: Annotated[str | None, Depends(bearer_transport.scheme)],
@@ -158,6 +160,7 @@ async def principal_of(
         return await resolve_principal(session, request.app.state.settings, token, api_key)
 
 
+@answers(401)
 async def refuse_wrong_credentials(request: Request) -> None:
     """For public routes whose answer is the same for everyone: credentials are not needed,
     but wrong or expired ones still get 401, as on every other route (docs/auth.md), so a
@@ -174,6 +177,7 @@ async def refuse_wrong_credentials(request: Request) -> None:
 CHECK_CREDENTIALS = Depends(refuse_wrong_credentials)
 
 
+@answers(401, credentials="required")
 async def get_current_principal(
     principal: Annotated[Principal | None, Depends(get_optional_principal)],
 ) -> Principal:
@@ -185,6 +189,7 @@ async def get_current_principal(
 def require_role(minimum: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that lets through principals whose role ranks at least ``minimum``."""
 
+    @answers(403)
     async def role_gate(
         principal: Annotated[Principal, Depends(get_current_principal)],
     ) -> Principal:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 CREW_JURISDICTION = text("SELECT jurisdiction_id FROM crew WHERE id = :id")
+JURISDICTION_EXISTS = text("SELECT 1 FROM jurisdiction WHERE id = :id")
 CREW_BY_NAME = text("SELECT id FROM crew WHERE jurisdiction_id = :jurisdiction_id AND name = :name")
 # Another active admin than :id, its row locked: two admins removing each other at once
 # cannot both see the other one left.

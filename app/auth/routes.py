@@ -26,6 +26,7 @@ from app.auth.schemas import (
     UserUpdate,
 )
 from app.auth.users import fastapi_users, jwt_backend
+from app.core.contract import problems
 from app.core.errors import Forbidden, InvalidInput, NotFound
 from app.core.models import Int4Id
 from app.core.ratelimit import client_ip, rate_limit
@@ -71,7 +72,9 @@ auth_router.include_router(
     dependencies=[Depends(login_address_limit), Depends(login_limit)],
     responses=RATE_LIMITED,
 )
-auth_router.include_router(_only(_jwt, "/logout"), prefix="/jwt")
+auth_router.include_router(
+    _only(_jwt, "/logout"), prefix="/jwt", responses={204: {"description": "Signed out"}}
+)
 auth_router.include_router(
     fastapi_users.get_register_router(UserRead, UserCreate),
     dependencies=[Depends(register_limit)],
@@ -93,7 +96,11 @@ auth_router.include_router(
 auth_router.include_router(_only(_reset, "/reset-password"))
 
 users_router = APIRouter(prefix="/v1/users", tags=["users"])
-users_router.include_router(fastapi_users.get_users_router(UserRead, UserUpdate))
+users_router.include_router(
+    fastapi_users.get_users_router(UserRead, UserUpdate),
+    # The last active admin cannot be deleted, demoted or deactivated.
+    responses=problems((409, "This would leave no active admin")),
+)
 
 
 # -- API keys ----------------------------------------------------------------------------------
@@ -128,7 +135,10 @@ def _jurisdiction_of(principal: Principal, requested: int | None) -> int | None:
     "",
     status_code=status.HTTP_201_CREATED,
     summary="Issue an API key (the secret is in this response only)",
-    responses={422: {"description": "Invalid input", **PROBLEM}},
+    responses={
+        404: {"description": "No such jurisdiction", **PROBLEM},
+        422: {"description": "Invalid input", **PROBLEM},
+    },
 )
 async def create_api_key(
     body: ApiKeyCreate, staff: StaffPrincipal, session: SessionDep

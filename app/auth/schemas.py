@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi_users import schemas
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 from pydantic.json_schema import SkipJsonSchema
 
 from app.auth.models import Role
@@ -73,6 +73,9 @@ class UserUpdate(schemas.BaseUserUpdate):
     role: Role | None = None
     jurisdiction_id: Int4Id | None = None
     crew_id: Int4Id | None = None
+    # Booleans, not "yes" or 0 (fastapi-users declares them lax).
+    is_active: StrictBool | None = None
+    is_verified: StrictBool | None = None
     is_superuser: SkipJsonSchema[bool | None] = None
 
     def create_update_dict(self) -> dict[str, Any]:

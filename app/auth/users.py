@@ -177,6 +177,15 @@ class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
         crew_id = changes.get("crew_id", user.crew_id)
         if role in (Role.staff, Role.crew) and jurisdiction_id is None:
             raise InvalidInput(f"A {role} account needs a jurisdiction_id")
+        if "jurisdiction_id" in changes and jurisdiction_id is not None:
+            found = await self.session.execute(sql.JURISDICTION_EXISTS, {"id": jurisdiction_id})
+            if found.first() is None:  # was a foreign-key violation, answered 500
+                raise InvalidInput(
+                    f"No jurisdiction {jurisdiction_id}",
+                    errors=[
+                        {"field": "jurisdiction_id", "message": "unknown", "type": "value_error"}
+                    ],
+                )
         if crew_id is not None:
             crew_jurisdiction = (
                 await self.session.execute(sql.CREW_JURISDICTION, {"id": crew_id})

@@ -222,7 +222,8 @@ def _wants_json(accept: str | None) -> bool:
         200: {
             "description": "The city file",
             "headers": _ETAG,
-            "content": {_YAML: {"schema": {"type": "string"}}},
+            # The same document in YAML (clients that read YAML get the same object).
+            "content": {_YAML: {"schema": {"$ref": "#/components/schemas/CityFile"}}},
         },
         406: {"description": "Accept allows neither YAML nor JSON", **_PROBLEM},
     },
@@ -231,7 +232,8 @@ async def get_city(
     slug: Slug,
     session: SessionDep,
     staff: StaffPrincipal,
-    accept: Annotated[str | None, Header()] = None,
+    # Content negotiation; OpenAPI ignores an Accept parameter, so none is declared.
+    accept: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Response:
     await _readable(session, staff, slug)
     as_json = _wants_json(accept)

@@ -53,6 +53,17 @@ def format_span(span: timedelta) -> str:
     return f"{seconds:g}s"
 
 
+def _span_schema(schema: dict[str, Any]) -> None:
+    """What a span is on the wire: the compact form (all we write), ISO 8601, or seconds."""
+    schema.clear()
+    schema["anyOf"] = [
+        {"type": "string", "pattern": _SPAN.pattern},
+        {"type": "string", "format": "duration"},
+        {"type": "number"},
+    ]
+    schema["examples"] = ["2d", "36h", "P14D"]
+
+
 def _non_negative(span: timedelta) -> timedelta:
     if span < timedelta(0):
         raise ValueError("must not be negative")
@@ -63,7 +74,7 @@ Span = Annotated[
     timedelta,
     BeforeValidator(parse_span),
     PlainSerializer(format_span, return_type=str),
-    Field(json_schema_extra={"type": "string", "examples": ["2d", "36h", "P14D"]}),
+    Field(json_schema_extra=lambda schema: _span_schema(schema)),
 ]
 NonNegativeSpan = Annotated[Span, BeforeValidator(lambda v: v), Field()]
 Code = Annotated[str, Field(pattern=r"^[a-z0-9_.-]{1,64}$")]

@@ -58,7 +58,7 @@ class JsonBody(Generic[T]):
                 [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
             )
         try:
-            return self.adapter.validate_json(raw)
+            return self.adapter.validate_json(raw, strict=True)
         except ValidationError as exc:
             raise RequestValidationError(
                 [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]

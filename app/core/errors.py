@@ -22,6 +22,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.core.routing import allowed_methods
+
 log = logging.getLogger("kerbside.errors")
 
 PROBLEM_BASE = "https://kerbside.dev/problems/"
@@ -33,6 +35,18 @@ class ProblemResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+# The members every problem has; extra members may not replace them (a ticket's status
+# in ``status`` would tell a client the wrong HTTP status).
+_MEMBERS = frozenset({"type", "title", "status", "detail", "instance"})
+
+
+def _extra_members(extra: dict[str, Any]) -> dict[str, Any]:
+    clash = _MEMBERS & extra.keys()
+    if clash:
+        raise TypeError(f"a problem's extra members may not be named {sorted(clash)}")
+    return extra
 
 
 class KerbsideError(Exception):
@@ -54,7 +68,7 @@ class KerbsideError(Exception):
         self.detail = detail
         self.errors = list(errors) if errors else None
         self.headers = headers
-        self.extra = extra
+        self.extra = _extra_members(extra)
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -167,7 +181,7 @@ def problem(
     }
     if instance:
         body["instance"] = instance
-    body.update(extra)
+    body.update(_extra_members(extra))
     return ProblemResponse(body, status_code=status, headers=headers)
 
 
@@ -220,6 +234,9 @@ def _code_and_reason(detail: Any) -> tuple[str | None, str | None]:
         return None, None
     return code, (str(reason) if reason else None)
 
+
+# FastAPI's detail when a body cannot be decoded (``fastapi.routing``).
+_UNPARSEABLE_BODY = "There was an error parsing the body"
 
 # Seconds a client is asked to wait when the database cannot be reached.
 RETRY_AFTER_SECONDS = 5
@@ -288,6 +305,15 @@ def install_error_handlers(app: FastAPI) -> None:
         status = exc.status_code
         headers = dict(exc.headers) if exc.headers else None
         extra: dict[str, Any] = {}
+        if status == 400 and exc.detail == _UNPARSEABLE_BODY:
+            # FastAPI's answer to a body it cannot decode (not UTF-8, say): invalid input,
+            # the same 422 as a body that is not JSON at all (and as ``JsonBody`` answers).
+            return problem(
+                422,
+                "The request body could not be read as JSON",
+                instance=request.url.path,
+                errors=[{"field": "body", "message": "not JSON", "type": "json_invalid"}],
+            )
         # fastapi-users raises HTTPException with detail = CODE or {"code": CODE, "reason": ...}.
         code, reason = _code_and_reason(exc.detail)
         if code is not None:
@@ -313,6 +339,11 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = f"{request.method} is not allowed on {request.url.path}"
         else:
             detail = HTTPStatus(status).phrase
+        if status == 405:
+            # Every method of the resource, not only those of the route Starlette tried.
+            methods = allowed_methods(request.app, request.url.path)
+            if methods:
+                headers = {**(headers or {}), "Allow": ", ".join(methods)}
         return problem(status, detail, instance=request.url.path, headers=headers, **extra)
 
     async def _database(request: Request, exc: Exception) -> Response:

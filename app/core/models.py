@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated
 
 from annotated_types import Interval
+from pydantic import BeforeValidator
 from sqlalchemy import BigInteger, DateTime, Float, Integer, MetaData, Text, func, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -27,6 +29,19 @@ INT8_MAX = 2**63 - 1
 
 # The id of a row whose key is an ``integer`` column, in a path, query or body.
 Int4Id = Annotated[int, Interval(ge=1, le=INT4_MAX)]
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def iso_only(value: object) -> object:
+    # pydantic would read "-262" or "1e9" as seconds since 1970; the document says date-time.
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("expected an ISO 8601 date-time (2026-11-24T08:00:00Z)")
+    return value
+
+
+# A date-time as the document says it: ISO 8601 text, not a number of seconds.
+IsoDatetime = Annotated[datetime, BeforeValidator(iso_only)]
 # The id of a row whose key is a ``bigint`` column (contacts, reports, tickets, events).
 Int8Id = Annotated[int, Interval(ge=1, le=INT8_MAX)]
 

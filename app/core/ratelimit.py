@@ -36,6 +36,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 
+from app.core.contract import answers
 from app.core.errors import TooManyRequests
 from app.db import HotStatement, read_db
 from app.settings import Settings
@@ -135,6 +136,7 @@ def rate_limit(
     form field, say). Routes that share a ``name`` share one budget per key.
     """
 
+    @answers(429)
     async def check_rate_limit(request: Request) -> None:
         settings: Settings = request.app.state.settings
         limit = per_minute(settings) if callable(per_minute) else per_minute

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StrictBool, field_validator
 
 from app.core.models import Int4Id
 
@@ -40,7 +40,7 @@ class CrewIn(BaseModel):
 
 class CrewPatch(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=100)
-    active: bool | None = None
+    active: StrictBool | None = None
 
     @field_validator("name")
     @classmethod

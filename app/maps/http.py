@@ -9,10 +9,12 @@ from typing import Annotated, Any
 
 from fastapi import Query, Request
 from fastapi.responses import Response
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
+from app.core.contract import comma_separated
 from app.core.errors import BadRequest, InvalidInput
+from app.core.models import iso_only as _iso_only
 from app.maps.queries import Filters
 from app.settings import Settings
 from app.tickets.models import TicketStatus
@@ -100,14 +102,25 @@ BBoxParam = Annotated[
         max_length=200,
     ),
 ]
+# A list holds at least one value: "" or "," is refused (split_list).
+_SOME_VALUE = r"[^\s,]"
 ServiceParam = Annotated[
-    str | None, Query(description="service codes, comma-separated", max_length=2000)
+    str | None,
+    Query(description="service codes, comma-separated", max_length=2000, pattern=_SOME_VALUE),
 ]
 StatusParam = Annotated[
-    str | None, Query(description="ticket statuses, comma-separated", max_length=2000)
+    str | None,
+    Query(
+        description="ticket statuses, comma-separated",
+        max_length=2000,
+        json_schema_extra=comma_separated({"type": "string", "enum": sorted(_STATUSES)}),
+    ),
 ]
 AreaParam = Annotated[
-    str | None, Query(description="area (district) codes, comma-separated", max_length=2000)
+    str | None,
+    Query(
+        description="area (district) codes, comma-separated", max_length=2000, pattern=_SOME_VALUE
+    ),
 ]
 JurisdictionParam = Annotated[str | None, Query(description="jurisdiction slug", max_length=100)]
 
@@ -124,8 +137,14 @@ def limit_query(description: str) -> Any:
     )
 
 
-SinceParam = Annotated[AwareDatetime | None, Query(description="included (ISO 8601 with zone)")]
-UntilParam = Annotated[AwareDatetime | None, Query(description="excluded (ISO 8601 with zone)")]
+SinceParam = Annotated[
+    Annotated[AwareDatetime, BeforeValidator(_iso_only)] | None,
+    Query(description="included (ISO 8601 with zone)"),
+]
+UntilParam = Annotated[
+    Annotated[AwareDatetime, BeforeValidator(_iso_only)] | None,
+    Query(description="excluded (ISO 8601 with zone)"),
+]
 
 
 async def layer_filters(

@@ -164,7 +164,9 @@ class TicketsQuery(QueryModel):
     limit: Annotated[
         int, limit_query("features per page (default: KERBSIDE_MAP_DEFAULT_FEATURES)")
     ] = Settings.model_fields["map_default_features"].default
-    cursor: Annotated[str | None, Query(description="from a `next` link", max_length=40)] = None
+    cursor: Annotated[
+        str | None, Query(description="from a `next` link", pattern=r"^[0-9]{1,19}$")
+    ] = None
     service: ServiceParam = None
     status: StatusParam = None
     area: AreaParam = None

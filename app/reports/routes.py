@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from starlette.types import Receive, Scope, Send
 
 from app.auth.models import Role
@@ -15,6 +15,7 @@ from app.auth.principal import CurrentPrincipal, OptionalPrincipal, Principal
 from app.contacts.messages import queue_verifications
 from app.core import idempotency
 from app.core.bodies import JsonBody
+from app.core.contract import problems
 from app.core.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from app.core.multipart import Part, read_parts
 from app.core.ratelimit import client_ip, rate_limit
@@ -211,7 +212,11 @@ async def _read_body(
     if content_type in ("application/json", ""):
         raw = await request.body()
         if not raw:
-            raise BadRequest("The request has no body; send the report as JSON")
+            # As FastAPI answers a missing body elsewhere: invalid input, not a bad request.
+            raise InvalidInput(
+                "The request has no body; send the report as JSON",
+                errors=[{"field": "body", "message": "required", "type": "missing"}],
+            )
         return raw, []
     if content_type != "multipart/form-data":
         raise UnsupportedMediaType(
@@ -277,12 +282,13 @@ async def get_report(
     response_model=list[ReportOut],
     response_model_exclude_none=True,
     summary="The signed-in person's reports, newest first",
+    responses=problems((400, "An API key has no reports of its own")),
 )
 async def my_reports(
     request: Request,
     session: SessionDep,
     principal: CurrentPrincipal,
-    limit: int = 50,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before: uuid.UUID | None = None,
 ) -> Any:
     if principal.user_id is None:

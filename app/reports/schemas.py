@@ -8,7 +8,15 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from app.media.schemas import PhotoRef
 from app.tickets.schemas import TicketSummary
@@ -46,7 +54,7 @@ class ContactIn(BaseModel):
     push_token: Annotated[str, Field(min_length=10, max_length=4096)] | None = Field(
         default=None, description="A Firebase Cloud Messaging registration token"
     )
-    updates: bool = Field(
+    updates: StrictBool = Field(
         default=False, description="Consent to be told of this ticket's progress on these channels"
     )
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 
 from app.auth.principal import CHECK_CREDENTIALS, OptionalPrincipal
 from app.contacts.messages import queue_verifications
+from app.core.contract import problems
 from app.core.errors import InvalidInput
 from app.core.ratelimit import client_ip, rate_limit
 from app.db import SessionDep
@@ -131,6 +132,7 @@ async def _subscribe(
     response_model=SupportOut,
     summary='"Me too": support a ticket and hear about its progress, without a new report',
     dependencies=[_SUPPORT_LIMIT],
+    responses=problems((409, "The ticket is closed, rejected or merged: report it again")),
 )
 async def support(
     reference: str,
@@ -147,6 +149,7 @@ async def support(
     response_model=SupportOut,
     summary="Follow a ticket: hear about its progress",
     dependencies=[_SUPPORT_LIMIT],
+    responses=problems((409, "The ticket is closed, rejected or merged: report it again")),
 )
 async def follow(
     reference: str,

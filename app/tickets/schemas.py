@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, EmailStr, Field, StrictBool
 
 from app.core.models import Int4Id
 from app.media.schemas import PhotoRef
@@ -141,7 +141,7 @@ class StatusChangeIn(BaseModel):
         description="Public note to reporters; when absent, the response template is used",
     )
     internal_note: str | None = Field(default=None, max_length=4000)
-    use_template: bool = True
+    use_template: StrictBool = True
 
 
 class ReopenIn(BaseModel):
@@ -162,7 +162,7 @@ class PriorityIn(BaseModel):
 
 class CommentIn(BaseModel):
     note: str = Field(min_length=1, max_length=4000)
-    public: bool = False
+    public: StrictBool = False
 
 
 class MergeIn(BaseModel):

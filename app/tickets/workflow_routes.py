@@ -21,6 +21,7 @@ from app.auth.principal import (
     ensure_same_jurisdiction,
 )
 from app.core import clock
+from app.core.contract import problems
 from app.core.errors import InvalidInput, NotFound
 from app.core.models import Int4Id
 from app.db import SessionDep
@@ -41,7 +42,11 @@ from app.tickets.schemas import (
     StatusChangeIn,
 )
 
-router = APIRouter(prefix="/v1/tickets", tags=["workflow"])
+router = APIRouter(
+    prefix="/v1/tickets",
+    tags=["workflow"],
+    responses=problems((409, "The ticket's state does not allow this (now)")),
+)
 
 
 async def _detail(
@@ -239,6 +244,7 @@ async def list_templates(
     "",
     response_model=ResponseTemplateOut,
     summary="Create or replace the template for (service or every service, status, language)",
+    responses=problems((404, "An admin named a jurisdiction that does not exist")),
     description="Placeholders: "
     + ", ".join(f"`{{{p}}}`" for p in sorted(templates.PLACEHOLDERS))
     + ". Others are refused with 422.",
@@ -250,6 +256,18 @@ async def put_template(
     jurisdiction_id: Int4Id | None = None,
 ) -> Any:
     jid = _jurisdiction_of(actor, jurisdiction_id)
+    languages = (
+        await session.execute(text("SELECT languages FROM jurisdiction WHERE id = :j"), {"j": jid})
+    ).scalar_one_or_none()
+    if languages is None:  # an admin named a jurisdiction that does not exist
+        raise NotFound(f"No jurisdiction {jid}")
+    if body.language not in languages:
+        # The city file holds the templates too, and refuses other languages on export.
+        raise InvalidInput(
+            f"{body.language!r} is not one of the jurisdiction's languages"
+            f" ({', '.join(languages)})",
+            errors=[{"field": "language", "message": "not offered", "type": "value_error"}],
+        )
     unknown = templates.unknown_placeholders(body.body)
     if unknown:
         raise InvalidInput(

@@ -4,7 +4,6 @@ lifecycle steps, and the day route. See docs/workorders.md."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
@@ -13,15 +12,17 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.auth.principal import CrewPrincipal, Principal
 from app.core.bodies import JsonBody
 from app.core.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from app.core.models import Int4Id
+from app.core.models import Int4Id, IsoDatetime
 from app.core.query import QueryModel, query_of, query_openapi
 from app.db import ReadConnection, ReadDbDep, ReadSessionDep, SessionDep
 from app.media.service import PhotoPipeline, StoredPhoto
 from app.settings import Settings
+from app.tickets.sla import SlaState
 from app.workorders import service
 from app.workorders.schemas import (
     AcceptIn,
@@ -49,6 +50,8 @@ Format = Literal["json", "geojson"]
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Not signed in", "content": {"application/problem+json": {}}},
     403: {"description": "Not crew or staff; a crew account in no crew; another crew's"},
+    400: {"description": "A `cursor` that is not one of a page's `next` links"},
+    404: {"description": "No such crew (the `crew` filter), or no such work order"},
     422: {"description": "A filter out of bounds", "content": {"application/problem+json": {}}},
 }
 _PAGE_CONTENT: dict[int | str, dict[str, Any]] = {
@@ -89,17 +92,35 @@ class SearchQuery(QueryModel):
     service_code: Annotated[
         list[str] | None, Query(alias="service", description="Service codes")
     ] = None
-    priority: Annotated[list[str] | None, Query(description="Priorities, 1 to 5")] = None
-    sla_state: Annotated[list[str] | None, Query(description="ok, warning, breached")] = None
+    priority: Annotated[
+        list[str] | None,
+        Query(
+            description="Priorities, 1 to 5",
+            json_schema_extra={"items": {"type": "string", "enum": ["1", "2", "3", "4", "5"]}},
+        ),
+    ] = None
+    sla_state: Annotated[
+        list[str] | None,
+        Query(
+            description="ok, warning, breached",
+            json_schema_extra={"items": {"type": "string", "enum": [s.value for s in SlaState]}},
+        ),
+    ] = None
     bbox: Annotated[
         str | None, Query(description="minx,miny,maxx,maxy (lon/lat); edges included")
     ] = None
     near: Annotated[str | None, Query(description="lon,lat: the crew's position")] = None
     radius_m: Annotated[
-        float | None, Query(gt=0, description="With near: within this many metres")
+        float | None,
+        Query(
+            gt=0,
+            description="With near: within this many metres; at most"
+            " KERBSIDE_WORKORDERS_MAX_RADIUS_M",
+            json_schema_extra={"maximum": Settings.model_fields["workorders_max_radius_m"].default},
+        ),
     ] = None
-    due_before: Annotated[datetime | None, Query(description="Resolve due before")] = None
-    due_after: Annotated[datetime | None, Query(description="Resolve due at or after")] = None
+    due_before: Annotated[IsoDatetime | None, Query(description="Resolve due before")] = None
+    due_after: Annotated[IsoDatetime | None, Query(description="Resolve due at or after")] = None
     sort: Sort = Sort.priority
     limit: Annotated[int | None, Query(ge=1, description="Page size")] = None
     cursor: Annotated[str | None, Query(description="From the previous page's `next`")] = None
@@ -349,7 +370,11 @@ def _route_geojson(planned: service.PlannedRoute) -> dict[str, Any]:
     "/{reference}",
     response_model=WorkOrder,
     summary="One work order (any status) within your reach",
-    responses={**_PROBLEMS, 404: {"description": "No such work order within your reach"}},
+    responses={
+        **_PROBLEMS,
+        200: {"content": {GEOJSON: {"schema": {"type": "object"}}}},
+        404: {"description": "No such work order within your reach"},
+    },
 )
 async def get_work_order(
     reference: str,
@@ -463,11 +488,13 @@ _DONE_BODY = {
                 "type": "object",
                 "required": ["note"],
                 "properties": {
-                    "note": {"type": "string", "description": "What was done (public)"},
-                    "internal_note": {"type": "string"},
+                    # The same fields as the JSON body, with the same bounds.
+                    "note": DoneIn.model_json_schema()["properties"]["note"],
+                    "internal_note": {"type": "string", "maxLength": 2000},
                     "photos": {
                         "type": "array",
                         "items": {"type": "string", "format": "binary"},
+                        "maxItems": Settings.model_fields["max_completion_photos"].default,
                         "description": "After-photos: JPEG, PNG or WebP, stored without metadata",
                     },
                 },
@@ -532,7 +559,14 @@ async def _read_done(request: Request, settings: Settings) -> tuple[DoneIn, list
             ) from None
     elif content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
         limit = settings.max_completion_photos
-        async with request.form(max_files=limit + 1, max_fields=10) as form:
+        try:
+            form = await request.form(max_files=limit + 1, max_fields=10)
+        except StarletteHTTPException as exc:  # the parser's 400: too many files or fields
+            raise InvalidInput(
+                f"The form is not valid: {exc.detail}",
+                errors=[{"field": "photos", "message": str(exc.detail), "type": "too_many"}],
+            ) from None
+        try:
             raw = {k: v for k in ("note", "internal_note") if isinstance(v := form.get(k), str)}
             files = form.getlist("photos")
             if len(files) > limit:
@@ -542,6 +576,8 @@ async def _read_done(request: Request, settings: Settings) -> tuple[DoneIn, list
                 )
             for index, item in enumerate(files):
                 uploads.append(await _read_photo(index, item, settings.max_photo_bytes))
+        finally:
+            await form.close()
     else:
         raise UnsupportedMediaType(
             "Send application/json, or a form (multipart/form-data with photos)"

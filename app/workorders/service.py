@@ -453,7 +453,7 @@ async def advance(
     if ticket.status not in OPEN_STATUSES:
         raise Conflict(
             f"{ticket.reference} is {ticket.status.replace('_', ' ')}: there is no work to do",
-            status=ticket.status,
+            ticket_status=ticket.status,
         )
     if ticket.work_status is None:
         raise Conflict(
