@@ -33,6 +33,7 @@ from app.notify.places import router as places_router
 from app.notify.routes import router as notify_router
 from app.reports.routes import router as reports_router
 from app.settings import Settings, get_settings
+from app.talk.routes import router as talk_router
 from app.tickets.routes import router as tickets_router
 from app.tickets.workflow_routes import router as workflow_router
 from app.tickets.workflow_routes import templates_router
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notify_router, dependencies=[CHECK_CREDENTIALS])
     app.include_router(places_router, dependencies=[CHECK_CREDENTIALS])
     app.include_router(admin_router)
+    app.include_router(talk_router, dependencies=[CHECK_CREDENTIALS])
     app.include_router(home_router)
     install_schemas(app)
     return app

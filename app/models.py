@@ -9,10 +9,13 @@ from app.maps import models as _map_indexes  # noqa: F401  (indexes on ticket)
 from app.media.models import Photo
 from app.notify.models import AreaSubscription, Broadcast, Notification
 from app.reports.models import IdempotencyRecord, Report
+from app.talk.models import Alert, AlertMember, Signal
 from app.tickets.models import ResponseTemplate, Subscription, Ticket, TicketEvent
 from app.workorders import models as _work_order_indexes  # noqa: F401  (indexes on ticket)
 
 __all__ = [
+    "Alert",
+    "AlertMember",
     "ApiKey",
     "Area",
     "AreaPart",
@@ -32,6 +35,7 @@ __all__ = [
     "ResponseTemplate",
     "Role",
     "Service",
+    "Signal",
     "Subscription",
     "Ticket",
     "TicketEvent",

@@ -24,6 +24,7 @@ PROCESS_PHOTO = "process_photo"
 SEND_MAIL = "send_mail"
 REFRESH_MAP_GRID = "refresh_map_grid"
 QUEUE_BROADCAST = "queue_broadcast"
+TALK = "talk"  # spikes, every 15 s (app/talk); the bench waits for it
 DELIVER_NOTIFICATION = "deliver_notification"  # also written in the event stream (migration 0014)
 
 # procrastinate's own function (schema 3.x, migrations/sql): one INSERT into

@@ -48,6 +48,7 @@ class Reason(StrEnum):
     subscriber = "subscriber"  # they follow the ticket (reported, supported, followed)
     area = "area"  # they follow the place
     broadcast = "broadcast"  # the city's notice to everyone in an area
+    staff = "staff"  # a staff member's own contact: a spike alert (app/talk)
 
 
 class Notification(Base):

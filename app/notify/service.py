@@ -47,6 +47,9 @@ _CLAIM = text(
                 SELECT 1 FROM contact_consent k
                 WHERE k.contact_id = c.id AND k.purpose = 'area_updates'
                   AND k.withdrawn_at IS NULL)
+             WHEN 'staff' THEN EXISTS (
+                SELECT 1 FROM app_user u WHERE u.id = c.user_id
+                  AND u.role IN ('staff', 'admin') AND u.is_active)
              WHEN 'broadcast' THEN EXISTS (
                 SELECT 1 FROM contact_consent k JOIN contact kc ON kc.id = k.contact_id
                 WHERE (kc.id = c.id OR (c.user_id IS NOT NULL AND kc.user_id = c.user_id))
@@ -129,6 +132,17 @@ class Attempt:
 def unsubscribe_signature(settings: Settings, notification_id: int) -> str:
     key = settings.secret_key.get_secret_value().encode()
     return hmac.new(key, f"unsubscribe:{notification_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def satisfaction_signature(settings: Settings, notification_id: int) -> str:
+    """Signs the "was it fixed?" link of one fix message (answered in app/talk)."""
+    key = settings.secret_key.get_secret_value().encode()
+    return hmac.new(key, f"satisfied:{notification_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def satisfaction_url(settings: Settings, notification_id: int) -> str:
+    signature = satisfaction_signature(settings, notification_id)
+    return f"{settings.public_base_url}/v1/satisfaction/{notification_id}?sig={signature}"
 
 
 def unsubscribe_url(settings: Settings, notification_id: int) -> str:
@@ -247,11 +261,31 @@ def _digest_message(settings: Settings, row: Any) -> Message:
     )
 
 
+def _staff_message(settings: Settings, row: Any) -> Message:
+    """A message to staff (a spike alert, app/talk): written when it was queued."""
+    unsubscribe = unsubscribe_url(settings, row.id)
+    return Message(
+        id=row.id,
+        kind=row.kind,
+        address=row.address,
+        contact_data=row.contact_data or {},
+        subject=row.subject or "",
+        body=row.body or "",
+        link=None,
+        unsubscribe_url=unsubscribe,
+        ticket_reference=None,
+        event=row.event_kind,
+        data={"event": row.event_kind},
+    )
+
+
 async def _message(session: AsyncSession, settings: Settings, row: Any) -> Message:
     if row.broadcast_id is not None:
         return await _broadcast_message(session, settings, row)
     if row.digest is not None:
         return _digest_message(settings, row)
+    if row.reason == "staff":
+        return _staff_message(settings, row)
     facts_row = (
         await session.execute(
             _FACTS,
@@ -274,6 +308,10 @@ async def _message(session: AsyncSession, settings: Settings, row: Any) -> Messa
         link=link,
         jurisdiction=facts_row.jurisdiction,
         into=into,
+        # One line (templates.py "fixed?"): the reporter's one-tap answer (app/talk).
+        satisfaction=satisfaction_url(settings, row.id)
+        if row.event_kind == "status_changed" and status == "fixed" and row.reason != "area"
+        else None,
     )
     unsubscribe = unsubscribe_url(settings, row.id)
     if row.subject is not None and row.body is not None:

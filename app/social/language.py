@@ -83,6 +83,11 @@ MIN_VOTES = 1.5
 VOCABULARY_VOTE = 0.75
 
 
+def stop_words(language: str) -> frozenset[str]:
+    """The function words of ``language`` (folded), which say nothing of a topic (trends)."""
+    return _PROFILES.get(language, frozenset())
+
+
 def _script(text: str) -> str | None:
     counts = {"ar": 0, "he": 0, "latin": 0}
     for char in text[:500]:
