@@ -290,6 +290,14 @@ def details(results: dict[str, Any]) -> list[str]:
                 f"- `{e['name']}`: {x['reports']:,} reports filed in the measured run, "
                 f"{x['joined']:,} joined an existing ticket ({(x.get('joined_share') or 0):.0%})."
             )
+        if e["status"] == "ok" and "seconds_to_alert" in x:
+            lines.append(
+                f"- `{e['name']}`: {x['burst']} reports filed in {x['burst_seconds']} s among "
+                f"{x['history_reports']:,} reports over {x['history_days']} days "
+                f"({x['open_tickets']:,} open tickets); the alert held all {x['burst']} "
+                f"{x['seconds_to_alert']} s after the last (one talk run: {x.get('tick_seconds')} "
+                f"s; it runs every 15 s, so at worst 15 s + one run)."
+            )
         if e["status"] == "ok" and "photos_pending" in x:
             lines.append(
                 f"- `{e['name']}`: uploads are accepted, then processed. When the run ended, "

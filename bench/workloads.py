@@ -90,6 +90,7 @@ class HttpWorkload:
     target: dict[str, float] | None = None
     available: Callable[[Any], str | None] | None = None  # extra check: reason when not
     rate: float | None = None  # requests/s offered on a fixed schedule (None: flat out)
+    alongside: str | None = None  # "talk": the talk job runs beside the server (issue 21)
 
 
 # -- generators --------------------------------------------------------------------------------
@@ -113,6 +114,16 @@ def warmup_points(ctx: Context) -> list[tuple[float, float]]:
 
 def _intake_json(ctx: Context) -> Requests:
     return ["/v1/reports"], intake.json_bodies(measured_points(ctx))
+
+
+# Issue 21: the same intake, 85 m away (past every duplicate radius of the demo city), so the
+# second run opens tickets as the first did instead of joining the first run's.
+def _intake_json_moved(ctx: Context) -> Requests:
+    moved = [
+        (lon + 60 / metres_per_degree(lat)[0], lat + 60 / metres_per_degree(lat)[1])
+        for lon, lat in measured_points(ctx)
+    ]
+    return ["/v1/reports"], intake.json_bodies(moved)
 
 
 def _references(ctx: Context) -> Requests:
@@ -423,6 +434,19 @@ HTTP_WORKLOADS: tuple[HttpWorkload, ...] = (
         target=INTAKE_TARGET,
     ),
     HttpWorkload(
+        "intake_with_spike_detection",
+        "POST /v1/reports, JSON, while the talk job (spike detection) runs every 15 s",
+        "kerbside",
+        "intake",
+        "POST",
+        "/v1/reports",
+        _intake_json_moved,
+        "write",
+        headers={"Content-Type": "application/json"},
+        unique_header="Idempotency-Key",
+        alongside="talk",
+    ),
+    HttpWorkload(
         "photo_upload",
         "POST /v1/reports, multipart with one 12 MP JPEG, 8 connections",
         "kerbside",
@@ -569,6 +593,7 @@ HTTP_WORKLOADS: tuple[HttpWorkload, ...] = (
 # (numerator, denominator, label): computed within one run.
 RATIOS: tuple[tuple[str, str, str], ...] = (
     ("intake_json", "intake_sql_ceiling", "Kerbside ÷ database ceiling"),
+    ("intake_with_spike_detection", "intake_json", "with spike detection ÷ without"),
     ("kerbside_items_bbox", "items_bbox_sql_ceiling", "Kerbside ÷ database ceiling"),
     ("kerbside_items_z16", "items_z16_sql_ceiling", "Kerbside ÷ database ceiling"),
     ("workorders_polygon", "workorders_polygon_sql_ceiling", "Kerbside ÷ database ceiling"),
