@@ -39,6 +39,7 @@ from bench import (
     maps_sql,
     servers,
     talk_bench,
+    talk_sentiment,
     workorders_sql,
 )
 from bench.databases import BenchDatabase
@@ -151,11 +152,12 @@ PROBES = (
     "social_classify_complaint",
     "social_classify_service",
     "spike_alert",
+    "talk_sentiment",
 )
 # Decisions, not speed: their figures do not depend on the machine's load, so a run of these
 # alone is recorded in bench/results too (python -m bench --only social_classify_service).
 QUALITY_WORKLOADS = frozenset(
-    {"dedup_quality", "social_classify_complaint", "social_classify_service"}
+    {"dedup_quality", "social_classify_complaint", "social_classify_service", "talk_sentiment"}
 )
 ALL_WORKLOADS = tuple(w.name for w in HTTP_WORKLOADS) + PROBES
 
@@ -312,6 +314,7 @@ class Harness:
         self._photo_probes()
         self._dedup_quality()
         self._classify_quality()
+        self._talk_sentiment()
         for entry in self.entries:
             check_target(entry)
         facts["load_average_at_end"] = machine.load_average()
@@ -856,6 +859,28 @@ class Harness:
         finally:
             if cluster is not None:
                 cluster.stop()
+
+    def _talk_sentiment(self) -> None:
+        name = "talk_sentiment"
+        title = "Talk: sentiment precision/recall on labelled nl/sv/en texts (and a tweet proxy)"
+        if not self.wanted(name):
+            return
+        say(name)
+        try:
+            figures = talk_sentiment.measure()
+        except Exception as exc:  # a probe failing must not end the run
+            self.entries.append(self._failed(name, title, "quality", exc))
+            return
+        self.entries.append(
+            result(
+                name,
+                title,
+                "quality",
+                dataset="bench/talk_sentiment.py LABELLED (90 texts)",
+                requests=figures["labelled"]["texts"],
+                extra=figures,
+            )
+        )
 
     # -- the social classifier's decisions ---------------------------------------------------
 
