@@ -507,3 +507,48 @@ async def test_yes_confirms_without_changing_the_ticket(
         )
     ).scalar_one()
     assert note == "A reporter confirmed it is fixed."
+
+
+# -- thresholds from the city file ---------------------------------------------------------------
+
+
+def _city_file(**talk: Any) -> str:
+    import yaml
+
+    square = [[[4.55, 53.2], [4.57, 53.2], [4.57, 53.22], [4.55, 53.22], [4.55, 53.2]]]
+    data: dict[str, Any] = {
+        "kerbside": 1,
+        "jurisdiction": {"slug": "spikestad", "name": "Spikestad", "languages": ["nl"]},
+        "boundary": {"geojson": {"type": "Polygon", "coordinates": square}},
+    }
+    if talk:
+        data["talk"] = talk
+    return yaml.safe_dump(data)
+
+
+async def test_the_talk_section_of_the_city_file_sets_the_thresholds(db: AsyncSession) -> None:
+    from app.cities import service as cities
+
+    section = {"min_signals": 25, "radius_m": 300.0, "window_minutes": 45}
+    first = await cities.apply(db, cities.load(_city_file(**section)))
+    assert {c.what: c.action for c in first.changes}["talk"] == "create"
+    stored = (
+        await db.execute(text("SELECT talk FROM jurisdiction WHERE slug = 'spikestad'"))
+    ).scalar_one()
+    assert stored == section
+    rule = SpikeRule.of(stored)
+    assert (rule.min_signals, rule.radius_m, rule.window_minutes, rule.factor) == (
+        25,
+        300.0,
+        45,
+        2.0,
+    )
+    exported = await cities.export(db, "spikestad")
+    assert exported.talk.model_dump(exclude_defaults=True) == section
+    assert not (await cities.apply(db, exported)).changed
+    later = await cities.apply(db, cities.load(_city_file(min_signals=25)))
+    change = next(c for c in later.changes if c.what == "talk")
+    assert change.fields == ("radius_m", "window_minutes")
+    with pytest.raises(cities.CityFileError) as raised:
+        cities.load(_city_file(min_signals=1, colour="red"))
+    assert {e["field"] for e in raised.value.errors or []} == {"talk.min_signals", "talk.colour"}
