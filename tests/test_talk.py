@@ -256,6 +256,7 @@ async def test_staff_hear_of_a_new_alert_and_read_it_acknowledge_it_and_broadcas
     settings: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
+    await make_jurisdiction(db)  # a neighbour on the same ground, its areas made first
     city, service = await city_with(db, min_signals=5, radius_m=100, window_minutes=30)
     staff = await make_user(db, role=Role.staff, jurisdiction=city)
     await make_user(db, role=Role.staff, jurisdiction=city, email="nocontact@example.org")
@@ -315,6 +316,17 @@ async def test_staff_hear_of_a_new_alert_and_read_it_acknowledge_it_and_broadcas
         )
     ).scalar_one()
     assert covered
+    # The area is the city's own (other test cities share the same districts' shapes).
+    area_city = (
+        await db.execute(
+            text(
+                "SELECT ar.jurisdiction_id FROM talk_alert a JOIN area ar ON ar.id = a.area_id"
+                " WHERE a.id = :id"
+            ),
+            {"id": alert_id},
+        )
+    ).scalar_one()
+    assert area_city == city.id
     detail = (await client.get(f"/v1/alerts/{alert_id}", headers=headers)).json()
     assert len(detail["signals"]) == 8
     assert len(detail["tickets"]) == 1

@@ -178,7 +178,7 @@ JOIN_OPEN_ALERTS = text(
 RESHAPE = text(
     f"""
     WITH m AS (
-        SELECT count(*) AS n, count(*) FILTER (WHERE s.source = 'report') AS reports,
+        SELECT (SELECT jurisdiction_id FROM talk_alert WHERE id = :alert) AS j, count(*) AS n, count(*) FILTER (WHERE s.source = 'report') AS reports,
                count(*) FILTER (WHERE s.source = 'post') AS posts, max(s.at) AS last_at,
                ST_Centroid(ST_Collect(s.location)) AS centre,
                ST_Buffer(CAST(ST_ConvexHull(ST_Collect(s.location)) AS geography),
@@ -190,7 +190,7 @@ RESHAPE = text(
         signal_count = m.n, report_count = m.reports, post_count = m.posts,
         last_signal_at = greatest(a.last_signal_at, m.last_at),
         centroid = m.centre, polygon = ST_SetSRID(m.polygon, 4326), updated_at = :now,
-        area_id = {area_at_sql("m.centre", "a.jurisdiction_id")}
+        area_id = {area_at_sql("m.centre", "m.j")}
     FROM m
     WHERE a.id = :alert
     RETURNING a.signal_count
