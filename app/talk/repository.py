@@ -178,7 +178,8 @@ JOIN_OPEN_ALERTS = text(
 RESHAPE = text(
     f"""
     WITH m AS (
-        SELECT (SELECT jurisdiction_id FROM talk_alert WHERE id = :alert) AS j, count(*) AS n, count(*) FILTER (WHERE s.source = 'report') AS reports,
+        SELECT (SELECT jurisdiction_id FROM talk_alert WHERE id = :alert) AS j,
+               count(*) AS n, count(*) FILTER (WHERE s.source = 'report') AS reports,
                count(*) FILTER (WHERE s.source = 'post') AS posts, max(s.at) AS last_at,
                ST_Centroid(ST_Collect(s.location)) AS centre,
                ST_Buffer(CAST(ST_ConvexHull(ST_Collect(s.location)) AS geography),
