@@ -116,13 +116,23 @@ def _intake_json(ctx: Context) -> Requests:
     return ["/v1/reports"], intake.json_bodies(measured_points(ctx))
 
 
-# Issue 21: the same intake, 85 m away (past every duplicate radius of the demo city), so the
-# second run opens tickets as the first did instead of joining the first run's.
+# Issue 21: the same intake, each point 85 m nearer the city's middle (past every duplicate
+# radius of the demo city, and never out of its boundary), so the second run opens tickets as
+# the first did instead of joining the first run's.
+MOVE_M = 85.0
+
+
 def _intake_json_moved(ctx: Context) -> Requests:
-    moved = [
-        (lon + 60 / metres_per_degree(lat)[0], lat + 60 / metres_per_degree(lat)[1])
-        for lon, lat in measured_points(ctx)
-    ]
+    points = measured_points(ctx)
+    mid_lon = statistics.fmean(p[0] for p in points)
+    mid_lat = statistics.fmean(p[1] for p in points)
+    m_lon, m_lat = metres_per_degree(mid_lat)
+    moved = []
+    for lon, lat in points:
+        east, north = (mid_lon - lon) * m_lon, (mid_lat - lat) * m_lat
+        away = math.hypot(east, north)
+        share = min(1.0, MOVE_M / away) if away else 0.0
+        moved.append((lon + share * east / m_lon, lat + share * north / m_lat))
     return ["/v1/reports"], intake.json_bodies(moved)
 
 
