@@ -53,6 +53,7 @@ from app.reports.routes import router as reports_router
 from app.settings import Settings, get_settings
 from app.social.demo import router as social_demo_router
 from app.social.routes import router as social_router
+from app.talk.routes import router as talk_router
 from app.tickets.routes import router as tickets_router
 from app.tickets.workflow_routes import router as workflow_router
 from app.tickets.workflow_routes import templates_router
@@ -156,6 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(social_router)
     app.include_router(social_demo_router)
     app.include_router(open311_router)
+    app.include_router(talk_router, dependencies=[CHECK_CREDENTIALS])
     app.include_router(home_router)
     install_schemas(app)
     install_limit_responses(app)

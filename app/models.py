@@ -11,10 +11,13 @@ from app.notify.models import AreaSubscription, Broadcast, Notification
 from app.reports.models import IdempotencyRecord, Report
 from app.social.dialogue_models import Dialogue
 from app.social.models import SocialCursor, SocialPost, SocialSettings
+from app.talk.models import Alert, AlertMember, Signal
 from app.tickets.models import ResponseTemplate, Subscription, Ticket, TicketEvent
 from app.workorders import models as _work_order_indexes  # noqa: F401  (indexes on ticket)
 
 __all__ = [
+    "Alert",
+    "AlertMember",
     "ApiKey",
     "Area",
     "AreaPart",
@@ -35,6 +38,7 @@ __all__ = [
     "ResponseTemplate",
     "Role",
     "Service",
+    "Signal",
     "SocialCursor",
     "SocialPost",
     "SocialSettings",

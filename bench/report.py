@@ -252,6 +252,41 @@ def quality_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def talk_table(results: dict[str, Any]) -> list[str]:
+    """Talk's sentiment: precision and recall per language (``talk_sentiment``)."""
+    entry = next((e for e in results["workloads"] if e["name"] == "talk_sentiment"), None)
+    if entry is None:
+        return []
+    if entry["status"] != "ok":
+        return [f"`{entry['name']}`: {entry['status']}: {entry.get('reason')}"]
+    x = entry["extra"]["labelled"]
+    lines = [
+        f"{x['texts']} labelled texts written for Kerbside (labels set when written; see "
+        "`bench/talk_sentiment.py`), negative below "
+        f"{x['thresholds'][0]}, positive above {x['thresholds'][1]}.",
+        "",
+        "| language | negative P | negative R | positive P | positive R | accuracy (3 classes) |",
+        "| --- | --: | --: | --: | --: | --: |",
+    ]
+    for language in ("en", "nl", "sv", "all"):
+        r = x[language]
+        lines.append(
+            f"| {language} | {_fmt(r['negative']['precision'], 3)} "
+            f"| {_fmt(r['negative']['recall'], 3)} | {_fmt(r['positive']['precision'], 3)} "
+            f"| {_fmt(r['positive']['recall'], 3)} | {_fmt(r['accuracy'], 3)} |"
+        )
+    proxy = entry["extra"].get("complaints_proxy")
+    if proxy:
+        c = proxy["complaint_as_negative"]
+        lines += [
+            "",
+            f"Proxy on real English tweets (`{proxy['file']}`, {proxy['rows']:,}): "
+            f'"negative" as "a complaint": precision {c["precision"]}, recall '
+            f"{c['recall']} (a complaint is not always angry).",
+        ]
+    return lines
+
+
 def classify_table(results: dict[str, Any]) -> list[str]:
     """The social classifier's macro precision, recall and F1 (``social_classify_*``)."""
     entries = [e for e in results["workloads"] if e["kind"] == "classify"]
@@ -290,6 +325,14 @@ def details(results: dict[str, Any]) -> list[str]:
             lines.append(
                 f"- `{e['name']}`: {x['reports']:,} reports filed in the measured run, "
                 f"{x['joined']:,} joined an existing ticket ({(x.get('joined_share') or 0):.0%})."
+            )
+        if e["status"] == "ok" and "seconds_to_alert" in x:
+            lines.append(
+                f"- `{e['name']}`: {x['burst']} reports filed in {x['burst_seconds']} s among "
+                f"{x['history_reports']:,} reports over {x['history_days']} days "
+                f"({x['open_tickets']:,} open tickets); the alert held all {x['burst']} "
+                f"{x['seconds_to_alert']} s after the last (one talk run: {x.get('tick_seconds')} "
+                f"s; it runs every 15 s, so at worst 15 s + one run)."
             )
         if e["status"] == "ok" and "photos_pending" in x:
             lines.append(
@@ -402,6 +445,9 @@ def render_markdown(results: dict[str, Any], charts: list[Path], markdown: Path)
     classify = classify_table(results)
     if classify:
         lines += ["## Social classifier: decisions", "", *classify, ""]
+    talk = talk_table(results)
+    if talk:
+        lines += ["## Talk: sentiment", "", *talk, ""]
     notes = details(results)
     if notes:
         lines += ["## Details", "", *notes, ""]
@@ -549,5 +595,7 @@ def summary_table(results: dict[str, Any]) -> str:
             *quality_table(results),
             "",
             *classify_table(results),
+            "",
+            *talk_table(results),
         ]
     )

@@ -39,6 +39,8 @@ from bench import (
     machine,
     maps_sql,
     servers,
+    talk_bench,
+    talk_sentiment,
     workorders_sql,
 )
 from bench.databases import BenchDatabase
@@ -157,11 +159,13 @@ PROBES = (
     "notify_throughput",
     "notify_ceiling",
     "broadcast_100k",
+    "spike_alert",
+    "talk_sentiment",
 )
 # Decisions, not speed: their figures do not depend on the machine's load, so a run of these
 # alone is recorded in bench/results too (python -m bench --only social_classify_service).
 QUALITY_WORKLOADS = frozenset(
-    {"dedup_quality", "social_classify_complaint", "social_classify_service"}
+    {"dedup_quality", "social_classify_complaint", "social_classify_service", "talk_sentiment"}
 )
 # Per mode: messages for throughput and the ceiling, latency samples, broadcast subscribers.
 NOTIFY_SIZES = {
@@ -219,6 +223,8 @@ def check_target(entry: dict[str, Any]) -> None:
             checks.append((entry.get("peak_rss_mb") or float("inf")) <= limit)
         elif key == "photos_per_s_min":
             checks.append((entry.get("rps") or 0) >= limit)
+        elif key == "seconds_to_alert_max":
+            checks.append((extra.get("seconds_to_alert") or float("inf")) <= limit)
         elif key == "median_ms_max":
             checks.append(extra.get("execution_ms", {}).get("median", float("inf")) <= limit)
         elif key == "queue_seconds_max":
@@ -325,6 +331,7 @@ class Harness:
         self._dedup_quality()
         self._classify_quality()
         self._notify_probes()
+        self._talk_sentiment()
         for entry in self.entries:
             check_target(entry)
         facts["load_average_at_end"] = machine.load_average()
@@ -361,6 +368,7 @@ class Harness:
             needs.add("duplicate_lookup_explain")
         if label == self.mode.intake_dataset:
             needs |= {n for n, p in phase_of.items() if p == "intake"} | {"intake_sql_ceiling"}
+            needs.add("spike_alert")
         if label == self.mode.map_dataset:
             needs |= {n for n, p in phase_of.items() if p == "map"} | {"export_memory"}
             needs |= {"items_bbox_sql_ceiling", "items_z16_sql_ceiling"}
@@ -408,6 +416,31 @@ class Harness:
                 self._serve_kerbside(url, ctx, [workload])
         if self.wanted("intake_sql_ceiling"):
             self._ceiling(db)
+        if self.wanted("spike_alert"):
+            self._spike_alert(db)
+
+    def _spike_alert(self, db: BenchDatabase) -> None:
+        name = "spike_alert"
+        title = "40 reports within 200 m: seconds from the 40th to its alert (talk job, worker)"
+        say(f"{name} on {db.label}")
+        try:
+            url = db.working_copy("spikes")
+            ctx = self._context(url, db)
+            probe = talk_bench.spike_alert(url, ctx.points[0])
+        except Exception as exc:  # a probe failing must not end the run
+            self.entries.append(self._failed(name, title, "probe", exc, dataset=db.label))
+            return
+        self.entries.append(
+            result(
+                name,
+                title,
+                "probe",
+                dataset=db.label,
+                requests=probe["burst"],
+                target=talk_bench.SPIKE_ALERT_TARGET,
+                extra=probe,
+            )
+        )
 
     def _map_phase(self, db: BenchDatabase) -> None:
         workloads = [w for w in HTTP_WORKLOADS if w.phase == "map" and self.wanted(w.name)]
@@ -588,17 +621,24 @@ class Harness:
             # Writes file reports: count them after. (A polygon search is a POST, and files none.)
             before = self._last_report(ctx) if workload.duration == "write" else None
             server.memory.reset()
-            say(f"{workload.name}: {workload.connections} connections, {seconds:g}s")
-            measured = loadgen.run_wrk(
-                server.base_url,
-                load,
-                seconds=seconds,
-                max_requests=cap,
-                workdir=scratch,
-                label=workload.name,
+            beside: contextlib.AbstractContextManager[dict[str, Any]] = (
+                talk_bench.talk_alongside(ctx.url)
+                if workload.alongside == "talk"
+                else contextlib.nullcontext({})
             )
+            with beside as beside_facts:
+                say(f"{workload.name}: {workload.connections} connections, {seconds:g}s")
+                measured = loadgen.run_wrk(
+                    server.base_url,
+                    load,
+                    seconds=seconds,
+                    max_requests=cap,
+                    workdir=scratch,
+                    label=workload.name,
+                )
             time.sleep(0.3)  # one more memory sample after the last answer
             extra = {k: ctx.facts[k] for k in workload.facts if k in ctx.facts}
+            extra.update(beside_facts)
             # The sum over the process tree is the table's figure; these tell the processes apart.
             extra["peak_rss_process_mb"] = round(server.memory.peak_process_mb, 1)
             extra["rss_at_peak_mb"] = server.memory.at_peak_mb
@@ -836,6 +876,28 @@ class Harness:
         finally:
             if cluster is not None:
                 cluster.stop()
+
+    def _talk_sentiment(self) -> None:
+        name = "talk_sentiment"
+        title = "Talk: sentiment precision/recall on labelled nl/sv/en texts (and a tweet proxy)"
+        if not self.wanted(name):
+            return
+        say(name)
+        try:
+            figures = talk_sentiment.measure()
+        except Exception as exc:  # a probe failing must not end the run
+            self.entries.append(self._failed(name, title, "quality", exc))
+            return
+        self.entries.append(
+            result(
+                name,
+                title,
+                "quality",
+                dataset="bench/talk_sentiment.py LABELLED (90 texts)",
+                requests=figures["labelled"]["texts"],
+                extra=figures,
+            )
+        )
 
     # -- the social classifier's decisions ---------------------------------------------------
 

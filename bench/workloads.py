@@ -95,6 +95,7 @@ class HttpWorkload:
     target: dict[str, float] | None = None
     available: Callable[[Any], str | None] | None = None  # extra check: reason when not
     rate: float | None = None  # requests/s offered on a fixed schedule (None: flat out)
+    alongside: str | None = None  # "talk": the talk job runs beside the server (issue 21)
 
 
 # -- generators --------------------------------------------------------------------------------
@@ -188,6 +189,26 @@ def _native_requests_day(ctx: Context) -> Requests:
 def _second_before(moment: str) -> str:
     parsed = datetime.strptime(moment, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     return (parsed - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Issue 21: the same intake, each point 85 m nearer the city's middle (past every duplicate
+# radius of the demo city, and never out of its boundary), so the second run opens tickets as
+# the first did instead of joining the first run's.
+MOVE_M = 85.0
+
+
+def _intake_json_moved(ctx: Context) -> Requests:
+    points = measured_points(ctx)
+    mid_lon = statistics.fmean(p[0] for p in points)
+    mid_lat = statistics.fmean(p[1] for p in points)
+    m_lon, m_lat = metres_per_degree(mid_lat)
+    moved = []
+    for lon, lat in points:
+        east, north = (mid_lon - lon) * m_lon, (mid_lat - lat) * m_lat
+        away = math.hypot(east, north)
+        share = min(1.0, MOVE_M / away) if away else 0.0
+        moved.append((lon + share * east / m_lon, lat + share * north / m_lat))
+    return ["/v1/reports"], intake.json_bodies(moved)
 
 
 def _references(ctx: Context) -> Requests:
@@ -498,6 +519,19 @@ HTTP_WORKLOADS: tuple[HttpWorkload, ...] = (
         target=INTAKE_TARGET,
     ),
     HttpWorkload(
+        "intake_with_spike_detection",
+        "POST /v1/reports, JSON, while the talk job (spike detection) runs every 15 s",
+        "kerbside",
+        "intake",
+        "POST",
+        "/v1/reports",
+        _intake_json_moved,
+        "write",
+        headers={"Content-Type": "application/json"},
+        unique_header="Idempotency-Key",
+        alongside="talk",
+    ),
+    HttpWorkload(
         "open311_post",
         "POST /open311/v2/requests.json, urlencoded with an API key (beside intake_json)",
         "kerbside",
@@ -680,6 +714,7 @@ HTTP_WORKLOADS: tuple[HttpWorkload, ...] = (
 # (numerator, denominator, label): computed within one run.
 RATIOS: tuple[tuple[str, str, str], ...] = (
     ("intake_json", "intake_sql_ceiling", "Kerbside ÷ database ceiling"),
+    ("intake_with_spike_detection", "intake_json", "with spike detection ÷ without"),
     ("kerbside_items_bbox", "items_bbox_sql_ceiling", "Kerbside ÷ database ceiling"),
     ("kerbside_items_z16", "items_z16_sql_ceiling", "Kerbside ÷ database ceiling"),
     ("workorders_polygon", "workorders_polygon_sql_ceiling", "Kerbside ÷ database ceiling"),

@@ -74,12 +74,14 @@ class World:
     bravo_notification: int
     bravo_broadcast: str
     bravo_post: int
+    bravo_alert: int
     # Alpha's, but another Alpha crew's work order, outside Alpha's crew's territory.
     alpha_elsewhere: str = ""
 
     def fill(self, path: str) -> str:
         values = {
             "broadcast_id": self.bravo_broadcast,
+            "alert_id": str(self.bravo_alert),
             "reference": self.bravo_ticket,
             "crew_id": str(self.bravo_crew),
             "rule_id": str(self.bravo_rule),
@@ -195,6 +197,18 @@ async def world(client: httpx.AsyncClient, db: AsyncSession, settings: Any) -> W
             {"j": bravo.id},
         )
     ).scalar_one()
+    alert = (
+        await db.execute(
+            text(
+                "INSERT INTO talk_alert (jurisdiction_id, service_id, threshold, radius_m,"
+                " centroid, polygon, opened_at, last_signal_at)"
+                " SELECT :j, :s, 10, 200, ST_PointOnSurface(boundary),"
+                " ST_Buffer(CAST(ST_PointOnSurface(boundary) AS geography), 200)::geometry,"
+                " now(), now() FROM jurisdiction WHERE id = :j RETURNING id"
+            ),
+            {"j": bravo.id, "s": b_service.id},
+        )
+    ).scalar_one()
     return World(
         alpha=alpha,
         bravo=bravo,
@@ -218,6 +232,7 @@ async def world(client: httpx.AsyncClient, db: AsyncSession, settings: Any) -> W
         bravo_broadcast=str(broadcast),
         alpha_elsewhere=elsewhere.reference,
         bravo_post=post,
+        bravo_alert=alert,
     )
 
 
@@ -244,6 +259,7 @@ async def bravo_state(db: AsyncSession, bravo: int) -> bytes:
         "broadcasts": "SELECT id, status FROM broadcast WHERE jurisdiction_id = :j ORDER BY id",
         "social": "SELECT id, status, assigned_to, answered_at, closed_at FROM social_post"
         " WHERE jurisdiction_id = :j ORDER BY id",
+        "alerts": "SELECT id, status, acknowledged_at FROM talk_alert WHERE jurisdiction_id = :j",
     }
     state = {}
     for name, sql in queries.items():
@@ -431,6 +447,23 @@ CASES: dict[tuple[str, str], tuple[str, Case, set[int] | str]] = {
         {403},
     ),
     ("GET", "/v1/broadcasts/{broadcast_id}"): ("staff", at("/v1/broadcasts/{broadcast_id}"), {404}),
+    ("GET", "/v1/alerts"): ("staff", at("/v1/alerts"), HIDDEN),
+    ("GET", "/v1/alerts/{alert_id}"): ("staff", at("/v1/alerts/{alert_id}"), {404}),
+    ("POST", "/v1/alerts/{alert_id}/acknowledge"): (
+        "staff",
+        at("/v1/alerts/{alert_id}/acknowledge"),
+        {404},
+    ),
+    ("GET", "/v1/talk/trends"): (
+        "staff",
+        at("/v1/talk/trends", params={"jurisdiction": "bravo"}),
+        {403},
+    ),
+    ("GET", "/v1/talk/sentiment"): (
+        "staff",
+        at("/v1/talk/sentiment", params={"jurisdiction": "bravo"}),
+        {403},
+    ),
     ("GET", "/v1/workorders"): ("crew", at("/v1/workorders"), HIDDEN),
     ("POST", "/v1/workorders/search"): (
         "crew",

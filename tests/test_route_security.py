@@ -44,6 +44,8 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/v1/broadcasts/{broadcast_id}.cap"): "public alerts (CAP 1.2)",
     ("GET", "/v1/broadcasts.cap"): "public alerts feed",
     ("POST", "/v1/notifications/{notification_id}/unsubscribe"): "one-click (RFC 8058), signed",
+    ("GET", "/v1/satisfaction/{notification_id}"): "the fix message's signed link: two buttons",
+    ("POST", "/v1/satisfaction/{notification_id}"): '"was it fixed?" answered, signed',
     ("GET", "/v1/photos/{photo_id}.jpg"): "stripped photos behind random ids",
     ("GET", "/v1/social/x/webhook"): "X's CRC challenge, answered with the app's secret",
     ("POST", "/v1/social/x/webhook"): "X's deliveries, signed over the raw body",

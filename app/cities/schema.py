@@ -26,6 +26,7 @@ from pydantic import (
 
 from app.imports.schemas import ColumnMapping
 from app.social.config import Social
+from app.talk.spikes import SpikeRule
 
 FORMAT_VERSION = 1
 
@@ -417,6 +418,40 @@ class Privacy(Strict):
     )
 
 
+class Talk(Strict):
+    """When a burst of reports and posts is a spike (docs/talk.md): N of one service within R
+    metres in T minutes, and beyond what that place usually sees at that hour of the week."""
+
+    min_signals: int = Field(
+        default=SpikeRule.min_signals,
+        ge=2,
+        le=10_000,
+        description="N: the fewest reports and posts that make a spike, however quiet the place",
+    )
+    radius_m: float = Field(default=SpikeRule.radius_m, ge=10, le=5_000, description="R, in metres")
+    window_minutes: int = Field(
+        default=SpikeRule.window_minutes,
+        ge=5,
+        le=1_440,
+        description="T; an alert with nothing new for this long closes by itself",
+    )
+    baseline_weeks: int = Field(
+        default=SpikeRule.baseline_weeks,
+        ge=1,
+        le=52,
+        description='Weeks of history behind "what the place usually sees at this hour"',
+    )
+    factor: float = Field(
+        default=SpikeRule.factor,
+        ge=1,
+        le=100,
+        description="A spike is at least this many times the usual count (plus z deviations)",
+    )
+    z: float = Field(
+        default=SpikeRule.z, ge=0, le=10, description="Poisson deviations above the usual"
+    )
+
+
 class CityFile(Strict):
     """One jurisdiction, declared."""
 
@@ -432,6 +467,7 @@ class CityFile(Strict):
     classify: Classify = Field(default_factory=Classify)
     privacy: Privacy = Field(default_factory=Privacy)
     social: Social = Field(default_factory=Social)
+    talk: Talk = Field(default_factory=Talk)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> CityFile:

@@ -36,6 +36,7 @@ from app.cities.schema import (
     Notifications,
     Privacy,
     Service,
+    Talk,
     Template,
 )
 from app.core.errors import KerbsideError
@@ -57,7 +58,8 @@ class CityFileError(KerbsideError):
 
 @dataclass(frozen=True)
 class Change:
-    what: str  # "jurisdiction", "boundary", "area", "service", "crew", "template", "classify"
+    what: str  # "jurisdiction", "boundary", "area", "service", "crew", "template", "classify",
+    # "talk"
     key: str
     action: Action
     fields: tuple[str, ...] = ()
@@ -203,6 +205,9 @@ async def apply(
     social_action = await social_config.write(session, jurisdiction_id, city.social)
     if social_action != "unchanged":  # a city without social accounts plans as before
         outcome.changes.append(Change("social", slug, social_action))
+    await _talk(
+        session, jurisdiction_id, slug, city.talk, outcome, created=state.jurisdiction is None
+    )
     geometry_changed = any(
         c.what in ("boundary", "area") and c.action != "unchanged" for c in outcome.changes
     )
@@ -806,32 +811,76 @@ async def _classify(
     created: bool,
 ) -> None:
     """The ``classify`` section, in its own column (a section of its own in the plan)."""
+    await _json_section(session, "classify", jurisdiction_id, slug, wanted, outcome, created)
+
+
+async def _talk(
+    session: AsyncSession,
+    jurisdiction_id: int,
+    slug: str,
+    wanted: Talk,
+    outcome: Outcome,
+    *,
+    created: bool,
+) -> None:
+    """The ``talk`` section (spike thresholds), in its own column, as ``classify``."""
+    await _json_section(session, "talk", jurisdiction_id, slug, wanted, outcome, created)
+
+
+# The sections kept whole in a JSON column of ``jurisdiction`` named as the section.
+_SECTIONS: dict[str, type[Classify] | type[Talk]] = {"classify": Classify, "talk": Talk}
+
+
+async def _json_section(
+    session: AsyncSession,
+    column: Literal["classify", "talk"],
+    jurisdiction_id: int,
+    slug: str,
+    wanted: Classify | Talk,
+    outcome: Outcome,
+    created: bool,
+) -> None:
     values = wanted.model_dump(mode="json", exclude_defaults=True)
-    current = await _classify_of(session, jurisdiction_id)
+    current = await _section_of(session, column, jurisdiction_id)
     have = current.model_dump(mode="json", exclude_defaults=True)
     if values == have:
         # A new city without the section: nothing to plan (the defaults are the column's).
         if not created:
-            outcome.changes.append(Change("classify", slug, "unchanged"))
+            outcome.changes.append(Change(column, slug, "unchanged"))
         return
     differs = tuple(sorted(k for k in {*values, *have} if values.get(k) != have.get(k)))
     if created:
-        outcome.changes.append(Change("classify", slug, "create"))
+        outcome.changes.append(Change(column, slug, "create"))
     else:
-        outcome.changes.append(Change("classify", slug, "update", differs))
+        outcome.changes.append(Change(column, slug, "update", differs))
     await session.execute(
-        text("UPDATE jurisdiction SET classify = CAST(:v AS jsonb) WHERE id = :id"),
+        text(f"UPDATE jurisdiction SET {column} = CAST(:v AS jsonb) WHERE id = :id"),  # noqa: S608 (a code constant)
         {"v": json.dumps(values), "id": jurisdiction_id},
     )
 
 
-async def _classify_of(session: AsyncSession, jurisdiction_id: int) -> Classify:
+async def _section_of(
+    session: AsyncSession, column: Literal["classify", "talk"], jurisdiction_id: int
+) -> Classify | Talk:
     stored = (
         await session.execute(
-            text("SELECT classify FROM jurisdiction WHERE id = :id"), {"id": jurisdiction_id}
+            text(f"SELECT {column} FROM jurisdiction WHERE id = :id"),  # noqa: S608 (a constant)
+            {"id": jurisdiction_id},
         )
     ).scalar_one()
-    return Classify.model_validate(stored or {})
+    return _SECTIONS[column].model_validate(stored or {})
+
+
+async def _classify_of(session: AsyncSession, jurisdiction_id: int) -> Classify:
+    found = await _section_of(session, "classify", jurisdiction_id)
+    assert isinstance(found, Classify)
+    return found
+
+
+async def _talk_of(session: AsyncSession, jurisdiction_id: int) -> Talk:
+    found = await _section_of(session, "talk", jurisdiction_id)
+    assert isinstance(found, Talk)
+    return found
 
 
 def _template_key(key: tuple[str, str, str | None]) -> str:
@@ -955,6 +1004,7 @@ async def export(session: AsyncSession, slug: str) -> CityFile:
         classify=await _classify_of(session, current.id),
         privacy=Privacy.model_validate(current.privacy or {}),
         social=await social_config.read(session, current.id),
+        talk=await _talk_of(session, current.id),
     )
 
 

@@ -27,6 +27,7 @@ QUEUE_BROADCAST = "queue_broadcast"
 # Deferred once per change by the event stream (migration 0020), broadcasts and digests.
 DELIVER_NOTIFICATIONS = "deliver_notifications"
 PROCESS_SOCIAL_POSTS = "process_social_posts"  # posts a webhook kept (app.social)
+TALK = "talk"  # spikes, every 15 s (app/talk); the bench waits for it
 
 # procrastinate's own function (schema 3.x, migrations/sql): one INSERT into
 # procrastinate_jobs, whose trigger NOTIFYs the workers (delivered at COMMIT).

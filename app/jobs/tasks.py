@@ -30,6 +30,7 @@ from app.core.jobs import (
     QUEUE_BROADCAST,
     REFRESH_MAP_GRID,
     SEND_MAIL,
+    TALK,
 )
 from app.db import driver_of
 from app.jobs.queue import queue
@@ -41,6 +42,7 @@ from app.notify import service as notify
 from app.privacy.service import drop_expired_personal_data
 from app.settings import Settings
 from app.social import polling as social
+from app.talk import spikes
 from app.tickets import priority
 from app.tickets.service_levels import service_level_job
 from app.tickets.workflow import close_undisputed_fixes
@@ -198,6 +200,26 @@ async def refresh_map_grid(context: JobContext, timestamp: int | None = None) ->
 
 
 # -- periodic -----------------------------------------------------------------------------------
+
+
+# Every 15 seconds (procrastinate's cron takes seconds as a sixth field): a spike is known
+# well within a minute of its last report, and the intake path does nothing for it.
+@queue.periodic(cron="* * * * * */15")
+@queue.task(name=TALK, pass_context=True, lock=TALK, queueing_lock=TALK)
+async def talk(context: JobContext, timestamp: int) -> int:
+    """Copy new reports into signals; open, grow and close spike alerts (app/talk)."""
+    found = resources(context)
+
+    async def run(session: AsyncSession) -> int:
+        result = await spikes.tick(session, settings=found.settings)
+        if result.opened or result.closed:
+            log.info(
+                "talk",
+                extra={"opened": result.opened, "closed": result.closed, "copied": result.copied},
+            )
+        return result.copied
+
+    return await _in_transaction(context, run)
 
 
 @queue.periodic(cron="* * * * *")

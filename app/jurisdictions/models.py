@@ -76,6 +76,8 @@ class Jurisdiction(CreatedAt, Base):
     classify: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
     # How long personal data is kept (the city file's ``privacy``; read by ``app.privacy``).
     privacy: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+    # Spike thresholds over the defaults (app/talk/spikes.py: ``SpikeRule``).
+    talk: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
 
     __table_args__ = (
         Index("ix_jurisdiction_boundary", "boundary", postgresql_using="gist"),

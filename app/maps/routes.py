@@ -63,6 +63,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 STATIC_FILES = {
     "dashboard.js": ("dashboard.js", "text/javascript"),
     "dashboard.css": ("dashboard.css", "text/css"),
+    "talk.js": ("talk.js", "text/javascript"),  # the talk panel (app/talk's staff API)
     "maplibre-gl.js": ("vendor/maplibre-gl.js", "text/javascript"),
     "maplibre-gl.css": ("vendor/maplibre-gl.css", "text/css"),
     "maplibre-gl.LICENSE.txt": ("vendor/maplibre-gl.LICENSE.txt", "text/plain"),

@@ -49,6 +49,7 @@ class Reason(StrEnum):
     area = "area"  # they follow the place
     broadcast = "broadcast"  # the city's notice to everyone in an area
     reply = "reply"  # an answer in the thread of a post the person addressed to the city
+    staff = "staff"  # a staff member's own contact: a spike alert (app/talk)
 
 
 class Notification(Base):

@@ -97,6 +97,9 @@ _CLAIM = f"""
                 SELECT 1 FROM contact_consent k
                 WHERE k.contact_id = c.id AND k.purpose = 'area_updates'
                   AND k.withdrawn_at IS NULL)
+             WHEN 'staff' THEN EXISTS (
+                SELECT 1 FROM app_user u WHERE u.id = c.user_id
+                  AND u.role IN ('staff', 'admin') AND u.is_active)
              WHEN 'broadcast' THEN EXISTS (
                 SELECT 1 FROM contact_consent k
                 WHERE k.contact_id = c.id AND k.purpose IN ('area_updates', 'broadcasts')
@@ -304,6 +307,17 @@ def unsubscribe_signature(settings: Settings, notification_id: int) -> str:
     return hmac.new(key, f"unsubscribe:{notification_id}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def satisfaction_signature(settings: Settings, notification_id: int) -> str:
+    """Signs the "was it fixed?" link of one fix message (answered in app/talk)."""
+    key = settings.secret_key.get_secret_value().encode()
+    return hmac.new(key, f"satisfied:{notification_id}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def satisfaction_url(settings: Settings, notification_id: int) -> str:
+    signature = satisfaction_signature(settings, notification_id)
+    return f"{settings.public_base_url}/v1/satisfaction/{notification_id}?sig={signature}"
+
+
 def unsubscribe_url(settings: Settings, notification_id: int) -> str:
     signature = unsubscribe_signature(settings, notification_id)
     return (
@@ -476,6 +490,8 @@ async def _schedule_next(session: AsyncSession, now: datetime) -> None:
 def _message(settings: Settings, row: Any) -> Message:
     if row.reason == "reply":
         return _reply_message(settings, row)
+    if row.reason == "staff":
+        return _staff_message(settings, row)
     if row.broadcast_id is not None:
         return _broadcast_message(settings, row)
     if row.digest is not None:
@@ -550,6 +566,24 @@ def _reply_message(settings: Settings, row: Any) -> Message:
     )
 
 
+def _staff_message(settings: Settings, row: Any) -> Message:
+    """A message to staff (a spike alert, app/talk): written when it was queued."""
+    unsubscribe = unsubscribe_url(settings, row.id)
+    return Message(
+        id=row.id,
+        kind=row.kind,
+        address=row.address,
+        contact_data=row.contact_data or {},
+        subject=row.subject or "",
+        body=row.body or "",
+        link=None,
+        unsubscribe_url=unsubscribe,
+        ticket_reference=None,
+        event=row.event_kind,
+        data={"event": row.event_kind},
+    )
+
+
 def _ticket_message(settings: Settings, row: Any) -> Message:
     data = row.event_data or {}
     language = language_of(row.locale, tuple(row.languages or ()))
@@ -567,6 +601,10 @@ def _ticket_message(settings: Settings, row: Any) -> Message:
         link=link,
         jurisdiction=row.jurisdiction,
         into=into,
+        # One line (templates.py "fixed?"): the reporter's one-tap answer (app/talk).
+        satisfaction=satisfaction_url(settings, row.id)
+        if row.event_kind == "status_changed" and status == "fixed" and row.reason != "area"
+        else None,
     )
     unsubscribe = unsubscribe_url(settings, row.id)
     if row.subject is not None and row.body is not None:

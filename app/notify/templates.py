@@ -28,6 +28,7 @@ class Facts:
     link: str
     jurisdiction: str
     into: str | None = None  # merged: the surviving ticket's reference
+    satisfaction: str | None = None  # fixed: the "was it fixed?" link (app/talk)
 
 
 _STATUS: Mapping[str, Mapping[str, str]] = {
@@ -91,6 +92,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "digest.fixed": "Fixed:",
         "expected": "We expect it to be done by {expected}.",
         "follow": "Follow it here: {link}",
+        "fixed?": "Was it fixed? One tap to tell us: {satisfaction}",
         "stop": "To stop these messages: {unsubscribe}",
     },
     "nl": {
@@ -116,6 +118,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "digest.fixed": "Opgelost:",
         "expected": "We verwachten het klaar te hebben op {expected}.",
         "follow": "Volg het hier: {link}",
+        "fixed?": "Is het opgelost? Laat het ons met één tik weten: {satisfaction}",
         "stop": "Geen berichten meer ontvangen: {unsubscribe}",
     },
     "sv": {
@@ -141,6 +144,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "digest.fixed": "Åtgärdade:",
         "expected": "Vi räknar med att det är klart {expected}.",
         "follow": "Följ det här: {link}",
+        "fixed?": "Är det åtgärdat? Svara med ett tryck: {satisfaction}",
         "stop": "Sluta få dessa meddelanden: {unsubscribe}",
     },
 }
@@ -200,12 +204,14 @@ def render(
         "link": facts.link,
         "expected": facts.expected.isoformat() if facts.expected else "",
         "unsubscribe": unsubscribe,
+        "satisfaction": facts.satisfaction or "",
     }
+    asked = [text["fixed?"].format(**values)] if facts.satisfaction else []
     own = _own_words(templates, key, facts.status, language) if reason != "area" else None
     if own is not None:
         words = {**values, "note": facts.note or ""}
         lines = [str(own["body"]).format(**words).strip()]
-        lines += ["", text["follow"].format(**values), text["stop"].format(**values)]
+        lines += ["", *asked, text["follow"].format(**values), text["stop"].format(**values)]
         return str(own["subject"]).format(**words), "\n".join(lines)
     lines = [text[f"{key}.body"].format(**values)]
     if facts.note and key in ("status", "comment"):
@@ -220,7 +226,7 @@ def render(
         )
     ):
         lines.append(text["expected"].format(**values))
-    lines += ["", text["follow"].format(**values), text["stop"].format(**values)]
+    lines += ["", *asked, text["follow"].format(**values), text["stop"].format(**values)]
     return text[f"{key}.subject"].format(**values), "\n".join(lines)
 
 

@@ -88,6 +88,11 @@ MIN_VOTES = 1.5
 VOCABULARY_VOTE = 0.75
 
 
+def stop_words(language: str) -> frozenset[str]:
+    """The function words of ``language`` (folded), which say nothing of a topic (trends)."""
+    return _PROFILES.get(language, frozenset())
+
+
 def _script(text: str) -> str | None:
     if text.isascii():
         return None

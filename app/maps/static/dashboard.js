@@ -222,7 +222,7 @@ async function main() {
     });
   });
   map.once("idle", () => { document.body.dataset.mapReady = "1"; });
-  await showStats(place.slug);
+  await Promise.all([showStats(place.slug), window.kerbsideTalk?.(map, slug)]);
 }
 
 main().catch((error) => {
