@@ -511,6 +511,9 @@ async def test_the_demo_turns_mastodon_and_facebook_posts_into_tickets(
     outcomes = await process_posts(sessionmaker, settings, ids)
     assert outcomes == {"ticket_created": 1, "in_dialogue": 2}
     assert [r.status for r in await rows(db, "facebook")] == ["ticket_created"]
+    # A shared location says nothing of a language: the city's own (English) is asked in.
+    (question,) = await outbox(db, "whatsapp")
+    assert question.body.startswith("Thank you! What is the problem?")
     # Answers to the demo's accounts go to the sink, never to a platform.
     answers = await outbox(db, "mastodon")
     assert sorted(a.event_kind for a in answers) == ["location_asked", "ticket_opened"]

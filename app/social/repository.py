@@ -156,3 +156,5 @@ LAST_PRIVATE_POST = text(
     ORDER BY posted_at DESC, id DESC LIMIT 1
     """
 )
+
+FIRST_LANGUAGE = text("SELECT languages[1] FROM jurisdiction WHERE id = :id")

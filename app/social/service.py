@@ -135,6 +135,7 @@ class Pipeline:
     _accounts: list[AccountOf] | None = None
     _classifiers: dict[int, Classifier] = field(default_factory=dict)
     _locators: dict[int, Locator] = field(default_factory=dict)
+    _languages: dict[int, str] = field(default_factory=dict)
 
     async def close(self) -> None:
         """Delete the photos of ended chats (call after the commit)."""
@@ -151,6 +152,16 @@ class Pipeline:
         if jurisdiction_id not in self._classifiers:
             self._classifiers[jurisdiction_id] = await classifier_for(session, jurisdiction_id)
         return self._classifiers[jurisdiction_id]
+
+    async def language(self, session: AsyncSession, jurisdiction_id: int) -> str:
+        """The jurisdiction's first language, for a chat whose own language is unknown (a
+        shared location says nothing); English when it has no texts in it."""
+        if jurisdiction_id not in self._languages:
+            found = (
+                await session.execute(sql.FIRST_LANGUAGE, {"id": jurisdiction_id})
+            ).scalar_one_or_none()
+            self._languages[jurisdiction_id] = str(found) if found in _WORDS else "en"
+        return self._languages[jurisdiction_id]
 
     async def locator(self, session: AsyncSession, of: AccountOf) -> Locator:
         if of.jurisdiction_id not in self._locators:
@@ -523,6 +534,7 @@ async def _converse(
         post,
         DialogueSettings(
             jurisdiction=of.jurisdiction,
+            language=await pipeline.language(session, of.jurisdiction_id),
             form_url=of.social.report_form_url or f"{pipeline.settings.public_base_url}/report",
             reply_to=target,
         ),
