@@ -392,6 +392,38 @@ async def test_a_whatsapp_chat_is_asked_for_the_place_filed_and_updated_by_templ
     assert WA_ID not in json.dumps(template["template"])
 
 
+async def test_a_whatsapp_photo_is_fetched_by_id_into_the_photo_pipeline_and_filed(
+    city: Jurisdiction,
+    fakes: Fakes,
+    db: AsyncSession,
+    settings: Settings,
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    from tests.images import jpeg
+
+    fakes.cloud.media["4490709327384033"] = (jpeg((320, 240), lon=LON, lat=LAT), "image/jpeg")
+    at = int(clock.now().timestamp())
+    photo = fake_wa.image_message(
+        "wamid.P1", "4490709327384033", caption="#kuil gat in de weg", at=at
+    )
+    for message in (photo, fake_wa.text_message("wamid.P2", "ja", at=at + 60)):
+        body = fake_wa.delivery(message, wa_id=WA_ID)
+        assert (await deliver_webhook(client, "whatsapp", body, wa_sign(body))).status_code == 200
+        await process_posts(sessionmaker, settings, (await deferred_ids(db))[-1])
+    _, filed = await rows(db, "whatsapp")
+    # The photo's GPS placed it and it was the photo: the dialogue only asked to confirm.
+    question = (await outbox(db, "whatsapp"))[0]
+    assert "1 foto" in question.body, question.body
+    assert filed.status == "ticket_created"
+    photos = await db.execute(
+        text("SELECT count(*) FROM photo WHERE ticket_id = :t"), {"t": filed.ticket_id}
+    )
+    assert photos.scalar_one() == 1
+    (lookup,) = fakes.servers["cloud"].to("/v24.0/4490709327384033")
+    assert lookup.headers["authorization"] == f"Bearer {fake_wa.TOKEN}"
+
+
 async def test_a_silent_chat_is_closed_politely_inside_the_window(
     city: Jurisdiction,
     fakes: Fakes,
