@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -67,9 +66,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         _migrate(resolved.url)
         if (resolved.cluster is not None and not args.no_seed) or args.seed:
             from app.seed.demo import seed_demo
+            from app.social.demo import demo_secrets
 
-            # The demo X (app/social/demo.py) takes any token; the worker inherits it.
-            os.environ.setdefault("KERBSIDE_DEMO_X_BEARER", "demo-token-not-a-secret")
+            # The demo's platforms (app/social/demo.py) take any token; the worker inherits them.
+            demo_secrets()
 
             summary = asyncio.run(seed_demo(resolved.url, reports=args.reports))
             if follows := summary.get("citizen_follows"):

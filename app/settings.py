@@ -154,6 +154,8 @@ class Settings(BaseSettings):
     # unset, the webhook route answers 404.
     x_consumer_secret: SecretStr | None = None
     x_poll_max_pages: int = Field(default=10, ge=1, le=100)  # 100 posts each; X keeps 800
+    # A WhatsApp or Messenger reporting chat silent this long is closed (the periodic job).
+    social_dialogue_timeout_minutes: int = Field(default=120, ge=5, le=24 * 60)
     # A Nominatim- or Photon-compatible geocoder for addresses named in posts (searched
     # within the jurisdiction); unset: the city file's street list only.
     geocoder_url: str | None = None

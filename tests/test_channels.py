@@ -26,6 +26,7 @@ from app.channels.fcm import FcmChannel
 from app.channels.registry import channels_for, close_all, unavailable
 from app.channels.sink import SinkChannel
 from app.channels.sms import SmsChannel
+from app.channels.threads import ThreadChannel
 from app.channels.webhook import WebhookChannel, refusal, sign
 from app.channels.webpush import WebPushChannel, load_vapid_key, topic_of
 from app.contacts.models import ContactKind
@@ -723,8 +724,11 @@ async def test_registry_uses_the_sink_only_outside_production(tmp_path: Path) ->
     try:
         assert set(development) == {kind.value for kind in ContactKind}
         assert isinstance(development["webhook"], WebhookChannel)
+        # Social answers name their account; without a base URL they go to the sink there.
+        threads = {"facebook", "whatsapp", "mastodon", "bluesky"}
+        assert all(isinstance(development[kind], ThreadChannel) for kind in threads)
         assert all(
-            isinstance(channel, SinkChannel) == (kind != "webhook")
+            isinstance(channel, SinkChannel) == (kind not in {"webhook", *threads})
             for kind, channel in development.items()
         )
         assert unavailable(development) == []

@@ -5,12 +5,13 @@ A channel whose settings are present gets its real adapter; settings present but
 missing. Webhooks need no settings (each contact holds its own secret).
 
 Outside production, every kind without an adapter (the ones not configured, X unless
-``KERBSIDE_X_API_BASE_URL`` points somewhere, and the social platforms whose adapters are
-still to come) gets the local sink, so the demo delivers
-end to end. In production the sink is never used: a kind without an adapter is left out of
-the map, and ``unavailable`` names those kinds for the worker to log at start. A city need
-not offer every channel, so this is not a reason to refuse to start; the worker fails a
-message whose kind has no channel (without disabling the contact).
+``KERBSIDE_X_API_BASE_URL`` points somewhere) gets the local sink, so the demo delivers end
+to end; Facebook, WhatsApp, Mastodon and Bluesky answers go to the sink there unless their
+account names a base URL (``app.channels.threads``). In production the sink is never used:
+a kind without an adapter is left out of the map, and ``unavailable`` names those kinds for
+the worker to log at start. A city need not offer every channel, so this is not a reason to
+refuse to start; the worker fails a message whose kind has no channel (without disabling the
+contact).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from app.channels.email import EmailChannel
 from app.channels.fcm import FcmChannel
 from app.channels.sink import SinkChannel
 from app.channels.sms import SmsChannel
+from app.channels.threads import KINDS as THREAD_KINDS
+from app.channels.threads import ThreadChannel
 from app.channels.webhook import WebhookChannel
 from app.channels.webpush import WebPushChannel
 from app.channels.x import XChannel
@@ -42,6 +45,10 @@ def configured(settings: Settings) -> dict[str, Channel]:
     # adapter needs no settings of its own; outside production only when pointed somewhere.
     if settings.x_api_base_url or settings.env == "production":
         channels[ContactKind.x.value] = XChannel(settings)
+    # Facebook, WhatsApp, Mastodon, Bluesky: each answer names its account (and, outside
+    # production, goes to the sink unless that account names a base URL).
+    for kind in THREAD_KINDS:
+        channels[kind] = ThreadChannel(kind, settings)
     return channels
 
 

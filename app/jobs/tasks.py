@@ -171,6 +171,20 @@ async def poll_social(context: JobContext, timestamp: int) -> dict[str, Any]:
     return {"accounts": polled.accounts, "stored": polled.stored, "errors": polled.errors}
 
 
+@queue.periodic(cron="*/5 * * * *")
+@queue.task(
+    name="end_silent_dialogues",
+    queue="social",
+    pass_context=True,
+    lock="end_silent_dialogues",
+    queueing_lock="end_silent_dialogues",
+)
+async def end_silent_dialogues(context: JobContext, timestamp: int) -> int:
+    """Close the WhatsApp and Messenger reporting chats that went silent, saying so."""
+    found = resources(context)
+    return await social.end_silent_dialogues(found.sessionmaker, found.settings)
+
+
 @queue.periodic(cron="0 7 * * *")  # every morning, 07:00 UTC
 @queue.task(
     name="send_area_digests",

@@ -34,6 +34,7 @@ from app.seed.history import Kind, plan
 from app.seed.progress import Progress
 from app.seed.sample import Cast, replay
 from app.settings import to_sqlalchemy_url
+from app.social.demo import replay_meta
 from geo.city import make_city
 
 DEMO_SLUG = "demo"
@@ -56,6 +57,10 @@ async def seed_demo(
             # One seeder at a time (two `make run` started together).
             await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('kerbside-seed'))"))
             summary = await _seed(session, reports=reports, progress=progress)
+        # Facebook and WhatsApp push: their sample deliveries are kept now, as their webhook
+        # would keep them, and the worker files them (app/social/demo.py).
+        async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+            summary["social_replayed"] = await replay_meta(session)
         if "history" in summary:
             # After the history has committed: a contact made before the commit would be
             # sent the whole history (the event stream runs at commit and sees it).

@@ -35,12 +35,15 @@ class SocialAccount(_Strict):
         description="The account's public name, without @ (e.g. stadsbeheer050)"
     )
     id: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
-        default=None, description="The platform's own id of the account (X: its user id)"
+        default=None,
+        description="The platform's own id of the account (X: its user id; Facebook: the "
+        "page id; WhatsApp: the phone_number_id; Bluesky: the DID, optional)",
     )
     credentials: dict[Annotated[str, Field(pattern=r"^[a-z_]{1,64}$")], EnvName] = Field(
         default_factory=dict,
         description="Which environment variable holds each secret (X: bearer_token for "
-        "reading mentions, user_token for replying, consumer_secret for webhooks); never the "
+        "reading mentions, user_token for replying; Facebook, WhatsApp: access_token, "
+        "app_secret, verify_token; Mastodon: access_token; Bluesky: app_password); never the "
         "secret itself",
     )
     base_url: Annotated[str, Field(max_length=500)] | None = Field(
@@ -52,6 +55,31 @@ class SocialAccount(_Strict):
     reports: bool = Field(
         default=True,
         description="Turn posts that tag it into tickets (a news account may only answer)",
+    )
+    update_tag: Annotated[str, Field(pattern=r"^[A-Z_]{1,40}$")] | None = Field(
+        default=None,
+        description="Messenger: the message tag for updates after the 24-hour window (e.g. "
+        "ACCOUNT_UPDATE, a policy choice); unset: no update after the window without an opt-in",
+    )
+    human_agent: bool = Field(
+        default=False, description="Messenger: an agent's answer may use HUMAN_AGENT (7 days)"
+    )
+    update_template: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,512}$")] | None = Field(
+        default=None,
+        description="WhatsApp: the approved template for updates after the 24-hour window "
+        "({{1}} the ticket reference, {{2}} its link)",
+    )
+    template_languages: dict[
+        Annotated[str, Field(pattern=r"^[a-z]{2,3}$")],
+        Annotated[str, Field(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")],
+    ] = Field(
+        default_factory=dict,
+        description="WhatsApp: the template's language code per message language (nl: nl_NL)",
+    )
+    dialogue: bool = Field(
+        default=True,
+        description="WhatsApp, Messenger: private messages are answered by the reporting "
+        "dialogue (asks for what is missing, confirms, files)",
     )
 
     @property
@@ -160,11 +188,16 @@ async def accounts(session: AsyncSession) -> list[AccountOf]:
     return found
 
 
+# A Page's Messenger messages are addressed to its Facebook account.
+_SAME_ACCOUNT = {"messenger": ("messenger", "facebook")}
+
+
 def find(known: list[AccountOf], platform: str, account: str) -> AccountOf | None:
     """The configured account a post was addressed to (by the platform's id or handle)."""
     wanted = account.lower().lstrip("@")
+    platforms = _SAME_ACCOUNT.get(platform, (platform,))
     for candidate in known:
-        if candidate.account.platform != platform:
+        if candidate.account.platform not in platforms:
             continue
         if wanted in (candidate.account.handle.lower(), (candidate.account.id or "").lower()):
             return candidate

@@ -160,6 +160,9 @@ class DialogueSettings:
     max_asks: int = 3  # asking the same thing this often without an answer ends the chat
     ask_photo: bool = True
     form_url: str | None = None  # the web form, for a chat that ends without a report
+    # Where the ticket's news goes (the consent's evidence, as for a post filed directly):
+    # the pipeline's ``reply_target`` of the message that confirmed.
+    reply_to: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -572,6 +575,9 @@ async def _file(
         external_id=f"dialogue-{dialogue.id}",
         locale=dialogue.language,
         media=photos_of(dialogue),
+        consent_evidence={"post": post.post_id, "reply_to": dict(settings.reply_to)}
+        if settings.reply_to
+        else {},
     )
     try:
         async with session.begin_nested():

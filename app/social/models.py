@@ -43,6 +43,7 @@ class PostStatus(StrEnum):
     awaiting_location = "awaiting_location"  # we asked where; resumed by the author's reply
     communications = "communications"  # political or sensitive: the communications queue
     needs_human = "needs_human"  # not a report we could read, or filing failed: webcare
+    in_dialogue = "in_dialogue"  # a chat message the reporting dialogue answered
 
 
 class LinkRule(StrEnum):
@@ -143,6 +144,13 @@ class SocialPost(Base):
             postgresql_where=sql("answered_at IS NULL AND closed_at IS NULL"),
         ),
         Index("ix_social_post_ticket_id", "ticket_id"),
+        # A chat's newest message, where a dialogue's closing line goes.
+        Index(
+            "ix_social_post_in_dialogue",
+            "platform",
+            "author_id",
+            postgresql_where=sql("status = 'in_dialogue'"),
+        ),
     )
 
 

@@ -13,16 +13,20 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.channels.pollers import BlueskySource, MastodonSource
 from app.channels.sources import AccountRef, MentionSource
 from app.channels.x import XSource
 from app.core import clock
+from app.media.service import PhotoPipeline
 from app.settings import Settings
 from app.social import config as social_config
 from app.social import repository as sql
+from app.social import service
 from app.social.config import AccountOf
 from app.social.locate import HttpGeocoder
 from app.social.service import Counts, Pipeline, process, receive
@@ -32,7 +36,11 @@ log = logging.getLogger("kerbside.social")
 BATCH = 100  # posts per transaction
 
 # The platforms whose mentions we poll, by name; each makes its source from the settings.
-SOURCES: Mapping[str, Callable[[Settings], MentionSource]] = {"x": XSource}
+SOURCES: Mapping[str, Callable[[Settings], MentionSource]] = {
+    "x": XSource,
+    "mastodon": MastodonSource,
+    "bluesky": BlueskySource,
+}
 
 
 @dataclass
@@ -128,6 +136,7 @@ async def _poll_one(
         began = time.perf_counter()
         async with sessionmaker() as session, session.begin():
             counts = await receive(session, pipeline, posts[first : first + BATCH])
+        await pipeline.close()  # photos of chats that ended, once their end is committed
         # The commit runs the event stream, which writes the acknowledgements' outbox rows.
         counts.seconds["commit"] = time.perf_counter() - began - sum(counts.seconds.values())
         polled.add(counts)
@@ -154,7 +163,22 @@ async def process_posts(
 ) -> dict[str, Any]:
     """Run the pipeline over posts kept by a webhook (one transaction)."""
     counts = Counts()
-    async with pipeline_for(settings) as pipeline, sessionmaker() as session, session.begin():
-        for row_id in ids:
-            counts.add(await process(session, pipeline, row_id, counts))
+    async with pipeline_for(settings) as pipeline:
+        async with sessionmaker() as session, session.begin():
+            for row_id in ids:
+                counts.add(await process(session, pipeline, row_id, counts))
+        await pipeline.close()  # photos of chats that ended, once their end is committed
     return counts.outcomes
+
+
+async def end_silent_dialogues(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+) -> int:
+    """Close the reporting chats silent for ``KERBSIDE_SOCIAL_DIALOGUE_TIMEOUT_MINUTES`` (the
+    periodic job), saying so while the messaging window is open."""
+    silent_for = timedelta(minutes=settings.social_dialogue_timeout_minutes)
+    async with sessionmaker() as session, session.begin():
+        ended, discard = await service.end_silent_dialogues(session, settings, silent_for)
+    if discard:
+        await PhotoPipeline(settings).discard(discard)
+    return ended

@@ -144,3 +144,17 @@ WAITING = text(
 )
 
 TICKET_OF = text("SELECT ticket_id, contact_id FROM social_post WHERE id = :id")
+
+# The person's newest message in a chat with an account: where a dialogue's closing line goes.
+LAST_PRIVATE_POST = text(
+    """
+    SELECT id, platform, post_id, account, jurisdiction_id, author_id, author_handle,
+           conversation_id, in_reply_to_id, text, hints, raw, posted_at, contact_id
+    FROM social_post
+    WHERE platform = :platform AND account = :account AND author_id = :author_id
+      AND status = 'in_dialogue' AND contact_id IS NOT NULL
+    ORDER BY posted_at DESC, id DESC LIMIT 1
+    """
+)
+
+FIRST_LANGUAGE = text("SELECT languages[1] FROM jurisdiction WHERE id = :id")

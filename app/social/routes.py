@@ -1,20 +1,25 @@
-"""HTTP for social intake: X's webhook (CRC challenge, signed deliveries) and the webcare
-inbox (list with filters, assign, answer in the thread, close with a reason)."""
+"""HTTP for social intake: X's webhook (CRC challenge, signed deliveries), Meta's webhooks for
+Facebook (Page, Messenger) and WhatsApp (subscription check, deliveries signed over the raw
+body), and the webcare inbox (list with filters, assign, answer in the thread, close with a
+reason)."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy import text
 
 from app.auth.principal import CHECK_CREDENTIALS, StaffPrincipal, ensure_same_jurisdiction
-from app.channels import x
-from app.core.errors import BadRequest, Forbidden, InvalidInput, NotFound
+from app.channels import facebook, meta_webhook, whatsapp, x
+from app.contacts import service as contacts
+from app.contacts.models import ContactKind
+from app.contacts.service import ContactSpec
+from app.core.errors import BadRequest, Forbidden, InvalidInput, NotAuthenticated, NotFound
 from app.core.jobs import PROCESS_SOCIAL_POSTS, defer
 from app.db import SessionDep
 from app.social import config as social_config
@@ -86,6 +91,145 @@ async def x_webhook(request: Request, session: SessionDep) -> Response:
     if kept:  # processed after we answer: X wants its 200 within 10 s
         await defer(session, PROCESS_SOCIAL_POSTS, {"ids": kept}, queue="social")
     return Response(status_code=200)
+
+
+# -- Facebook (Page and Messenger) and WhatsApp: Meta's webhooks -------------------------------
+
+MetaPlatform = Literal["facebook", "whatsapp"]
+
+
+async def _meta_secrets(session: SessionDep, platform: MetaPlatform, name: str) -> list[str]:
+    """The distinct ``name`` secrets (app_secret, verify_token) of the city accounts of
+    ``platform``; 404 when none is set (the webhook is not configured here)."""
+    found: list[str] = []
+    for of in await social_config.accounts(session):
+        secret = of.account.secret(name) if of.account.platform == platform else None
+        if secret and secret not in found:
+            found.append(secret)
+    if not found:
+        raise NotFound(f"{platform} webhooks are not configured here")
+    return found
+
+
+async def _meta_challenge(
+    request: Request, session: SessionDep, platform: MetaPlatform
+) -> Response:
+    params = dict(request.query_params.items())
+    for token in await _meta_secrets(session, platform, "verify_token"):
+        answer = meta_webhook.challenge(params, token)
+        if answer is not None:
+            return PlainTextResponse(answer)
+    raise Forbidden("The verify token does not match")
+
+
+async def _meta_delivery(request: Request, session: SessionDep, platform: MetaPlatform) -> Response:
+    raw = await request.body()
+    header = request.headers.get(meta_webhook.SIGNATURE_HEADER)
+    document = None
+    # Over the bytes as they came, with each app's secret (a city may run more than one app).
+    for secret in await _meta_secrets(session, platform, "app_secret"):
+        try:
+            document = meta_webhook.signed_document(secret, raw, header)
+            break
+        except meta_webhook.Rejected as rejected:
+            if rejected.status == 400:  # signed by this app, but no JSON object
+                raise BadRequest(str(rejected)) from None
+    if document is None:
+        raise NotAuthenticated("The webhook signature does not match the body")
+    if platform == "facebook":
+        posts = facebook.parse(document)
+        for optin in facebook.parse_optins(document):
+            # The consented way to write after Messenger's window (the person chose it).
+            await contacts.remember(
+                session,
+                ContactSpec(
+                    ContactKind.facebook,
+                    optin.psid,
+                    data={
+                        "notification_messages_token": optin.token,
+                        "notification_messages_expire_at": optin.expires_at.isoformat()
+                        if optin.expires_at
+                        else None,
+                    },
+                ),
+            )
+    else:
+        posts = whatsapp.parse(document)
+        failed = [r for r in whatsapp.parse_statuses(document) if r.status == "failed"]
+        if failed:
+            log.warning(
+                "whatsapp messages failed after sending",
+                extra={
+                    "count": len(failed),
+                    "codes": sorted({e for r in failed for e in r.errors}),
+                },
+            )
+    known = await social_config.accounts(session)
+    kept = []
+    for post in posts:
+        row_id = await store(session, post, social_config.find(known, post.platform, post.account))
+        if row_id is not None:
+            kept.append(row_id)
+    if kept:  # processed after we answer: Meta wants its 200 within seconds, and retries
+        await defer(session, PROCESS_SOCIAL_POSTS, {"ids": kept}, queue="social")
+    return Response(status_code=200)
+
+
+_META_GET = {
+    "dependencies": [CHECK_CREDENTIALS],
+    "response_class": PlainTextResponse,
+    "responses": {
+        200: {"content": {"text/plain": {}}, "description": "hub.challenge, echoed"},
+        403: {"description": "The verify token does not match"},
+        404: {"description": "Not configured: no account names a verify token"},
+    },
+}
+_META_POST = {
+    "dependencies": [CHECK_CREDENTIALS],
+    "status_code": 200,
+    "responses": {
+        400: {"description": "Signed, but not a JSON object"},
+        401: {"description": "X-Hub-Signature-256 is missing or does not match the raw body"},
+        404: {"description": "Not configured: no account names an app secret"},
+    },
+}
+
+
+# Public (Meta sends no credentials; the signature is the proof).
+@router.get(
+    "/v1/social/facebook/webhook",
+    summary="Facebook's subscription check (hub.challenge for our verify token)",
+    **_META_GET,  # type: ignore[arg-type]
+)
+async def facebook_challenge(request: Request, session: SessionDep) -> Response:
+    return await _meta_challenge(request, session, "facebook")
+
+
+@router.post(
+    "/v1/social/facebook/webhook",
+    summary="Facebook Page deliveries: feed comments and posts, Messenger messages, opt-ins",
+    **_META_POST,  # type: ignore[arg-type]
+)
+async def facebook_webhook(request: Request, session: SessionDep) -> Response:
+    return await _meta_delivery(request, session, "facebook")
+
+
+@router.get(
+    "/v1/social/whatsapp/webhook",
+    summary="WhatsApp's subscription check (hub.challenge for our verify token)",
+    **_META_GET,  # type: ignore[arg-type]
+)
+async def whatsapp_challenge(request: Request, session: SessionDep) -> Response:
+    return await _meta_challenge(request, session, "whatsapp")
+
+
+@router.post(
+    "/v1/social/whatsapp/webhook",
+    summary="WhatsApp Cloud API deliveries: messages (text, location, image) and receipts",
+    **_META_POST,  # type: ignore[arg-type]
+)
+async def whatsapp_webhook(request: Request, session: SessionDep) -> Response:
+    return await _meta_delivery(request, session, "whatsapp")
 
 
 async def _jurisdiction(session: SessionDep, staff: StaffPrincipal, slug: str | None) -> int:

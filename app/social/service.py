@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,22 +31,28 @@ import orjson
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.channels import bluesky, facebook, mastodon, whatsapp
 from app.channels.posts import InboundPost, PlaceHint
+from app.channels.replies import WINDOW
 from app.contacts import service as contacts
 from app.contacts.models import ConsentMethod, ContactKind, Purpose
 from app.contacts.service import Consent, ContactSpec
 from app.core import clock
 from app.core.errors import KerbsideError
 from app.jurisdictions.catalog import Catalog
+from app.media.service import AcceptedPhoto, PhotoPipeline
 from app.notify import replies
 from app.reports.intake import Place, Submission, Submitter
 from app.reports.models import Channel
 from app.reports.service import submit_report
 from app.settings import Settings
 from app.social import config as social_config
+from app.social import dialogue
 from app.social import repository as sql
 from app.social.classify import Classifier, classifier_for
 from app.social.config import AccountOf
+from app.social.dialogue import DialogueSettings
+from app.social.dialogue_models import OPEN as OPEN_DIALOGUE
 from app.social.locate import Gazetteer, Geocoder, Located, Locator, Street
 from app.social.models import LinkRule, PostStatus
 from app.tickets.events import add_event
@@ -70,6 +76,7 @@ CONTACT_OF: Mapping[str, ContactKind] = {
     "mastodon": ContactKind.mastodon,
     "bluesky": ContactKind.bluesky,
 }
+DIALOGUE = "dialogue"  # the event of a dialogue's question (an answer: inside the window)
 MAX_STORED_TEXT = 100_000  # the raw payload keeps the rest
 MAX_DESCRIPTION = 5000  # the intake's limit
 BACKDATE_LIMIT = timedelta(days=7)  # the intake takes a citizen's time this far back
@@ -122,9 +129,19 @@ class Pipeline:
     settings: Settings
     catalog: Catalog = field(default_factory=Catalog)
     geocoder: Geocoder | None = None
+    photos: PhotoPipeline | None = None  # a chat's photos (made when first needed)
+    # Photos of chats that ended without a report: the caller deletes them after the commit.
+    discard: list[AcceptedPhoto] = field(default_factory=list)
     _accounts: list[AccountOf] | None = None
     _classifiers: dict[int, Classifier] = field(default_factory=dict)
     _locators: dict[int, Locator] = field(default_factory=dict)
+    _languages: dict[int, str] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        """Delete the photos of ended chats (call after the commit)."""
+        if self.discard and self.photos is not None:
+            await self.photos.discard(self.discard)
+        self.discard.clear()
 
     async def accounts(self, session: AsyncSession) -> list[AccountOf]:
         if self._accounts is None:
@@ -135,6 +152,16 @@ class Pipeline:
         if jurisdiction_id not in self._classifiers:
             self._classifiers[jurisdiction_id] = await classifier_for(session, jurisdiction_id)
         return self._classifiers[jurisdiction_id]
+
+    async def language(self, session: AsyncSession, jurisdiction_id: int) -> str:
+        """The jurisdiction's first language, for a chat whose own language is unknown (a
+        shared location says nothing); English when it has no texts in it."""
+        if jurisdiction_id not in self._languages:
+            found = (
+                await session.execute(sql.FIRST_LANGUAGE, {"id": jurisdiction_id})
+            ).scalar_one_or_none()
+            self._languages[jurisdiction_id] = str(found) if found in _WORDS else "en"
+        return self._languages[jurisdiction_id]
 
     async def locator(self, session: AsyncSession, of: AccountOf) -> Locator:
         if of.jurisdiction_id not in self._locators:
@@ -292,6 +319,13 @@ async def _process(
     if why is not None:
         await _outcome(session, row_id, PostStatus.ignored, reason=why, closed=True)
         return PostStatus.ignored.value
+    if post.is_private and post.platform in MESSAGING and of.account.dialogue:
+        if not of.account.reports:
+            await _outcome(
+                session, row_id, PostStatus.needs_human, reason="this account takes no reports"
+            )
+            return PostStatus.needs_human.value
+        return await _converse(session, pipeline, row_id, post, of, counts)
     resumed = await _resume(session, pipeline, row_id, post, of, counts)
     if resumed is not None:
         return resumed
@@ -372,8 +406,24 @@ def _language(post: InboundPost, detected: str) -> str:
     return "en"
 
 
+# Each platform's keys for an answer to a post (``app.channels.threads`` sends them).
+REPLY_DATA: Mapping[str, Callable[[InboundPost], dict[str, Any]]] = {
+    "facebook": facebook.reply_data,
+    "messenger": facebook.reply_data,
+    "whatsapp": whatsapp.reply_data,
+    "mastodon": mastodon.reply_data,
+    "bluesky": bluesky.reply_data,
+}
+MESSAGING = frozenset({"messenger", "whatsapp"})  # a 24-hour window; the dialogue
+
+
 def reply_target(post: InboundPost, of: AccountOf) -> dict[str, Any]:
-    """Where answers about this post go: its thread, by the account it was addressed to."""
+    """Where answers about this post go: its thread, by the account it was addressed to.
+
+    Kept per ticket (the consent's evidence), so a person who wrote on two platforms, or to
+    two accounts, hears about each ticket where they reported it. Secrets by their variable's
+    name only.
+    """
     target: dict[str, Any] = {
         "platform": post.platform,
         "account": of.account.handle,
@@ -386,15 +436,184 @@ def reply_target(post: InboundPost, of: AccountOf) -> dict[str, Any]:
         target["credentials"] = token  # the variable's name, never its value
     if of.account.base_url:
         target["base_url"] = of.account.base_url
+    keys = REPLY_DATA.get(post.platform)
+    if keys is not None:
+        # The messaging window moves with every message: it is the contact's (_contact_spec),
+        # not this post's.
+        target.update(
+            {k: v for k, v in keys(post).items() if v is not None and k != "last_inbound_at"}
+        )
+        target["env"] = dict(of.account.credentials)
+        for option in ("update_tag", "update_template"):
+            if getattr(of.account, option):
+                target[option] = getattr(of.account, option)
+        if of.account.human_agent:
+            target["human_agent"] = True
+        if of.account.template_languages:
+            target["template_languages"] = dict(of.account.template_languages)
     return target
 
 
 def _contact_spec(post: InboundPost) -> ContactSpec:
-    return ContactSpec(
-        CONTACT_OF.get(post.platform, ContactKind.x),
-        post.author_id,
-        data={"handle": post.author_handle} if post.author_handle else {},
+    data: dict[str, Any] = {"handle": post.author_handle} if post.author_handle else {}
+    if post.platform in MESSAGING:
+        # The messaging window: merged into the contact's data on every message.
+        data["last_inbound_at"] = post.created_at.isoformat()
+    return ContactSpec(CONTACT_OF.get(post.platform, ContactKind.x), post.author_id, data=data)
+
+
+# -- the reporting dialogue (WhatsApp, Messenger) ----------------------------------------------
+
+
+async def _chat_photos(
+    pipeline: Pipeline, row_id: int, post: InboundPost, of: AccountOf
+) -> list[AcceptedPhoto]:
+    """A WhatsApp message's photos, fetched by media id into the photo pipeline. One that
+    cannot be fetched or is no photo is left out (the dialogue asks for one anyway)."""
+    references = [u for u in post.media_urls if whatsapp.media_id(u)]
+    token = of.account.secret("access_token")
+    if not references or not token:
+        return []
+    account = whatsapp.WhatsAppAccount(
+        phone_number_id=of.account.key,
+        access_token=token,
+        base_url=of.account.base_url or whatsapp.GRAPH_URL,
     )
+    media = whatsapp.WhatsAppMedia(account, pipeline.settings)
+    if pipeline.photos is None:
+        pipeline.photos = PhotoPipeline(pipeline.settings)
+    accepted: list[AcceptedPhoto] = []
+    try:
+        for reference in references:
+            try:
+                content = (await media.fetch(reference)).content
+                uploads = await pipeline.photos.accept([content])
+                await uploads.written()
+            except (whatsapp.MediaUnavailable, KerbsideError) as error:
+                log.info("a chat photo was left out", extra={"post": row_id, "why": str(error)})
+                continue
+            accepted.extend(uploads.photos)
+    finally:
+        await media.close()
+    return accepted
+
+
+async def _converse(
+    session: AsyncSession,
+    pipeline: Pipeline,
+    row_id: int,
+    post: InboundPost,
+    of: AccountOf,
+    counts: Counts,
+) -> str:
+    """One message of a chat: the dialogue takes what the pipeline made of it and answers
+    with its next question; "yes" files the report. The intake's acknowledgement (with the
+    reference, like every channel's) is the one confirmation: the dialogue's own is not sent."""
+    started = time.perf_counter()
+    verdict = (await pipeline.classifier(session, of.jurisdiction_id)).classify(post.text)
+    started = counts.took("classify", started)
+    facts: dict[str, Any] = {
+        "language": verdict.language,
+        "sentiment": verdict.sentiment,
+        "sensitive": verdict.sensitive,
+    }
+    if verdict.sensitive:
+        await _outcome(session, row_id, PostStatus.communications, reason=verdict.reason, **facts)
+        return PostStatus.communications.value
+    place: Place | None = None
+    if post.coordinates is None and post.text.strip():
+        located = await (await pipeline.locator(session, of)).locate(post)
+        if located is not None:
+            place = Place(located.lon, located.lat, located.source, located.accuracy_m)
+    counts.took("locate", started)
+    photos = await _chat_photos(pipeline, row_id, post, of)
+    target = reply_target(post, of)
+    turn = await dialogue.converse(
+        session,
+        pipeline.catalog,
+        post,
+        DialogueSettings(
+            jurisdiction=of.jurisdiction,
+            language=await pipeline.language(session, of.jurisdiction_id),
+            form_url=of.social.report_form_url or f"{pipeline.settings.public_base_url}/report",
+            reply_to=target,
+        ),
+        service_code=verdict.service_code if verdict.is_report else None,
+        place=place,
+        photos=photos,
+        language=verdict.language if verdict.language in _WORDS else None,
+    )
+    pipeline.discard.extend(turn.discard)
+    contact = await contacts.remember(session, _contact_spec(post))  # the window moves on
+    if turn.filed is not None:
+        # The acknowledgement is queued by the event stream at COMMIT, to this message.
+        await _outcome(
+            session,
+            row_id,
+            PostStatus.ticket_created,
+            link_rule=LinkRule.intake.value,
+            ticket_id=turn.filed.ticket_id,
+            report_id=turn.filed.report_id,
+            contact_id=turn.filed.contacts[0].id if turn.filed.contacts else contact.id,
+            answered=True,
+            **facts,
+        )
+        counts.took("file", started)
+        return PostStatus.ticket_created.value
+    if turn.reply:
+        await replies.queue_reply(
+            session,
+            contact_id=contact.id,
+            post_id=row_id,
+            kind=DIALOGUE,
+            words=turn.reply,
+            reply_to=target,
+        )
+    await _outcome(
+        session,
+        row_id,
+        PostStatus.in_dialogue,
+        reason=f"dialogue: {turn.state}",
+        contact_id=contact.id,
+        answered=turn.reply is not None,
+        closed=turn.state not in OPEN_DIALOGUE,
+        **facts,
+    )
+    counts.took("acknowledge", started)
+    return PostStatus.in_dialogue.value
+
+
+async def end_silent_dialogues(
+    session: AsyncSession, settings: Settings, silent_for: timedelta
+) -> tuple[int, list[AcceptedPhoto]]:
+    """Close the chats silent for ``silent_for`` (the periodic job): each closing line goes out
+    while the messaging window is open (after it a free message would be refused). Says how
+    many were closed, and the photos to delete after the commit."""
+    ended = await dialogue.expire(session, silent_for)
+    known = await social_config.accounts(session)
+    discard: list[AcceptedPhoto] = []
+    for chat in ended:
+        discard.extend(chat.discard)
+        if clock.now() - chat.last_inbound_at >= WINDOW:
+            continue
+        last = (
+            await session.execute(
+                sql.LAST_PRIVATE_POST,
+                {"platform": chat.platform, "account": chat.account, "author_id": chat.author_id},
+            )
+        ).first()
+        of = social_config.find(known, chat.platform, chat.account)
+        if last is None or of is None or last.contact_id is None:
+            continue
+        await replies.queue_reply(
+            session,
+            contact_id=last.contact_id,
+            post_id=last.id,
+            kind=DIALOGUE,
+            words=chat.reply,
+            reply_to=reply_target(post_of(last), of),
+        )
+    return len(ended), discard
 
 
 # -- linking -----------------------------------------------------------------------------------
