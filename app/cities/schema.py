@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.channels.accounts import CityChannels
 from app.imports.schemas import ColumnMapping
 
 FORMAT_VERSION = 1
@@ -406,6 +407,12 @@ class CityFile(Strict):
     history: History = Field(default_factory=History)
     notifications: Notifications = Field(default_factory=Notifications)
     classify: Classify = Field(default_factory=Classify)
+    channels: CityChannels = Field(
+        default_factory=CityChannels,
+        description="The city's own accounts per channel (sender, SMTP server, SMS account, "
+        "push projects, partner webhooks); every secret by the NAME of an environment "
+        "variable. A channel left out uses the deployment's",
+    )
 
     @model_validator(mode="after")
     def _references_resolve(self) -> CityFile:

@@ -74,6 +74,9 @@ class Jurisdiction(CreatedAt, Base):
     notifications: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
     # How its social posts are classified (the city file's ``classify``; app/social).
     classify: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+    # Its own channel accounts (the city file's ``channels``; app/channels/accounts.py):
+    # names of environment variables, never secrets.
+    channels: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
 
     __table_args__ = (
         Index("ix_jurisdiction_boundary", "boundary", postgresql_using="gist"),

@@ -38,6 +38,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.channels.base import Channel, Delivered, Failed, Message, Outcome, RetryLater
+from app.channels.registry import pick
 from app.contacts import service as contacts
 from app.core import clock
 from app.core.jobs import DELIVER_NOTIFICATIONS, defer
@@ -106,6 +107,7 @@ _CLAIM = f"""
                 WHERE k.contact_id = c.id AND k.purpose = 'ticket_updates'
                   AND k.ticket_id = n.ticket_id AND k.withdrawn_at IS NULL)) END AS consenting,
            j.timezone, j.notifications AS policy, j.name AS jurisdiction, j.languages,
+           j.slug AS jurisdiction_slug, j.channels AS channel_settings,
            recent.sent_last_hour, recent.oldest_in_hour,
            t.reference, t.status AS ticket_status, {expected_by_sql("t")} AS expected_by,
            s.names AS service_names, e.note, e.data AS event_data,
@@ -392,7 +394,7 @@ async def _attempt(
     gate = asyncio.Semaphore(settings.notify_send_concurrency)
 
     async def send(row: Any, message: Message) -> Outcome:
-        channel = channels.get(row.kind)
+        channel = pick(channels, row.kind, row.jurisdiction_slug, row.channel_settings)
         if channel is None:
             return Failed(f"no channel is configured for {row.kind} contacts")
         async with gate:
