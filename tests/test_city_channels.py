@@ -290,3 +290,36 @@ async def test_a_variable_missing_at_delivery_is_a_dead_letter_with_the_reason(
         "city north: channels.sms.auth_token_env names KERBSIDE_NORTH_SMS_TOKEN, which is not set"
         " in the environment",
     )
+
+
+async def test_a_partner_webhook_is_signed_with_the_secret_from_the_environment() -> None:
+    from app.channels.base import Delivered
+    from app.channels.registry import Unusable
+    from tests.fakes.webhooks import WebhookReceiver
+    from tests.test_channels import SECRET, make_settings, webhook_message
+
+    fake = WebhookReceiver(secret=SECRET)
+    with serving(fake) as server:
+        partner = server.url + "/partner"
+        city = {"webhooks": [{"name": "roads", "url": partner, "secret_env": "ROADS_SECRET"}]}
+        channels = channels_for(
+            make_settings(webhook_allow_loopback=True), environ={"ROADS_SECRET": SECRET}
+        )
+        try:
+            hook = channels.for_city("webhook", "north", city)
+            assert hook is not None
+            assert hook is channels.for_city("webhook", "north", city)  # built once
+            # The contact holds no secret (or a stale one): the environment's signs.
+            sent = await hook.deliver(
+                webhook_message(partner, contact_data={"secret": "whsec_c3RhbGU="})
+            )
+            other = await hook.deliver(webhook_message(server.url + "/other"))
+            assert channels.for_city("webhook", "south", {}) is channels["webhook"]
+            # Its FCM key's variable is not in this environment: an adapter that says so.
+            push = channels.for_city("fcm", "north", {"fcm": CHANNELS["fcm"]})
+            assert isinstance(push, Unusable)
+            assert "KERBSIDE_SQUARETON_FCM, which is not set" in push.reason
+        finally:
+            await close_all(channels)
+    assert [r.notes["signature"] for r in server.received] == ["valid", "valid"]
+    assert sent == other == Delivered(provider_id="42")
