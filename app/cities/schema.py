@@ -310,13 +310,15 @@ MESSAGE_PLACEHOLDERS = (
     "link",
     "expected",
     "note",
+    "photo",
 )
 
 
 class MessageTemplate(Strict):
     """The city's own words for a message, instead of the built-in ones. Placeholders:
     ``{reference}``, ``{service}``, ``{status}``, ``{jurisdiction}``, ``{into}`` (merged),
-    ``{link}``, ``{expected}``, ``{note}`` (the status change's public note). The link to
+    ``{link}``, ``{expected}``, ``{note}`` (the status change's public note), ``{photo}`` (a
+    fix's after-photo link, empty without one). The link to
     follow the ticket and the one-click way out are always added below the body."""
 
     message: Literal["received", "joined", "status", "comment", "merged"] = Field(

@@ -116,6 +116,11 @@ _CLAIM = f"""
                WHERE r.ticket_id = t.id AND rc.contact_id = n.contact_id
                  AND r.locale IS NOT NULL
                ORDER BY r.id DESC LIMIT 1) END AS locale,
+           CASE WHEN e.kind = 'status_changed' AND e.data ->> 'to' = 'fixed' THEN (
+               SELECT p.public_id FROM photo p
+               WHERE p.ticket_id = t.id AND p.kind = 'completion' AND p.public
+                 AND p.status <> 'failed'
+               ORDER BY p.id DESC LIMIT 1) END AS after_photo,
            b.public_id AS broadcast_public_id, b.headline AS broadcast_headline,
            b.body AS broadcast_body, b.language AS broadcast_language,
            b.event AS broadcast_event
@@ -532,6 +537,12 @@ def _ticket_message(settings: Settings, row: Any) -> Message:
     status = data.get("to") or row.ticket_status
     reference = into or row.reference
     link = f"{settings.public_base_url}/v1/tickets/{reference}"
+    # The crew's after-photo (a work order finished with photos), public like the ticket.
+    photo = (
+        f"{settings.public_base_url}/v1/photos/{row.after_photo}.jpg"
+        if row.after_photo is not None
+        else None
+    )
     facts = Facts(
         reference=row.reference,
         service=(names.get(language) or names.get("en") or next(iter(names.values()), "")).lower(),
@@ -541,6 +552,7 @@ def _ticket_message(settings: Settings, row: Any) -> Message:
         link=link,
         jurisdiction=row.jurisdiction,
         into=into,
+        photo=photo,
     )
     unsubscribe = unsubscribe_url(settings, row.id)
     if row.subject is not None and row.body is not None:
@@ -566,5 +578,6 @@ def _ticket_message(settings: Settings, row: Any) -> Message:
         ticket_reference=reference,
         event=status if row.event_kind == "status_changed" else row.event_kind,
         language=language,
-        data={"reference": reference, "event": row.event_kind, "status": status},
+        data={"reference": reference, "event": row.event_kind, "status": status}
+        | ({"photo": photo} if photo else {}),
     )

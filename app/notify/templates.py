@@ -28,6 +28,7 @@ class Facts:
     link: str
     jurisdiction: str
     into: str | None = None  # merged: the surviving ticket's reference
+    photo: str | None = None  # fixed: the public link of the crew's after-photo
 
 
 _STATUS: Mapping[str, Mapping[str, str]] = {
@@ -90,6 +91,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "digest.new": "New reports:",
         "digest.fixed": "Fixed:",
         "expected": "We expect it to be done by {expected}.",
+        "photo": "See it now: {photo}",
         "follow": "Follow it here: {link}",
         "stop": "To stop these messages: {unsubscribe}",
     },
@@ -115,6 +117,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "digest.new": "Nieuwe meldingen:",
         "digest.fixed": "Opgelost:",
         "expected": "We verwachten het klaar te hebben op {expected}.",
+        "photo": "Zo ziet het er nu uit: {photo}",
         "follow": "Volg het hier: {link}",
         "stop": "Geen berichten meer ontvangen: {unsubscribe}",
     },
@@ -140,6 +143,7 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "digest.new": "Nya felanmälningar:",
         "digest.fixed": "Åtgärdade:",
         "expected": "Vi räknar med att det är klart {expected}.",
+        "photo": "Så här ser det ut nu: {photo}",
         "follow": "Följ det här: {link}",
         "stop": "Sluta få dessa meddelanden: {unsubscribe}",
     },
@@ -199,6 +203,7 @@ def render(
         "into": facts.into or facts.reference,
         "link": facts.link,
         "expected": facts.expected.isoformat() if facts.expected else "",
+        "photo": facts.photo or "",
         "unsubscribe": unsubscribe,
     }
     own = _own_words(templates, key, facts.status, language) if reason != "area" else None
@@ -220,6 +225,8 @@ def render(
         )
     ):
         lines.append(text["expected"].format(**values))
+    if facts.photo and key in ("status", "area.fixed"):
+        lines.append(text["photo"].format(**values))
     lines += ["", text["follow"].format(**values), text["stop"].format(**values)]
     return text[f"{key}.subject"].format(**values), "\n".join(lines)
 
