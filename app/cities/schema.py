@@ -311,6 +311,7 @@ MESSAGE_PLACEHOLDERS = (
     "expected",
     "note",
     "photo",
+    "answer",
 )
 
 
@@ -318,12 +319,15 @@ class MessageTemplate(Strict):
     """The city's own words for a message, instead of the built-in ones. Placeholders:
     ``{reference}``, ``{service}``, ``{status}``, ``{jurisdiction}``, ``{into}`` (merged),
     ``{link}``, ``{expected}``, ``{note}`` (the status change's public note), ``{photo}`` (a
-    fix's after-photo link, empty without one). The link to
+    fix's after-photo link, empty without one), ``{answer}`` (a question's link to answer).
+    The link to
     follow the ticket and the one-click way out are always added below the body."""
 
-    message: Literal["received", "joined", "status", "comment", "merged"] = Field(
+    message: Literal["received", "joined", "status", "comment", "merged", "information"] = Field(
         description="received: the acknowledgement; joined: a report joined a ticket; status: a "
-        "status change (give `status` for one status only); comment: a staff reply; merged"
+        "status change (give `status` for one status only); comment: a staff reply; merged; "
+        "information: staff ask the reporters a question ({note} is the question, {answer} "
+        "the link to answer, added below when the body leaves it out)"
     )
     status: TEMPLATE_STATUSES | None = None
     language: Language = "en"

@@ -46,6 +46,7 @@ from app.notify.models import UNDELIVERED, NotificationStatus
 from app.notify.policy import wait_for
 from app.notify.templates import Facts, language_of, render, render_broadcast, render_digest
 from app.settings import Settings
+from app.tickets.information import answer_signature
 from app.tickets.sla import expected_by_sql
 
 log = logging.getLogger("kerbside.notify")
@@ -543,6 +544,12 @@ def _ticket_message(settings: Settings, row: Any) -> Message:
         if row.after_photo is not None
         else None
     )
+    answer = (
+        f"{settings.public_base_url}/v1/tickets/{reference}/information"
+        f"?notification={row.id}&sig={answer_signature(settings, row.id)}"
+        if row.event_kind == "information_requested"
+        else None
+    )
     facts = Facts(
         reference=row.reference,
         service=(names.get(language) or names.get("en") or next(iter(names.values()), "")).lower(),
@@ -553,6 +560,7 @@ def _ticket_message(settings: Settings, row: Any) -> Message:
         jurisdiction=row.jurisdiction,
         into=into,
         photo=photo,
+        answer=answer,
     )
     unsubscribe = unsubscribe_url(settings, row.id)
     if row.subject is not None and row.body is not None:
@@ -579,5 +587,6 @@ def _ticket_message(settings: Settings, row: Any) -> Message:
         event=status if row.event_kind == "status_changed" else row.event_kind,
         language=language,
         data={"reference": reference, "event": row.event_kind, "status": status}
-        | ({"photo": photo} if photo else {}),
+        | ({"photo": photo} if photo else {})
+        | ({"question": row.note, "answer_url": answer} if answer else {}),
     )

@@ -29,6 +29,7 @@ class Facts:
     jurisdiction: str
     into: str | None = None  # merged: the surviving ticket's reference
     photo: str | None = None  # fixed: the public link of the crew's after-photo
+    answer: str | None = None  # a question from staff: this message's own link to answer
 
 
 _STATUS: Mapping[str, Mapping[str, str]] = {
@@ -92,6 +93,9 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "digest.fixed": "Fixed:",
         "expected": "We expect it to be done by {expected}.",
         "photo": "See it now: {photo}",
+        "information.subject": "{jurisdiction} has a question about {reference}",
+        "information.body": "{jurisdiction} needs more information about {reference} ({service}):",
+        "answer": "Answer here: {answer}",
         "follow": "Follow it here: {link}",
         "stop": "To stop these messages: {unsubscribe}",
     },
@@ -118,6 +122,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "digest.fixed": "Opgelost:",
         "expected": "We verwachten het klaar te hebben op {expected}.",
         "photo": "Zo ziet het er nu uit: {photo}",
+        "information.subject": "{jurisdiction} heeft een vraag over {reference}",
+        "information.body": "{jurisdiction} heeft meer informatie nodig over melding "
+        "{reference} ({service}):",
+        "answer": "Antwoord hier: {answer}",
         "follow": "Volg het hier: {link}",
         "stop": "Geen berichten meer ontvangen: {unsubscribe}",
     },
@@ -144,6 +152,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "digest.fixed": "Åtgärdade:",
         "expected": "Vi räknar med att det är klart {expected}.",
         "photo": "Så här ser det ut nu: {photo}",
+        "information.subject": "{jurisdiction} har en fråga om {reference}",
+        "information.body": "{jurisdiction} behöver mer information om felanmälan "
+        "{reference} ({service}):",
+        "answer": "Svara här: {answer}",
         "follow": "Följ det här: {link}",
         "stop": "Sluta få dessa meddelanden: {unsubscribe}",
     },
@@ -194,6 +206,7 @@ def render(
             "status_changed": "status",
             "comment": "comment",
             "merged": "merged",
+            "information_requested": "information",
         }[event]
     values = {
         "reference": facts.reference,
@@ -204,17 +217,22 @@ def render(
         "link": facts.link,
         "expected": facts.expected.isoformat() if facts.expected else "",
         "photo": facts.photo or "",
+        "answer": facts.answer or "",
         "unsubscribe": unsubscribe,
     }
     own = _own_words(templates, key, facts.status, language) if reason != "area" else None
     if own is not None:
         words = {**values, "note": facts.note or ""}
         lines = [str(own["body"]).format(**words).strip()]
+        if facts.answer and facts.answer not in lines[0]:
+            lines.append(text["answer"].format(**values))  # a question always says where to answer
         lines += ["", text["follow"].format(**values), text["stop"].format(**values)]
         return str(own["subject"]).format(**words), "\n".join(lines)
     lines = [text[f"{key}.body"].format(**values)]
-    if facts.note and key in ("status", "comment"):
+    if facts.note and key in ("status", "comment", "information"):
         lines.append(facts.note)
+    if facts.answer and key == "information":
+        lines.append(text["answer"].format(**values))
     if (
         facts.expected
         and key in ("received", "joined", "status")

@@ -7,14 +7,15 @@ territory, reporter) in the service; every action is a timeline event with actor
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import text
 
 from app.auth.principal import (
     CitizenPrincipal,
     CrewPrincipal,
+    OptionalPrincipal,
     Principal,
     StaffPrincipal,
     ensure_own_object,
@@ -24,11 +25,13 @@ from app.core import clock
 from app.core.errors import InvalidInput, NotFound
 from app.core.models import Int4Id
 from app.db import SessionDep
-from app.tickets import queries, service, templates, workflow
+from app.tickets import information, queries, service, templates, workflow
 from app.tickets.models import TicketStatus
 from app.tickets.schemas import (
     AssignIn,
     CommentIn,
+    InformationIn,
+    InformationRequestIn,
     MergeIn,
     MergeOut,
     PriorityIn,
@@ -163,6 +166,74 @@ async def comment(
     ticket_id = await workflow.ticket_id(session, reference)
     await workflow.comment(session, ticket_id, body.note, public=body.public, actor=actor)
     return await _detail(session, request, reference, actor)
+
+
+@router.post(
+    "/{reference}/information-request",
+    response_model=StaffTicketDetail,
+    status_code=201,
+    summary="Needs more information: ask the ticket's reporters a question (staff)",
+    description=(
+        "The question is a public line on the timeline and is sent, in the same transaction,"
+        " to every reporter and supporter who agreed to hear about the ticket, each message"
+        " with its own link to answer. The ticket then shows `information: requested` until"
+        " one of them answers. 409 when the ticket is not open."
+    ),
+)
+async def ask_for_information(
+    reference: str,
+    body: InformationRequestIn,
+    request: Request,
+    session: SessionDep,
+    actor: StaffPrincipal,
+) -> Any:
+    ticket_id = await workflow.ticket_id(session, reference)
+    await information.ask(session, ticket_id, body.question, actor=actor)
+    return await _detail(session, request, reference, actor)
+
+
+@router.post(
+    "/{reference}/information",
+    status_code=204,
+    summary="A reporter answers staff's question (signed in, or by the message's link)",
+    description=(
+        "A reporter or supporter of the ticket, signed in; or anyone with the answer link of"
+        " a message that asked (`notification` and `sig`, signed per message), so reporters"
+        " without an account answer too. The answer is an internal line on the timeline"
+        " (staff and crews read it; it may carry personal details) and puts the ticket back"
+        " with staff (`information: answered`). 403 for anyone else, 404 for a wrong link,"
+        " 409 when nothing was asked."
+    ),
+    responses={
+        403: {"description": "Not a reporter or supporter"},
+        404: {"description": "Unknown ticket or answer link"},
+        409: {"description": "Nobody asked"},
+    },
+)
+async def answer_information(
+    reference: str,
+    body: InformationIn,
+    request: Request,
+    session: SessionDep,
+    principal: OptionalPrincipal,
+    notification: Annotated[
+        int | None, Query(ge=1, le=2**53 - 1, description="From the answer link")
+    ] = None,
+    sig: Annotated[
+        str | None, Query(pattern=r"^[0-9a-f]{32}$", description="From the answer link")
+    ] = None,
+) -> Response:
+    ticket_id = await workflow.ticket_id(session, reference)
+    await information.answer(
+        session,
+        ticket_id,
+        body.answer,
+        actor=principal,
+        settings=request.app.state.settings,
+        notification_id=notification,
+        sig=sig,
+    )
+    return Response(status_code=204)
 
 
 @router.post(
