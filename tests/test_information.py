@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import Role
 from app.core.errors import NotFound
+from app.main import create_app
 from app.settings import Settings
 from app.tickets import information
 from tests.factories import bearer_headers, make_jurisdiction, make_service, make_user
@@ -150,16 +151,20 @@ async def test_the_question_reaches_the_reporter_in_their_language_with_a_link_t
                 notification_id=message.id,
                 sig=information.answer_signature(settings, message.id + 1),
             )
-    async with committed_db() as session, session.begin():
-        await information.answer(
-            session,
-            filed.ticket_id,
-            "Ja, ungefär 10 cm",
-            actor=None,
-            settings=settings,
-            notification_id=message.id,
-            sig=query["sig"],
-        )
+    # The link opens a page with the question and a box; its form answers.
+    app = create_app(settings)
+    app.state.sessionmaker = committed_db
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        page = await client.get(url.path + "?" + url.query)
+        assert page.status_code == 200, page.text
+        assert "Är hålet djupt?" in page.text
+        tampered = await client.get(url.path + f"?notification={message.id}&sig=" + "0" * 32)
+        assert tampered.status_code == 404
+        action = page.text.split("action='")[1].split("'")[0].replace("&amp;", "&")
+        sent = await client.post(action, data={"answer": "Ja, ungefär 10 cm"})
+        assert sent.status_code == 200, sent.text
+        assert "Thank you" in sent.text
     async with committed_db() as session:
         row = (
             await session.execute(

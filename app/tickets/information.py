@@ -84,9 +84,21 @@ _REPORTER_OR_SUPPORTER = text(
 )
 # The message whose link answers: one that carried a question of this ticket.
 _ASKED_BY = text(
-    "SELECT n.contact_id FROM notification n"
+    "SELECT n.contact_id, e.note AS question FROM notification n"
+    " JOIN ticket_event e ON e.id = n.event_id"
     " WHERE n.id = :id AND n.ticket_id = :t AND n.event_kind = 'information_requested'"
 )
+
+
+async def question_of_link(
+    session: AsyncSession, settings: Settings, ticket_id: int, notification_id: int, sig: str
+) -> str:
+    """The question the answer link's message carried (public, like its timeline line);
+    NotFound for a link that is not one."""
+    row = (await session.execute(_ASKED_BY, {"id": notification_id, "t": ticket_id})).first()
+    if row is None or not hmac.compare_digest(answer_signature(settings, notification_id), sig):
+        raise NotFound("No such answer link")
+    return str(row.question or "")
 
 
 async def answer(
@@ -106,12 +118,7 @@ async def answer(
     ticket = await locked_ticket(session, ticket_id)
     via: dict[str, Any]
     if notification_id is not None and sig is not None:
-        wanted = answer_signature(settings, notification_id)
-        contact = (
-            await session.execute(_ASKED_BY, {"id": notification_id, "t": ticket.id})
-        ).scalar_one_or_none()
-        if contact is None or not hmac.compare_digest(wanted, sig):
-            raise NotFound("No such answer link")
+        await question_of_link(session, settings, ticket.id, notification_id, sig)
         via = {"via": "link", "notification": notification_id}
         label, user_id = "reporter (link)", None
     elif actor is not None and actor.user_id is not None:

@@ -7,9 +7,11 @@ territory, reporter) in the service; every action is a timeline event with actor
 
 from __future__ import annotations
 
+import html
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi.responses import HTMLResponse
 from sqlalchemy import text
 
 from app.auth.principal import (
@@ -234,6 +236,76 @@ async def answer_information(
         sig=sig,
     )
     return Response(status_code=204)
+
+
+_LinkNotification = Annotated[int, Query(ge=1, le=2**53 - 1, description="From the answer link")]
+_LinkSignature = Annotated[
+    str, Query(pattern=r"^[0-9a-f]{32}$", description="From the answer link")
+]
+_PAGE = (
+    "<!doctype html><html><meta charset=utf-8><title>{title}</title>"
+    "<body style='font-family:sans-serif;max-width:32em;margin:3em auto'>{body}</body></html>"
+)
+
+
+@router.get(
+    "/{reference}/information",
+    response_class=HTMLResponse,
+    summary="The page behind a question's answer link: the question and a box to answer",
+    responses={404: {"description": "Unknown ticket or link"}},
+)
+async def answer_page(
+    reference: str,
+    request: Request,
+    session: SessionDep,
+    notification: _LinkNotification,
+    sig: _LinkSignature,
+) -> HTMLResponse:
+    ticket_id = await workflow.ticket_id(session, reference)
+    question = await information.question_of_link(
+        session, request.app.state.settings, ticket_id, notification, sig
+    )
+    ref = html.escape(reference.upper())
+    action = f"/v1/tickets/{ref}/information/form?notification={notification}&amp;sig={sig}"
+    return HTMLResponse(
+        _PAGE.format(
+            title=f"{ref}: a question",
+            body=f"<h1>{ref}</h1><p>{html.escape(question)}</p>"
+            f"<form method=post action='{action}'>"
+            "<textarea name=answer rows=6 cols=50 required maxlength=4000></textarea>"
+            "<p><button type=submit>Send</button></p></form>",
+        )
+    )
+
+
+@router.post(
+    "/{reference}/information/form",
+    response_class=HTMLResponse,
+    summary="The answer page's form: the same answer as POST …/information with the link",
+    responses={404: {"description": "Unknown ticket or link"}},
+)
+async def answer_form(
+    reference: str,
+    request: Request,
+    session: SessionDep,
+    notification: _LinkNotification,
+    sig: _LinkSignature,
+    answer: Annotated[str, Form(min_length=1, max_length=4000)],
+) -> HTMLResponse:
+    ticket_id = await workflow.ticket_id(session, reference)
+    await information.answer(
+        session,
+        ticket_id,
+        answer,
+        actor=None,
+        settings=request.app.state.settings,
+        notification_id=notification,
+        sig=sig,
+    )
+    ref = html.escape(reference.upper())
+    return HTMLResponse(
+        _PAGE.format(title=f"{ref}: thank you", body=f"<h1>Thank you</h1><p>{ref}</p>")
+    )
 
 
 @router.post(
