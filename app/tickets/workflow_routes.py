@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import text
 
 from app.auth.principal import (
+    CHECK_CREDENTIALS,
     CitizenPrincipal,
     CrewPrincipal,
     OptionalPrincipal,
@@ -253,6 +254,7 @@ _PAGE = (
     response_class=HTMLResponse,
     summary="The page behind a question's answer link: the question and a box to answer",
     responses={404: {"description": "Unknown ticket or link"}},
+    dependencies=[CHECK_CREDENTIALS],
 )
 async def answer_page(
     reference: str,
@@ -283,6 +285,7 @@ async def answer_page(
     response_class=HTMLResponse,
     summary="The answer page's form: the same answer as POST …/information with the link",
     responses={404: {"description": "Unknown ticket or link"}},
+    dependencies=[CHECK_CREDENTIALS],
 )
 async def answer_form(
     reference: str,
@@ -290,13 +293,13 @@ async def answer_form(
     session: SessionDep,
     notification: _LinkNotification,
     sig: _LinkSignature,
-    answer: Annotated[str, Form(min_length=1, max_length=4000)],
+    form: Annotated[InformationIn, Form()],
 ) -> HTMLResponse:
     ticket_id = await workflow.ticket_id(session, reference)
     await information.answer(
         session,
         ticket_id,
-        answer,
+        form.answer,
         actor=None,
         settings=request.app.state.settings,
         notification_id=notification,
