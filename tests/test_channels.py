@@ -647,6 +647,9 @@ async def test_webhook_faults(
     assert fake.events == []
     dead = await webhook.deliver(webhook_message(dead_address() + "/hooks"))
     assert dead == RetryLater("webhook network error (ConnectError)")
+    # A host name that is not ASCII is encoded (IDNA), then fails like any unknown host.
+    unknown = await webhook.deliver(webhook_message("http://bücher.invalid/hooks"))
+    assert unknown == RetryLater("webhook network error (ConnectError)")
 
 
 async def test_webhook_refuses_loopback_targets_unless_allowed(

@@ -402,6 +402,11 @@ CASES: dict[tuple[str, str], tuple[str, Case, set[int] | str]] = {
         body("/v1/tickets/{reference}/comments", lambda w: {"note": "hello"}),
         {403},
     ),
+    ("POST", "/v1/tickets/{reference}/information-request"): (
+        "staff",
+        body("/v1/tickets/{reference}/information-request", lambda w: {"question": "Where?"}),
+        {403},
+    ),
     ("POST", "/v1/tickets/{reference}/merge"): (
         "staff",
         body("/v1/tickets/{reference}/merge", lambda w: {"into": w.bravo_ticket_2}),

@@ -691,3 +691,64 @@ async def test_a_worker_killed_mid_delivery_loses_nothing_and_sends_nothing_twic
     await drain(stalled, queues=["notify"], channels={"x": recorder})
     assert await statuses(committed_db) == [("ticket_opened", "sent")]
     assert len(recorder.sent) == 1
+
+
+@pytest.mark.usefixtures("town")
+async def test_the_fixed_message_carries_the_crews_after_photo(
+    committed_db: async_sessionmaker[AsyncSession], quick: Settings
+) -> None:
+    from app.workorders.repository import insert_completion_photos
+
+    filed = await file(committed_db, post(*CENTER, handle="fleur", locale="nl"))
+    other = await file(committed_db, post(*offset_lonlat(*CENTER, 400, 0), handle="olle"))
+    await change(committed_db, filed.ticket_id, TicketStatus.in_progress)
+    async with committed_db() as session, session.begin():
+        # The crew finishes the work order with an after-photo (app.workorders.service.advance
+        # stores it so, in the transaction that marks the ticket fixed).
+        [public_id] = await insert_completion_photos(
+            session,
+            filed.ticket_id,
+            [
+                {
+                    "storage_key": "photos/after.jpg",
+                    "thumbnail_key": "photos/after-thumb.jpg",
+                    "content_type": "image/jpeg",
+                    "width": 800,
+                    "height": 600,
+                    "bytes": 1000,
+                    "sha256": "0" * 64,
+                    "taken_at": None,
+                }
+            ],
+        )
+        await workflow.change_status(session, filed.ticket_id, TicketStatus.fixed, actor=STAFF)
+    await change(committed_db, other.ticket_id, TicketStatus.fixed)  # no photo: no line
+    recorder = Recorder()
+    await drain_all(quick, recorder, rounds=2)
+    fixed = {m.address: m for m in recorder.sent if m.event == "fixed"}
+    link = f"{quick.public_base_url}/v1/photos/{public_id}.jpg"
+    assert f"Zo ziet het er nu uit: {link}" in fixed["fleur"].body.splitlines()
+    assert fixed["fleur"].data["photo"] == link  # push data and the webhook's payload
+    in_progress = next(m for m in recorder.sent if m.event == "in_progress")
+    assert "photo" not in in_progress.data
+    assert link not in in_progress.body
+    assert "photo" not in fixed["olle"].data
+    assert "See it now" not in fixed["olle"].body
+
+
+def test_a_city_template_places_the_after_photo_where_it_wants() -> None:
+    facts = Facts(
+        reference="K-1",
+        service="pothole",
+        status="fixed",
+        note=None,
+        expected=None,
+        link="https://x/v1/tickets/K-1",
+        jurisdiction="Town",
+        photo="https://x/v1/photos/p.jpg",
+    )
+    own = [{"message": "status", "status": "fixed", "subject": "Done", "body": "Look: {photo}"}]
+    subject, body = render("status_changed", facts, "en", "https://x/u", templates=own)
+    assert (subject, body.splitlines()[0]) == ("Done", "Look: https://x/v1/photos/p.jpg")
+    _, sv = render("status_changed", facts, "sv", "https://x/u")
+    assert "Så här ser det ut nu: https://x/v1/photos/p.jpg" in sv.splitlines()

@@ -38,6 +38,11 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/v1/tickets/{reference}"): "tickets are public (no personal data)",
     ("POST", "/v1/tickets/{reference}/support"): '"me too" without an account',
     ("POST", "/v1/tickets/{reference}/follow"): "follow by e-mail without an account",
+    ("POST", "/v1/tickets/{reference}/information"): "a reporter's answer: their account or"
+    " the signed link of the message that asked (checked in the handler)",
+    ("GET", "/v1/tickets/{reference}/information"): "the page behind a question's signed"
+    " answer link",
+    ("POST", "/v1/tickets/{reference}/information/form"): "that page's form, signed the same",
     ("GET", "/v1/contacts/verify"): "the page behind the link mailed to an address",
     ("POST", "/v1/contacts/verify"): "the token mailed to the address is the proof",
     ("GET", "/v1/notifications/{notification_id}/unsubscribe"): "the link in every message",

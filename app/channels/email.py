@@ -48,7 +48,9 @@ class EmailChannel:
 
     kind = ContactKind.email.value
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, reply_to: str | None = None, implicit_tls: bool = False
+    ) -> None:
         if not settings.smtp_host:
             raise ValueError("the email channel needs KERBSIDE_SMTP_HOST")
         self._host = settings.smtp_host
@@ -58,6 +60,8 @@ class EmailChannel:
         self._password = settings.smtp_password
         self._timeout = settings.smtp_timeout_seconds
         self._from = settings.email_from or settings.smtp_from
+        self._reply_to = reply_to  # a city's own (the city file's channels.email)
+        self._implicit_tls = implicit_tls  # smtps://: TLS from the first byte
         self._domain = (
             settings.email_message_id_domain
             or urlsplit(settings.public_base_url).hostname
@@ -68,6 +72,8 @@ class EmailChannel:
         mail = EmailMessage()
         mail["From"] = self._from
         mail["To"] = message.address
+        if self._reply_to:
+            mail["Reply-To"] = self._reply_to
         mail["Subject"] = message.subject
         mail["Date"] = formatdate(usegmt=True)
         mail["Message-ID"] = message_id(self._domain, message.id)
@@ -86,7 +92,8 @@ class EmailChannel:
                 mail,
                 hostname=self._host,
                 port=self._port,
-                start_tls=self._starttls,
+                start_tls=self._starttls and not self._implicit_tls,
+                use_tls=self._implicit_tls,
                 username=self._username or None,
                 password=password if self._username else None,
                 timeout=self._timeout,

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.channels.accounts import CityChannels
 from app.imports.schemas import ColumnMapping
 from app.social.config import Social
 from app.talk.spikes import SpikeRule
@@ -322,18 +323,24 @@ MESSAGE_PLACEHOLDERS = (
     "link",
     "expected",
     "note",
+    "photo",
+    "answer",
 )
 
 
 class MessageTemplate(Strict):
     """The city's own words for a message, instead of the built-in ones. Placeholders:
     ``{reference}``, ``{service}``, ``{status}``, ``{jurisdiction}``, ``{into}`` (merged),
-    ``{link}``, ``{expected}``, ``{note}`` (the status change's public note). The link to
+    ``{link}``, ``{expected}``, ``{note}`` (the status change's public note), ``{photo}`` (a
+    fix's after-photo link, empty without one), ``{answer}`` (a question's link to answer).
+    The link to
     follow the ticket and the one-click way out are always added below the body."""
 
-    message: Literal["received", "joined", "status", "comment", "merged"] = Field(
+    message: Literal["received", "joined", "status", "comment", "merged", "information"] = Field(
         description="received: the acknowledgement; joined: a report joined a ticket; status: a "
-        "status change (give `status` for one status only); comment: a staff reply; merged"
+        "status change (give `status` for one status only); comment: a staff reply; merged; "
+        "information: staff ask the reporters a question ({note} is the question, {answer} "
+        "the link to answer, added below when the body leaves it out)"
     )
     status: TEMPLATE_STATUSES | None = None
     language: Language = "en"
@@ -468,6 +475,12 @@ class CityFile(Strict):
     privacy: Privacy = Field(default_factory=Privacy)
     social: Social = Field(default_factory=Social)
     talk: Talk = Field(default_factory=Talk)
+    channels: CityChannels = Field(
+        default_factory=CityChannels,
+        description="The city's own accounts per channel (sender, SMTP server, SMS account, "
+        "push projects, partner webhooks); every secret by the NAME of an environment "
+        "variable. A channel left out uses the deployment's",
+    )
 
     @model_validator(mode="after")
     def _references_resolve(self) -> CityFile:

@@ -21,6 +21,8 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.channels import accounts
+from app.channels.accounts import CityChannels
 from app.cities import geometry
 from app.cities.geometry import AreaShape, GeometryProblem, Hygiene, Shape
 from app.cities.schema import (
@@ -60,6 +62,7 @@ class CityFileError(KerbsideError):
 class Change:
     what: str  # "jurisdiction", "boundary", "area", "service", "crew", "template", "classify",
     # "talk"
+    # "channels"
     key: str
     action: Action
     fields: tuple[str, ...] = ()
@@ -187,6 +190,7 @@ async def apply(
             errors=[{"field": problem.path, "message": problem.message, "type": "geometry"}],
         ) from None
     _check_crews(city, {a.code for a in areas})
+    _check_channels(city)
     hygiene = await geometry.check_layout(session, boundary, areas)
     tell(f"city {slug}: {len(areas)} areas, {len(city.services)} services; planning")
     state = await _State.read(session, slug)
@@ -207,6 +211,9 @@ async def apply(
         outcome.changes.append(Change("social", slug, social_action))
     await _talk(
         session, jurisdiction_id, slug, city.talk, outcome, created=state.jurisdiction is None
+    )
+    await _channels(
+        session, jurisdiction_id, slug, city.channels, outcome, created=state.jurisdiction is None
     )
     geometry_changed = any(
         c.what in ("boundary", "area") and c.action != "unchanged" for c in outcome.changes
@@ -883,6 +890,59 @@ async def _talk_of(session: AsyncSession, jurisdiction_id: int) -> Talk:
     return found
 
 
+def _check_channels(city: CityFile) -> None:
+    """Every secret the ``channels`` section names must be in this environment: a city whose
+    messages cannot go out is refused at the plan, not found out at the first message."""
+    problems = accounts.missing(city.channels)
+    if problems:
+        raise CityFileError(
+            f"{problems[0].field}: {problems[0].message}"
+            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+            errors=[
+                {"field": p.field, "message": p.message, "type": "environment"} for p in problems
+            ],
+        )
+
+
+async def _channels(
+    session: AsyncSession,
+    jurisdiction_id: int,
+    slug: str,
+    wanted: CityChannels,
+    outcome: Outcome,
+    *,
+    created: bool,
+) -> None:
+    """The ``channels`` section, in its own column (a section of its own in the plan)."""
+    values = wanted.model_dump(mode="json", exclude_defaults=True)
+    have = (await _channels_of(session, jurisdiction_id)).model_dump(
+        mode="json", exclude_defaults=True
+    )
+    if values == have:
+        if not created:
+            outcome.changes.append(Change("channels", slug, "unchanged"))
+        return
+    differs = tuple(sorted(k for k in {*values, *have} if values.get(k) != have.get(k)))
+    outcome.changes.append(
+        Change("channels", slug, "create")
+        if created
+        else Change("channels", slug, "update", differs)
+    )
+    await session.execute(
+        text("UPDATE jurisdiction SET channels = CAST(:v AS jsonb) WHERE id = :id"),
+        {"v": json.dumps(values), "id": jurisdiction_id},
+    )
+
+
+async def _channels_of(session: AsyncSession, jurisdiction_id: int) -> CityChannels:
+    stored = (
+        await session.execute(
+            text("SELECT channels FROM jurisdiction WHERE id = :id"), {"id": jurisdiction_id}
+        )
+    ).scalar_one()
+    return CityChannels.model_validate(stored or {})
+
+
 def _template_key(key: tuple[str, str, str | None]) -> str:
     status, language, service = key
     return f"{status}/{language}" + (f"/{service}" if service else "")
@@ -1005,6 +1065,7 @@ async def export(session: AsyncSession, slug: str) -> CityFile:
         privacy=Privacy.model_validate(current.privacy or {}),
         social=await social_config.read(session, current.id),
         talk=await _talk_of(session, current.id),
+        channels=await _channels_of(session, current.id),
     )
 
 

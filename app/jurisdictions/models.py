@@ -78,6 +78,9 @@ class Jurisdiction(CreatedAt, Base):
     privacy: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
     # Spike thresholds over the defaults (app/talk/spikes.py: ``SpikeRule``).
     talk: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
+    # Its own channel accounts (the city file's ``channels``; app/channels/accounts.py):
+    # names of environment variables, never secrets.
+    channels: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'"))
 
     __table_args__ = (
         Index("ix_jurisdiction_boundary", "boundary", postgresql_using="gist"),

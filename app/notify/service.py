@@ -38,6 +38,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.channels.base import Channel, Delivered, Failed, Message, Outcome, RetryLater
+from app.channels.registry import pick
 from app.contacts import service as contacts
 from app.core import clock
 from app.core.jobs import DELIVER_NOTIFICATIONS, defer
@@ -45,6 +46,7 @@ from app.notify.models import UNDELIVERED, NotificationStatus
 from app.notify.policy import wait_for
 from app.notify.templates import Facts, language_of, render, render_broadcast, render_digest
 from app.settings import Settings
+from app.tickets.information import answer_signature
 from app.tickets.sla import expected_by_sql
 
 log = logging.getLogger("kerbside.notify")
@@ -117,6 +119,7 @@ _CLAIM = f"""
                 WHERE k.contact_id = c.id AND k.purpose = 'ticket_updates'
                   AND k.ticket_id = n.ticket_id AND k.withdrawn_at IS NULL)) END AS consenting,
            j.timezone, j.notifications AS policy, j.name AS jurisdiction, j.languages,
+           j.slug AS jurisdiction_slug, j.channels AS channel_settings,
            recent.sent_last_hour, recent.oldest_in_hour,
            t.reference, t.status AS ticket_status, {expected_by_sql("t")} AS expected_by,
            s.names AS service_names, e.note, e.data AS event_data,
@@ -125,6 +128,11 @@ _CLAIM = f"""
                WHERE r.ticket_id = t.id AND rc.contact_id = n.contact_id
                  AND r.locale IS NOT NULL
                ORDER BY r.id DESC LIMIT 1) END AS locale,
+           CASE WHEN e.kind = 'status_changed' AND e.data ->> 'to' = 'fixed' THEN (
+               SELECT p.public_id FROM photo p
+               WHERE p.ticket_id = t.id AND p.kind = 'completion' AND p.public
+                 AND p.status <> 'failed'
+               ORDER BY p.id DESC LIMIT 1) END AS after_photo,
            b.public_id AS broadcast_public_id, b.headline AS broadcast_headline,
            b.body AS broadcast_body, b.language AS broadcast_language,
            b.event AS broadcast_event
@@ -414,7 +422,7 @@ async def _attempt(
     gate = asyncio.Semaphore(settings.notify_send_concurrency)
 
     async def send(row: Any, message: Message) -> Outcome:
-        channel = channels.get(row.kind)
+        channel = pick(channels, row.kind, row.jurisdiction_slug, row.channel_settings)
         if channel is None:
             return Failed(f"no channel is configured for {row.kind} contacts")
         async with gate:
@@ -592,6 +600,18 @@ def _ticket_message(settings: Settings, row: Any) -> Message:
     status = data.get("to") or row.ticket_status
     reference = into or row.reference
     link = f"{settings.public_base_url}/v1/tickets/{reference}"
+    # The crew's after-photo (a work order finished with photos), public like the ticket.
+    photo = (
+        f"{settings.public_base_url}/v1/photos/{row.after_photo}.jpg"
+        if row.after_photo is not None
+        else None
+    )
+    answer = (
+        f"{settings.public_base_url}/v1/tickets/{reference}/information"
+        f"?notification={row.id}&sig={answer_signature(settings, row.id)}"
+        if row.event_kind == "information_requested"
+        else None
+    )
     facts = Facts(
         reference=row.reference,
         service=(names.get(language) or names.get("en") or next(iter(names.values()), "")).lower(),
@@ -605,6 +625,8 @@ def _ticket_message(settings: Settings, row: Any) -> Message:
         satisfaction=satisfaction_url(settings, row.id)
         if row.event_kind == "status_changed" and status == "fixed" and row.reason != "area"
         else None,
+        photo=photo,
+        answer=answer,
     )
     unsubscribe = unsubscribe_url(settings, row.id)
     if row.subject is not None and row.body is not None:
@@ -631,5 +653,7 @@ def _ticket_message(settings: Settings, row: Any) -> Message:
         event=status if row.event_kind == "status_changed" else row.event_kind,
         language=language,
         data={"reference": reference, "event": row.event_kind, "status": status}
-        | ({"reply_to": row.consent_reply_to} if row.consent_reply_to else {}),
+        | ({"reply_to": row.consent_reply_to} if row.consent_reply_to else {})
+        | ({"photo": photo} if photo else {})
+        | ({"question": row.note, "answer_url": answer} if answer else {}),
     )

@@ -29,6 +29,8 @@ class Facts:
     jurisdiction: str
     into: str | None = None  # merged: the surviving ticket's reference
     satisfaction: str | None = None  # fixed: the "was it fixed?" link (app/talk)
+    photo: str | None = None  # fixed: the public link of the crew's after-photo
+    answer: str | None = None  # a question from staff: this message's own link to answer
 
 
 _STATUS: Mapping[str, Mapping[str, str]] = {
@@ -91,6 +93,10 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "digest.new": "New reports:",
         "digest.fixed": "Fixed:",
         "expected": "We expect it to be done by {expected}.",
+        "photo": "See it now: {photo}",
+        "information.subject": "{jurisdiction} has a question about {reference}",
+        "information.body": "{jurisdiction} needs more information about {reference} ({service}):",
+        "answer": "Answer here: {answer}",
         "follow": "Follow it here: {link}",
         "fixed?": "Was it fixed? One tap to tell us: {satisfaction}",
         "stop": "To stop these messages: {unsubscribe}",
@@ -117,6 +123,11 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "digest.new": "Nieuwe meldingen:",
         "digest.fixed": "Opgelost:",
         "expected": "We verwachten het klaar te hebben op {expected}.",
+        "photo": "Zo ziet het er nu uit: {photo}",
+        "information.subject": "{jurisdiction} heeft een vraag over {reference}",
+        "information.body": "{jurisdiction} heeft meer informatie nodig over melding "
+        "{reference} ({service}):",
+        "answer": "Antwoord hier: {answer}",
         "follow": "Volg het hier: {link}",
         "fixed?": "Is het opgelost? Laat het ons met één tik weten: {satisfaction}",
         "stop": "Geen berichten meer ontvangen: {unsubscribe}",
@@ -143,6 +154,11 @@ _TEXT: Mapping[str, Mapping[str, str]] = {
         "digest.new": "Nya felanmälningar:",
         "digest.fixed": "Åtgärdade:",
         "expected": "Vi räknar med att det är klart {expected}.",
+        "photo": "Så här ser det ut nu: {photo}",
+        "information.subject": "{jurisdiction} har en fråga om {reference}",
+        "information.body": "{jurisdiction} behöver mer information om felanmälan "
+        "{reference} ({service}):",
+        "answer": "Svara här: {answer}",
         "follow": "Följ det här: {link}",
         "fixed?": "Är det åtgärdat? Svara med ett tryck: {satisfaction}",
         "stop": "Sluta få dessa meddelanden: {unsubscribe}",
@@ -194,6 +210,7 @@ def render(
             "status_changed": "status",
             "comment": "comment",
             "merged": "merged",
+            "information_requested": "information",
         }[event]
     values = {
         "reference": facts.reference,
@@ -203,6 +220,8 @@ def render(
         "into": facts.into or facts.reference,
         "link": facts.link,
         "expected": facts.expected.isoformat() if facts.expected else "",
+        "photo": facts.photo or "",
+        "answer": facts.answer or "",
         "unsubscribe": unsubscribe,
         "satisfaction": facts.satisfaction or "",
     }
@@ -211,11 +230,15 @@ def render(
     if own is not None:
         words = {**values, "note": facts.note or ""}
         lines = [str(own["body"]).format(**words).strip()]
+        if facts.answer and facts.answer not in lines[0]:
+            lines.append(text["answer"].format(**values))  # a question always says where to answer
         lines += ["", *asked, text["follow"].format(**values), text["stop"].format(**values)]
         return str(own["subject"]).format(**words), "\n".join(lines)
     lines = [text[f"{key}.body"].format(**values)]
-    if facts.note and key in ("status", "comment"):
+    if facts.note and key in ("status", "comment", "information"):
         lines.append(facts.note)
+    if facts.answer and key == "information":
+        lines.append(text["answer"].format(**values))
     if (
         facts.expected
         and key in ("received", "joined", "status")
@@ -226,6 +249,8 @@ def render(
         )
     ):
         lines.append(text["expected"].format(**values))
+    if facts.photo and key in ("status", "area.fixed"):
+        lines.append(text["photo"].format(**values))
     lines += ["", *asked, text["follow"].format(**values), text["stop"].format(**values)]
     return text[f"{key}.subject"].format(**values), "\n".join(lines)
 

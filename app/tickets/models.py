@@ -133,6 +133,10 @@ class Ticket(Base):
     assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     scheduled_for: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id", ondelete="SET NULL"))
+    # Needs more information (app/tickets/information.py): when staff last asked the
+    # reporters, and when a reporter last answered (after it: back with staff).
+    information_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    information_answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
@@ -224,6 +228,10 @@ class EventKind(StrEnum):
     sla_warning = "sla_warning"
     sla_breached = "sla_breached"
     work_progress = "work_progress"
+    # Staff ask the reporters a question (public: the question is sent to them), and a
+    # reporter's answer (internal: an answer may carry personal details).
+    information_requested = "information_requested"
+    information_given = "information_given"
 
 
 class TicketEvent(Base):

@@ -13,7 +13,7 @@ from app.core.errors import NotFound
 from app.core.models import check_in
 from app.media.links import photo_ref, photos_of_reports
 from app.media.schemas import PhotoRef
-from app.tickets import priority
+from app.tickets import information, priority
 from app.tickets.models import OPEN_STATUSES
 from app.tickets.schemas import (
     NearbyTicket,
@@ -135,6 +135,7 @@ async def staff_ticket_detail(
         fixed_at=extra.fixed_at,
         closed_at=extra.closed_at,
         reopened_count=extra.reopened_count,
+        information=information.state_of(extra),
         priority_signal=PrioritySignal(
             score=signal.score,
             suggested=signal.suggested,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, EmailStr, Field, StrictBool
 
@@ -127,6 +127,11 @@ class StaffTicketDetail(TicketDetail):
     fixed_at: datetime | None = None
     closed_at: datetime | None = None
     reopened_count: int = 0
+    information: Literal["requested", "answered"] | None = Field(
+        default=None,
+        description="Needs more information: requested (staff asked, the reporters have not "
+        "answered since) or answered (a reporter answered: back with staff)",
+    )
     priority_signal: PrioritySignal
     allowed_transitions: list[str] = Field(
         description="The statuses you may move this ticket to now"
@@ -163,6 +168,22 @@ class PriorityIn(BaseModel):
 class CommentIn(BaseModel):
     note: str = Field(min_length=1, max_length=4000)
     public: StrictBool = False
+
+
+class InformationRequestIn(BaseModel):
+    question: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="What the reporters are asked; public, and sent to each of them",
+    )
+
+
+class InformationIn(BaseModel):
+    answer: str = Field(
+        min_length=1,
+        max_length=4000,
+        description="The reporter's answer; on the internal timeline only (staff and crews)",
+    )
 
 
 class MergeIn(BaseModel):

@@ -7,14 +7,18 @@ territory, reporter) in the service; every action is a timeline event with actor
 
 from __future__ import annotations
 
-from typing import Any
+import html
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi.responses import HTMLResponse
 from sqlalchemy import text
 
 from app.auth.principal import (
+    CHECK_CREDENTIALS,
     CitizenPrincipal,
     CrewPrincipal,
+    OptionalPrincipal,
     Principal,
     StaffPrincipal,
     ensure_own_object,
@@ -25,11 +29,13 @@ from app.core.contract import problems
 from app.core.errors import InvalidInput, NotFound
 from app.core.models import Int4Id
 from app.db import SessionDep
-from app.tickets import queries, service, templates, workflow
+from app.tickets import information, queries, service, templates, workflow
 from app.tickets.models import TicketStatus
 from app.tickets.schemas import (
     AssignIn,
     CommentIn,
+    InformationIn,
+    InformationRequestIn,
     MergeIn,
     MergeOut,
     PriorityIn,
@@ -168,6 +174,146 @@ async def comment(
     ticket_id = await workflow.ticket_id(session, reference)
     await workflow.comment(session, ticket_id, body.note, public=body.public, actor=actor)
     return await _detail(session, request, reference, actor)
+
+
+@router.post(
+    "/{reference}/information-request",
+    response_model=StaffTicketDetail,
+    status_code=201,
+    summary="Needs more information: ask the ticket's reporters a question (staff)",
+    description=(
+        "The question is a public line on the timeline and is sent, in the same transaction,"
+        " to every reporter and supporter who agreed to hear about the ticket, each message"
+        " with its own link to answer. The ticket then shows `information: requested` until"
+        " one of them answers. 409 when the ticket is not open."
+    ),
+)
+async def ask_for_information(
+    reference: str,
+    body: InformationRequestIn,
+    request: Request,
+    session: SessionDep,
+    actor: StaffPrincipal,
+) -> Any:
+    ticket_id = await workflow.ticket_id(session, reference)
+    await information.ask(session, ticket_id, body.question, actor=actor)
+    return await _detail(session, request, reference, actor)
+
+
+@router.post(
+    "/{reference}/information",
+    status_code=204,
+    summary="A reporter answers staff's question (signed in, or by the message's link)",
+    description=(
+        "A reporter or supporter of the ticket, signed in; or anyone with the answer link of"
+        " a message that asked (`notification` and `sig`, signed per message), so reporters"
+        " without an account answer too. The answer is an internal line on the timeline"
+        " (staff and crews read it; it may carry personal details) and puts the ticket back"
+        " with staff (`information: answered`). 403 for anyone else, 404 for a wrong link,"
+        " 409 when nothing was asked."
+    ),
+    responses={
+        403: {"description": "Not a reporter or supporter"},
+        404: {"description": "Unknown ticket or answer link"},
+        409: {"description": "Nobody asked"},
+    },
+)
+async def answer_information(
+    reference: str,
+    body: InformationIn,
+    request: Request,
+    session: SessionDep,
+    principal: OptionalPrincipal,
+    notification: Annotated[
+        int | None, Query(ge=1, le=2**53 - 1, description="From the answer link")
+    ] = None,
+    sig: Annotated[
+        str | None, Query(pattern=r"^[0-9a-f]{32}$", description="From the answer link")
+    ] = None,
+) -> Response:
+    ticket_id = await workflow.ticket_id(session, reference)
+    await information.answer(
+        session,
+        ticket_id,
+        body.answer,
+        actor=principal,
+        settings=request.app.state.settings,
+        notification_id=notification,
+        sig=sig,
+    )
+    return Response(status_code=204)
+
+
+_LinkNotification = Annotated[int, Query(ge=1, le=2**53 - 1, description="From the answer link")]
+_LinkSignature = Annotated[
+    str, Query(pattern=r"^[0-9a-f]{32}$", description="From the answer link")
+]
+_PAGE = (
+    "<!doctype html><html><meta charset=utf-8><title>{title}</title>"
+    "<body style='font-family:sans-serif;max-width:32em;margin:3em auto'>{body}</body></html>"
+)
+
+
+@router.get(
+    "/{reference}/information",
+    response_class=HTMLResponse,
+    summary="The page behind a question's answer link: the question and a box to answer",
+    responses={404: {"description": "Unknown ticket or link"}},
+    dependencies=[CHECK_CREDENTIALS],
+)
+async def answer_page(
+    reference: str,
+    request: Request,
+    session: SessionDep,
+    notification: _LinkNotification,
+    sig: _LinkSignature,
+) -> HTMLResponse:
+    ticket_id = await workflow.ticket_id(session, reference)
+    question = await information.question_of_link(
+        session, request.app.state.settings, ticket_id, notification, sig
+    )
+    ref = html.escape(reference.upper())
+    action = f"/v1/tickets/{ref}/information/form?notification={notification}&amp;sig={sig}"
+    return HTMLResponse(
+        _PAGE.format(
+            title=f"{ref}: a question",
+            body=f"<h1>{ref}</h1><p>{html.escape(question)}</p>"
+            f"<form method=post action='{action}'>"
+            "<textarea name=answer rows=6 cols=50 required maxlength=4000></textarea>"
+            "<p><button type=submit>Send</button></p></form>",
+        )
+    )
+
+
+@router.post(
+    "/{reference}/information/form",
+    response_class=HTMLResponse,
+    summary="The answer page's form: the same answer as POST …/information with the link",
+    responses={404: {"description": "Unknown ticket or link"}},
+    dependencies=[CHECK_CREDENTIALS],
+)
+async def answer_form(
+    reference: str,
+    request: Request,
+    session: SessionDep,
+    notification: _LinkNotification,
+    sig: _LinkSignature,
+    form: Annotated[InformationIn, Form()],
+) -> HTMLResponse:
+    ticket_id = await workflow.ticket_id(session, reference)
+    await information.answer(
+        session,
+        ticket_id,
+        form.answer,
+        actor=None,
+        settings=request.app.state.settings,
+        notification_id=notification,
+        sig=sig,
+    )
+    ref = html.escape(reference.upper())
+    return HTMLResponse(
+        _PAGE.format(title=f"{ref}: thank you", body=f"<h1>Thank you</h1><p>{ref}</p>")
+    )
 
 
 @router.post(

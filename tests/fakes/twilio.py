@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
@@ -29,11 +30,18 @@ def twilio_error(status: int, code: int, message: str) -> Reply:
 @dataclass
 class FakeTwilio:
     sent: list[dict[str, str]] = field(default_factory=list)
+    # Every account it knows (SID -> auth token); ``by_account`` records whose each message was.
+    accounts: dict[str, str] = field(default_factory=lambda: {ACCOUNT_SID: AUTH_TOKEN})
+    by_account: list[str] = field(default_factory=list)
 
     def __call__(self, request: Received) -> Reply:
-        if request.path != f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json":
+        found = re.fullmatch(
+            r"/2010-04-01/Accounts/(AC[0-9a-fA-F]{32})/Messages\.json", request.path
+        )
+        if found is None or found.group(1) not in self.accounts:
             return twilio_error(404, 20404, "The requested resource was not found")
-        expected = base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
+        sid = found.group(1)
+        expected = base64.b64encode(f"{sid}:{self.accounts[sid]}".encode()).decode()
         if request.headers.get("authorization") != f"Basic {expected}":
             return twilio_error(401, 20003, "Authenticate")
         if request.headers.get("content-type") != "application/x-www-form-urlencoded":
@@ -46,17 +54,18 @@ class FakeTwilio:
         if form.get("To") == UNSUBSCRIBED:
             return twilio_error(400, 21610, "Attempt to send to unsubscribed recipient")
         self.sent.append(form)
-        sid = f"SM{len(self.sent):032x}"
+        self.by_account.append(sid)
+        message_sid = f"SM{len(self.sent):032x}"
         return Reply.json(
             201,
             json.dumps(
                 {
-                    "sid": sid,
+                    "sid": message_sid,
                     "status": "queued",
                     "to": form["To"],
                     "from": form.get("From"),
                     "body": form["Body"],
-                    "account_sid": ACCOUNT_SID,
+                    "account_sid": sid,
                     "error_code": None,
                 }
             ),
