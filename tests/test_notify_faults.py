@@ -247,10 +247,10 @@ async def test_the_database_restarted_under_a_running_worker_which_recovers_by_i
         assert running.poll() is None, "the worker died with the database"
         await asyncio.to_thread(cluster.ensure_running)
         receiver.delay = 0.0
-        await until(lambda: len(set(receiver.ids)) >= PEOPLE, 90, "the queue delivered")
+        await until(lambda: len(set(receiver.ids)) >= PEOPLE, 180, "the queue delivered")
         # What is queued after the restart reaches the same worker promptly.
         await change(sessions, ticket_id, "scheduled")
-        await until(lambda: len(set(receiver.ids)) >= 2 * PEOPLE, 30, "the new messages")
+        await until(lambda: len(set(receiver.ids)) >= 2 * PEOPLE, 90, "the new messages")
         assert running.poll() is None
     finally:
         running.terminate()

@@ -32,8 +32,10 @@ log = logging.getLogger("kerbside.worker")
 # On a stop, running jobs get this long to finish (a photo decodes in well under it); a job
 # cut short is retried by the next worker (see ``app.jobs.tasks.retry_stalled_jobs``).
 SHUTDOWN_GRACE_SECONDS = 20.0
-# Between attempts to start again while the database is away: 1, 2, 4 ... up to this.
+# Between attempts to start again while the database is away: 1, 2, 4 ... up to this; a
+# worker that then ran this long starts from 1 s again at its next stop.
 MAX_RECONNECT_WAIT_SECONDS = 30.0
+HEALTHY_RUN_SECONDS = 60.0
 
 
 @asynccontextmanager
@@ -43,6 +45,8 @@ async def open_queue(settings: Settings, *, pool_size: int = 4) -> AsyncIterator
     Several workers may run on it at once."""
     if settings.database_url is None:
         raise RuntimeError("database_url is not set; start the embedded cluster first")
+    # procrastinate's pool checks each connection as it leaves the pool, so the dead ones a
+    # database restart leaves behind are replaced, not handed out.
     connector = PsycopgConnector(
         conninfo=to_libpq_url(settings.database_url), min_size=1, max_size=pool_size
     )
@@ -119,6 +123,7 @@ async def _run_until_stopped(
     wait = 1.0
     while not stop.is_set():
         failed = False
+        started = time.monotonic()
         try:
             # A worker that starts delivers what waits at once (a job may have died with a
             # worker before it), not at the next sweep.
@@ -149,6 +154,8 @@ async def _run_until_stopped(
             failed = True
         if once:
             return
+        if time.monotonic() - started >= HEALTHY_RUN_SECONDS:
+            wait = 1.0  # a stop after a good run is a new outage, not the same one going on
         log.warning(
             "the worker stopped (the database went away?); it starts again in %gs",
             wait,
