@@ -83,6 +83,16 @@ def test_pictures_with_honest_extras_are_taken() -> None:
     xmp = _with_comment(jpeg((64, 48)), b'<x:xmpmeta xmlns:x="adobe:ns:meta/"></x:xmpmeta>')
     assert check_photo(xmp).original_format == "jpeg"
     assert check_photo(_png(Title=("Pothole on Main Street", True))).original_format == "png"
+    # The bytes of a ZIP's last record, as they turn up by chance in a photo's data: not a
+    # record a ZIP reader would find (its length does not end the file there).
+    chance = _with_comment(jpeg((64, 48)), b"PK\x05\x06" + bytes(range(40)))
+    assert check_photo(chance).original_format == "jpeg"
+
+
+def test_a_zip_directory_record_ending_the_file_is_refused_without_the_rest_of_the_zip() -> None:
+    record = b"PK\x05\x06" + bytes(16) + (3).to_bytes(2, "little") + b"abc"
+    with pytest.raises(HiddenContent):
+        check_photo(_with_comment(jpeg((64, 48)), b"x") + record)
 
 
 def test_metadata_that_inflates_past_pillows_limits_is_a_decompression_bomb() -> None:
