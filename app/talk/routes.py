@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from app.auth.principal import StaffPrincipal
 from app.db import SessionDep
 from app.talk import satisfaction, service
-from app.talk.schemas import AlertDetail, AlertPage, Moods, SatisfactionOut, Trends
+from app.talk.schemas import AlertDetail, AlertPage, Answering, Moods, SatisfactionOut, Trends
 
 router = APIRouter(tags=["talk"])
 
@@ -113,6 +113,9 @@ async def sentiment(
     service_code: Annotated[str | None, Query(alias="service", min_length=1, max_length=64)] = None,
     area: Code = None,
     channel: Code = None,
+    replies: Annotated[
+        bool, Query(description="Only posts that reply to the city's answers")
+    ] = False,
 ) -> Moods:
     return await service.moods(
         session,
@@ -124,6 +127,38 @@ async def sentiment(
         service=service_code,
         area=area,
         channel=channel,
+        replies=replies,
+    )
+
+
+@router.get(
+    "/v1/talk/answering",
+    response_model=Answering,
+    summary="The service level of answering posts: share answered in time, per account (staff)",
+    description=(
+        "Per bucket of arrival, platform and city account: posts that asked for an answer, "
+        "how many were answered, and how many within `within_hours` (default: the city's "
+        "`social.respond_within_hours`). Posts closed without an answer ask for none; posts "
+        "not due yet are `pending` and outside the share (docs/talk.md)."
+    ),
+)
+async def answering(
+    staff: StaffPrincipal,
+    session: SessionDep,
+    jurisdiction: JurisdictionSlug = None,
+    within_hours: Annotated[float | None, Query(gt=0, le=24 * 30)] = None,
+    bucket_days: Annotated[int, Query(ge=1, le=31)] = 7,
+    days: Annotated[int, Query(ge=1, le=366)] = 90,
+    account: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+) -> Answering:
+    return await service.answering(
+        session,
+        staff,
+        jurisdiction,
+        within_hours=within_hours,
+        bucket_days=bucket_days,
+        days=days,
+        account=account,
     )
 
 
