@@ -52,3 +52,56 @@ async def place_reports(
         },
     )
     return list(rows.scalars().all())
+
+
+_posts = iter(range(1, 10**9))
+
+
+async def store_post(
+    db: AsyncSession,
+    city: Jurisdiction,
+    *,
+    text_: str,
+    at: datetime,
+    point: tuple[float, float] | None = None,
+    platform: str = "mastodon",
+    account: str = "@city",
+    status: str = "needs_human",
+    service_code: str | None = None,
+    ticket_id: int | None = None,
+    report_id: int | None = None,
+    link_rule: str | None = None,
+    answered_at: datetime | None = None,
+    closed_at: datetime | None = None,
+) -> int:
+    """One processed post as the social pipeline stores it (``social_post``); its id."""
+    row = await db.execute(
+        text(
+            "INSERT INTO social_post (platform, post_id, account, jurisdiction_id, author_id,"
+            " text, raw, posted_at, received_at, status, service_code, ticket_id, report_id,"
+            " link_rule, answered_at, closed_at, location)"
+            " VALUES (:platform, :post_id, :account, :j, 'someone', :text, '{}', :at, :at,"
+            " :status, :service_code, :ticket_id, :report_id, :link_rule, :answered_at,"
+            " :closed_at, CASE WHEN CAST(:lon AS float8) IS NULL THEN NULL"
+            " ELSE ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) END)"
+            " RETURNING id"
+        ),
+        {
+            "platform": platform,
+            "post_id": f"p{next(_posts)}",
+            "account": account,
+            "j": city.id,
+            "text": text_,
+            "at": at,
+            "status": status,
+            "service_code": service_code,
+            "ticket_id": ticket_id,
+            "report_id": report_id,
+            "link_rule": link_rule,
+            "answered_at": answered_at,
+            "closed_at": closed_at,
+            "lon": point[0] if point else None,
+            "lat": point[1] if point else None,
+        },
+    )
+    return int(row.scalar_one())

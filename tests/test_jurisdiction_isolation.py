@@ -469,6 +469,11 @@ CASES: dict[tuple[str, str], tuple[str, Case, set[int] | str]] = {
         at("/v1/talk/sentiment", params={"jurisdiction": "bravo"}),
         {403},
     ),
+    ("GET", "/v1/talk/answering"): (
+        "staff",
+        at("/v1/talk/answering", params={"jurisdiction": "bravo"}),
+        {403},
+    ),
     ("GET", "/v1/workorders"): ("crew", at("/v1/workorders"), HIDDEN),
     ("POST", "/v1/workorders/search"): (
         "crew",

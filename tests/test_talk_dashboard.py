@@ -23,7 +23,7 @@ from app.settings import Settings, to_sqlalchemy_url
 from app.talk import spikes
 from tests.factories import CITY, make_jurisdiction, make_service
 from tests.live import browser, serve
-from tests.talk_support import place_reports
+from tests.talk_support import place_reports, store_post
 
 SLUG = "talktown"
 SPIKE_RGB = (0xF2, 0x8E, 0x2B)  # talk.js SPIKE_COLOUR (0.55 opacity over the areas' beige)
@@ -63,6 +63,10 @@ async def town(database_url: str) -> AsyncIterator[Town]:
                 [(8.0 * (k % 5), 8.0 * (k // 5), now - timedelta(minutes=k)) for k in range(15)],
                 description="Huge tree fallen across the road #storm",
             )
+            # Two posts to the city, one answered in two hours: half answered in time.
+            ago = now - timedelta(days=3)
+            for answered in (ago + timedelta(hours=2), None):
+                await store_post(db, place, text_="Bin not emptied", at=ago, answered_at=answered)
             await spikes.tick(db, now)
             key = await issue_api_key(db, jurisdiction_id=place.id, name="desk", role=Role.staff)
             await db.commit()
@@ -131,6 +135,7 @@ def test_the_talk_panel_draws_spikes_trends_and_moods(
                 "moodPoints: document.querySelector('#talk-mood polyline')"
                 "  .getAttribute('points').trim().split(' ').length,"
                 "axes: document.querySelectorAll('#talk .axis').length,"
+                "answering: document.getElementById('talk-answering').textContent,"
                 "fragment: location.hash})"
             )
         )
@@ -141,6 +146,7 @@ def test_the_talk_panel_draws_spikes_trends_and_moods(
     assert "#storm" in panel["trendLegend"]
     assert panel["moodPoints"] == 15  # fourteen days of lamps, and today
     assert panel["axes"] >= 4
+    assert panel["answering"] == "50 % of 2 posts due in 30 days answered within 24 h"
     assert panel["fragment"] == "", "the key stays in the address bar"
     image = Image.open(tmp_path / "talk.png").convert("RGB")
     assert _count(image, (0xF4, 0xA6, 0x5E), 40) > 200, "the spike is not drawn in orange"

@@ -229,7 +229,12 @@ async def talk(context: JobContext, timestamp: int) -> int:
         if result.opened or result.closed:
             log.info(
                 "talk",
-                extra={"opened": result.opened, "closed": result.closed, "copied": result.copied},
+                extra={
+                    "opened": result.opened,
+                    "closed": result.closed,
+                    "copied": result.copied,
+                    "posts": result.posts,
+                },
             )
         return result.copied
 

@@ -10,6 +10,7 @@ from typing import Any
 from geoalchemy2 import Geometry
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -30,7 +31,7 @@ from app.core.models import Base, check_in
 
 class Source(StrEnum):
     report = "report"  # a row of ``report`` (every channel's intake)
-    post = "post"  # a social post (the social pipeline calls ``record_signal``)
+    post = "post"  # a social post (copied by the ``talk`` job)
 
 
 class AlertStatus(StrEnum):
@@ -50,8 +51,9 @@ class Signal(Base):
     report_id: Mapped[int | None] = mapped_column(
         ForeignKey("report.id", ondelete="CASCADE"), unique=True
     )
-    # The social pipeline's post (its table lands later: no foreign key yet).
-    post_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The social post (copied by the ``talk`` job). A post that filed a report shares the
+    # report's signal: both ids on one row, counted once.
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("social_post.id", ondelete="SET NULL"))
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id", ondelete="SET NULL"))
     service_id: Mapped[int | None] = mapped_column(ForeignKey("service.id", ondelete="SET NULL"))
     channel: Mapped[str] = mapped_column(String(32))
@@ -65,6 +67,8 @@ class Signal(Base):
     sentiment: Mapped[float | None] = mapped_column(Float)
     # Stems without stop words, and hashtags as "#tag": what trends count.
     terms: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
+    # A post that replies to the city's answer (linked to its ticket by the reply rule).
+    reply: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
     __table_args__ = (
         CheckConstraint(check_in("source", tuple(Source)), name="source_known"),

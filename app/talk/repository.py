@@ -40,18 +40,66 @@ NEW_REPORTS = text(
 
 _INSERT_SIGNAL = f"""
     INSERT INTO talk_signal (jurisdiction_id, source, report_id, post_id, ticket_id, service_id,
-                             channel, area_id, location, at, language, sentiment, terms)
+                             channel, area_id, location, at, language, sentiment, terms, reply)
     SELECT CAST(:jurisdiction_id AS integer), CAST(:source AS text), :report_id, :post_id,
            :ticket_id, :service_id, :channel,
            coalesce(CAST(:area_id AS integer), CASE WHEN here.g IS NOT NULL THEN
                     {area_at_sql("here.g", "CAST(:jurisdiction_id AS integer)")} END),
-           here.g, :at, :language, :sentiment, CAST(:terms AS text[])
+           here.g, :at, :language, :sentiment, CAST(:terms AS text[]), :reply
     FROM (SELECT CASE WHEN CAST(:lon AS float8) IS NOT NULL
                  THEN ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) END AS g) here
-    ON CONFLICT DO NOTHING
 """  # noqa: S608 (formats code only)
-INSERT_SIGNAL = text(_INSERT_SIGNAL + " RETURNING id")
-INSERT_SIGNALS = text(_INSERT_SIGNAL)  # many rows at once (no RETURNING)
+INSERT_SIGNAL = text(_INSERT_SIGNAL + " ON CONFLICT DO NOTHING RETURNING id")
+INSERT_SIGNALS = text(_INSERT_SIGNAL + " ON CONFLICT DO NOTHING")  # many rows (no RETURNING)
+
+# A post that filed a report and that report are one signal: the post takes the report's
+# signal over (its platform, the classifier's language and mood, its words), or, when the
+# report is not copied yet, brings the report's id with it so the report is never copied.
+# The report's point, area and ticket stay. Only the first post of a report takes it.
+MERGE_POST_SIGNAL = text(
+    _INSERT_SIGNAL
+    + """
+    ON CONFLICT (report_id) DO UPDATE SET
+        source = EXCLUDED.source, post_id = EXCLUDED.post_id, channel = EXCLUDED.channel,
+        language = EXCLUDED.language,
+        sentiment = coalesce(EXCLUDED.sentiment, talk_signal.sentiment),
+        terms = EXCLUDED.terms, reply = EXCLUDED.reply
+    WHERE talk_signal.post_id IS NULL
+    RETURNING id
+    """
+)
+
+# Where the copy of posts resumes (as for reports: a margin of ids looked back, because a
+# post is copied once processed, and posts are processed out of id order).
+RESUME_POSTS_AFTER = text(
+    """
+    SELECT coalesce(
+        (SELECT max(post_id) - :margin FROM talk_signal WHERE post_id IS NOT NULL),
+        (SELECT min(id) - 1 FROM social_post WHERE received_at > now() - interval '28 days'),
+        (SELECT max(id) FROM social_post),
+        0)
+    """
+)
+
+# Processed posts of a jurisdiction not copied yet. Ignored posts (the city's own, reposts,
+# spam, blocked authors) are not talk; a post still being processed waits for its outcome.
+# A post linked to a ticket without a service of its own takes the ticket's service and area.
+NEW_POSTS = text(
+    """
+    SELECT p.id, p.jurisdiction_id, p.platform, p.text, p.posted_at, p.language, p.sentiment,
+           p.ticket_id, p.report_id, p.link_rule, j.languages,
+           coalesce(sv.id, t.service_id) AS service_id, t.area_id,
+           ST_X(p.location) AS lon, ST_Y(p.location) AS lat
+    FROM social_post p
+    JOIN jurisdiction j ON j.id = p.jurisdiction_id
+    LEFT JOIN service sv ON sv.jurisdiction_id = p.jurisdiction_id AND sv.code = p.service_code
+    LEFT JOIN ticket t ON t.id = p.ticket_id
+    WHERE p.id > :after AND p.status NOT IN ('received', 'ignored')
+      AND NOT EXISTS (SELECT 1 FROM talk_signal s WHERE s.post_id = p.id)
+    ORDER BY p.id
+    LIMIT :batch
+    """
+)
 
 SERVICE_ID = text("SELECT id FROM service WHERE jurisdiction_id = :j AND code = :code")
 LANGUAGES = text("SELECT languages FROM jurisdiction WHERE id = :j")
@@ -111,7 +159,7 @@ BASELINE = text(
                  >= 604800 - :slack * 60)
     ) + (
         SELECT count(*) FROM talk_signal s, p
-        WHERE s.jurisdiction_id = :j AND s.source = 'post'
+        WHERE s.jurisdiction_id = :j AND s.source = 'post' AND s.report_id IS NULL
           AND s.service_id IS NOT DISTINCT FROM :service
           AND ST_DWithin(s.location, p.g, p.box)
           AND ST_DWithin(s.location::geography, p.g::geography, :radius)
@@ -375,8 +423,41 @@ SENTIMENT = text(
       AND (CAST(:service AS text) IS NULL OR sv.code = :service)
       AND (CAST(:area AS text) IS NULL OR ar.code = :area)
       AND (CAST(:channel AS text) IS NULL OR s.channel = :channel)
+      AND (NOT CAST(:replies AS boolean) OR s.reply)
     GROUP BY bucket, key
     ORDER BY bucket, key NULLS FIRST
+    LIMIT 5000
+    """
+)
+
+# -- the service level of answering posts --------------------------------------------------------
+
+# Posts that asked for an answer, per bucket of their arrival, platform and city account: how
+# many, how many answered, how many within the target. A post closed without an answer
+# ("no answer needed", and every ignored post) asks for none; a post not answered and not due
+# yet is pending, outside the share. Answered means a first answer or acknowledgement was
+# queued (``social_post.answered_at``); the clock starts when the post was received.
+ANSWERING = text(
+    """
+    SELECT date_bin(make_interval(days => :days), p.received_at, TIMESTAMPTZ '2001-01-01')
+               AS bucket,
+           p.platform, p.account, count(*) AS posts,
+           count(*) FILTER (WHERE p.answered_at IS NOT NULL) AS answered,
+           count(*) FILTER (WHERE p.answered_at
+                            <= p.received_at + make_interval(secs => :within)) AS on_time,
+           count(*) FILTER (WHERE p.answered_at IS NULL
+                            AND p.received_at + make_interval(secs => :within) > :now)
+               AS pending,
+           percentile_cont(0.5) WITHIN GROUP (
+               ORDER BY extract(epoch FROM p.answered_at - p.received_at))
+               FILTER (WHERE p.answered_at IS NOT NULL) AS median_s
+    FROM social_post p
+    WHERE p.jurisdiction_id = :j AND p.received_at > :since AND p.received_at <= :now
+      AND p.status <> 'ignored'
+      AND (p.answered_at IS NOT NULL OR p.closed_at IS NULL)
+      AND (CAST(:account AS text) IS NULL OR p.account = :account)
+    GROUP BY bucket, p.platform, p.account
+    ORDER BY bucket, p.platform, p.account
     LIMIT 5000
     """
 )

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 from app.auth.principal import StaffPrincipal
 from app.db import SessionDep
 from app.talk import satisfaction, service
-from app.talk.schemas import AlertDetail, AlertPage, Moods, SatisfactionOut, Trends
+from app.talk.schemas import AlertDetail, AlertPage, Answering, Moods, SatisfactionOut, Trends
 
 router = APIRouter(tags=["talk"])
 
@@ -24,12 +24,15 @@ JurisdictionSlug = Annotated[
     Query(min_length=1, max_length=100, description="Default: the caller's own jurisdiction"),
 ]
 Code = Annotated[str | None, Query(min_length=1, max_length=64)]
+# Every read that names a jurisdiction: an unknown one is not found (another's is a 403).
+NAMED: dict[int | str, dict[str, object]] = {404: {"description": "No such jurisdiction"}}
 
 
 @router.get(
     "/v1/alerts",
     response_model=AlertPage,
     summary="Spike alerts of a jurisdiction, newest first (staff)",
+    responses=NAMED,
     description=(
         "An alert is a burst of reports and posts of one service in one place beyond what "
         "that place usually sees at that hour of the week (docs/talk.md). `broadcast` is the "
@@ -75,6 +78,7 @@ async def acknowledge_alert(
     "/v1/talk/trends",
     response_model=Trends,
     summary="Terms, hashtags or services rising today against their recent baseline (staff)",
+    responses=NAMED,
 )
 async def trends(
     staff: StaffPrincipal,
@@ -102,6 +106,7 @@ async def trends(
     "/v1/talk/sentiment",
     response_model=Moods,
     summary="Sentiment of reports and posts over time, per service, area or channel (staff)",
+    responses=NAMED,
 )
 async def sentiment(
     staff: StaffPrincipal,
@@ -113,6 +118,9 @@ async def sentiment(
     service_code: Annotated[str | None, Query(alias="service", min_length=1, max_length=64)] = None,
     area: Code = None,
     channel: Code = None,
+    replies: Annotated[
+        bool, Query(description="Only posts that reply to the city's answers")
+    ] = False,
 ) -> Moods:
     return await service.moods(
         session,
@@ -124,6 +132,39 @@ async def sentiment(
         service=service_code,
         area=area,
         channel=channel,
+        replies=replies,
+    )
+
+
+@router.get(
+    "/v1/talk/answering",
+    response_model=Answering,
+    summary="The service level of answering posts: share answered in time, per account (staff)",
+    responses=NAMED,
+    description=(
+        "Per bucket of arrival, platform and city account: posts that asked for an answer, "
+        "how many were answered, and how many within `within_hours` (default: the city's "
+        "`social.respond_within_hours`). Posts closed without an answer ask for none; posts "
+        "not due yet are `pending` and outside the share (docs/talk.md)."
+    ),
+)
+async def answering(
+    staff: StaffPrincipal,
+    session: SessionDep,
+    jurisdiction: JurisdictionSlug = None,
+    within_hours: Annotated[float | None, Query(gt=0, le=24 * 30)] = None,
+    bucket_days: Annotated[int, Query(ge=1, le=31)] = 7,
+    days: Annotated[int, Query(ge=1, le=366)] = 90,
+    account: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+) -> Answering:
+    return await service.answering(
+        session,
+        staff,
+        jurisdiction,
+        within_hours=within_hours,
+        bucket_days=bucket_days,
+        days=days,
+        account=account,
     )
 
 

@@ -102,6 +102,30 @@ class Moods(BaseModel):
     items: list[MoodBucket]
 
 
+class AnsweringBucket(BaseModel):
+    """Posts to one city account that arrived in one bucket, and how fast they were answered."""
+
+    bucket: datetime
+    platform: str
+    account: str = Field(description="The city's account the posts were addressed to")
+    posts: int = Field(description="Posts that asked for an answer")
+    answered: int
+    on_time: int = Field(description="Answered within `within_hours` of arriving")
+    pending: int = Field(description="Not answered and not due yet: outside the share")
+    share: float | None = Field(
+        description="on_time / (posts - pending); null when nothing was due yet"
+    )
+    median_minutes: float | None = Field(description="Median time to the first answer")
+
+
+class Answering(BaseModel):
+    jurisdiction: str
+    within_hours: float = Field(description="The target: the city's response time by default")
+    bucket_days: int
+    share: float | None = Field(description="Over every bucket and account")
+    items: list[AnsweringBucket]
+
+
 class SatisfactionOut(BaseModel):
     ticket: str
     answer: Literal["yes", "no"]

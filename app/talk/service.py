@@ -11,12 +11,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.principal import Principal, ensure_own_object, ensure_same_jurisdiction
 from app.core import clock
 from app.core.errors import InvalidInput, NotFound
+from app.social import config as social_config
 from app.talk import repository as sql
 from app.talk.schemas import (
     AlertDetail,
     AlertOut,
     AlertPage,
     AlertSignal,
+    Answering,
+    AnsweringBucket,
     BroadcastDraft,
     Centre,
     MoodBucket,
@@ -216,9 +219,11 @@ async def moods(
     service: str | None,
     area: str | None,
     channel: str | None,
+    replies: bool = False,
     now: datetime | None = None,
 ) -> Moods:
-    """Sentiment of reports and posts over time, per service, area or channel."""
+    """Sentiment of reports and posts over time, per service, area or channel; ``replies``:
+    only the replies to the city's answers."""
     now = now or clock.now()
     jurisdiction = await jurisdiction_of(session, staff, slug)
     rows = (
@@ -233,6 +238,7 @@ async def moods(
                 "service": service,
                 "area": area,
                 "channel": channel,
+                "replies": replies,
             },
         )
     ).all()
@@ -251,4 +257,61 @@ async def moods(
             )
             for r in rows
         ],
+    )
+
+
+def _share(on_time: int, due: int) -> float | None:
+    return round(on_time / due, 4) if due > 0 else None
+
+
+async def answering(
+    session: AsyncSession,
+    staff: Principal,
+    slug: str | None,
+    *,
+    within_hours: float | None,
+    bucket_days: int,
+    days: int,
+    account: str | None,
+    now: datetime | None = None,
+) -> Answering:
+    """The service level of answering posts: per bucket, platform and city account, the share
+    answered within ``within_hours`` (default: the city's ``social.respond_within_hours``)."""
+    now = now or clock.now()
+    jurisdiction = await jurisdiction_of(session, staff, slug)
+    if within_hours is None:
+        within_hours = (await social_config.read(session, jurisdiction.id)).respond_within_hours
+    rows = (
+        await session.execute(
+            sql.ANSWERING,
+            {
+                "j": jurisdiction.id,
+                "days": bucket_days,
+                "within": within_hours * 3600,
+                "since": now - timedelta(days=days),
+                "now": now,
+                "account": account,
+            },
+        )
+    ).all()
+    items = [
+        AnsweringBucket(
+            bucket=r.bucket,
+            platform=r.platform,
+            account=r.account,
+            posts=r.posts,
+            answered=r.answered,
+            on_time=r.on_time,
+            pending=r.pending,
+            share=_share(r.on_time, r.posts - r.pending),
+            median_minutes=round(r.median_s / 60, 1) if r.median_s is not None else None,
+        )
+        for r in rows
+    ]
+    return Answering(
+        jurisdiction=jurisdiction.slug,
+        within_hours=within_hours,
+        bucket_days=bucket_days,
+        share=_share(sum(i.on_time for i in items), sum(i.posts - i.pending for i in items)),
+        items=items,
     )

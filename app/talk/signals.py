@@ -1,6 +1,7 @@
 """Signals: every report and post, read once as talk (where, when, which service, language,
-mood, terms). Reports are copied by the ``talk`` job; posts are recorded by the social
-pipeline with ``record_signal``, in its own transaction."""
+mood, terms). The ``talk`` job copies reports (``copy_reports``) and stored social posts
+(``copy_posts``) by id; ``record_signal`` records one post directly (a seam for callers that
+want it at once)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ async def record_signal(
         "language": (language or reading.language)[:8],
         "sentiment": sentiment if sentiment is not None else reading.sentiment,
         "terms": list(reading.terms),
+        "reply": False,
     }
     found = (await session.execute(sql.INSERT_SIGNAL, row)).scalar_one_or_none()
     return int(found) if found is not None else None
@@ -84,6 +86,7 @@ def _report_signal(row: Any) -> dict[str, Any]:
         "language": reading.language,
         "sentiment": reading.sentiment,
         "terms": list(reading.terms),
+        "reply": False,
     }
 
 
@@ -100,6 +103,69 @@ async def copy_reports(session: AsyncSession, *, limit: int = 20_000) -> int:
         if not rows:
             break
         await session.execute(sql.INSERT_SIGNALS, [_report_signal(r) for r in rows])
+        copied += len(rows)
+        after = rows[-1].id
+        if len(rows) < COPY_BATCH:
+            break
+    return copied
+
+
+def _post_signal(row: Any, *, merged: bool) -> dict[str, Any]:
+    """A stored post as a signal. ``merged``: it takes its report's signal over."""
+    reading = read_text(row.text, row.languages or ())
+    # A post that joined a ticket without filing (a reply, the same conversation, a
+    # reference) speaks of a problem whose reports are the spike's points already: it counts
+    # for trends and mood, not as a point of its own.
+    located = row.lon is not None and (merged or row.ticket_id is None)
+    return {
+        "jurisdiction_id": row.jurisdiction_id,
+        "source": Source.post.value,
+        "report_id": row.report_id if merged else None,
+        "post_id": row.id,
+        "ticket_id": row.ticket_id,
+        "service_id": row.service_id,
+        "channel": row.platform[:32],
+        "area_id": row.area_id,
+        "lon": row.lon if located else None,
+        "lat": row.lat if located else None,
+        "at": row.posted_at,
+        "language": (row.language or reading.language)[:8],
+        "sentiment": row.sentiment if row.sentiment is not None else reading.sentiment,
+        "terms": list(reading.terms),
+        "reply": row.link_rule == "reply",
+    }
+
+
+async def copy_posts(session: AsyncSession, *, limit: int = 20_000) -> int:
+    """Copy the social posts processed since the last copy into signals (at most ``limit``).
+
+    Run after ``copy_reports``. A post that filed a report becomes that report's signal
+    (``MERGE_POST_SIGNAL``): one problem, one point, whichever arrived first. A second post
+    of the same report (rare: a resumed conversation) is copied without a point.
+    """
+    after = int(
+        (await session.execute(sql.RESUME_POSTS_AFTER, {"margin": COPY_MARGIN})).scalar_one() or 0
+    )
+    copied = 0
+    while copied < limit:
+        rows: Sequence[Any] = (
+            await session.execute(sql.NEW_POSTS, {"after": after, "batch": COPY_BATCH})
+        ).all()
+        if not rows:
+            break
+        plain: list[dict[str, Any]] = []
+        for row in rows:
+            if row.report_id is not None:
+                merged = await session.execute(
+                    sql.MERGE_POST_SIGNAL, _post_signal(row, merged=True)
+                )
+                if merged.scalar_one_or_none() is not None:
+                    continue
+                plain.append({**_post_signal(row, merged=False), "lon": None, "lat": None})
+            else:
+                plain.append(_post_signal(row, merged=False))
+        if plain:
+            await session.execute(sql.INSERT_SIGNALS, plain)
         copied += len(rows)
         after = rows[-1].id
         if len(rows) < COPY_BATCH:

@@ -21,7 +21,7 @@ from app.core import clock
 from app.core.jobs import DELIVER_NOTIFICATIONS, SEND_MAIL, defer
 from app.settings import Settings
 from app.talk import repository as sql
-from app.talk.signals import copy_reports
+from app.talk.signals import copy_posts, copy_reports
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ class SpikeRule:
 class Tick:
     """What one run did."""
 
-    copied: int = 0
+    copied: int = 0  # reports
+    posts: int = 0  # social posts copied
     opened: list[int] = field(default_factory=list)
     grown: list[int] = field(default_factory=list)
     closed: list[int] = field(default_factory=list)
@@ -164,9 +165,11 @@ async def detect(
 async def tick(
     session: AsyncSession, now: datetime | None = None, settings: Settings | None = None
 ) -> Tick:
-    """One run of the ``talk`` job: copy new reports, then detect in every jurisdiction."""
+    """One run of the ``talk`` job: copy new reports and posts (reports first, so a post
+    that filed one finds its signal), then detect in every jurisdiction."""
     now = now or clock.now()
     result = Tick(copied=await copy_reports(session))
+    result.posts = await copy_posts(session)
     for jurisdiction in (await session.execute(sql.JURISDICTIONS)).all():
         await detect(session, jurisdiction, now, settings, result)
     return result

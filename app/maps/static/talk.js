@@ -118,6 +118,19 @@ async function showMood(slug, key) {
   );
 }
 
+// One line: the share of social posts due in the last 30 days answered within the city's
+// response time (GET /v1/talk/answering).
+async function showAnswering(slug, key) {
+  const level = await staffJson(`/v1/talk/answering?jurisdiction=${slug}&days=30&bucket_days=31`,
+                                key);
+  const due = level.items.reduce((n, i) => n + i.posts - i.pending, 0);
+  const onTime = level.items.reduce((n, i) => n + i.on_time, 0);
+  document.getElementById("talk-answering").textContent = due
+    ? `${Math.round((100 * onTime) / due)} % of ${due} posts due in 30 days answered within ` +
+      `${level.within_hours} h`
+    : "No posts due in 30 days.";
+}
+
 async function showSpikes(map, loaded, slug, key) {
   const page = await staffJson(`/v1/alerts?jurisdiction=${slug}&limit=50`, key);
   const features = page.items.map((a) => ({
@@ -164,7 +177,8 @@ async function showTalk(map, slug) {
   }
   section.dataset.state = "open";
   try {
-    await Promise.all([showSpikes(map, loaded, slug, key), showTrends(slug, key), showMood(slug, key)]);
+    await Promise.all([showSpikes(map, loaded, slug, key), showTrends(slug, key), showMood(slug, key),
+                      showAnswering(slug, key)]);
     section.dataset.ready = "1";
   } catch (error) {
     document.getElementById("talk-error").textContent = "Talk: " + error.message;
