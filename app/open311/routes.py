@@ -28,7 +28,7 @@ from app.db import ReadConnection, SessionDep, read_db
 from app.media.service import AcceptedUploads, PhotoPipeline, ensure_photo_backlog_below
 from app.open311 import queries, schemas, service
 from app.open311.formats import JSON_TYPE, XML_TYPE, Format, format_of, render, respond
-from app.open311.params import Params, form_params, invalid, query_params
+from app.open311.params import MAX_LENGTH, Params, form_params, invalid, query_params
 from app.open311.service import JurisdictionRow
 from app.reports.intake import Filed
 from app.reports.service import explain, submit_report
@@ -395,21 +395,21 @@ _JURISDICTION = {
     "required": False,
     "description": "The city's slug; needed only when this server serves several (unknown:"
     " 404, or the only city with KERBSIDE_OPEN311_IGNORE_UNKNOWN_JURISDICTION)",
-    "schema": {"type": "string", "maxLength": 100},
+    "schema": {"type": "string", "maxLength": MAX_LENGTH["jurisdiction_id"]},
 }
 _API_KEY_GET = {
     "name": "api_key",
     "in": "query",
     "required": False,
     "description": "Accepted and ignored on reads (FixMyStreet sends one)",
-    "schema": {"type": "string", "maxLength": 200},
+    "schema": {"type": "string", "maxLength": MAX_LENGTH["api_key"]},
 }
 _LOCALE = {
     "name": "locale",
     "in": "query",
     "required": False,
     "description": "Language of service names (en, es, en_GB, ...)",
-    "schema": {"type": "string", "maxLength": 16},
+    "schema": {"type": "string", "maxLength": MAX_LENGTH["locale"]},
 }
 _EXTENSIONS = {
     "name": "extensions",
@@ -441,28 +441,38 @@ def _path(name: str, description: str) -> dict[str, Any]:
     }
 
 
-_TIME = {"type": "string", "maxLength": 40, "description": "ISO 8601"}
+# Any ISO 8601 date or date-time is read (``formats.parse_datetime``); the document says
+# RFC 3339 date-time, the form clients send and every one of which is read.
+_TIME = {"type": "string", "format": "date-time", "maxLength": MAX_LENGTH["end_date"]}
 _REQUESTS_PARAMETERS = [
     _JURISDICTION,
     _query(
         "service_request_id",
         "Comma-separated ids (ticket references); overrides every other filter",
-        {"type": "string", "maxLength": 20000},
+        {"type": "string", "maxLength": MAX_LENGTH["service_request_id"]},
     ),
-    _query("service_code", "Comma-separated service codes", {"type": "string", "maxLength": 2000}),
+    _query(
+        "service_code",
+        "Comma-separated service codes",
+        {"type": "string", "maxLength": MAX_LENGTH["service_code"]},
+    ),
     _query(
         "start_date",
         "Requested at or after (default: the last KERBSIDE_OPEN311_DEFAULT_DAYS days)",
         _TIME,
     ),
     _query("end_date", "Requested at or before", _TIME),
-    _query("status", "open, closed, or both comma-separated", {"type": "string", "maxLength": 20}),
+    _query(
+        "status",
+        "open, closed, or both comma-separated",
+        {"type": "string", "maxLength": MAX_LENGTH["status"]},
+    ),
     _query("updated_after", "Updated at or after", _TIME),
     _query("updated_before", "Updated at or before", _TIME),
     _query("lat", "With long: around this point (WGS84)", {"type": "number"}),
     _query("long", "With lat: around this point (WGS84)", {"type": "number"}),
     _query("radius", "Metres around lat/long (default 1000, at most 50000)", {"type": "number"}),
-    _query("bbox", "long1,lat1,long2,lat2", {"type": "string", "maxLength": 200}),
+    _query("bbox", "long1,lat1,long2,lat2", {"type": "string", "maxLength": MAX_LENGTH["bbox"]}),
     _query(
         "page",
         "1-based page of page_size rows",
@@ -610,7 +620,7 @@ router.add_api_route(
     name="open311_base",
     summary="Open311 service discovery at the base URL (XML, or JSON by Accept)",
     response_class=Response,
-    responses=_responses(None, schemas.DISCOVERY_REF, "Discovery", ()),
+    responses=_responses(None, schemas.DISCOVERY_REF, "Discovery", (503,)),
 )
 _add(
     "services",
@@ -652,7 +662,11 @@ _add(
     ok=schemas.POST_ANSWER_REF,
     description="Filed through the intake: the ticket it opened or joined (one-element list)",
     parameters=[
-        _query("api_key", "Required, here or in the body", {"type": "string", "maxLength": 200}),
+        _query(
+            "api_key",
+            "Required, here or in the body",
+            {"type": "string", "maxLength": MAX_LENGTH["api_key"]},
+        ),
         _JURISDICTION,
         _EXTENSIONS,
         {
