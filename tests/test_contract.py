@@ -97,6 +97,12 @@ def test_open311_errors_are_documented_in_open311s_form_and_the_routes_format(
     assert seen > 100
 
 
+def test_a_jurisdiction_looked_up_by_slug_documents_404(document: dict[str, Any]) -> None:
+    """These answer 404 for a slug no city has (schemathesis: undocumented status 404)."""
+    for path in ("/v1/alerts", "/v1/talk/trends", "/v1/talk/sentiment", "/v1/social/posts"):
+        assert "404" in document["paths"][path]["get"]["responses"], path
+
+
 def test_what_a_route_declares_comes_out_in_its_answers(document: dict[str, Any]) -> None:
     paths = document["paths"]
     staff_only = paths["/v1/crews/{crew_id}"]["patch"]["responses"]

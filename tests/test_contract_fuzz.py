@@ -88,7 +88,7 @@ def _seed_talk_and_social(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO social_post (platform, post_id, account, jurisdiction_id, author_id,"
-            " text, raw, posted_at, status) SELECT 'x', 'fuzz-1', 'demo', id, '42',"
+            " text, raw, posted_at, status) SELECT 'x', 'fuzz-1', 'KerbsideDemo', id, '42',"
             " 'pothole on the corner', '{}', now(), 'needs_human' FROM jurisdiction"
             " WHERE slug = %s",
             (DEMO_SLUG,),

@@ -625,6 +625,11 @@ async def test_filters_pages_and_windows(
     app_settings.open311_max_requests = 3
     try:
         assert await ids() == newest_first[:3]
+        # A page_size above the cap is served as the cap (schemathesis: the document said
+        # no maximum and the server refused 1,001 with a 400); above its bound, refused.
+        assert await ids(page_size=1000) == newest_first[:3]
+        refused = await client.get(f"{BASE}/requests.json", params={"page_size": 10_001})
+        assert refused.status_code == 400, refused.text
     finally:
         app_settings.open311_max_requests = app_settings_before
 
@@ -651,12 +656,17 @@ async def test_a_read_refuses_a_value_longer_than_its_documented_maximum(
             continue
         for operation in item.values():
             query = [p for p in operation.get("parameters", ()) if p["in"] == "query"]
-            for parameter in query:
-                declared = parameter["schema"].get("maxLength")
-                assert declared == MAX_LENGTH.get(parameter["name"], declared), parameter
+            lengths = {
+                p["name"]: max(
+                    s.get("maxLength", 40) for s in p["schema"].get("anyOf", [p["schema"]])
+                )
+                for p in query
+            }
+            for name, declared in lengths.items():
+                assert declared == MAX_LENGTH.get(name, declared), (path, name)
             # Every value at its longest, each character percent-encoded UTF-8 (12 bytes at
             # most), fits a request line uvicorn reads (64 KB).
-            longest = sum(p["schema"].get("maxLength", 40) for p in query)
+            longest = sum(lengths.values())
             assert longest * 12 < 60_000, (path, longest)
 
 
@@ -905,6 +915,13 @@ def test_datetimes_in_any_iso_8601() -> None:
     assert parse_datetime("0001-01-01T00:00:00+23:59").year == 2
     assert parse_datetime("9999-12-31T23:59:59-23:59").year == 9998
     assert parse_datetime("0001-01-01") == datetime(2, 1, 1, tzinfo=UTC)
+
+
+async def test_extensions_is_a_yes_or_no(client: httpx.AsyncClient) -> None:
+    """schemathesis: ``extensions=x`` was taken for "no" (200) against the documented enum."""
+    for value, status in (("x", 400), ("true", 200), ("FALSE", 200), ("", 200)):
+        answer = await client.get(f"{BASE}/requests.json", params={"extensions": value})
+        assert answer.status_code == status, (value, answer.text)
 
 
 async def test_times_at_the_ends_of_the_calendar_are_read(client: httpx.AsyncClient) -> None:

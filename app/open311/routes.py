@@ -28,7 +28,7 @@ from app.db import ReadConnection, SessionDep, read_db
 from app.media.service import AcceptedUploads, PhotoPipeline, ensure_photo_backlog_below
 from app.open311 import queries, schemas, service
 from app.open311.formats import JSON_TYPE, XML_TYPE, Format, format_of, render, respond
-from app.open311.params import MAX_LENGTH, Params, form_params, invalid, query_params
+from app.open311.params import FLAG_VALUES, MAX_LENGTH, Params, form_params, invalid, query_params
 from app.open311.service import JurisdictionRow
 from app.reports.intake import Filed
 from app.reports.service import explain, submit_report
@@ -43,6 +43,7 @@ CHANGESET = "2026-12-04T00:00:00Z"
 MAX_IDEMPOTENCY_KEY = 255  # idempotency_record.key
 # The jurisdictions' slugs and names change rarely (a city file applied): kept this long.
 JURISDICTIONS_TTL_SECONDS = 30.0
+MAX_PAGE_SIZE = 10_000  # KERBSIDE_OPEN311_MAX_REQUESTS's own bound
 
 
 def _settings(request: Request) -> Settings:
@@ -183,7 +184,9 @@ async def get_requests(request: Request) -> Response:
     settings = _settings(request)
     cap = settings.open311_max_requests
     filters = _filters(params, settings)
-    page_size = params.integer("page_size", minimum=1, maximum=cap) or cap
+    # More than the cap is served as the cap (a setting: the document cannot say it), as
+    # OGC API - Features serves a large ``limit``; beyond the setting's own bound, refused.
+    page_size = min(params.integer("page_size", minimum=1, maximum=MAX_PAGE_SIZE) or cap, cap)
     page = params.integer("page", minimum=1, maximum=1_000_000) or 1
     extended = params.flag("extensions")
     async with read_db(request) as db:
@@ -417,7 +420,8 @@ _EXTENSIONS = {
     "required": False,
     "description": "`true`: add `extended_attributes` (Kerbside's detailed status, photos, the"
     " ticket a duplicate joined)",
-    "schema": {"type": "string", "enum": ["true", "false", "all"]},
+    # Empty is a parameter not sent (Open311), so it is among the values.
+    "schema": {"type": "string", "enum": [*FLAG_VALUES, ""]},
 }
 
 
@@ -443,7 +447,13 @@ def _path(name: str, description: str) -> dict[str, Any]:
 
 # Any ISO 8601 date or date-time is read (``formats.parse_datetime``); the document says
 # RFC 3339 date-time, the form clients send and every one of which is read.
-_TIME = {"type": "string", "format": "date-time", "maxLength": MAX_LENGTH["end_date"]}
+# Empty is a parameter not sent (Open311).
+_TIME = {
+    "anyOf": [
+        {"type": "string", "format": "date-time", "maxLength": MAX_LENGTH["end_date"]},
+        {"type": "string", "maxLength": 0},
+    ]
+}
 _REQUESTS_PARAMETERS = [
     _JURISDICTION,
     _query(
@@ -480,8 +490,8 @@ _REQUESTS_PARAMETERS = [
     ),
     _query(
         "page_size",
-        "Rows a page (default and most: KERBSIDE_OPEN311_MAX_REQUESTS)",
-        {"type": "integer", "minimum": 1},
+        "Rows a page (default: KERBSIDE_OPEN311_MAX_REQUESTS; more is served as that many)",
+        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
     ),
     _EXTENSIONS,
     _LOCALE,

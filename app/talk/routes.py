@@ -30,6 +30,7 @@ Code = Annotated[str | None, Query(min_length=1, max_length=64)]
     "/v1/alerts",
     response_model=AlertPage,
     summary="Spike alerts of a jurisdiction, newest first (staff)",
+    responses={404: {"description": "No jurisdiction with this slug"}},
     description=(
         "An alert is a burst of reports and posts of one service in one place beyond what "
         "that place usually sees at that hour of the week (docs/talk.md). `broadcast` is the "
@@ -75,6 +76,7 @@ async def acknowledge_alert(
     "/v1/talk/trends",
     response_model=Trends,
     summary="Terms, hashtags or services rising today against their recent baseline (staff)",
+    responses={404: {"description": "No jurisdiction with this slug"}},
 )
 async def trends(
     staff: StaffPrincipal,
@@ -102,6 +104,7 @@ async def trends(
     "/v1/talk/sentiment",
     response_model=Moods,
     summary="Sentiment of reports and posts over time, per service, area or channel (staff)",
+    responses={404: {"description": "No jurisdiction with this slug"}},
 )
 async def sentiment(
     staff: StaffPrincipal,
