@@ -917,11 +917,19 @@ def test_datetimes_in_any_iso_8601() -> None:
     assert parse_datetime("0001-01-01") == datetime(2, 1, 1, tzinfo=UTC)
 
 
-async def test_extensions_is_a_yes_or_no(client: httpx.AsyncClient) -> None:
+async def test_extensions_is_a_yes_or_no_and_every_filter_is_read(
+    client: httpx.AsyncClient,
+) -> None:
     """schemathesis: ``extensions=x`` was taken for "no" (200) against the documented enum."""
     for value, status in (("x", 400), ("true", 200), ("FALSE", 200), ("", 200)):
         answer = await client.get(f"{BASE}/requests.json", params={"extensions": value})
         assert answer.status_code == status, (value, answer.text)
+    # Beside service_request_id (which overrides every other filter) too.
+    for name, value in (("start_date", "-2.7e+16"), ("status", "shut"), ("lat", "52")):
+        answer = await client.get(
+            f"{BASE}/requests.json", params={"service_request_id": "K-2026-000001", name: value}
+        )
+        assert answer.status_code == 400, (name, answer.text)
 
 
 async def test_times_at_the_ends_of_the_calendar_are_read(client: httpx.AsyncClient) -> None:
