@@ -925,7 +925,13 @@ async def test_extensions_is_a_yes_or_no_and_every_filter_is_read(
         answer = await client.get(f"{BASE}/requests.json", params={"extensions": value})
         assert answer.status_code == status, (value, answer.text)
     # Beside service_request_id (which overrides every other filter) too.
-    for name, value in (("start_date", "-2.7e+16"), ("status", "shut"), ("lat", "52")):
+    for name, value in (
+        ("start_date", "-2.7e+16"),
+        ("status", "shut"),
+        ("lat", "52"),
+        ("radius", "null"),
+        ("radius", "0"),
+    ):
         answer = await client.get(
             f"{BASE}/requests.json", params={"service_request_id": "K-2026-000001", name: value}
         )

@@ -165,13 +165,14 @@ def _filters(params: Params, settings: Settings) -> queries.RequestFilters:
     lat, lon = params.number("lat"), params.number("long")
     if (lat is None) != (lon is None):
         raise invalid("lat/long", "send both lat and long")
+    # Read whether or not lat/long came (schemathesis: radius=null without them, 200).
+    radius = params.number("radius")
+    if radius is not None and not 0 < radius <= service.MAX_RADIUS_M:
+        raise invalid("radius", f"metres, more than 0 and at most {service.MAX_RADIUS_M:g}")
     if lat is not None and lon is not None:
         if not (-90 <= lat <= 90 and -180 <= lon <= 180):
             raise invalid("lat/long", "latitude within ±90, longitude within ±180")
-        radius = params.number("radius") or service.DEFAULT_RADIUS_M
-        if not 0 < radius <= service.MAX_RADIUS_M:
-            raise invalid("radius", f"metres, more than 0 and at most {service.MAX_RADIUS_M:g}")
-        filters.near = near_params(lon, lat, radius)
+        filters.near = near_params(lon, lat, radius or service.DEFAULT_RADIUS_M)
     filters.bbox = service.bbox_of(params.get("bbox"))
     if ids:
         # The ids override every other filter, once those are read: invalid input is
@@ -481,9 +482,21 @@ _REQUESTS_PARAMETERS = [
     ),
     _query("updated_after", "Updated at or after", _TIME),
     _query("updated_before", "Updated at or before", _TIME),
-    _query("lat", "With long: around this point (WGS84)", {"type": "number"}),
-    _query("long", "With lat: around this point (WGS84)", {"type": "number"}),
-    _query("radius", "Metres around lat/long (default 1000, at most 50000)", {"type": "number"}),
+    _query(
+        "lat",
+        "With long: around this point (WGS84)",
+        {"type": "number", "minimum": -90, "maximum": 90},
+    ),
+    _query(
+        "long",
+        "With lat: around this point (WGS84)",
+        {"type": "number", "minimum": -180, "maximum": 180},
+    ),
+    _query(
+        "radius",
+        "Metres around lat/long (default 1000)",
+        {"type": "number", "exclusiveMinimum": 0, "maximum": service.MAX_RADIUS_M},
+    ),
     _query("bbox", "long1,lat1,long2,lat2", {"type": "string", "maxLength": MAX_LENGTH["bbox"]}),
     _query(
         "page",
