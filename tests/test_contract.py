@@ -44,20 +44,63 @@ def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]
     ]
 
 
+def _error_forms(operation: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r["content"] for s, r in operation["responses"].items() if int(s) >= 400]
+
+
 def test_every_error_answer_is_a_documented_problem(document: dict[str, Any]) -> None:
+    """Every error answer has a documented body: a problem, or, where a route declares an
+    error body of its own (Open311's ``errors`` document), that body on every error answer
+    of the route, never a mix."""
     undocumented = []
     for method, path, operation in _operations(document):
+        forms = _error_forms(operation)
+        own = [f for f in forms if "application/problem+json" not in f]
         for status, response in operation["responses"].items():
-            if int(status) >= 400 and "application/problem+json" not in response["content"]:
+            if int(status) < 400:
+                continue
+            content = response["content"]
+            if own:
+                if content != own[0] or not all(m.get("schema") for m in content.values()):
+                    undocumented.append((method, path, status))
+            elif content.get("application/problem+json") != PROBLEM:
                 undocumented.append((method, path, status))
-            elif int(status) >= 400:
-                assert response["content"]["application/problem+json"] == PROBLEM
         assert {"422", "503"} <= operation["responses"].keys(), (method, path)
     assert undocumented == []
     assert "HTTPValidationError" not in document["components"]["schemas"]
     assert "ErrorModel" not in document["components"]["schemas"]
     problem = document["components"]["schemas"]["Problem"]
     assert {"type", "title", "status", "detail"} <= set(problem["required"])
+
+
+def test_open311_errors_are_documented_in_open311s_form_and_the_routes_format(
+    document: dict[str, Any],
+) -> None:
+    """Open311 answers its errors as ``[{"code", "description"}]`` / ``<errors>`` in the
+    route's format (app/open311/errors.py), never as problems: ``.json`` in JSON, ``.xml``
+    in XML, the extensionless route in either (by Accept)."""
+    errors_ref = {"$ref": "#/components/schemas/Open311Errors"}
+    seen = 0
+    for method, path, operation in _operations(document):
+        if not path.startswith("/open311/"):
+            continue
+        last = path.rsplit("/", 1)[-1]
+        for content in _error_forms(operation):
+            seen += 1
+            if last.endswith(".json"):
+                assert content == {"application/json": {"schema": errors_ref}}, (method, path)
+            elif last.endswith(".xml"):
+                assert set(content) == {"text/xml"}, (method, path)
+            else:
+                assert set(content) == {"application/json", "text/xml"}, (method, path)
+                assert content["application/json"] == {"schema": errors_ref}
+    assert seen > 100
+
+
+def test_a_jurisdiction_looked_up_by_slug_documents_404(document: dict[str, Any]) -> None:
+    """These answer 404 for a slug no city has (schemathesis: undocumented status 404)."""
+    for path in ("/v1/alerts", "/v1/talk/trends", "/v1/talk/sentiment", "/v1/social/posts"):
+        assert "404" in document["paths"][path]["get"]["responses"], path
 
 
 def test_what_a_route_declares_comes_out_in_its_answers(document: dict[str, Any]) -> None:

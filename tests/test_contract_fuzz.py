@@ -74,10 +74,34 @@ def fuzz_database(database_url: str) -> Iterator[str]:
             conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
         upgrade_to_head(url)
         asyncio.run(seed_demo(url, reports=40, progress=False))
+        _seed_talk_and_social(url)
         yield url
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+
+
+def _seed_talk_and_social(url: str) -> None:
+    """A spike alert and a post in the webcare inbox of the demo city, so the fuzzer reaches
+    ``/v1/alerts/{alert_id}`` and ``/v1/social/posts/{post_id}/...`` with ids that exist (the
+    demo seeds neither: alerts come of a spike, posts of a poll)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO social_post (platform, post_id, account, jurisdiction_id, author_id,"
+            " text, raw, posted_at, status) SELECT 'x', 'fuzz-1', 'KerbsideDemo', id, '42',"
+            " 'pothole on the corner', '{}', now(), 'needs_human' FROM jurisdiction"
+            " WHERE slug = %s",
+            (DEMO_SLUG,),
+        )
+        conn.execute(
+            "INSERT INTO talk_alert (jurisdiction_id, service_id, threshold, radius_m,"
+            " centroid, polygon, opened_at, last_signal_at)"
+            " SELECT j.id, s.id, 10, 200, ST_PointOnSurface(j.boundary),"
+            " ST_Buffer(CAST(ST_PointOnSurface(j.boundary) AS geography), 200)::geometry,"
+            " now(), now() FROM jurisdiction j JOIN service s ON s.jurisdiction_id = j.id"
+            " WHERE j.slug = %s AND s.code = 'pothole'",
+            (DEMO_SLUG,),
+        )
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +140,8 @@ async def _seeded_ids(database_url: str) -> dict[str, Any]:
                                (SELECT min(id) FROM response_template) AS template_id,
                                (SELECT min(code) FROM area WHERE kind = 'district') AS area_code,
                                (SELECT id FROM app_user WHERE email = :citizen) AS user_id,
+                               (SELECT min(id) FROM talk_alert) AS alert_id,
+                               (SELECT min(id) FROM social_post) AS post_id,
                                (SELECT min(ct.id) FROM contact ct
                                  JOIN app_user u ON u.id = ct.user_id
                                 WHERE u.email = :citizen) AS contact_id

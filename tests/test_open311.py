@@ -23,6 +23,7 @@ from app.auth.api_keys import issue_api_key
 from app.auth.models import Role
 from app.auth.principal import Principal
 from app.open311.formats import parse_datetime
+from app.open311.params import MAX_LENGTH
 from app.tickets import service as tickets
 from app.tickets.models import TicketStatus
 from app.tickets.workflow import change_status
@@ -624,8 +625,49 @@ async def test_filters_pages_and_windows(
     app_settings.open311_max_requests = 3
     try:
         assert await ids() == newest_first[:3]
+        # A page_size above the cap is served as the cap (schemathesis: the document said
+        # no maximum and the server refused 1,001 with a 400); above its bound, refused.
+        assert await ids(page_size=1000) == newest_first[:3]
+        refused = await client.get(f"{BASE}/requests.json", params={"page_size": 10_001})
+        assert refused.status_code == 400, refused.text
     finally:
         app_settings.open311_max_requests = app_settings_before
+
+
+async def test_a_read_refuses_a_value_longer_than_its_documented_maximum(
+    client: httpx.AsyncClient, city: dict[str, Any]
+) -> None:
+    """schemathesis: ``status`` of 30 characters beside ``service_request_id`` (which
+    overrides every other filter, so nothing read it) was answered 200 although the document
+    says at most 20; and ``service_request_id`` documented 20,000 characters, a request line
+    the HTTP server refuses in text/plain before the API sees it."""
+    for name, limit in MAX_LENGTH.items():
+        params = {"service_request_id": "K-2026-000001", name: "x" * (limit + 1)}
+        for ext in (".json", ".xml"):
+            answer = await client.get(f"{BASE}/requests{ext}", params=params)
+            assert answer.status_code == 400, (name, answer.text)
+            assert f"{name}: at most {limit} characters" in answer.text
+        within = await client.get(f"{BASE}/requests.json", params={name: "x" * limit})
+        assert within.status_code in (200, 400, 404), within.text  # wrong in another way
+        assert "characters" not in within.text
+    document = client._transport.app.openapi()  # type: ignore[attr-defined]
+    for path, item in document["paths"].items():
+        if not path.startswith(BASE):
+            continue
+        for operation in item.values():
+            query = [p for p in operation.get("parameters", ()) if p["in"] == "query"]
+            lengths = {
+                p["name"]: max(
+                    s.get("maxLength", 40) for s in p["schema"].get("anyOf", [p["schema"]])
+                )
+                for p in query
+            }
+            for name, declared in lengths.items():
+                assert declared == MAX_LENGTH.get(name, declared), (path, name)
+            # Every value at its longest, each character percent-encoded UTF-8 (12 bytes at
+            # most), fits a request line uvicorn reads (64 KB).
+            longest = sum(lengths.values())
+            assert longest * 12 < 60_000, (path, longest)
 
 
 async def test_status_open_closed_and_fixmystreet_updates(
@@ -868,6 +910,39 @@ def test_datetimes_in_any_iso_8601() -> None:
     assert parse_datetime("2026-11-17T03:21:53") == utc
     with pytest.raises(ValueError, match="Invalid isoformat"):
         parse_datetime("last tuesday")
+    # The ends of datetime's range, which a day's arithmetic or UTC would overflow
+    # (schemathesis: a 500 on servicerequestupdates?end_date=0001-01-01T00:00:00Z).
+    assert parse_datetime("0001-01-01T00:00:00+23:59").year == 2
+    assert parse_datetime("9999-12-31T23:59:59-23:59").year == 9998
+    assert parse_datetime("0001-01-01") == datetime(2, 1, 1, tzinfo=UTC)
+
+
+async def test_extensions_is_a_yes_or_no_and_every_filter_is_read(
+    client: httpx.AsyncClient,
+) -> None:
+    """schemathesis: ``extensions=x`` was taken for "no" (200) against the documented enum."""
+    for value, status in (("x", 400), ("true", 200), ("FALSE", 200), ("", 200)):
+        answer = await client.get(f"{BASE}/requests.json", params={"extensions": value})
+        assert answer.status_code == status, (value, answer.text)
+    # Beside service_request_id (which overrides every other filter) too.
+    for name, value in (
+        ("start_date", "-2.7e+16"),
+        ("status", "shut"),
+        ("lat", "52"),
+        ("radius", "null"),
+        ("radius", "0"),
+    ):
+        answer = await client.get(
+            f"{BASE}/requests.json", params={"service_request_id": "K-2026-000001", name: value}
+        )
+        assert answer.status_code == 400, (name, answer.text)
+
+
+async def test_times_at_the_ends_of_the_calendar_are_read(client: httpx.AsyncClient) -> None:
+    for path, name in (("servicerequestupdates", "end_date"), ("requests", "updated_after")):
+        for value in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59-23:59"):
+            answer = await client.get(f"{BASE}/{path}.json", params={name: value})
+            assert answer.status_code == 200, answer.text
 
 
 async def test_the_intake_checks_datetime_answers_on_every_channel(

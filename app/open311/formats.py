@@ -78,9 +78,24 @@ def parse_datetime(raw: str) -> datetime:
     if len(value) > 19 and value[-6] == " " and value[-3] == ":":
         value = value[:-6] + "+" + value[-5:]
     if len(value) == 10:
-        return datetime.combine(date.fromisoformat(value), time(), UTC)
+        return _within(datetime.combine(date.fromisoformat(value), time(), UTC))
     parsed = datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return _within(parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC))
+
+
+# The earliest and latest times read. Earlier or later means the same to every filter (no
+# ticket is that old or that new) and leaves a margin for the window's arithmetic: year 1
+# less a day, or 9999-12-31 at -23:59 in UTC, overflowed into a 500 (schemathesis).
+_EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9998, 12, 31, tzinfo=UTC)
+
+
+def _within(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        return _EARLIEST if value.year < 5000 else _LATEST
+    return min(max(utc, _EARLIEST), _LATEST)
 
 
 # -- rendering ----------------------------------------------------------------------------------

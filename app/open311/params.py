@@ -26,6 +26,27 @@ from app.open311.formats import parse_datetime
 _ATTRIBUTE = re.compile(r"^attribute\[([^\[\]]{1,100})\](?:\[\])?$")
 _FILE_NAMES = re.compile(r"^(media(\[\])?|photo\d*|file_.*|photos(\[\])?)$")
 MAX_FIELDS = 200
+# What a yes-or-no parameter (``extensions``) may say; anything else is refused, not taken
+# for "no" (schemathesis: ``extensions=x`` was answered 200 against the documented enum).
+FLAG_VALUES = ("true", "false", "all", "1", "0", "yes", "no")
+# The longest value of each query parameter the reads take; the OpenAPI operations declare
+# these (routes.py reads them here), and a longer value is refused, never cut or ignored. A
+# GET's request line must also fit the HTTP server's (about 64 KB, percent-encoded: up to 12
+# bytes a character): ``service_request_id`` holds about 140 references, not the 20,000
+# characters it once documented (uvicorn refused such a request line with a text/plain 400).
+MAX_LENGTH = {
+    "jurisdiction_id": 100,
+    "api_key": 200,
+    "locale": 16,
+    "service_request_id": 2000,
+    "service_code": 1000,
+    "status": 20,
+    "start_date": 40,
+    "end_date": 40,
+    "updated_after": 40,
+    "updated_before": 40,
+    "bbox": 200,
+}
 
 
 @dataclass
@@ -93,7 +114,11 @@ class Params:
         return value
 
     def flag(self, name: str) -> bool:
-        return (self.get(name) or "").lower() in ("true", "1", "yes", "all")
+        """A yes-or-no parameter: one of ``FLAG_VALUES`` (any case), or refused."""
+        value = (self.get(name) or "false").lower()
+        if value not in FLAG_VALUES:
+            raise invalid(name, "true or false")
+        return value in ("true", "1", "yes", "all")
 
 
 def invalid(name: str, message: str) -> InvalidInput:
@@ -116,7 +141,11 @@ def _merged(*sources: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
 
 
 def query_params(request: Request) -> Params:
-    return Params(_merged(_pairs(request.scope["query_string"])))
+    params = Params(_merged(_pairs(request.scope["query_string"])))
+    for name, limit in MAX_LENGTH.items():
+        if any(len(value) > limit for value in params.values.get(name, ())):
+            raise invalid(name, f"at most {limit} characters")
+    return params
 
 
 def _pairs(raw: bytes) -> list[tuple[str, str]]:

@@ -28,7 +28,7 @@ from app.db import ReadConnection, SessionDep, read_db
 from app.media.service import AcceptedUploads, PhotoPipeline, ensure_photo_backlog_below
 from app.open311 import queries, schemas, service
 from app.open311.formats import JSON_TYPE, XML_TYPE, Format, format_of, render, respond
-from app.open311.params import Params, form_params, invalid, query_params
+from app.open311.params import FLAG_VALUES, MAX_LENGTH, Params, form_params, invalid, query_params
 from app.open311.service import JurisdictionRow
 from app.reports.intake import Filed
 from app.reports.service import explain, submit_report
@@ -43,6 +43,7 @@ CHANGESET = "2026-12-04T00:00:00Z"
 MAX_IDEMPOTENCY_KEY = 255  # idempotency_record.key
 # The jurisdictions' slugs and names change rarely (a city file applied): kept this long.
 JURISDICTIONS_TTL_SECONDS = 30.0
+MAX_PAGE_SIZE = 10_000  # KERBSIDE_OPEN311_MAX_REQUESTS's own bound
 
 
 def _settings(request: Request) -> Settings:
@@ -147,11 +148,8 @@ async def service_definition(request: Request) -> Response:
 def _filters(params: Params, settings: Settings) -> queries.RequestFilters:
     filters = queries.RequestFilters()
     ids = params.listed("service_request_id")
-    if ids:
-        if len(ids) > settings.open311_max_requests:
-            raise invalid("service_request_id", f"at most {settings.open311_max_requests} ids")
-        filters.references = [i.upper() for i in ids]
-        return filters
+    if len(ids) > settings.open311_max_requests:
+        raise invalid("service_request_id", f"at most {settings.open311_max_requests} ids")
     filters.service_codes = params.listed("service_code")
     statuses = {s.lower() for s in params.listed("status")}
     if statuses - {"open", "closed"}:
@@ -167,14 +165,20 @@ def _filters(params: Params, settings: Settings) -> queries.RequestFilters:
     lat, lon = params.number("lat"), params.number("long")
     if (lat is None) != (lon is None):
         raise invalid("lat/long", "send both lat and long")
+    # Read whether or not lat/long came (schemathesis: radius=null without them, 200).
+    radius = params.number("radius")
+    if radius is not None and not 0 < radius <= service.MAX_RADIUS_M:
+        raise invalid("radius", f"metres, more than 0 and at most {service.MAX_RADIUS_M:g}")
     if lat is not None and lon is not None:
         if not (-90 <= lat <= 90 and -180 <= lon <= 180):
             raise invalid("lat/long", "latitude within ±90, longitude within ±180")
-        radius = params.number("radius") or service.DEFAULT_RADIUS_M
-        if not 0 < radius <= service.MAX_RADIUS_M:
-            raise invalid("radius", f"metres, more than 0 and at most {service.MAX_RADIUS_M:g}")
-        filters.near = near_params(lon, lat, radius)
+        filters.near = near_params(lon, lat, radius or service.DEFAULT_RADIUS_M)
     filters.bbox = service.bbox_of(params.get("bbox"))
+    if ids:
+        # The ids override every other filter, once those are read: invalid input is
+        # refused even where it would not count (schemathesis: start_date=-2.7e+16 beside
+        # service_request_id was answered 200).
+        return queries.RequestFilters(references=[i.upper() for i in ids])
     return filters
 
 
@@ -183,7 +187,9 @@ async def get_requests(request: Request) -> Response:
     settings = _settings(request)
     cap = settings.open311_max_requests
     filters = _filters(params, settings)
-    page_size = params.integer("page_size", minimum=1, maximum=cap) or cap
+    # More than the cap is served as the cap (a setting: the document cannot say it), as
+    # OGC API - Features serves a large ``limit``; beyond the setting's own bound, refused.
+    page_size = min(params.integer("page_size", minimum=1, maximum=MAX_PAGE_SIZE) or cap, cap)
     page = params.integer("page", minimum=1, maximum=1_000_000) or 1
     extended = params.flag("extensions")
     async with read_db(request) as db:
@@ -395,21 +401,21 @@ _JURISDICTION = {
     "required": False,
     "description": "The city's slug; needed only when this server serves several (unknown:"
     " 404, or the only city with KERBSIDE_OPEN311_IGNORE_UNKNOWN_JURISDICTION)",
-    "schema": {"type": "string", "maxLength": 100},
+    "schema": {"type": "string", "maxLength": MAX_LENGTH["jurisdiction_id"]},
 }
 _API_KEY_GET = {
     "name": "api_key",
     "in": "query",
     "required": False,
     "description": "Accepted and ignored on reads (FixMyStreet sends one)",
-    "schema": {"type": "string", "maxLength": 200},
+    "schema": {"type": "string", "maxLength": MAX_LENGTH["api_key"]},
 }
 _LOCALE = {
     "name": "locale",
     "in": "query",
     "required": False,
     "description": "Language of service names (en, es, en_GB, ...)",
-    "schema": {"type": "string", "maxLength": 16},
+    "schema": {"type": "string", "maxLength": MAX_LENGTH["locale"]},
 }
 _EXTENSIONS = {
     "name": "extensions",
@@ -417,7 +423,8 @@ _EXTENSIONS = {
     "required": False,
     "description": "`true`: add `extended_attributes` (Kerbside's detailed status, photos, the"
     " ticket a duplicate joined)",
-    "schema": {"type": "string", "enum": ["true", "false", "all"]},
+    # Empty is a parameter not sent (Open311), so it is among the values.
+    "schema": {"type": "string", "enum": [*FLAG_VALUES, ""]},
 }
 
 
@@ -441,28 +448,56 @@ def _path(name: str, description: str) -> dict[str, Any]:
     }
 
 
-_TIME = {"type": "string", "maxLength": 40, "description": "ISO 8601"}
+# Any ISO 8601 date or date-time is read (``formats.parse_datetime``); the document says
+# RFC 3339 date-time, the form clients send and every one of which is read.
+# Empty is a parameter not sent (Open311).
+_TIME = {
+    "anyOf": [
+        {"type": "string", "format": "date-time", "maxLength": MAX_LENGTH["end_date"]},
+        {"type": "string", "maxLength": 0},
+    ]
+}
 _REQUESTS_PARAMETERS = [
     _JURISDICTION,
     _query(
         "service_request_id",
         "Comma-separated ids (ticket references); overrides every other filter",
-        {"type": "string", "maxLength": 20000},
+        {"type": "string", "maxLength": MAX_LENGTH["service_request_id"]},
     ),
-    _query("service_code", "Comma-separated service codes", {"type": "string", "maxLength": 2000}),
+    _query(
+        "service_code",
+        "Comma-separated service codes",
+        {"type": "string", "maxLength": MAX_LENGTH["service_code"]},
+    ),
     _query(
         "start_date",
         "Requested at or after (default: the last KERBSIDE_OPEN311_DEFAULT_DAYS days)",
         _TIME,
     ),
     _query("end_date", "Requested at or before", _TIME),
-    _query("status", "open, closed, or both comma-separated", {"type": "string", "maxLength": 20}),
+    _query(
+        "status",
+        "open, closed, or both comma-separated",
+        {"type": "string", "maxLength": MAX_LENGTH["status"]},
+    ),
     _query("updated_after", "Updated at or after", _TIME),
     _query("updated_before", "Updated at or before", _TIME),
-    _query("lat", "With long: around this point (WGS84)", {"type": "number"}),
-    _query("long", "With lat: around this point (WGS84)", {"type": "number"}),
-    _query("radius", "Metres around lat/long (default 1000, at most 50000)", {"type": "number"}),
-    _query("bbox", "long1,lat1,long2,lat2", {"type": "string", "maxLength": 200}),
+    _query(
+        "lat",
+        "With long: around this point (WGS84)",
+        {"type": "number", "minimum": -90, "maximum": 90},
+    ),
+    _query(
+        "long",
+        "With lat: around this point (WGS84)",
+        {"type": "number", "minimum": -180, "maximum": 180},
+    ),
+    _query(
+        "radius",
+        "Metres around lat/long (default 1000)",
+        {"type": "number", "exclusiveMinimum": 0, "maximum": service.MAX_RADIUS_M},
+    ),
+    _query("bbox", "long1,lat1,long2,lat2", {"type": "string", "maxLength": MAX_LENGTH["bbox"]}),
     _query(
         "page",
         "1-based page of page_size rows",
@@ -470,8 +505,8 @@ _REQUESTS_PARAMETERS = [
     ),
     _query(
         "page_size",
-        "Rows a page (default and most: KERBSIDE_OPEN311_MAX_REQUESTS)",
-        {"type": "integer", "minimum": 1},
+        "Rows a page (default: KERBSIDE_OPEN311_MAX_REQUESTS; more is served as that many)",
+        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
     ),
     _EXTENSIONS,
     _LOCALE,
@@ -610,7 +645,7 @@ router.add_api_route(
     name="open311_base",
     summary="Open311 service discovery at the base URL (XML, or JSON by Accept)",
     response_class=Response,
-    responses=_responses(None, schemas.DISCOVERY_REF, "Discovery", ()),
+    responses=_responses(None, schemas.DISCOVERY_REF, "Discovery", (503,)),
 )
 _add(
     "services",
@@ -652,7 +687,11 @@ _add(
     ok=schemas.POST_ANSWER_REF,
     description="Filed through the intake: the ticket it opened or joined (one-element list)",
     parameters=[
-        _query("api_key", "Required, here or in the body", {"type": "string", "maxLength": 200}),
+        _query(
+            "api_key",
+            "Required, here or in the body",
+            {"type": "string", "maxLength": MAX_LENGTH["api_key"]},
+        ),
         _JURISDICTION,
         _EXTENSIONS,
         {

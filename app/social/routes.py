@@ -253,6 +253,7 @@ async def _jurisdiction(session: SessionDep, staff: StaffPrincipal, slug: str | 
     "/v1/social/posts",
     response_model=SocialPostPage,
     summary="The webcare inbox: posts addressed to the city's accounts, newest first",
+    responses={404: {"description": "No jurisdiction with this slug"}},
 )
 async def list_posts(
     staff: StaffPrincipal,
