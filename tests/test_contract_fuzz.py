@@ -114,13 +114,17 @@ def live(fuzz_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         media_dir=where / "media",
         channels_sink_file=where / "sink.jsonl",
         log_json=False,
-        log_level="CRITICAL",  # the fuzz's 4xx by the thousand; a 500 fails the test anyway
+        # The fuzz's 4xx by the thousand; a 500 fails the test anyway (ERROR shows its trace).
+        log_level=os.environ.get("KERBSIDE_FUZZ_LOG_LEVEL", "CRITICAL"),
         public_base_url=f"http://127.0.0.1:{port}",
         rate_limit_login_per_minute=NO_LIMIT,
         rate_limit_login_per_address_per_minute=NO_LIMIT,
         rate_limit_register_per_minute=NO_LIMIT,
         rate_limit_account_mail_per_minute=NO_LIMIT,
         rate_limit_reports_per_minute=NO_LIMIT,
+        rate_limit_writes_per_address_per_minute=NO_LIMIT,
+        rate_limit_writes_per_account_per_minute=NO_LIMIT,
+        rate_limit_writes_per_device_per_minute=NO_LIMIT,
     )
     with serve(create_app(settings), port) as url:
         yield url

@@ -27,6 +27,7 @@ from tests.test_notify import (
     outbox,
     post,
 )
+from tests.test_workflow import set_status
 
 
 async def test_staff_ask_reporters_and_supporters_and_a_reporter_answers(
@@ -181,3 +182,67 @@ async def test_the_question_reaches_the_reporter_in_their_language_with_a_link_t
         "link",
         True,
     )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # What schemathesis sent: non-ASCII letters and an escaped surrogate pair (one
+        # astral character), beside keys the schema does not know.
+        '{"question": "\\u00a2\\u00ceP\\u00b4\\uda4b\\udc36", "x": {"y": []}}',
+        # A lone surrogate: valid JSON, but no UTF-8 exists for it.
+        '{"question": "Where \\udc36 exactly?"}',
+    ],
+)
+async def test_a_question_of_any_unicode_gets_an_answer_not_a_500(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings, raw: str
+) -> None:
+    city = await make_jurisdiction(db, slug="unicodeville")
+    await make_service(db, city, "pothole")
+    staff = await make_user(db, role=Role.staff, jurisdiction=city)
+    rita = await make_user(db)
+    filed = await client.post(
+        "/v1/reports",
+        headers=await bearer_headers(settings, rita),
+        json={"service_code": "pothole", "location": {"lon": CENTER[0], "lat": CENTER[1]}},
+    )
+    assert filed.status_code == 201, filed.text
+    reference = filed.json()["ticket"]["reference"]
+    asked = await client.post(
+        f"/v1/tickets/{reference}/information-request",
+        headers={**await bearer_headers(settings, staff), "content-type": "application/json"},
+        content=raw.encode(),
+    )
+    if "\\uda4b" in raw:
+        assert asked.status_code == 201, asked.text
+        assert asked.json()["timeline"][-1]["note"] == "\u00a2\u00ceP\u00b4\U000a2c36"
+    else:
+        assert asked.status_code == 422, asked.text
+        assert asked.headers["content-type"] == "application/problem+json"
+
+
+async def test_asking_on_a_closed_ticket_is_a_409_naming_its_status(
+    client: httpx.AsyncClient, db: AsyncSession, settings: Settings
+) -> None:
+    # The fuzzer's find: the 409's extra member was named `status`, which a problem document
+    # reserves for the HTTP status, and the clash guard turned the answer into a 500.
+    city = await make_jurisdiction(db, slug="closedville")
+    await make_service(db, city, "pothole")
+    staff = await make_user(db, role=Role.staff, jurisdiction=city)
+    rita = await make_user(db)
+    filed = await client.post(
+        "/v1/reports",
+        headers=await bearer_headers(settings, rita),
+        json={"service_code": "pothole", "location": {"lon": CENTER[0], "lat": CENTER[1]}},
+    )
+    reference = filed.json()["ticket"]["reference"]
+    await set_status(db, reference, "closed")
+    asked = await client.post(
+        f"/v1/tickets/{reference}/information-request",
+        headers=await bearer_headers(settings, staff),
+        json={"question": "Is it still there?"},
+    )
+    assert asked.status_code == 409, asked.text
+    assert asked.headers["content-type"] == "application/problem+json"
+    assert asked.json()["status"] == 409
+    assert asked.json()["ticket_status"] == "closed"

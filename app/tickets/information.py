@@ -64,7 +64,7 @@ async def ask(
     if ticket.status not in OPEN_STATUSES:
         raise Conflict(
             f"{ticket.reference} is {ticket.status.replace('_', ' ')}: reopen it to ask",
-            status=ticket.status,
+            ticket_status=ticket.status,
         )
     await session.execute(
         text("UPDATE ticket SET information_requested_at = :now, updated_at = :now WHERE id = :id"),
