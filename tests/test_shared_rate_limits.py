@@ -260,3 +260,35 @@ def test_two_api_processes_share_one_budget(database_url: str, tmp_path: Path) -
             if response.status_code == 429:
                 assert 1 <= int(response.headers["retry-after"]) <= 60
         assert codes == [400, 400, 400, 429, 429, 429]
+
+
+async def test_a_device_id_is_bounded_and_documented_on_every_write(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    _limited(app, rate_limit_writes_per_device_per_minute=5)
+    for bad in ("x" * 129, "phone a", ""):
+        answer = await client.post(
+            "/v1/tickets/K-2026-000001/support", json={}, headers={"X-Device-Id": bad}
+        )
+        assert answer.status_code == 422, (bad, answer.text)
+        assert answer.json()["errors"][0]["field"] == "X-Device-Id"
+    for method, operation in (
+        (method, operation)
+        for methods in app.openapi()["paths"].values()
+        for method, operation in methods.items()
+    ):
+        named = [p["name"] for p in operation.get("parameters", [])]
+        assert ("X-Device-Id" in named) == (method in ("post", "put", "patch", "delete"))
+
+
+async def test_account_writes_on_the_users_routes_count_too(
+    app: FastAPI, client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    # fastapi-users' own routes identify the caller themselves: the account budget still counts.
+    _limited(app, rate_limit_writes_per_account_per_minute=2)
+    me = await bearer_headers(app.state.settings, await make_user(db))
+    answers = [
+        await client.patch("/v1/users/me", json={"full_name": f"Me {n}"}, headers=me)
+        for n in range(3)
+    ]
+    assert [_refused(r) for r in answers] == [False, False, True]

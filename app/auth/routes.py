@@ -16,6 +16,7 @@ from app.auth.principal import (
     StaffPrincipal,
     ensure_own_object,
     ensure_same_jurisdiction,
+    get_optional_principal,
 )
 from app.auth.schemas import (
     ApiKeyCreate,
@@ -98,6 +99,9 @@ auth_router.include_router(_only(_reset, "/reset-password"))
 users_router = APIRouter(prefix="/v1/users", tags=["users"])
 users_router.include_router(
     fastapi_users.get_users_router(UserRead, UserUpdate),
+    # fastapi-users identifies the caller itself; ours too, so the account's write budget
+    # (per account or API key, as on every other route) counts these writes as well.
+    dependencies=[Depends(get_optional_principal)],
     # The last active admin cannot be deleted, demoted or deactivated.
     responses=problems((409, "This would leave no active admin")),
 )

@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import math
 import random
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -37,7 +38,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 
 from app.core.contract import answers
-from app.core.errors import TooManyRequests
+from app.core.errors import InvalidInput, TooManyRequests
 from app.db import HotStatement, read_db
 from app.settings import Settings
 
@@ -172,6 +173,21 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Sent by the mobile app: a random id made once per installation. A client can change it, so
 # it only narrows what the address limit allows (one phone among many behind a carrier NAT).
 DEVICE_HEADER = "x-device-id"
+DEVICE_ID_MAX = 128
+# Documented on every write operation (``install_limit_responses``) rather than declared as a
+# parameter of the global dependency, which would put it on every read as well.
+DEVICE_PARAMETER: dict[str, Any] = {
+    "name": "X-Device-Id",
+    "in": "header",
+    "required": False,
+    "description": (
+        "A random id the app makes once per installation (at most 128 visible ASCII"
+        " characters). Optional; writes are also limited per device, so one phone behind a"
+        " shared address (a carrier's NAT) does not use up its neighbours' budget."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": DEVICE_ID_MAX, "pattern": "^[!-~]+$"},
+}
+_DEVICE_ID = re.compile(rf"[!-~]{{1,{DEVICE_ID_MAX}}}")
 
 
 async def limit_writes(request: Request) -> None:
@@ -189,9 +205,21 @@ async def limit_writes(request: Request) -> None:
         settings.rate_limit_writes_per_address_per_minute,
     )
     device = request.headers.get(DEVICE_HEADER)
-    if device:
+    if device is not None:
+        if not _DEVICE_ID.fullmatch(device):
+            raise InvalidInput(
+                "X-Device-Id is 1 to 128 visible ASCII characters",
+                errors=[
+                    {
+                        "field": "X-Device-Id",
+                        "in": "header",
+                        "message": "1 to 128 visible ASCII characters",
+                        "type": "string_pattern_mismatch",
+                    }
+                ],
+            )
         await enforce(
-            request, "writes-device", device[:128], settings.rate_limit_writes_per_device_per_minute
+            request, "writes-device", device, settings.rate_limit_writes_per_device_per_minute
         )
 
 
@@ -223,6 +251,9 @@ def install_limit_responses(app: FastAPI) -> None:
             for method, operation in operations.items():
                 if method.upper() not in SAFE_METHODS and isinstance(operation, dict):
                     operation.setdefault("responses", {}).setdefault("429", dict(_TOO_MANY))
+                    parameters = operation.setdefault("parameters", [])
+                    if not any(p.get("name") == "X-Device-Id" for p in parameters):
+                        parameters.append(dict(DEVICE_PARAMETER))
         app.openapi_schema = document
         return document
 
