@@ -552,7 +552,11 @@ _POST_BODY = {
                     "media": {
                         "type": "array",
                         "items": {"type": "string", "format": "binary"},
-                        "description": "Photos (JPEG, PNG, WebP); also media[], photo1..n",
+                        # The deployment's KERBSIDE_MAX_PHOTOS_PER_REPORT (the default here),
+                        # counted over media, media[] and photo1..n together.
+                        "maxItems": Settings.model_fields["max_photos_per_report"].default,
+                        "description": "Photos (JPEG, PNG, WebP); also media[], photo1..n;"
+                        " at most KERBSIDE_MAX_PHOTOS_PER_REPORT files in all",
                     },
                 },
             }
