@@ -176,6 +176,10 @@ class Settings(BaseSettings):
     privacy_contact_retention_days: int = Field(default=180, ge=1, le=36_500)
     # Tickets per transaction of the retention job.
     privacy_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # Talk signals (app/talk: place, time, service, mood and terms of each report and post)
+    # older than this are deleted by a nightly job. The spike baseline reads 8 weeks and the
+    # longest talk query a year; hence the floor and the default.
+    talk_signal_retention_days: int = Field(default=400, ge=70, le=36_500)
 
     # Where rate limit counters live: "postgres" (the table rate_limit_hit, shared by every
     # process and host; one statement per limited request) or "memory" (per API process: N

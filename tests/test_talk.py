@@ -20,7 +20,7 @@ from app.notify.service import satisfaction_signature, satisfaction_url
 from app.notify.templates import Facts, render
 from app.settings import Settings
 from app.talk import spikes
-from app.talk.signals import record_signal
+from app.talk.signals import prune_signals, record_signal
 from app.talk.spikes import SpikeRule
 from app.talk.words import read_text
 from geo.distance import offset_lonlat
@@ -593,3 +593,52 @@ def test_the_sentiment_is_measured_on_the_labelled_texts_of_each_language() -> N
         assert row["negative"]["recall"] >= 0.6, (language, row)
         assert row["positive"]["recall"] >= 0.9, (language, row)
         assert row["accuracy"] >= 0.8, (language, row)
+
+
+# -- retention -----------------------------------------------------------------------------------
+
+
+async def test_signals_past_their_retention_go_but_an_open_alerts_stay(
+    db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    city, _ = await city_with(db)
+    now = datetime.now(UTC)
+
+    async def signal(days_ago: int) -> int:
+        made = await record_signal(
+            db,
+            jurisdiction_id=city.id,
+            source="x",
+            service_code="fallen_tree",
+            point=CENTRE,
+            text="a tree across the path",
+            sentiment=None,
+            at=now - timedelta(days=days_ago),
+        )
+        assert made is not None
+        return made
+
+    _old, _older, recent, held = [await signal(d) for d in (401, 900, 399, 500)]
+    alert = await db.execute(
+        text(
+            "INSERT INTO talk_alert (jurisdiction_id, threshold, radius_m, centroid, polygon,"
+            " opened_at, last_signal_at) VALUES (:j, 10, 200, ST_Point(0, 0, 4326),"
+            " ST_Buffer(ST_Point(0, 0, 4326), 0.01), now(), now()) RETURNING id"
+        ),
+        {"j": city.id},
+    )
+    await db.execute(
+        text("INSERT INTO talk_alert_member (alert_id, signal_id) VALUES (:a, :s)"),
+        {"a": alert.scalar_one(), "s": held},
+    )
+    await db.commit()
+
+    deleted = await prune_signals(sessionmaker, now=now, days=400)
+
+    assert deleted == 2
+    kept = await db.execute(
+        text("SELECT id FROM talk_signal WHERE jurisdiction_id = :j ORDER BY id"), {"j": city.id}
+    )
+    assert [row.id for row in kept] == sorted([recent, held])
+    # Run again: nothing more to do.
+    assert await prune_signals(sessionmaker, now=now, days=400) == 0

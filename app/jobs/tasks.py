@@ -42,6 +42,7 @@ from app.notify import service as notify
 from app.privacy.service import drop_expired_personal_data
 from app.settings import Settings
 from app.social import polling as social
+from app.talk import signals as talk_signals
 from app.talk import spikes
 from app.tickets import priority
 from app.tickets.service_levels import service_level_job
@@ -339,6 +340,24 @@ async def drop_personal_data(context: JobContext, timestamp: int) -> int:
         batch=found.settings.privacy_batch_size,
     )
     return dropped.tickets
+
+
+@queue.periodic(cron="53 2 * * *")  # daily, at night (UTC)
+@queue.task(
+    name="prune_talk_signals",
+    pass_context=True,
+    lock="prune_talk_signals",
+    queueing_lock="prune_talk_signals",
+)
+async def prune_talk_signals(context: JobContext, timestamp: int) -> int:
+    """Delete talk signals older than ``KERBSIDE_TALK_SIGNAL_RETENTION_DAYS`` (app/talk)."""
+    found = resources(context)
+    deleted = await talk_signals.prune_signals(
+        found.sessionmaker, now=clock.now(), days=found.settings.talk_signal_retention_days
+    )
+    if deleted:
+        log.info("talk signals pruned", extra={"deleted": deleted})
+    return deleted
 
 
 # -- the queue's own upkeep ---------------------------------------------------------------------

@@ -461,3 +461,23 @@ ANSWERING = text(
     LIMIT 5000
     """
 )
+
+
+# A batch of one jurisdiction's signals older than the cutoff (its (jurisdiction_id, at)
+# index finds them); members of an alert still open are kept with their alert.
+PRUNE_SIGNALS = text(
+    """
+    DELETE FROM talk_signal
+    WHERE id IN (
+        SELECT s.id FROM talk_signal s
+        WHERE s.jurisdiction_id = :jurisdiction_id AND s.at < :cutoff
+          AND NOT EXISTS (
+              SELECT 1 FROM talk_alert_member m JOIN talk_alert a ON a.id = m.alert_id
+              WHERE m.signal_id = s.id AND a.status = 'open')
+        LIMIT :batch)
+    """
+)
+JURISDICTIONS_WITH_SIGNALS = text(
+    "SELECT id FROM jurisdiction j"
+    " WHERE EXISTS (SELECT 1 FROM talk_signal s WHERE s.jurisdiction_id = j.id AND s.at < :cutoff)"
+)

@@ -6,10 +6,10 @@ want it at once)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.talk import repository as sql
 from app.talk.models import Source
@@ -171,3 +171,34 @@ async def copy_posts(session: AsyncSession, *, limit: int = 20_000) -> int:
         if len(rows) < COPY_BATCH:
             break
     return copied
+
+
+PRUNE_BATCH = 5000  # signals per transaction: short locks, a bounded WAL burst
+
+
+async def prune_signals(
+    sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime, days: int
+) -> int:
+    """Delete the signals older than ``days`` (the nightly job), jurisdiction by jurisdiction
+    and batch by batch, each batch committed; returns how many went. The copy cursors read
+    the newest signals, so an old one deleted is never copied again."""
+    cutoff = now - timedelta(days=days)
+    async with sessionmaker() as session:
+        jurisdictions = (
+            (await session.execute(sql.JURISDICTIONS_WITH_SIGNALS, {"cutoff": cutoff}))
+            .scalars()
+            .all()
+        )
+    deleted = 0
+    for jurisdiction_id in jurisdictions:
+        while True:
+            async with sessionmaker() as session, session.begin():
+                result = await session.execute(
+                    sql.PRUNE_SIGNALS,
+                    {"jurisdiction_id": jurisdiction_id, "cutoff": cutoff, "batch": PRUNE_BATCH},
+                )
+            count = int(getattr(result, "rowcount", 0) or 0)
+            deleted += count
+            if count < PRUNE_BATCH:
+                break
+    return deleted
