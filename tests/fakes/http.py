@@ -38,6 +38,14 @@ class Reply:
     def json(cls, status: int, text: str, **headers: str) -> Reply:
         return cls(status, text.encode(), {"Content-Type": "application/json", **headers})
 
+    @classmethod
+    def drop(cls) -> Reply:
+        """Close the connection without answering (the work may well have been done)."""
+        return cls(DROP)
+
+
+DROP = 0  # the status of ``Reply.drop()``
+
 
 Handler = Callable[[Received], Reply]
 
@@ -60,6 +68,9 @@ class FakeServer:
                     body=self.rfile.read(length),
                 )
                 reply = server.answer(request)
+                if reply.status == DROP:
+                    self.close_connection = True
+                    return
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
