@@ -266,7 +266,7 @@ class WhatsAppChannel:
             "recipient_type": "individual",
             "to": message.address,
         }
-        if replies.within(message):
+        if window_open(message):
             context = replies.value(message, "context_message_id")
             if context and message.event in replies.ANSWERS:
                 base["context"] = {"message_id": str(context)}
@@ -308,6 +308,35 @@ class WhatsAppChannel:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def window_open(message: Message) -> bool:
+    """Within 24 hours of the person's last message, unless the platform already refused a
+    free message in that window (a failed receipt with 131047: ``window_closed_for``)."""
+    closed_for = replies.value(message, "window_closed_for")
+    if closed_for is not None and closed_for == replies.value(message, "last_inbound_at"):
+        return False
+    return replies.within(message)
+
+
+def receipt_outcome(receipt: Receipt) -> Outcome | None:
+    """What a ``failed`` receipt means for the message, as if the send had been refused
+    (None for the other receipts). ``window_closed`` tells the caller a template may do."""
+    if receipt.status != "failed":
+        return None
+    codes = set(receipt.errors)
+    reason = f"whatsapp receipt failed (codes {', '.join(map(str, sorted(codes))) or 'none'})"
+    if codes & _THROTTLED:
+        return RetryLater(reason)
+    if codes & _UNREACHABLE:
+        return Failed(reason + ": recipient unreachable", disable_contact=True)
+    if codes & _WINDOW_CLOSED:
+        return Failed(reason + ": outside the customer-service window")
+    return Failed(reason)
+
+
+def window_closed(receipt: Receipt) -> bool:
+    return bool(set(receipt.errors) & _WINDOW_CLOSED)
 
 
 def outcome_of(response: httpx.Response) -> Outcome:
