@@ -45,6 +45,8 @@ from app.settings import Settings
 
 SERVICE_URL = "https://bsky.social"
 IMAGE_URL = "https://cdn.bsky.app/img/feed_fullsize/plain/{did}/{cid}@jpeg"
+# A blob read from the PDS itself (a PDS serves the blobs of the repositories it hosts).
+BLOB_URL = "{base}/xrpc/com.atproto.sync.getBlob?did={{did}}&cid={{cid}}"
 PAGE_SIZE = 50
 MAX_PAGES = 20
 POST_LIMIT = 300  # graphemes; code points are never fewer, so counting them is safe
@@ -69,7 +71,12 @@ class BlueskyAccount:
     identifier: str  # the handle (or DID) to log in with
     app_password: str = field(repr=False)
     base_url: str = SERVICE_URL  # the account's PDS (or the entryway)
-    image_url: str = IMAGE_URL
+    image_url: str = IMAGE_URL  # where a post's images are read: the CDN, or ``blob_url``
+
+
+def blob_url(base_url: str) -> str:
+    """The ``image_url`` template that reads images with ``com.atproto.sync.getBlob``."""
+    return BLOB_URL.format(base=base_url.rstrip("/"))
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ class FakePDS:
     serial: int = 0
     drop_after_create: int = 0  # writes to accept and then leave unanswered
     calls: list[str] = field(default_factory=list)  # the methods asked for, in order
+    blobs: dict[tuple[str, str], tuple[bytes, str]] = field(default_factory=dict)  # (did, cid)
 
     def jwt(self, scope: str, lifetime: timedelta) -> str:
         self.serial += 1
@@ -140,6 +141,12 @@ class FakePDS:
         parts = urlsplit(request.path)
         nsid = parts.path.removeprefix("/xrpc/")
         self.calls.append(nsid)
+        if nsid == "com.atproto.sync.getBlob":  # public, as a PDS serves blobs
+            query = parse_qs(parts.query)
+            blob = self.blobs.get((query.get("did", [""])[0], query.get("cid", [""])[0]))
+            if blob is None:
+                return xrpc_error(400, "BlobNotFound", "Blob not found")
+            return Reply(200, blob[0], {"Content-Type": blob[1]})
         if nsid == "com.atproto.server.createSession":
             body = json.loads(request.body)
             if body.get("identifier") not in {HANDLE, DID} or body.get("password") != APP_PASSWORD:

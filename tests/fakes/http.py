@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,6 +48,14 @@ DROP = 0  # the status of ``Reply.drop()``
 
 
 Handler = Callable[[Received], Reply]
+
+
+def served_file(files: Mapping[str, tuple[bytes, str]], request: Received) -> Reply | None:
+    """A platform's media (CDN) answer: ``files`` by path, public, with their content type."""
+    if request.method != "GET":
+        return None
+    found = files.get(request.path.split("?")[0])
+    return Reply(200, found[0], {"Content-Type": found[1]}) if found is not None else None
 
 
 class FakeServer:
