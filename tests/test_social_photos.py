@@ -295,6 +295,29 @@ async def test_a_messenger_photo_is_fetched_into_the_chat(
     assert "1 foto" in question, question
 
 
+async def test_a_messenger_photo_outside_a_dialogue_becomes_the_reports_photo(
+    city: Jurisdiction,
+    fakes: Fakes,
+    db: AsyncSession,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    photos: PhotoPipeline,
+) -> None:
+    social = await social_config.read(db, city.id)
+    for account in social.accounts:
+        if account.platform == "facebook":
+            account.dialogue = False  # private messages go through linking and filing
+    await social_config.write(db, city.id, social)
+    image = jpeg((320, 240), lon=LON, lat=LAT)
+    fakes.graph.files["/v/t1.15752-9/photo_2.jpg"] = (image, "image/jpeg")
+    post = messenger_post(f"{fakes.servers['graph'].url}/v/t1.15752-9/photo_2.jpg")
+    row = await file(sessionmaker, settings, post)
+    assert await fetch_post_photos(sessionmaker, settings, photos, row.id, last_try=False) == (
+        "fetched"
+    )
+    await processed_without_exif(db, photos, row.report_id, image)
+
+
 async def test_a_mastodon_photo_becomes_the_reports_photo(
     city: Jurisdiction,
     fakes: Fakes,
