@@ -89,7 +89,7 @@ class BlueskySource:
                 app_password=password,
                 base_url=base,
                 # Images from the CDN, or from the configured PDS when it is not Bluesky's.
-                image_url=IMAGE_URL if base == BLUESKY_URL else blob_url(base),
+                image_url=IMAGE_URL if base.rstrip("/") == BLUESKY_URL else blob_url(base),
             ),
             self.settings,
             session=_SESSIONS.get(key),
