@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     # Outbound channels (app/channels): every HTTP call has these timeouts.
     channels_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     channels_read_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    # A social post's photo: the whole download (lookups and redirects included).
+    social_photo_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     # Outside production, a channel without credentials writes its messages here instead
     # (one JSON object a line), so the demo shows what each reporter received.
     channels_sink_file: Path = PROJECT_ROOT / ".kerbside" / "sink" / "messages.jsonl"

@@ -719,6 +719,59 @@ async def test_bluesky_reply_has_strong_refs_and_byte_offset_facets(
     assert raw[link["index"]["byteStart"] : link["index"]["byteEnd"]].decode() == LINK
 
 
+def test_bluesky_record_keys_are_tids_of_the_outbox_row() -> None:
+    keys = [bluesky.record_key(n) for n in (1, 2, 77, 10**12, 2**52 - 1)]
+    assert all(len(k) == 13 and k[0] in "234567abcdefghij" for k in keys)
+    assert all(set(k) <= set("234567abcdefghijklmnopqrstuvwxyz") for k in keys)
+    assert keys == sorted(keys)  # later rows, later keys (TIDs sort as text)
+    assert len(set(keys)) == len(keys)
+    assert bluesky.record_key(77) == bluesky.record_key(77)
+    with pytest.raises(ValueError, match="outbox row id"):
+        bluesky.record_key(0)
+
+
+async def test_bluesky_a_retry_after_a_lost_answer_posts_once(
+    pds: tuple[fake_bsky.FakePDS, str],
+) -> None:
+    fake, base = pds
+    root = fake.add_post("did:plc:kim", "kim.bsky.social", "@gemeente.example.nl kuil")
+    client = bsky_client(base)
+    (post,) = (await client.mentions("2000-01-01T00:00:00+00:00|x")).posts
+    channel = bluesky.BlueskyChannel([client])
+    answer = message("bluesky", post.author_id, bluesky.reply_data(post))
+    # The PDS writes the record, then the connection drops before its answer: unknown.
+    fake.drop_after_create = 1
+    first = await channel.deliver(answer)
+    assert isinstance(first, RetryLater), first
+    assert len(fake.replies_to(root["uri"])) == 1
+    # The worker's retry of the same row: the same key, which the PDS refuses (a 500 today);
+    # the record there is our answer to this post, so it counts as delivered.
+    second = await channel.deliver(answer)
+    assert isinstance(second, Delivered), second
+    rkey = bluesky.record_key(answer.id)
+    assert second.provider_id == f"at://{fake_bsky.DID}/app.bsky.feed.post/{rkey}"
+    third = await channel.deliver(answer)  # and again: still one post
+    assert isinstance(third, Delivered)
+    (only,) = fake.replies_to(root["uri"])
+    assert only["text"].startswith("@kim.bsky.social ")
+    assert fake.calls.count("com.atproto.repo.createRecord") == 3
+    # Another row is another key: a second answer to the same post is a second post.
+    later = await channel.deliver(dataclasses.replace(answer, id=78))
+    assert isinstance(later, Delivered)
+    assert len(fake.replies_to(root["uri"])) == 2
+    # A key that holds some other record (a restored database reusing row ids) is not taken
+    # for ours: the row fails instead of counting a post that was never made.
+    other = fake.add_post("did:plc:kim", "kim.bsky.social", "@gemeente.example.nl lamp")
+    (other_post,) = (await client.mentions(f"{root['indexedAt']}|{root['uri']}")).posts
+    clash = await channel.deliver(
+        message("bluesky", other_post.author_id, bluesky.reply_data(other_post))
+    )
+    await channel.close()
+    assert isinstance(clash, Failed)
+    assert "holds another post" in clash.reason
+    assert fake.replies_to(other["uri"]) == []
+
+
 async def test_bluesky_reply_without_refs_is_not_sent(pds: tuple[fake_bsky.FakePDS, str]) -> None:
     _, base = pds
     channel = bluesky.BlueskyChannel([bsky_client(base)])

@@ -424,6 +424,130 @@ async def test_a_whatsapp_photo_is_fetched_by_id_into_the_photo_pipeline_and_fil
     assert lookup.headers["authorization"] == f"Bearer {fake_wa.TOKEN}"
 
 
+async def test_whatsapp_receipts_mark_the_outbox_rows_once(
+    city: Jurisdiction,
+    fakes: Fakes,
+    db: AsyncSession,
+    settings: Settings,
+    client: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from app.auth.models import Role
+    from app.auth.principal import Principal
+    from app.tickets import workflow
+    from app.tickets.models import TicketStatus
+    from tests.images import jpeg
+
+    fakes.cloud.last_message[WA_ID] = clock.now()
+    fakes.cloud.media["4490709327384099"] = (jpeg((320, 240), lon=LON, lat=LAT), "image/jpeg")
+    at = int(clock.now().timestamp())
+    photo = fake_wa.image_message("wamid.R1", "4490709327384099", caption="#kuil gat", at=at)
+    for message in (photo, fake_wa.text_message("wamid.R2", "ja", at=at + 60)):
+        body = fake_wa.delivery(message, wa_id=WA_ID)
+        assert (await deliver_webhook(client, "whatsapp", body, wa_sign(body))).status_code == 200
+        await process_posts(sessionmaker, settings, (await deferred_ids(db))[-1])
+    filed = (await rows(db, "whatsapp"))[-1]
+    assert filed.status == "ticket_created"
+    ack = (await outbox(db, "whatsapp"))[-1]
+    assert ack.event_kind == "ticket_opened"
+    assert await send(sessionmaker, settings, "whatsapp", ack.id) == "sent"
+    wamid = await provider_id(db, ack.id)
+
+    async def receipts(*statuses: dict[str, Any]) -> None:
+        body = fake_wa.receipts_delivery(*statuses)
+        answer = await deliver_webhook(client, "whatsapp", body, wa_sign(body))
+        assert answer.status_code == 200, answer.text
+
+    async def receipt_lines() -> list[dict[str, Any]]:
+        found = await db.execute(
+            text(
+                "SELECT kind, public, data FROM ticket_event WHERE ticket_id = :t"
+                " AND data ? 'receipt' ORDER BY id"
+            ),
+            {"t": filed.ticket_id},
+        )
+        return [{"kind": r.kind, "public": r.public, **r.data} for r in found]
+
+    await receipts(fake_wa.receipt(wamid, "sent", at=at + 61))
+    await receipts(fake_wa.receipt(wamid, "delivered", at=at + 62))
+    await receipts(fake_wa.receipt(wamid, "read", at=at + 90))
+    for _ in range(2):  # Meta redelivers: nothing changes twice
+        await receipts(
+            fake_wa.receipt(wamid, "delivered", at=at + 62),
+            fake_wa.receipt(wamid, "read", at=at + 90),
+        )
+    marks = (
+        await db.execute(
+            text("SELECT status, delivered_at, read_at FROM notification WHERE id = :id"),
+            {"id": ack.id},
+        )
+    ).one()
+    assert marks.status == "sent"
+    assert int(marks.delivered_at.timestamp()) == at + 62
+    assert int(marks.read_at.timestamp()) == at + 90
+    lines = await receipt_lines()
+    assert [(line["kind"], line["receipt"]) for line in lines] == [
+        ("notification_sent", "delivered"),
+        ("notification_sent", "read"),
+    ]
+    assert not any(line["public"] for line in lines)
+    assert all(line["notification"] == ack.id for line in lines)
+
+    # A status update sent as free text (our clock said the window was open), then refused
+    # by the platform with 131047: it goes again, as the approved template.
+    staff = Principal(kind="user", role=Role.admin, label="test-staff")
+    await workflow.change_status(db, filed.ticket_id, TicketStatus.acknowledged, actor=staff)
+    update = (await outbox(db, "whatsapp"))[-1]
+    assert await send(sessionmaker, settings, "whatsapp", update.id) == "sent"
+    assert fakes.cloud.sent[-1]["type"] == "text"
+    refused = await provider_id(db, update.id)
+    closed = fake_wa.receipt(refused, "failed", at=at + 300, code=131047)
+    await receipts(closed)
+    again = (await outbox(db, "whatsapp"))[-1]
+    assert (again.id, again.status) == (update.id, "retrying")
+    assert await send(sessionmaker, settings, "whatsapp", update.id) == "sent"
+    template = fakes.cloud.sent[-1]
+    assert template["type"] == "template"
+    assert template["template"]["components"][0]["parameters"][0]["text"] == filed.reference
+    await receipts(closed)  # the old message's receipt again: the row is not touched
+    assert (await outbox(db, "whatsapp"))[-1].status == "sent"
+    failed_lines = [line for line in await receipt_lines() if line["receipt"] == "failed"]
+    assert len(failed_lines) == 1
+    assert failed_lines[0]["codes"] == [131047]
+
+    # Undeliverable (131026): the row fails and the number is not written to again.
+    await receipts(
+        fake_wa.receipt(await provider_id(db, update.id), "failed", at=at + 400, code=131026)
+    )
+    (dead,) = (
+        await db.execute(
+            text(
+                "SELECT n.status, c.disabled_at IS NOT NULL AS disabled FROM notification n"
+                " JOIN contact c ON c.id = n.contact_id WHERE n.id = :id"
+            ),
+            {"id": update.id},
+        )
+    ).all()
+    assert (dead.status, dead.disabled) == ("failed", True)
+
+    # A receipt for a message nobody here sent: ignored, and logged without its id.
+    caplog.set_level("INFO", logger="kerbside.notify")
+    await receipts(
+        fake_wa.receipt("wamid.NOT-OURS-31699999999", "delivered", recipient="31699999999")
+    )
+    logged = [r for r in caplog.records if r.name == "kerbside.notify"]
+    assert logged
+    assert all("31699999999" not in json.dumps(vars(r), default=str) for r in logged)
+
+
+async def provider_id(db: AsyncSession, notification_id: int) -> str:
+    found = await db.execute(
+        text("SELECT provider_id FROM notification WHERE id = :id"), {"id": notification_id}
+    )
+    return str(found.scalar_one())
+
+
 async def test_a_silent_chat_is_closed_politely_inside_the_window(
     city: Jurisdiction,
     fakes: Fakes,

@@ -17,8 +17,11 @@ the text or a link facet. Images are URLs on the image CDN, their alt text added
 Out (``BlueskyChannel``, contact kind ``bluesky``): ``com.atproto.repo.createRecord`` of an
 ``app.bsky.feed.post`` with ``reply.root``/``reply.parent`` strong refs (uri and cid: root is
 the parent's root when the parent is itself a reply), a mention facet for the author and link
-facets, their offsets in UTF-8 bytes. Bluesky takes no idempotency key: a retry after an
-unknown outcome may post twice (at-least-once, as the outbox says).
+facets, their offsets in UTF-8 bytes. Bluesky takes no idempotency key, so the record key
+is ours: a TID derived from the outbox row's id (``record_key``). A retry of the same row
+writes to the same key; the PDS refuses a second record there (today a 500, a named error
+once atproto#4728 lands), and ``getRecord`` at that key showing our reply to the same parent
+means the first try went through: delivered, once.
 """
 
 from __future__ import annotations
@@ -42,10 +45,19 @@ from app.settings import Settings
 
 SERVICE_URL = "https://bsky.social"
 IMAGE_URL = "https://cdn.bsky.app/img/feed_fullsize/plain/{did}/{cid}@jpeg"
+# A blob read from the PDS itself (a PDS serves the blobs of the repositories it hosts).
+BLOB_URL = "{base}/xrpc/com.atproto.sync.getBlob?did={{did}}&cid={{cid}}"
 PAGE_SIZE = 50
 MAX_PAGES = 20
 POST_LIMIT = 300  # graphemes; code points are never fewer, so counting them is safe
 REFRESH_MARGIN = timedelta(seconds=60)
+POST_COLLECTION = "app.bsky.feed.post"
+# TIDs: 53 bits of microseconds since the epoch and 10 bits of clock id, in base32-sortable.
+_TID_ALPHABET = "234567abcdefghijklmnopqrstuvwxyz"
+# Our record keys count outbox row ids from here (2025-01-01T00:00:00Z, in microseconds): a
+# valid TID for each row, never one a client makes from today's clock.
+_TID_BASE_US = 1_735_689_600_000_000
+_TID_CLOCK_ID = 0
 _URL = re.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]]")
 _MAP_LINKS = (
     re.compile(r"geo:(-?\d+(?:\.\d+)?),(-?\d+(?:\.\d+)?)"),  # lat,lon
@@ -59,7 +71,12 @@ class BlueskyAccount:
     identifier: str  # the handle (or DID) to log in with
     app_password: str = field(repr=False)
     base_url: str = SERVICE_URL  # the account's PDS (or the entryway)
-    image_url: str = IMAGE_URL
+    image_url: str = IMAGE_URL  # where a post's images are read: the CDN, or ``blob_url``
+
+
+def blob_url(base_url: str) -> str:
+    """The ``image_url`` template that reads images with ``com.atproto.sync.getBlob``."""
+    return BLOB_URL.format(base=base_url.rstrip("/"))
 
 
 @dataclass(frozen=True)
@@ -89,6 +106,19 @@ def jwt_expiry(token: str) -> datetime | None:
         return datetime.fromtimestamp(float(claims["exp"]), UTC)
     except (IndexError, ValueError, KeyError, TypeError):
         return None
+
+
+def record_key(notification_id: int) -> str:
+    """The record key (a TID, as ``app.bsky.feed.post`` requires) of the answer that outbox
+    row ``notification_id`` sends: the same for every try of that row."""
+    if not 0 < notification_id < 2**52:
+        raise ValueError("an outbox row id")
+    value = ((_TID_BASE_US + notification_id) << 10) | _TID_CLOCK_ID
+    chars = []
+    for _ in range(13):
+        chars.append(_TID_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
 
 
 # -- in ----------------------------------------------------------------------------------------
@@ -358,25 +388,57 @@ class BlueskyClient:
         facets = facets_for(text, mention=(f"@{handle}", str(did)) if prefix else None)
         if facets:
             record["facets"] = facets
+        rkey = record_key(message.id)
         try:
             session = await self._fresh_session()
             response = await self.call(
                 "POST",
                 "com.atproto.repo.createRecord",
-                json={"repo": session.did, "collection": "app.bsky.feed.post", "record": record},
+                json={
+                    "repo": session.did,
+                    "collection": POST_COLLECTION,
+                    "rkey": rkey,
+                    "record": record,
+                },
             )
+            status = response.status_code
+            if status == 200:
+                return Delivered(
+                    provider_id=str(transport.json_object(response).get("uri") or "") or None
+                )
+            if status == 429:
+                return RetryLater("bluesky 429", after=wait_from(response, "RateLimit-Reset"))
+            # A key already taken is a 500 on today's PDS (a 400 with its own error name
+            # later): an earlier try of this row may have written it.
+            earlier = await self._written(session.did, rkey, str(parent["uri"]))
         except SessionFailed as failed:
             if failed.retry:
                 return RetryLater(str(failed), after=failed.wait)
             return Failed(str(failed))
-        status = response.status_code
-        if status == 200:
-            return Delivered(
-                provider_id=str(transport.json_object(response).get("uri") or "") or None
-            )
-        if status == 429 or status >= 500:
+        if isinstance(earlier, str):
+            return Delivered(provider_id=earlier)
+        if earlier is False:
+            return Failed(f"bluesky: record key {rkey} holds another post")
+        if status >= 500:
             return RetryLater(f"bluesky {status}", after=wait_from(response, "RateLimit-Reset"))
         return Failed(f"bluesky {status} ({transport.json_object(response).get('error')})")
+
+    async def _written(self, did: str, rkey: str, parent_uri: str) -> str | bool | None:
+        """What the record key holds: the record's uri when it is our reply to
+        ``parent_uri`` (an earlier try went through), False when it is another record, None
+        when there is none (or the PDS cannot say)."""
+        found = await self.call(
+            "GET",
+            "com.atproto.repo.getRecord",
+            params={"repo": did, "collection": POST_COLLECTION, "rkey": rkey},
+        )
+        if found.status_code != 200:
+            return None  # RecordNotFound, or the PDS is in trouble: the first answer stands
+        document = transport.json_object(found)
+        value = _map(document.get("value"))
+        if _map(_map(value.get("reply")).get("parent")).get("uri") == parent_uri:
+            return str(document.get("uri") or "") or f"at://{did}/{POST_COLLECTION}/{rkey}"
+        return False
 
     async def close(self) -> None:
         await self._client.aclose()

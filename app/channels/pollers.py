@@ -15,8 +15,8 @@ from datetime import timedelta
 
 import httpx
 
+from app.channels.bluesky import IMAGE_URL, BlueskyAccount, BlueskyClient, Session, blob_url
 from app.channels.bluesky import SERVICE_URL as BLUESKY_URL
-from app.channels.bluesky import BlueskyAccount, BlueskyClient, Session
 from app.channels.mastodon import MastodonAccount, MastodonClient
 from app.channels.polling import Polled
 from app.channels.sources import AccountRef, Fetched
@@ -84,7 +84,13 @@ class BlueskySource:
         base = account.base_url or BLUESKY_URL
         key = (base, account.handle)
         client = BlueskyClient(
-            BlueskyAccount(identifier=account.handle, app_password=password, base_url=base),
+            BlueskyAccount(
+                identifier=account.handle,
+                app_password=password,
+                base_url=base,
+                # Images from the CDN, or from the configured PDS when it is not Bluesky's.
+                image_url=IMAGE_URL if base.rstrip("/") == BLUESKY_URL else blob_url(base),
+            ),
             self.settings,
             session=_SESSIONS.get(key),
         )

@@ -27,6 +27,7 @@ import httpx
 
 from app.channels import replies, transport
 from app.channels.base import Delivered, Failed, Message, Outcome, RetryLater
+from app.channels.media import Media, MediaHosts, MediaUnavailable, download
 from app.channels.polling import parse_time
 from app.channels.posts import InboundPost, PlaceHint
 from app.core import clock
@@ -65,20 +66,6 @@ class Receipt:
     status: str  # sent, delivered, read, failed
     at: datetime | None
     errors: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class Media:
-    content: bytes
-    content_type: str
-
-
-class MediaUnavailable(Exception):
-    """The media could not be had: ``retry`` says whether trying later may help."""
-
-    def __init__(self, reason: str, *, retry: bool) -> None:
-        super().__init__(reason)
-        self.retry = retry
 
 
 # -- in ----------------------------------------------------------------------------------------
@@ -196,35 +183,33 @@ class WhatsAppMedia:
     ) -> None:
         self._account = account
         self._client = http or transport.client(settings)
+        self._deadline = settings.social_photo_timeout_seconds
 
     async def fetch(self, reference: str) -> Media:
         identifier = media_id(reference) or reference
         auth = {"Authorization": f"Bearer {self._account.access_token}"}
         try:
             found = await self._client.get(f"{self._account.base_url}/{identifier}", headers=auth)
-            if found.status_code != 200:
-                raise MediaUnavailable(
-                    f"media lookup {found.status_code}",
-                    retry=found.status_code == 429 or found.status_code >= 500,
-                )
-            url = transport.json_object(found).get("url")
-            if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-                raise MediaUnavailable("media lookup without a URL", retry=False)
-            async with self._client.stream("GET", url, headers=auth) as response:
-                if response.status_code != 200:
-                    raise MediaUnavailable(
-                        f"media download {response.status_code}",
-                        retry=response.status_code == 429 or response.status_code >= 500,
-                    )
-                content = bytearray()
-                async for chunk in response.aiter_bytes():
-                    content.extend(chunk)
-                    if len(content) > MEDIA_LIMIT:
-                        raise MediaUnavailable("media larger than any photo we take", retry=False)
-                kind = response.headers.get("Content-Type", "application/octet-stream")
         except httpx.HTTPError as error:
             raise MediaUnavailable(f"media {transport.describe(error)}", retry=True) from None
-        return Media(bytes(content), kind.split(";")[0].strip())
+        if found.status_code != 200:
+            raise MediaUnavailable(
+                f"media lookup {found.status_code}",
+                retry=found.status_code == 429 or found.status_code >= 500,
+            )
+        url = transport.json_object(found).get("url")
+        if not isinstance(url, str):
+            raise MediaUnavailable("media lookup without a URL", retry=False)
+        # The URL Meta hands out is on its own media host (or the configured API's): the
+        # token goes nowhere else.
+        return await download(
+            self._client,
+            url,
+            MediaHosts.of("whatsapp", [self._account.base_url]),
+            max_bytes=MEDIA_LIMIT,
+            deadline=self._deadline,
+            headers=auth,
+        )
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -266,7 +251,7 @@ class WhatsAppChannel:
             "recipient_type": "individual",
             "to": message.address,
         }
-        if replies.within(message):
+        if window_open(message):
             context = replies.value(message, "context_message_id")
             if context and message.event in replies.ANSWERS:
                 base["context"] = {"message_id": str(context)}
@@ -308,6 +293,35 @@ class WhatsAppChannel:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def window_open(message: Message) -> bool:
+    """Within 24 hours of the person's last message, unless the platform already refused a
+    free message in that window (a failed receipt with 131047: ``window_closed_for``)."""
+    closed_for = replies.value(message, "window_closed_for")
+    if closed_for is not None and closed_for == replies.value(message, "last_inbound_at"):
+        return False
+    return replies.within(message)
+
+
+def receipt_outcome(receipt: Receipt) -> Outcome | None:
+    """What a ``failed`` receipt means for the message, as if the send had been refused
+    (None for the other receipts). ``window_closed`` tells the caller a template may do."""
+    if receipt.status != "failed":
+        return None
+    codes = set(receipt.errors)
+    reason = f"whatsapp receipt failed (codes {', '.join(map(str, sorted(codes))) or 'none'})"
+    if codes & _THROTTLED:
+        return RetryLater(reason)
+    if codes & _UNREACHABLE:
+        return Failed(reason + ": recipient unreachable", disable_contact=True)
+    if codes & _WINDOW_CLOSED:
+        return Failed(reason + ": outside the customer-service window")
+    return Failed(reason)
+
+
+def window_closed(receipt: Receipt) -> bool:
+    return bool(set(receipt.errors) & _WINDOW_CLOSED)
 
 
 def outcome_of(response: httpx.Response) -> Outcome:

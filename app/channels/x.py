@@ -150,11 +150,13 @@ def post_from_v2(tweet: Mapping[str, Any], includes: Includes, account: str) -> 
         )
     attachments = tweet.get("attachments")
     keys = attachments.get("media_keys", []) if isinstance(attachments, Mapping) else []
+    # Photos only: a video's or GIF's ``preview_image_url`` is a still of something else.
     media = tuple(
-        str(m.get("url") or m.get("preview_image_url"))
+        str(m["url"])
         for k in (keys if isinstance(keys, list) else [])
         if (m := includes.media.get(str(k))) is not None
-        and (m.get("url") or m.get("preview_image_url"))
+        and m.get("type", "photo") == "photo"
+        and isinstance(m.get("url"), str)
     )
     author = includes.users.get(author_id, {})
     raw: dict[str, Any] = {"data": dict(tweet)}
@@ -221,7 +223,7 @@ def post_from_v1(tweet: Mapping[str, Any], account: str) -> InboundPost | None:
     media = tuple(
         str(m["media_url_https"])
         for m in entities.get("media", [])
-        if isinstance(m, Mapping) and m.get("media_url_https")
+        if isinstance(m, Mapping) and m.get("media_url_https") and m.get("type", "photo") == "photo"
     )
     return InboundPost(
         platform=PLATFORM,

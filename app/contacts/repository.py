@@ -115,6 +115,16 @@ DISABLE = text(
     """
 )
 
+# A messaging platform said the window opened by the person's last message is closed: until
+# they write again (a new last_inbound_at), answers go the way that needs no window.
+WINDOW_CLOSED = text(
+    """
+    UPDATE contact SET data = data || jsonb_build_object('window_closed_for',
+                                                          data -> 'last_inbound_at')
+    WHERE id = :contact_id AND data ? 'last_inbound_at'
+    """
+)
+
 # The condition for telling a contact anything beyond the verification message itself.
 REACHABLE = "{c}.verified_at IS NOT NULL AND {c}.disabled_at IS NULL"
 

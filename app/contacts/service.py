@@ -229,5 +229,11 @@ async def disable(session: AsyncSession, contact_id: int, reason: str) -> None:
     )
 
 
+async def note_window_closed(session: AsyncSession, contact_id: int) -> None:
+    """The platform refused a free message: the person's messaging window (from their last
+    message, ``last_inbound_at``) is closed, whatever our clock thought."""
+    await session.execute(sql.WINDOW_CLOSED, {"contact_id": contact_id})
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()

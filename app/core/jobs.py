@@ -27,6 +27,7 @@ QUEUE_BROADCAST = "queue_broadcast"
 # Deferred once per change by the event stream (migration 0020), broadcasts and digests.
 DELIVER_NOTIFICATIONS = "deliver_notifications"
 PROCESS_SOCIAL_POSTS = "process_social_posts"  # posts a webhook kept (app.social)
+FETCH_POST_PHOTOS = "fetch_post_photos"  # a filed social post's photos (app.social.photos)
 TALK = "talk"  # spikes, every 15 s (app/talk); the bench waits for it
 
 # procrastinate's own function (schema 3.x, migrations/sql): one INSERT into

@@ -25,6 +25,7 @@ from app.channels.base import Channel
 from app.core import clock
 from app.core.jobs import (
     DELIVER_NOTIFICATIONS,
+    FETCH_POST_PHOTOS,
     PROCESS_PHOTO,
     PROCESS_SOCIAL_POSTS,
     QUEUE_BROADCAST,
@@ -41,6 +42,7 @@ from app.notify import broadcasts, digests
 from app.notify import service as notify
 from app.privacy.service import drop_expired_personal_data
 from app.settings import Settings
+from app.social import photos as social_photos
 from app.social import polling as social
 from app.talk import signals as talk_signals
 from app.talk import spikes
@@ -155,6 +157,34 @@ async def process_social_posts(context: JobContext, ids: list[int]) -> dict[str,
     """Classify, locate, link or file, and answer the posts a webhook delivered."""
     found = resources(context)
     return await social.process_posts(found.sessionmaker, found.settings, ids)
+
+
+# A filed post's photos, from its platform: a download that may work later is tried again
+# (5, 25, 125, 625 s: a platform's outage of minutes), the last try records what failed.
+_PHOTO_TRIES = 5
+
+
+@queue.task(
+    name=FETCH_POST_PHOTOS,
+    queue="social",
+    pass_context=True,
+    retry=RetryStrategy(
+        max_attempts=_PHOTO_TRIES - 1,
+        exponential_wait=5,
+        retry_exceptions={social_photos.PhotosLater},
+    ),
+)
+async def fetch_post_photos(context: JobContext, post_id: int) -> str:
+    """Fetch a filed social post's photos into its report (deferred when it is filed)."""
+    found = resources(context)
+    tries = context.job.attempts if context.job is not None else 0
+    return await social_photos.fetch_post_photos(
+        found.sessionmaker,
+        found.settings,
+        found.photos,
+        post_id,
+        last_try=tries >= _PHOTO_TRIES - 1,
+    )
 
 
 @queue.periodic(cron="* * * * *")

@@ -83,6 +83,9 @@ class Notification(Base):
     body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What the platform said later about a sent message (WhatsApp's receipts, by provider_id).
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         UniqueConstraint("contact_id", "event_id"),
@@ -134,6 +137,12 @@ class Notification(Base):
             postgresql_where=text(
                 "provider_id IS NOT NULL AND reason IN ('reporter', 'subscriber', 'reply')"
             ),
+        ),
+        # A WhatsApp receipt finds its message (``app.notify.receipts``).
+        Index(
+            "ix_notification_whatsapp_provider_id",
+            "provider_id",
+            postgresql_where=text("channel = 'whatsapp' AND provider_id IS NOT NULL"),
         ),
         Index(
             "ix_notification_dead",

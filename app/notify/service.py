@@ -304,10 +304,15 @@ class _Batch:
                 },
             )
         for contact_id, reason in self.disable:
-            await contacts.disable(session, contact_id, reason)
-            await session.execute(
-                _SUPPRESS_CONTACT, {"contact_id": contact_id, "reason": "the contact was disabled"}
-            )
+            await disable_contact(session, contact_id, reason)
+
+
+async def disable_contact(session: AsyncSession, contact_id: int, reason: str) -> None:
+    """The address is dead: disable the contact and suppress what still waits for it."""
+    await contacts.disable(session, contact_id, reason)
+    await session.execute(
+        _SUPPRESS_CONTACT, {"contact_id": contact_id, "reason": "the contact was disabled"}
+    )
 
 
 def unsubscribe_signature(settings: Settings, notification_id: int) -> str:

@@ -299,6 +299,9 @@ LINK_CONTACT = text(
 )
 
 # Accepted, not yet processed: app.media.service makes the stored files after the commit.
+# The ticket a report belongs to now (a merged ticket's report moved with it).
+REPORT_TICKET = text("SELECT id AS report_id, ticket_id FROM report WHERE id = :id")
+
 INSERT_PHOTO = text(
     """
     INSERT INTO photo (ticket_id, report_id, kind, status, storage_key, thumbnail_key,

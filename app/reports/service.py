@@ -28,6 +28,8 @@ from app.media.service import AcceptedPhoto
 from app.reports import repository as sql
 from app.reports.intake import Filed, FiledPhoto, Place, Submission
 from app.reports.models import LocationSource
+from app.tickets.events import add_event
+from app.tickets.models import EventKind
 from app.tickets.priority import priority_for
 from app.tickets.sla import deadline
 from geo.address import AddressKey, address_key
@@ -479,6 +481,29 @@ async def _store_contacts(
                 verifications.append(verification)
         stored.append(contact)
     return tuple(stored), tuple(verifications)
+
+
+async def attach_photos(
+    session: AsyncSession, report_id: int, media: Sequence[AcceptedPhoto], *, actor_label: str
+) -> tuple[FiledPhoto, ...]:
+    """Add photos to a report already filed (a social post's, fetched after it was filed):
+    pending rows like the intake's, processed by their jobs; an internal timeline line says
+    how many came. Nothing when the report is gone."""
+    row = (await session.execute(sql.REPORT_TICKET, {"id": report_id})).first()
+    if row is None or not media:
+        return ()
+    photos = await _store_photos(session, media, row)
+    await add_event(
+        session,
+        int(row.ticket_id),
+        EventKind.photo_added,
+        at=clock.now(),
+        public=False,
+        actor_label=actor_label,
+        report_id=report_id,
+        data={"photos": len(photos)},
+    )
+    return photos
 
 
 async def _store_photos(

@@ -76,6 +76,13 @@ class SocialAccount(_Strict):
         default_factory=dict,
         description="WhatsApp: the template's language code per message language (nl: nl_NL)",
     )
+    media_hosts: list[Annotated[str, Field(pattern=r"^(\*\.)?[a-z0-9.-]{1,253}$")]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Hosts the photos of posts may be downloaded from (HTTPS), besides "
+        "base_url's and the platform's own CDN (e.g. a Mastodon server's media domain "
+        "files.example.social; *.example.net for its subdomains)",
+    )
     dialogue: bool = Field(
         default=True,
         description="WhatsApp, Messenger: private messages are answered by the reporting "

@@ -46,6 +46,12 @@ class PostStatus(StrEnum):
     in_dialogue = "in_dialogue"  # a chat message the reporting dialogue answered
 
 
+class PhotosState(StrEnum):
+    pending = "pending"
+    fetched = "fetched"  # every photo that could be had is the report's (some may have failed)
+    failed = "failed"
+
+
 class LinkRule(StrEnum):
     """How a post was linked to its ticket (the rules in order, docs/social.md)."""
 
@@ -114,9 +120,17 @@ class SocialPost(Base):
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     close_reason: Mapped[str | None] = mapped_column(Text)
+    # The post's photos, fetched into its report after it was filed (``app.social.photos``):
+    # pending (a job fetches them), fetched, or failed (why, for staff).
+    photos_state: Mapped[str | None] = mapped_column(String(16))
+    photos_failure: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         UniqueConstraint("platform", "post_id"),
+        CheckConstraint(
+            "photos_state IS NULL OR " + check_in("photos_state", tuple(PhotosState)),
+            name="photos_state_known",
+        ),
         CheckConstraint(check_in("status", tuple(PostStatus)), name="status_known"),
         CheckConstraint(
             "link_rule IS NULL OR " + check_in("link_rule", tuple(LinkRule)), name="link_rule_known"

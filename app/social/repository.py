@@ -158,3 +158,24 @@ LAST_PRIVATE_POST = text(
 )
 
 FIRST_LANGUAGE = text("SELECT languages[1] FROM jurisdiction WHERE id = :id")
+
+# -- the photos of filed posts (app.social.photos) -----------------------------------------------
+
+PHOTOS_PENDING = text("UPDATE social_post SET photos_state = 'pending' WHERE id = :id")
+
+PHOTOS_TO_FETCH = text(
+    """
+    SELECT id, platform, account, hints, report_id FROM social_post
+    WHERE id = :id AND photos_state = 'pending' AND report_id IS NOT NULL
+    """
+)
+
+# The job's result, once (two tries of one post's job never both attach: the second finds
+# the state changed).
+PHOTOS_DONE = text(
+    """
+    UPDATE social_post SET photos_state = :state, photos_failure = :failure
+    WHERE id = :id AND photos_state = 'pending'
+    RETURNING report_id
+    """
+)

@@ -5,7 +5,6 @@ reason)."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Annotated, Literal
 
@@ -22,6 +21,7 @@ from app.contacts.service import ContactSpec
 from app.core.errors import BadRequest, Forbidden, InvalidInput, NotAuthenticated, NotFound
 from app.core.jobs import PROCESS_SOCIAL_POSTS, defer
 from app.db import SessionDep
+from app.notify import receipts
 from app.social import config as social_config
 from app.social import inbox
 from app.social.schemas import (
@@ -35,7 +35,6 @@ from app.social.schemas import (
 )
 from app.social.service import store
 
-log = logging.getLogger("kerbside.social")
 router = APIRouter(tags=["social"])
 
 PostId = Annotated[int, Path(ge=1, le=2**53 - 1)]
@@ -155,15 +154,9 @@ async def _meta_delivery(request: Request, session: SessionDep, platform: MetaPl
             )
     else:
         posts = whatsapp.parse(document)
-        failed = [r for r in whatsapp.parse_statuses(document) if r.status == "failed"]
-        if failed:
-            log.warning(
-                "whatsapp messages failed after sending",
-                extra={
-                    "count": len(failed),
-                    "codes": sorted({e for r in failed for e in r.errors}),
-                },
-            )
+        statuses = whatsapp.parse_statuses(document)
+        if statuses:  # what became of the messages we sent (by their provider id)
+            await receipts.record_whatsapp(session, request.app.state.settings, statuses)
     known = await social_config.accounts(session)
     kept = []
     for post in posts:

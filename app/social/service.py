@@ -48,6 +48,7 @@ from app.reports.service import submit_report
 from app.settings import Settings
 from app.social import config as social_config
 from app.social import dialogue
+from app.social import photos as post_photos
 from app.social import repository as sql
 from app.social.classify import Classifier, classifier_for
 from app.social.config import AccountOf
@@ -468,33 +469,18 @@ def _contact_spec(post: InboundPost) -> ContactSpec:
 async def _chat_photos(
     pipeline: Pipeline, row_id: int, post: InboundPost, of: AccountOf
 ) -> list[AcceptedPhoto]:
-    """A WhatsApp message's photos, fetched by media id into the photo pipeline. One that
-    cannot be fetched or is no photo is left out (the dialogue asks for one anyway)."""
-    references = [u for u in post.media_urls if whatsapp.media_id(u)]
-    token = of.account.secret("access_token")
-    if not references or not token:
+    """A chat message's photos (a WhatsApp media id, a Messenger attachment's URL), fetched
+    now into the photo pipeline. One that cannot be fetched or is no photo is left out (the
+    dialogue asks for one anyway)."""
+    if not post.media_urls:
         return []
-    account = whatsapp.WhatsAppAccount(
-        phone_number_id=of.account.key,
-        access_token=token,
-        base_url=of.account.base_url or whatsapp.GRAPH_URL,
-    )
-    media = whatsapp.WhatsAppMedia(account, pipeline.settings)
     if pipeline.photos is None:
         pipeline.photos = PhotoPipeline(pipeline.settings)
-    accepted: list[AcceptedPhoto] = []
-    try:
-        for reference in references:
-            try:
-                content = (await media.fetch(reference)).content
-                uploads = await pipeline.photos.accept([content])
-                await uploads.written()
-            except (whatsapp.MediaUnavailable, KerbsideError) as error:
-                log.info("a chat photo was left out", extra={"post": row_id, "why": str(error)})
-                continue
-            accepted.extend(uploads.photos)
-    finally:
-        await media.close()
+    accepted, left_out = await post_photos.chat_photos(
+        pipeline.photos, pipeline.settings, post.media_urls, of
+    )
+    if left_out:
+        log.info("a chat photo was left out", extra={"post": row_id, "why": "; ".join(left_out)})
     return accepted
 
 
@@ -877,6 +863,8 @@ async def _file(
             consent_evidence={"post": post.post_id, "reply_to": target},
         ),
     )
+    if post.media_urls:  # fetched into the report after the commit, by a job
+        await post_photos.ask_for(session, row_id)
     # The acknowledgement (ticket opened, or joined) is queued by the event stream at COMMIT
     # for the author's contact, with this post as where to answer.
     await _outcome(

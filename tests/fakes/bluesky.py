@@ -4,6 +4,10 @@ newest first with an opaque cursor, and ``createRecord`` checking what a PDS and
 check of a reply: the repo is the session's, the ``reply.root``/``reply.parent`` strong refs
 name posts that exist with those cids (root being the parent's root), the text fits 300
 graphemes, and every facet's UTF-8 byte range lies on the text (a mention's on ``@handle``).
+A record key given with ``createRecord`` must be a TID (``app.bsky.feed.post``'s key type);
+a key already taken is answered as the reference PDS does today (500 InternalServerError: its
+repository tree refuses a second value at a key), and ``getRecord`` shows what a key holds.
+``drop_after_create`` makes the next writes succeed and then close the connection unanswered.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +28,7 @@ HANDLE = "gemeente.example.nl"
 DID = "did:plc:cityaccount00000000000"
 APP_PASSWORD = "abcd-efgh-ijkl-mnop"
 _SECRET = b"fake-pds-signing-key"
+_TID = re.compile(r"^[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}$")
 
 
 def b64(data: bytes) -> str:
@@ -44,6 +50,9 @@ class FakePDS:
     created: list[dict[str, Any]] = field(default_factory=list)
     used_refresh: set[str] = field(default_factory=set)
     serial: int = 0
+    drop_after_create: int = 0  # writes to accept and then leave unanswered
+    calls: list[str] = field(default_factory=list)  # the methods asked for, in order
+    blobs: dict[tuple[str, str], tuple[bytes, str]] = field(default_factory=dict)  # (did, cid)
 
     def jwt(self, scope: str, lifetime: timedelta) -> str:
         self.serial += 1
@@ -131,6 +140,13 @@ class FakePDS:
     def __call__(self, request: Received) -> Reply:
         parts = urlsplit(request.path)
         nsid = parts.path.removeprefix("/xrpc/")
+        self.calls.append(nsid)
+        if nsid == "com.atproto.sync.getBlob":  # public, as a PDS serves blobs
+            query = parse_qs(parts.query)
+            blob = self.blobs.get((query.get("did", [""])[0], query.get("cid", [""])[0]))
+            if blob is None:
+                return xrpc_error(400, "BlobNotFound", "Blob not found")
+            return Reply(200, blob[0], {"Content-Type": blob[1]})
         if nsid == "com.atproto.server.createSession":
             body = json.loads(request.body)
             if body.get("identifier") not in {HANDLE, DID} or body.get("password") != APP_PASSWORD:
@@ -154,8 +170,34 @@ class FakePDS:
         if nsid == "app.bsky.notification.listNotifications":
             return self.list_notifications(parse_qs(parts.query))
         if nsid == "com.atproto.repo.createRecord":
-            return self.create_record(json.loads(request.body))
+            reply = self.create_record(json.loads(request.body))
+            if reply.status == 200 and self.drop_after_create > 0:
+                self.drop_after_create -= 1
+                return Reply.drop()
+            return reply
+        if nsid == "com.atproto.repo.getRecord":
+            return self.get_record(parse_qs(parts.query))
         return xrpc_error(501, "MethodNotImplemented")
+
+    def get_record(self, query: dict[str, list[str]]) -> Reply:
+        repo, collection, rkey = (query.get(k, [""])[0] for k in ("repo", "collection", "rkey"))
+        did = DID if repo in {DID, HANDLE} else repo
+        uri = f"at://{did}/{collection}/{rkey}"
+        found = self.posts.get(uri)
+        if found is None:
+            return xrpc_error(400, "RecordNotFound", f"Could not locate record: {uri}")
+        return Reply.json(
+            200, json.dumps({"uri": uri, "cid": found["cid"], "value": found["record"]})
+        )
+
+    def replies_to(self, parent_uri: str) -> list[dict[str, Any]]:
+        """The city's posts answering ``parent_uri``, as the repository holds them."""
+        return [
+            p["record"]
+            for uri, p in self.posts.items()
+            if uri.startswith(f"at://{DID}/")
+            and p["record"].get("reply", {}).get("parent", {}).get("uri") == parent_uri
+        ]
 
     def list_notifications(self, query: dict[str, list[str]]) -> Reply:
         reasons = set(query.get("reasons", []))
@@ -207,8 +249,17 @@ class FakePDS:
                     return xrpc_error(400, "InvalidRequest", "mention facet not on a mention")
                 if feature["$type"] == "app.bsky.richtext.facet#link" and covered != feature["uri"]:
                     return xrpc_error(400, "InvalidRequest", "link facet not on its link")
+        rkey = body.get("rkey")
+        if rkey is not None and (not isinstance(rkey, str) or not _TID.match(rkey)):
+            return xrpc_error(
+                400, "InvalidRequest", "Invalid record key for app.bsky.feed.post: not a TID"
+            )
         self.serial += 1
-        uri = f"at://{DID}/app.bsky.feed.post/3kreply{self.serial:07d}"
+        uri = f"at://{DID}/app.bsky.feed.post/{rkey or f'3kreply{self.serial:06d}'}"
+        if uri in self.posts:
+            # The reference PDS: its repository tree throws "There is already a value at key",
+            # which reaches the client as a bare 500.
+            return xrpc_error(500, "InternalServerError", "Internal Server Error")
         cid = f"bafyreireply{self.serial:010d}"
         self.posts[uri] = {"cid": cid, "record": record}
         self.created.append(record)

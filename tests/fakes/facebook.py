@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes.http import Received, Reply
+from tests.fakes.http import Received, Reply, served_file
 
 VERSION = "v24.0"
 PAGE_ID = "104857600000001"
@@ -89,8 +89,12 @@ class FakeGraph:
     optin_tokens: set[str] = field(default_factory=set)
     sent: list[dict[str, Any]] = field(default_factory=list)
     comment_replies: list[tuple[str, str]] = field(default_factory=list)
+    # Media on the platform's CDN, by path (public, as the CDN serves it).
+    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
 
     def __call__(self, request: Received) -> Reply:
+        if (media := served_file(self.files, request)) is not None:
+            return media
         path = urlsplit(request.path).path
         query = parse_qs(urlsplit(request.path).query)
         token = request.headers.get("authorization", "").removeprefix("Bearer ")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,8 +38,24 @@ class Reply:
     def json(cls, status: int, text: str, **headers: str) -> Reply:
         return cls(status, text.encode(), {"Content-Type": "application/json", **headers})
 
+    @classmethod
+    def drop(cls) -> Reply:
+        """Close the connection without answering (the work may well have been done)."""
+        return cls(DROP)
+
+
+DROP = 0  # the status of ``Reply.drop()``
+
 
 Handler = Callable[[Received], Reply]
+
+
+def served_file(files: Mapping[str, tuple[bytes, str]], request: Received) -> Reply | None:
+    """A platform's media (CDN) answer: ``files`` by path, public, with their content type."""
+    if request.method != "GET":
+        return None
+    found = files.get(request.path.split("?")[0])
+    return Reply(200, found[0], {"Content-Type": found[1]}) if found is not None else None
 
 
 class FakeServer:
@@ -60,6 +76,9 @@ class FakeServer:
                     body=self.rfile.read(length),
                 )
                 reply = server.answer(request)
+                if reply.status == DROP:
+                    self.close_connection = True
+                    return
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)

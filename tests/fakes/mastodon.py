@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from tests.fakes.http import Received, Reply
+from tests.fakes.http import Received, Reply, served_file
 
 TOKEN = "fake-mastodon-token-0123456789"
 VISIBILITIES = {"public", "unlisted", "private", "direct"}
@@ -33,6 +33,8 @@ class FakeMastodon:
     posted: list[dict[str, Any]] = field(default_factory=list)
     keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     next_id: int = 110000000000000000
+    # Media on the platform's CDN, by path (public, as the CDN serves it).
+    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
 
     def _id(self) -> str:
         self.next_id += 1
@@ -103,6 +105,8 @@ class FakeMastodon:
         }
 
     def __call__(self, request: Received) -> Reply:
+        if (media := served_file(self.files, request)) is not None:
+            return media
         if request.headers.get("authorization") != f"Bearer {TOKEN}":
             return error(401, "The access token is invalid")
         if self.budget <= 0:

@@ -50,6 +50,55 @@ def delivery(*messages: dict[str, Any], wa_id: str = "31612345678", name: str = 
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def receipt(
+    wamid: str,
+    status: str,
+    *,
+    recipient: str = "31612345678",
+    at: int = 1764840000,
+    code: int | None = None,
+) -> dict[str, Any]:
+    """One of ``value.statuses[]``: what became of a message the business sent."""
+    found: dict[str, Any] = {
+        "id": wamid,
+        "status": status,
+        "timestamp": str(at),
+        "recipient_id": recipient,
+    }
+    if status in {"sent", "delivered"}:
+        found["conversation"] = {
+            "id": "CONVERSATION_ID",
+            "origin": {"type": "service"},
+        }
+        found["pricing"] = {"billable": True, "pricing_model": "PMP", "category": "service"}
+    if code is not None:
+        found["errors"] = [
+            {
+                "code": code,
+                "title": {131047: "Re-engagement message", 131026: "Message undeliverable"}.get(
+                    code, "Error"
+                ),
+                "message": "Message failed to send",
+                "error_data": {"details": "Message failed to send."},
+                "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/",
+            }
+        ]
+    return found
+
+
+def receipts_delivery(*statuses: dict[str, Any]) -> bytes:
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "31850000000", "phone_number_id": PHONE_NUMBER_ID},
+        "statuses": list(statuses),
+    }
+    body = {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"value": value, "field": "messages"}]}],
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
 def text_message(
     wamid: str, body: str, *, sender: str = "31612345678", at: int = 1764840000
 ) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes.http import Received, Reply
+from tests.fakes.http import Received, Reply, served_file
 
 CITY_ID = "1458203741520000001"
 CITY_HANDLE = "CityOfExample"
@@ -148,6 +148,8 @@ class FakeX:
     remaining: int = 450
     page_size_cap: int = 100
     reachable: int = 800  # X serves only the newest 800 mentions
+    # Media on the platform's CDN, by path (public, as the CDN serves it).
+    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
 
     def mention(self, post: dict[str, Any], author: str | None = None) -> dict[str, Any]:
         self.mentions.append(post)
@@ -162,6 +164,8 @@ class FakeX:
         self.mentions = [p for p in self.mentions if p["id"] != post_id]
 
     def __call__(self, request: Received) -> Reply:
+        if (media := served_file(self.files, request)) is not None:
+            return media
         parts = urlsplit(request.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         path = parts.path
