@@ -150,6 +150,19 @@ class Filters:
     updated_until: datetime | None = None
     has_photo: bool | None = None
 
+    def has_time_window(self) -> bool:
+        """Whether created or updated times narrow the rows (their selectivity is in the
+        values: a day or a year)."""
+        return any(
+            moment is not None
+            for moment in (
+                self.created_since,
+                self.created_until,
+                self.updated_since,
+                self.updated_until,
+            )
+        )
+
     def key(self) -> tuple[Any, ...]:
         """Which fragments the statement needs (not the values)."""
         return (
