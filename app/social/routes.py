@@ -22,6 +22,7 @@ from app.contacts.service import ContactSpec
 from app.core.errors import BadRequest, Forbidden, InvalidInput, NotAuthenticated, NotFound
 from app.core.jobs import PROCESS_SOCIAL_POSTS, defer
 from app.db import SessionDep
+from app.linking import service as linking
 from app.social import config as social_config
 from app.social import inbox
 from app.social.schemas import (
@@ -138,6 +139,10 @@ async def _meta_delivery(request: Request, session: SessionDep, platform: MetaPl
         raise NotAuthenticated("The webhook signature does not match the body")
     if platform == "facebook":
         posts = facebook.parse(document)
+        for referral in facebook.parse_referrals(document):
+            # Someone opened the Page's conversation from a linking's m.me link: the signed
+            # ref says which signed-in person started it (app/linking).
+            await linking.link_messenger(session, request.app.state.settings, referral)
         for optin in facebook.parse_optins(document):
             # The consented way to write after Messenger's window (the person chose it).
             await contacts.remember(

@@ -1,0 +1,345 @@
+"""Linking a citizen's own account for notices: start, finish, list, unlink.
+
+A linking is started by the signed-in person (``start``): a row in ``link_attempt`` and a
+``state`` for the platform to hand back, ``<id>.<nonce>.<mac>``, where the MAC (HMAC-SHA256
+with the deployment's secret key) covers the id, the nonce, the person, the platform and the
+expiry. A state is refused when its MAC does not match (forged or altered), when it has
+expired (``KERBSIDE_LINKING_STATE_MINUTES``), when it was used (single use), or when
+another person or platform presents it. What the state proves is only "the person who
+started this"; who the account belongs to is proven by the platform: Mastodon's token
+endpoint and ``verify_credentials`` (OAuth 2 code + PKCE, the verifier never leaving the
+server), Meta's signed webhook for Messenger (the PSID of whoever opened our ``m.me`` link).
+
+The account becomes a contact of the person (``app.contacts.service.link``) with a consent
+to ``notices`` whose evidence says when, how and through which city account. The outbox
+then sends it, for every ticket the person follows, a notice with no personal data
+(``app.notify``). ``unlink`` ends the consent, detaches the contact from the person and
+cancels what was queued for it, in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.channels import mastodon, transport
+from app.channels.facebook import Referral
+from app.contacts import service as contacts
+from app.contacts.models import ContactKind
+from app.contacts.service import ContactSpec, LinkedContact
+from app.core import clock
+from app.core.errors import Conflict, InvalidInput, NotFound
+from app.linking import repository as sql
+from app.linking.models import LinkPlatform
+from app.settings import Settings
+
+log = logging.getLogger("kerbside.linking")
+
+STATE = re.compile(r"^(?P<id>[0-9]{1,18})\.(?P<nonce>[A-Za-z0-9_-]{24})\.(?P<mac>[0-9a-f]{32})$")
+STATE_PATTERN = STATE.pattern
+# Which city accounts serve each platform, and the contact kind a linked account becomes.
+_ACCOUNT_PLATFORMS = {LinkPlatform.mastodon: ("mastodon",), LinkPlatform.messenger: ("facebook",)}
+KIND_OF = {
+    LinkPlatform.mastodon: ContactKind.mastodon,
+    LinkPlatform.messenger: ContactKind.facebook,
+}
+PLATFORM_OF = {
+    ContactKind.mastodon: LinkPlatform.mastodon,
+    ContactKind.facebook: LinkPlatform.messenger,
+}
+
+
+@dataclass(frozen=True)
+class Started:
+    platform: LinkPlatform
+    authorize_url: str
+    state: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class _CityAccount:
+    """What linking needs of one account in the city file's ``social`` section."""
+
+    handle: str
+    id: str | None
+    base_url: str | None
+    credentials: Mapping[str, str]
+    options: Mapping[str, Any]
+
+    def secret(self, name: str) -> str | None:
+        # Read when used, in the process that uses it: secrets by variable name only.
+        variable = self.credentials.get(name)
+        return os.environ.get(variable) if variable else None
+
+
+def _accounts(config: Any, platform: LinkPlatform) -> list[_CityAccount]:
+    wanted = _ACCOUNT_PLATFORMS[platform]
+    found = []
+    for item in (config or {}).get("accounts", []) if isinstance(config, Mapping) else []:
+        if not isinstance(item, Mapping) or item.get("platform") not in wanted:
+            continue
+        credentials = item.get("credentials")
+        found.append(
+            _CityAccount(
+                handle=str(item.get("handle") or ""),
+                id=str(item["id"]) if item.get("id") else None,
+                base_url=str(item["base_url"]).rstrip("/") if item.get("base_url") else None,
+                credentials=dict(credentials) if isinstance(credentials, Mapping) else {},
+                options={k: item[k] for k in ("update_tag", "human_agent") if item.get(k)},
+            )
+        )
+    return found
+
+
+def _usable(account: _CityAccount, platform: LinkPlatform) -> bool:
+    if platform == LinkPlatform.mastodon:
+        needed = ("client_id", "client_secret", "access_token")
+        return account.base_url is not None and all(n in account.credentials for n in needed)
+    return account.id is not None and "access_token" in account.credentials
+
+
+def _mac(
+    settings: Settings,
+    attempt_id: int,
+    nonce: str,
+    user_id: uuid.UUID,
+    platform: str,
+    expires_at: datetime,
+) -> str:
+    key = settings.secret_key.get_secret_value().encode()
+    text = f"link:{attempt_id}:{nonce}:{user_id}:{platform}:{int(expires_at.timestamp())}"
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _digest(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode()).hexdigest()
+
+
+def _oauth_client(settings: Settings, account: _CityAccount) -> mastodon.OAuthClient:
+    client_id, client_secret = account.secret("client_id"), account.secret("client_secret")
+    if not client_id or not client_secret or account.base_url is None:
+        # Named by variable, never by value: the operator sets it and tries again.
+        log.warning(
+            "mastodon linking needs its client credentials",
+            extra={"account": account.handle, "variables": sorted(account.credentials.values())},
+        )
+        raise NotFound("Linking a Mastodon account is not available here yet")
+    return mastodon.OAuthClient(
+        base_url=account.base_url,
+        client_id=client_id,
+        client_secret=client_secret,
+        redirect_uri=settings.linking_redirect_uri or mastodon.OUT_OF_BAND,
+    )
+
+
+async def _city_account(
+    session: AsyncSession,
+    platform: LinkPlatform,
+    *,
+    slug: str | None = None,
+    jurisdiction_id: int | None = None,
+    handle: str | None = None,
+) -> tuple[int, _CityAccount]:
+    statement, key = (
+        (sql.CITY, {"slug": slug}) if slug else (sql.CITY_BY_ID, {"id": jurisdiction_id})
+    )
+    row = (await session.execute(statement, key)).first()
+    if row is None:
+        raise NotFound(f"No jurisdiction {slug}")
+    offered = [a for a in _accounts(row.config, platform) if _usable(a, platform)]
+    if handle is not None:
+        offered = [a for a in offered if a.handle.lower() == handle.lower().lstrip("@")]
+    if not offered:
+        raise NotFound(f"{row.slug} offers no {platform.value} account to link")
+    return row.id, offered[0]
+
+
+async def start(
+    session: AsyncSession,
+    settings: Settings,
+    user_id: uuid.UUID,
+    platform: LinkPlatform,
+    jurisdiction: str,
+    account: str | None = None,
+) -> Started:
+    """Begin linking: where to send the person (Mastodon's authorization page, or the Page's
+    ``m.me`` link) with a state bound to them, valid for ``linking_state_minutes``."""
+    jurisdiction_id, city_account = await _city_account(
+        session, platform, slug=jurisdiction, handle=account
+    )
+    now = clock.now()
+    await session.execute(sql.FORGET_OLD, {"user_id": user_id, "now": now})
+    expires_at = (now + timedelta(minutes=settings.linking_state_minutes)).replace(microsecond=0)
+    nonce = secrets.token_urlsafe(18)
+    verifier, challenge = mastodon.pkce_pair() if platform == LinkPlatform.mastodon else (None, "")
+    oauth = _oauth_client(settings, city_account) if platform == LinkPlatform.mastodon else None
+    attempt_id = (
+        await session.execute(
+            sql.START,
+            {
+                "user_id": user_id,
+                "platform": platform.value,
+                "jurisdiction_id": jurisdiction_id,
+                "account": city_account.handle,
+                "nonce_hash": _digest(nonce),
+                "code_verifier": verifier,
+                "expires_at": expires_at,
+            },
+        )
+    ).scalar_one()
+    mac = _mac(settings, attempt_id, nonce, user_id, platform.value, expires_at)
+    state = f"{attempt_id}.{nonce}.{mac}"
+    if oauth is not None:
+        url = mastodon.authorize_url(oauth, state, challenge)
+    else:
+        url = f"https://m.me/{city_account.handle}?ref={state}"
+    return Started(platform, url, state, expires_at)
+
+
+class _Refused(Exception):
+    pass
+
+
+async def _take(
+    session: AsyncSession,
+    settings: Settings,
+    state: str,
+    platform: LinkPlatform,
+    user_id: uuid.UUID | None,
+) -> Any:
+    """The attempt ``state`` names, marked used; ``_Refused`` with the reason otherwise."""
+    match = STATE.match(state)
+    if match is None:
+        raise _Refused("not a state we issued")
+    row = (await session.execute(sql.ATTEMPT, {"id": int(match["id"])})).first()
+    if row is None:
+        raise _Refused("unknown")
+    wanted = _mac(settings, row.id, match["nonce"], row.user_id, row.platform, row.expires_at)
+    if not hmac.compare_digest(wanted, match["mac"]) or not hmac.compare_digest(
+        row.nonce_hash, _digest(match["nonce"])
+    ):
+        raise _Refused("does not match")
+    if row.platform != platform.value or (user_id is not None and row.user_id != user_id):
+        raise _Refused("was started for another linking")
+    if row.used_at is not None:
+        raise _Refused("was already used")
+    now = clock.now()
+    if row.expires_at <= now:
+        raise _Refused("has expired")
+    await session.execute(sql.USE, {"id": row.id, "now": now})
+    return row
+
+
+def _bad_state(reason: str) -> InvalidInput:
+    return InvalidInput(
+        f"This linking's state {reason}; start again",
+        errors=[{"field": "state", "message": reason, "type": "value_error", "in": "body"}],
+    )
+
+
+async def finish_mastodon(
+    session: AsyncSession, settings: Settings, user_id: uuid.UUID, code: str, state: str
+) -> LinkedContact:
+    """The code Mastodon handed back: exchanged (with the PKCE verifier) at the server's
+    token endpoint, the account read with ``verify_credentials``, the token revoked, and the
+    account linked to the person who started."""
+    try:
+        attempt = await _take(session, settings, state, LinkPlatform.mastodon, user_id)
+    except _Refused as refused:
+        raise _bad_state(str(refused)) from None
+    _, account = await _city_account(
+        session,
+        LinkPlatform.mastodon,
+        jurisdiction_id=attempt.jurisdiction_id,
+        handle=attempt.account,
+    )
+    oauth = _oauth_client(settings, account)
+    async with transport.client(settings) as http:
+        try:
+            identity = await mastodon.link_identity(http, oauth, code, attempt.code_verifier)
+        except mastodon.LinkRefused as refused:
+            log.info("mastodon linking refused", extra={"reason": str(refused)})
+            raise InvalidInput(
+                "The Mastodon server did not accept this code; start again",
+                errors=[
+                    {"field": "code", "message": str(refused), "type": "value_error", "in": "body"}
+                ],
+            ) from None
+    via = {
+        "platform": "mastodon",
+        "account": account.handle,
+        "base_url": account.base_url,
+        "env": dict(account.credentials),
+        "notice": True,
+        "mention": identity.mention,
+    }
+    spec = ContactSpec(ContactKind.mastodon, identity.address, data={"handle": identity.mention})
+    stored = await contacts.link(session, user_id, spec, how="oauth:mastodon", via=via)
+    if stored is None:
+        raise Conflict("That Mastodon account is linked to another person")
+    return next(c for c in await contacts.linked(session, user_id) if c.id == stored.id)
+
+
+async def link_messenger(session: AsyncSession, settings: Settings, referral: Referral) -> bool:
+    """A person opened the city Page's conversation from a linking's ``m.me`` link: their
+    page-scoped id becomes the contact of the person who started it. False (and nothing
+    linked) for a ref that is not a live state of ours, or another Page's."""
+    try:
+        attempt = await _take(session, settings, referral.ref, LinkPlatform.messenger, None)
+    except _Refused as refused:
+        log.info("messenger referral not linked", extra={"reason": str(refused)})
+        return False
+    try:
+        _, account = await _city_account(
+            session,
+            LinkPlatform.messenger,
+            jurisdiction_id=attempt.jurisdiction_id,
+            handle=attempt.account,
+        )
+    except NotFound:
+        return False
+    if account.id != referral.page_id:
+        log.info("messenger referral for another page not linked")
+        return False
+    via: dict[str, Any] = {
+        "platform": "messenger",
+        "account": account.id,
+        "env": dict(account.credentials),
+        "notice": True,
+        **account.options,
+    }
+    if account.base_url:
+        via["base_url"] = account.base_url
+    # The person just wrote to the Page: the messaging window is open from now.
+    spec = ContactSpec(
+        ContactKind.facebook, referral.psid, data={"last_inbound_at": referral.at.isoformat()}
+    )
+    stored = await contacts.link(session, attempt.user_id, spec, how="messenger:referral", via=via)
+    if stored is None:
+        log.info("messenger referral for an account linked to another person")
+        return False
+    return True
+
+
+async def linked(session: AsyncSession, user_id: uuid.UUID) -> list[LinkedContact]:
+    return await contacts.linked(session, user_id)
+
+
+async def unlink(session: AsyncSession, user_id: uuid.UUID, contact_id: int) -> None:
+    """Stop notices on one linked account at once: the consent ends, the contact leaves the
+    person, and its queued notices are cancelled, all in the caller's transaction."""
+    if not await contacts.unlink(session, user_id, contact_id):
+        raise NotFound(f"No linked account {contact_id} of yours")
+    await session.execute(sql.CANCEL_NOTICES, {"contact_id": contact_id})
