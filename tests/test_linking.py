@@ -8,6 +8,7 @@ local fakes of a Mastodon server and the Graph API speaking their real payloads.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -346,6 +347,7 @@ async def test_forged_expired_foreign_and_replayed_states_and_bad_codes_are_refu
 
 
 async def test_a_messenger_referral_links_the_psid_and_the_notice_is_a_messenger_update(
+    caplog: pytest.LogCaptureFixture,
     client: httpx.AsyncClient,
     db: AsyncSession,
     fakes: Fakes,
@@ -354,6 +356,7 @@ async def test_a_messenger_referral_links_the_psid_and_the_notice_is_a_messenger
     linking_settings: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="kerbside")
     headers = await bearer_headers(linking_settings, citizen)
     started = await start(client, headers, "messenger", city.slug)
     assert started["authorize_url"] == f"https://m.me/karlstadskommun?ref={started['state']}"
@@ -405,6 +408,12 @@ async def test_a_messenger_referral_links_the_psid_and_the_notice_is_a_messenger
         assert PAGE_URL in words
         assert reference not in words
         assert EMAIL not in words
+    # The page-scoped id and the ref never reach a log line.
+    assert caplog.records
+    for record in caplog.records:
+        line = record.getMessage() + " " + str(record.__dict__)
+        assert PSID not in line
+        assert started["state"] not in line
 
 
 # -- unlinking: nothing more, queued notices included ---------------------------------------
