@@ -392,10 +392,23 @@ async def test_a_messenger_referral_links_the_psid_and_the_notice_is_a_messenger
     # Meta redelivers: the ref is spent, still one link.
     assert (await deliver(body, fake_fb.sign(body))).status_code == 200
     assert len((await client.get("/v1/me/linked-accounts", headers=headers)).json()) == 1
+    # The Get Started tap that carried the ref is no report: no post kept, no dialogue.
+    posts = await db.execute(text("SELECT count(*) FROM social_post WHERE platform = 'messenger'"))
+    assert posts.scalar_one() == 0
 
+    # The conversation is told at once that it is linked (inside the window it opened).
     fakes.graph.opened(PSID)
+    (confirmation,) = await queued(db, "facebook")
+    assert confirmation.event_kind == "linked"
+    assert await send(sessionmaker, linking_settings, "facebook", confirmation.id) == "sent"
+    (told,) = fakes.graph.sent
+    assert told["recipient"] == {"id": PSID}
+    assert told["messaging_type"] == "UPDATE"
+    assert told["message"]["text"].startswith("Linked. You will get a short notice here")
+    fakes.graph.sent.clear()
+
     reference, _ = await file_and_change(client, db, headers)
-    rows = await queued(db, "facebook")
+    rows = (await queued(db, "facebook"))[1:]
     assert [r.event_kind for r in rows] == ["ticket_opened", "status_changed"]
     for row in rows:
         assert await send(sessionmaker, linking_settings, "facebook", row.id) == "sent"

@@ -62,3 +62,5 @@ CANCEL_NOTICES = text(
         FOR UPDATE OF n SKIP LOCKED)
     """
 )
+
+LOCALE = text("SELECT locale FROM app_user WHERE id = :user_id")

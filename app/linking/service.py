@@ -292,15 +292,26 @@ async def finish_mastodon(
     return next(c for c in await contacts.linked(session, user_id) if c.id == stored.id)
 
 
-async def link_messenger(session: AsyncSession, settings: Settings, referral: Referral) -> bool:
+@dataclass(frozen=True)
+class MessengerLinked:
+    """A conversation linked: the contact, where its messages go, the person's language."""
+
+    contact_id: int
+    via: Mapping[str, Any]
+    language: str
+
+
+async def link_messenger(
+    session: AsyncSession, settings: Settings, referral: Referral
+) -> MessengerLinked | None:
     """A person opened the city Page's conversation from a linking's ``m.me`` link: their
-    page-scoped id becomes the contact of the person who started it. False (and nothing
+    page-scoped id becomes the contact of the person who started it. None (and nothing
     linked) for a ref that is not a live state of ours, or another Page's."""
     try:
         attempt = await _take(session, settings, referral.ref, LinkPlatform.messenger, None)
     except _Refused as refused:
         log.info("messenger referral not linked", extra={"reason": str(refused)})
-        return False
+        return None
     try:
         _, account = await _city_account(
             session,
@@ -309,10 +320,10 @@ async def link_messenger(session: AsyncSession, settings: Settings, referral: Re
             handle=attempt.account,
         )
     except NotFound:
-        return False
+        return None
     if account.id != referral.page_id:
         log.info("messenger referral for another page not linked")
-        return False
+        return None
     via: dict[str, Any] = {
         "platform": "messenger",
         "account": account.id,
@@ -329,8 +340,9 @@ async def link_messenger(session: AsyncSession, settings: Settings, referral: Re
     stored = await contacts.link(session, attempt.user_id, spec, how="messenger:referral", via=via)
     if stored is None:
         log.info("messenger referral for an account linked to another person")
-        return False
-    return True
+        return None
+    locale = (await session.execute(sql.LOCALE, {"user_id": attempt.user_id})).scalar_one()
+    return MessengerLinked(stored.id, via, str(locale or "en"))
 
 
 async def linked(session: AsyncSession, user_id: uuid.UUID) -> list[LinkedContact]:

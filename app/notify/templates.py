@@ -275,6 +275,23 @@ _NOTICE: Mapping[str, tuple[str, str]] = {
 }
 
 
+# The one message a linked Messenger conversation gets at once (inside the window the person
+# just opened): that it worked, and how to stop.
+_LINKED: Mapping[str, str] = {
+    "en": "Linked. You will get a short notice here when there is news about your reports. "
+    "To stop, unlink this conversation on your page.",
+    "nl": "Gekoppeld. U krijgt hier een kort bericht als er nieuws is over uw meldingen. "
+    "Wilt u dat niet meer, ontkoppel dit gesprek dan op uw pagina.",
+    "sv": "Kopplat. Du får ett kort meddelande här när det finns nytt om dina felanmälningar. "
+    "Vill du sluta, koppla bort den här konversationen på din sida.",
+}
+
+
+def render_linked(language: str) -> str:
+    """The confirmation in a conversation just linked for notices."""
+    return _LINKED.get(language_of(language), _LINKED["en"])
+
+
 def render_notice(language: str, link: str) -> tuple[str, str]:
     """The notice on a linked account: there is news, and the link to the person's page."""
     subject, body = _NOTICE.get(language, _NOTICE["en"])
