@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth.models import Role, User
 from app.auth.principal import Principal
 from app.channels.threads import ThreadChannel
+from app.channels.x import XChannel
 from app.core import clock
 from app.jurisdictions.models import Jurisdiction
 from app.notify import service as notify
@@ -36,6 +37,7 @@ from app.tickets.models import TicketStatus
 from tests.factories import CITY, bearer_headers, make_jurisdiction, make_service, make_user
 from tests.fakes import facebook as fake_fb
 from tests.fakes import mastodon as fake_masto
+from tests.fakes import x as fake_x
 from tests.fakes.http import FakeServer, serving
 
 STAFF = Principal(kind="user", role=Role.admin, label="test-staff")
@@ -49,6 +51,9 @@ ENV = {
     "KERBSIDE_TEST_LINK_FB_TOKEN": fake_fb.PAGE_TOKEN,
     "KERBSIDE_TEST_LINK_FB_SECRET": fake_fb.APP_SECRET,
     "KERBSIDE_TEST_LINK_FB_VERIFY": fake_fb.VERIFY_TOKEN,
+    "KERBSIDE_TEST_LINK_X_USER": fake_x.USER_TOKEN,
+    "KERBSIDE_TEST_LINK_X_CLIENT": fake_x.CLIENT_ID,
+    "KERBSIDE_TEST_LINK_X_SECRET": fake_x.CLIENT_SECRET,
 }
 
 
@@ -58,6 +63,8 @@ class Fakes:
     graph: fake_fb.FakeGraph
     masto_server: FakeServer
     graph_server: FakeServer
+    x: fake_x.FakeX
+    x_server: FakeServer
 
 
 @pytest.fixture
@@ -66,15 +73,19 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fakes]:
         monkeypatch.setenv(name, value)
     now = clock.now()
     masto, graph = fake_masto.FakeMastodon(now=now), fake_fb.FakeGraph(now=now)
-    with serving(masto) as masto_server, serving(graph) as graph_server:
+    x = fake_x.FakeX()
+    with serving(masto) as masto_server, serving(graph) as graph_server, serving(x) as x_server:
         masto.url = masto_server.url
-        yield Fakes(masto, graph, masto_server, graph_server)
+        yield Fakes(masto, graph, masto_server, graph_server, x, x_server)
 
 
 @pytest.fixture
 def linking_settings(app: FastAPI, settings: Settings) -> Settings:
     changed = settings.model_copy(
-        update={"linking_redirect_uri": fake_masto.REDIRECT_URI, "citizen_page_url": PAGE_URL}
+        update={
+            "linking_redirect_uri": "https://city.example/linked/{platform}",
+            "citizen_page_url": PAGE_URL,
+        }
     )
     app.state.settings = changed
     return changed
@@ -108,6 +119,18 @@ async def city(db: AsyncSession, fakes: Fakes) -> Jurisdiction:
             },
             poll=False,
         ),
+        SocialAccount(
+            platform="x",
+            handle=fake_x.CITY_HANDLE,
+            id=fake_x.CITY_ID,
+            base_url=fakes.x_server.url,
+            credentials={
+                "user_token": "KERBSIDE_TEST_LINK_X_USER",
+                "client_id": "KERBSIDE_TEST_LINK_X_CLIENT",
+                "client_secret": "KERBSIDE_TEST_LINK_X_SECRET",
+            },
+            poll=False,
+        ),
     ]
     await social_config.write(db, city.id, Social(accounts=accounts))
     return city
@@ -133,13 +156,15 @@ async def start(
     return dict(response.json())
 
 
-async def authorize(fakes: Fakes, authorize_url: str) -> dict[str, str]:
+async def authorize(
+    fakes: Fakes, authorize_url: str, redirect: str = fake_masto.REDIRECT_URI
+) -> dict[str, str]:
     """The resident approves at their server, which redirects back with the code."""
     async with httpx.AsyncClient() as browser:
         answer = await browser.get(authorize_url)
     assert answer.status_code == 302, answer.text
     location = answer.headers["location"]
-    assert location.startswith(fake_masto.REDIRECT_URI)
+    assert location.startswith(redirect)
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
@@ -427,6 +452,67 @@ async def test_a_messenger_referral_links_the_psid_and_the_notice_is_a_messenger
         line = record.getMessage() + " " + str(record.__dict__)
         assert PSID not in line
         assert started["state"] not in line
+
+
+# -- X: OAuth 2 with PKCE, the notice a direct message ------------------------------------------
+
+
+async def test_an_x_account_is_linked_by_oauth_and_the_notice_is_a_direct_message(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    fakes: Fakes,
+    city: Jurisdiction,
+    citizen: User,
+    linking_settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    headers = await bearer_headers(linking_settings, citizen)
+    started = await start(client, headers, "x", city.slug)
+    assert started["authorize_url"].startswith(f"{fakes.x_server.url}/i/oauth2/authorize?")
+    fakes.x.signed_in = {"id": "2244994945", "name": "A Resident", "username": "resident_ks"}
+    back = await authorize(fakes, started["authorize_url"], fake_x.REDIRECT_URI)
+    done = await client.post(
+        "/v1/me/linked-accounts/x/callback",
+        json={"code": back["code"], "state": back["state"]},
+        headers=headers,
+    )
+    assert done.status_code == 201, done.text
+    assert (done.json()["platform"], done.json()["handle"], done.json()["how"]) == (
+        "x",
+        "resident_ks",
+        "oauth:x",
+    )
+    assert len(fakes.x.revoked) == 1
+    assert fakes.x.tokens == {}
+    # A Mastodon state does not finish an X linking, nor the other way round.
+    masto = await start(client, headers, "mastodon", city.slug)
+    crossed = await client.post(
+        "/v1/me/linked-accounts/x/callback",
+        json={"code": "whatever", "state": masto["state"]},
+        headers=headers,
+    )
+    assert crossed.status_code == 422
+
+    reference, _ = await file_and_change(client, db, headers)
+    rows = await queued(db, "x")
+    assert [r.event_kind for r in rows] == ["ticket_opened", "status_changed"]
+    channel = XChannel(linking_settings)
+    try:
+        first = await notify.deliver(sessionmaker, {"x": channel}, linking_settings, rows[0].id)
+        assert first.status == "sent"
+        # The person stopped taking messages from the city: a permanent failure, not a retry.
+        fakes.x.closed_dms.add("2244994945")
+        second = await notify.deliver(sessionmaker, {"x": channel}, linking_settings, rows[1].id)
+        assert second.status == "failed"
+    finally:
+        await channel.close()
+    (dm,) = fakes.x.dms
+    assert dm["to"] == "2244994945"
+    assert dm["text"].startswith("There is news about your report.")
+    assert PAGE_URL in dm["text"]
+    assert reference not in dm["text"]
+    assert "resident_ks" not in dm["text"]
+    assert fakes.x.replies == []  # never a public reply
 
 
 # -- unlinking: nothing more, queued notices included ---------------------------------------

@@ -27,11 +27,8 @@ identity is read: we never act as them.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import re
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -42,6 +39,7 @@ import httpx
 
 from app.channels import replies, transport
 from app.channels.base import Delivered, Failed, Message, Outcome, RetryLater
+from app.channels.oauth import Identity, LinkRefused
 from app.channels.polling import Polled, parse_time, wait_from
 from app.channels.posts import InboundPost
 from app.core import clock
@@ -303,27 +301,6 @@ class OAuthClient:
     redirect_uri: str = OUT_OF_BAND
 
 
-@dataclass(frozen=True)
-class Identity:
-    """Who signed in: the account's id on its server, its ``acct`` as others mention it."""
-
-    address: str  # <host>:<id>, the form social intake gives Mastodon authors
-    mention: str  # user@host
-    url: str | None
-
-
-class LinkRefused(Exception):
-    """The server did not give the identity (a bad code, a server fault); the reason has no
-    token or code in it."""
-
-
-def pkce_pair() -> tuple[str, str]:
-    """A PKCE verifier (RFC 7636, 43 characters) and its S256 challenge."""
-    verifier = secrets.token_urlsafe(32)
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return verifier, base64.urlsafe_b64encode(digest).decode().rstrip("=")
-
-
 def authorize_url(client: OAuthClient, state: str, challenge: str) -> str:
     query = urlencode(
         {
@@ -384,9 +361,7 @@ async def _verify_credentials(
     host = urlsplit(client.base_url).netloc
     acct = str(account["acct"])
     return Identity(
-        address=f"{host}:{account['id']}",
-        mention=acct if "@" in acct else f"{acct}@{host}",
-        url=str(account["url"]) if isinstance(account.get("url"), str) else None,
+        address=f"{host}:{account['id']}", handle=acct if "@" in acct else f"{acct}@{host}"
     )
 
 

@@ -17,6 +17,7 @@ class LinkPlatform(StrEnum):
 
     mastodon = "mastodon"  # OAuth 2 authorization code + PKCE on the city's instance
     messenger = "messenger"  # an m.me link whose ref comes back in the referral webhook
+    x = "x"  # OAuth 2 authorization code + PKCE; the notice is a direct message
 
 
 class LinkAttempt(CreatedAt, Base):

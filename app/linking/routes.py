@@ -41,7 +41,7 @@ class StartIn(BaseModel):
 
 
 class StartOut(BaseModel):
-    platform: Literal["mastodon", "messenger"]
+    platform: Literal["mastodon", "messenger", "x"]
     authorize_url: str = Field(
         description="Where to send the person: the Mastodon server's authorization page, or "
         "the Page's m.me link (open the conversation to finish linking)"
@@ -59,10 +59,14 @@ class LinkedAccount(BaseModel):
     """An account of yours that receives notices (your own data: never public)."""
 
     id: int = Field(description="Unlink with DELETE /v1/me/linked-accounts/{id}")
-    platform: Literal["mastodon", "messenger"]
-    handle: str | None = Field(description="Mastodon: @user@instance; Messenger: none")
+    platform: Literal["mastodon", "messenger", "x"]
+    handle: str | None = Field(
+        description="Mastodon: user@instance; X: the username; Messenger: none"
+    )
     via: str | None = Field(description="The city account that sends the notices")
-    how: str | None = Field(description="How it was linked: oauth:mastodon, messenger:referral")
+    how: str | None = Field(
+        description="How it was linked: oauth:mastodon, oauth:x, messenger:referral"
+    )
     linked_at: datetime
 
 
@@ -103,8 +107,9 @@ async def my_linked_accounts(
     summary="Start linking an account of yours for notices",
     description=(
         "Mastodon: OAuth 2 on the city account's server (authorization code with PKCE, scope "
-        "`profile`); send the person to `authorize_url`, then POST the code and state to "
-        "`/v1/me/linked-accounts/mastodon/callback`. Messenger: open `authorize_url` (the "
+        "`profile`); X: OAuth 2 with PKCE (`users.read tweet.read`); send the person to "
+        "`authorize_url`, then POST the code and state to "
+        "`/v1/me/linked-accounts/{platform}/callback`. Messenger: open `authorize_url` (the "
         "city Page's m.me link carrying the state as `ref`); the link is made when the "
         "conversation opens. Notices say only that there is news about your report, with "
         "a link to your page."
@@ -138,22 +143,35 @@ async def start(
 
 
 @router.post(
-    "/mastodon/callback",
+    "/{platform}/callback",
     response_model=LinkedAccount,
     status_code=201,
-    summary="Finish linking a Mastodon account with the code its server handed back",
+    summary="Finish linking a Mastodon or X account with the code the platform handed back",
+    description=(
+        "Send what the platform appended to the redirect URI (`code`, `state`), signed in as "
+        "the person who started: the state alone does not finish a linking."
+    ),
     responses=problems(
         (400, "An API key: sign in as a person"),
         (404, "The city no longer offers the account"),
-        (409, "The Mastodon account is linked to another person"),
-        (422, "The state is forged, expired, used or another's; or the server refused the code"),
+        (409, "The account is linked to another person"),
+        (422, "The state is forged, expired, used or another's; or the platform refused the code"),
     ),
 )
-async def mastodon_callback(
-    given: CallbackIn, principal: CurrentPrincipal, request: Request, session: SessionDep
+async def callback(
+    platform: Literal["mastodon", "x"],
+    given: CallbackIn,
+    principal: CurrentPrincipal,
+    request: Request,
+    session: SessionDep,
 ) -> LinkedAccount:
-    linked = await service.finish_mastodon(
-        session, request.app.state.settings, _person(principal), given.code, given.state
+    linked = await service.finish_oauth(
+        session,
+        request.app.state.settings,
+        _person(principal),
+        LinkPlatform(platform),
+        given.code,
+        given.state,
     )
     return _out(linked)
 

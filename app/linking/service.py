@@ -33,8 +33,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.channels import mastodon, transport
+from app.channels import mastodon, transport, x
 from app.channels.facebook import Referral
+from app.channels.oauth import LinkRefused, pkce_pair
 from app.contacts import service as contacts
 from app.contacts.models import ContactKind
 from app.contacts.service import ContactSpec, LinkedContact
@@ -49,15 +50,18 @@ log = logging.getLogger("kerbside.linking")
 STATE = re.compile(r"^(?P<id>[0-9]{1,18})\.(?P<nonce>[A-Za-z0-9_-]{24})\.(?P<mac>[0-9a-f]{32})$")
 STATE_PATTERN = STATE.pattern
 # Which city accounts serve each platform, and the contact kind a linked account becomes.
-_ACCOUNT_PLATFORMS = {LinkPlatform.mastodon: ("mastodon",), LinkPlatform.messenger: ("facebook",)}
+_ACCOUNT_PLATFORMS = {
+    LinkPlatform.mastodon: ("mastodon",),
+    LinkPlatform.messenger: ("facebook",),
+    LinkPlatform.x: ("x",),
+}
+OAUTH_PLATFORMS = frozenset({LinkPlatform.mastodon, LinkPlatform.x})
 KIND_OF = {
     LinkPlatform.mastodon: ContactKind.mastodon,
     LinkPlatform.messenger: ContactKind.facebook,
+    LinkPlatform.x: ContactKind.x,
 }
-PLATFORM_OF = {
-    ContactKind.mastodon: LinkPlatform.mastodon,
-    ContactKind.facebook: LinkPlatform.messenger,
-}
+PLATFORM_OF = {kind: platform for platform, kind in KIND_OF.items()}
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,16 @@ def _accounts(config: Any, platform: LinkPlatform) -> list[_CityAccount]:
     return found
 
 
-def _usable(account: _CityAccount, platform: LinkPlatform) -> bool:
+def _usable(account: _CityAccount, platform: LinkPlatform, settings: Settings) -> bool:
     if platform == LinkPlatform.mastodon:
-        needed = ("client_id", "client_secret", "access_token")
+        needed: tuple[str, ...] = ("client_id", "client_secret", "access_token")
         return account.base_url is not None and all(n in account.credentials for n in needed)
+    if platform == LinkPlatform.x:
+        # X has no out-of-band code: a redirect page of the city's is needed.
+        needed = ("client_id", "user_token")
+        return settings.linking_redirect_uri is not None and all(
+            n in account.credentials for n in needed
+        )
     return account.id is not None and "access_token" in account.credentials
 
 
@@ -127,25 +137,50 @@ def _digest(nonce: str) -> str:
     return hashlib.sha256(nonce.encode()).hexdigest()
 
 
-def _oauth_client(settings: Settings, account: _CityAccount) -> mastodon.OAuthClient:
+OAuthClient = mastodon.OAuthClient | x.OAuthClient
+
+
+def _redirect_uri(settings: Settings, platform: LinkPlatform) -> str | None:
+    """The city's page the platform sends the person back to (``{platform}`` filled in)."""
+    uri = settings.linking_redirect_uri
+    return uri.replace("{platform}", platform.value) if uri else None
+
+
+def _oauth_client(settings: Settings, platform: LinkPlatform, account: _CityAccount) -> OAuthClient:
     client_id, client_secret = account.secret("client_id"), account.secret("client_secret")
-    if not client_id or not client_secret or account.base_url is None:
+    if platform == LinkPlatform.mastodon and client_id and client_secret and account.base_url:
+        return mastodon.OAuthClient(
+            base_url=account.base_url,
+            client_id=client_id,
+            client_secret=client_secret,
+            redirect_uri=_redirect_uri(settings, platform) or mastodon.OUT_OF_BAND,
+        )
+    if platform != LinkPlatform.x or not client_id:
         # Named by variable, never by value: the operator sets it and tries again.
         log.warning(
-            "mastodon linking needs its client credentials",
-            extra={"account": account.handle, "variables": sorted(account.credentials.values())},
+            "linking needs the city app's client credentials",
+            extra={
+                "platform": platform.value,
+                "account": account.handle,
+                "variables": sorted(account.credentials.values()),
+            },
         )
-        raise NotFound("Linking a Mastodon account is not available here yet")
-    return mastodon.OAuthClient(
-        base_url=account.base_url,
+        raise NotFound(f"Linking a {platform.value} account is not available here yet")
+    api = x.base_url(settings, account.base_url)
+    # A fake (tests, the demo) serves the authorization page beside its API.
+    page = x.AUTHORIZE_URL if api == x.DEFAULT_BASE_URL else f"{api}/i/oauth2/authorize"
+    return x.OAuthClient(
+        api_base=api,
+        authorize_base=page,
         client_id=client_id,
+        redirect_uri=str(_redirect_uri(settings, platform)),
         client_secret=client_secret,
-        redirect_uri=settings.linking_redirect_uri or mastodon.OUT_OF_BAND,
     )
 
 
 async def _city_account(
     session: AsyncSession,
+    settings: Settings,
     platform: LinkPlatform,
     *,
     slug: str | None = None,
@@ -158,7 +193,7 @@ async def _city_account(
     row = (await session.execute(statement, key)).first()
     if row is None:
         raise NotFound(f"No jurisdiction {slug}")
-    offered = [a for a in _accounts(row.config, platform) if _usable(a, platform)]
+    offered = [a for a in _accounts(row.config, platform) if _usable(a, platform, settings)]
     if handle is not None:
         offered = [a for a in offered if a.handle.lower() == handle.lower().lstrip("@")]
     if not offered:
@@ -177,14 +212,14 @@ async def start(
     """Begin linking: where to send the person (Mastodon's authorization page, or the Page's
     ``m.me`` link) with a state bound to them, valid for ``linking_state_minutes``."""
     jurisdiction_id, city_account = await _city_account(
-        session, platform, slug=jurisdiction, handle=account
+        session, settings, platform, slug=jurisdiction, handle=account
     )
     now = clock.now()
     await session.execute(sql.FORGET_OLD, {"user_id": user_id, "now": now})
     expires_at = (now + timedelta(minutes=settings.linking_state_minutes)).replace(microsecond=0)
     nonce = secrets.token_urlsafe(18)
-    verifier, challenge = mastodon.pkce_pair() if platform == LinkPlatform.mastodon else (None, "")
-    oauth = _oauth_client(settings, city_account) if platform == LinkPlatform.mastodon else None
+    oauth = _oauth_client(settings, platform, city_account) if platform in OAUTH_PLATFORMS else None
+    verifier, challenge = pkce_pair() if oauth is not None else (None, "")
     attempt_id = (
         await session.execute(
             sql.START,
@@ -201,7 +236,9 @@ async def start(
     ).scalar_one()
     mac = _mac(settings, attempt_id, nonce, user_id, platform.value, expires_at)
     state = f"{attempt_id}.{nonce}.{mac}"
-    if oauth is not None:
+    if isinstance(oauth, x.OAuthClient):
+        url = x.authorize_url(oauth, state, challenge)
+    elif oauth is not None:
         url = mastodon.authorize_url(oauth, state, challenge)
     else:
         url = f"https://m.me/{city_account.handle}?ref={state}"
@@ -249,46 +286,55 @@ def _bad_state(reason: str) -> InvalidInput:
     )
 
 
-async def finish_mastodon(
-    session: AsyncSession, settings: Settings, user_id: uuid.UUID, code: str, state: str
+async def finish_oauth(
+    session: AsyncSession,
+    settings: Settings,
+    user_id: uuid.UUID,
+    platform: LinkPlatform,
+    code: str,
+    state: str,
 ) -> LinkedContact:
-    """The code Mastodon handed back: exchanged (with the PKCE verifier) at the server's
-    token endpoint, the account read with ``verify_credentials``, the token revoked, and the
-    account linked to the person who started."""
+    """The code the platform handed back: exchanged (with the PKCE verifier) at its token
+    endpoint, the account read ("who am I"), the token revoked, and the account linked to
+    the person who started."""
     try:
-        attempt = await _take(session, settings, state, LinkPlatform.mastodon, user_id)
+        attempt = await _take(session, settings, state, platform, user_id)
     except _Refused as refused:
         raise _bad_state(str(refused)) from None
     _, account = await _city_account(
         session,
-        LinkPlatform.mastodon,
+        settings,
+        platform,
         jurisdiction_id=attempt.jurisdiction_id,
         handle=attempt.account,
     )
-    oauth = _oauth_client(settings, account)
+    oauth = _oauth_client(settings, platform, account)
     async with transport.client(settings) as http:
         try:
-            identity = await mastodon.link_identity(http, oauth, code, attempt.code_verifier)
-        except mastodon.LinkRefused as refused:
-            log.info("mastodon linking refused", extra={"reason": str(refused)})
+            if isinstance(oauth, x.OAuthClient):
+                identity = await x.link_identity(http, oauth, code, attempt.code_verifier)
+            else:
+                identity = await mastodon.link_identity(http, oauth, code, attempt.code_verifier)
+        except LinkRefused as refused:
+            log.info("linking refused", extra={"platform": platform.value, "reason": str(refused)})
             raise InvalidInput(
-                "The Mastodon server did not accept this code; start again",
+                f"The {platform.value} server did not accept this code; start again",
                 errors=[
                     {"field": "code", "message": str(refused), "type": "value_error", "in": "body"}
                 ],
             ) from None
-    via = {
-        "platform": "mastodon",
-        "account": account.handle,
-        "base_url": account.base_url,
-        "env": dict(account.credentials),
-        "notice": True,
-        "mention": identity.mention,
-    }
-    spec = ContactSpec(ContactKind.mastodon, identity.address, data={"handle": identity.mention})
-    stored = await contacts.link(session, user_id, spec, how="oauth:mastodon", via=via)
+    via: dict[str, Any] = {"platform": platform.value, "account": account.handle, "notice": True}
+    if platform == LinkPlatform.x:
+        via["credentials"] = account.credentials["user_token"]  # the variable's name
+        if account.base_url:
+            via["base_url"] = account.base_url
+    else:
+        via |= {"base_url": account.base_url, "env": dict(account.credentials)}
+        via["mention"] = identity.handle
+    spec = ContactSpec(KIND_OF[platform], identity.address, data={"handle": identity.handle})
+    stored = await contacts.link(session, user_id, spec, how=f"oauth:{platform.value}", via=via)
     if stored is None:
-        raise Conflict("That Mastodon account is linked to another person")
+        raise Conflict(f"That {platform.value} account is linked to another person")
     return next(c for c in await contacts.linked(session, user_id) if c.id == stored.id)
 
 
@@ -315,6 +361,7 @@ async def link_messenger(
     try:
         _, account = await _city_account(
             session,
+            settings,
             LinkPlatform.messenger,
             jurisdiction_id=attempt.jurisdiction_id,
             handle=attempt.account,

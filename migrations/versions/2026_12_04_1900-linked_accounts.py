@@ -1,4 +1,4 @@
-"""linked accounts: a citizen links a Mastodon or Messenger account for notices (issue 20):
+"""linked accounts: a citizen links a Mastodon, Messenger or X account for notices (issue 20):
 ``link_attempt`` (the server's half of an OAuth state or a Messenger ref), the consent
 purpose ``notices`` and the method ``linked_account``
 
@@ -50,7 +50,8 @@ def upgrade() -> None:
             "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
         ),
         sa.CheckConstraint(
-            "platform IN ('mastodon', 'messenger')", name=op.f("ck_link_attempt_platform_known")
+            "platform IN ('mastodon', 'messenger', 'x')",
+            name=op.f("ck_link_attempt_platform_known"),
         ),
         sa.ForeignKeyConstraint(
             ["user_id"],
