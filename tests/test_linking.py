@@ -25,6 +25,9 @@ from app.auth.models import Role, User
 from app.auth.principal import Principal
 from app.channels.threads import ThreadChannel
 from app.channels.x import XChannel
+from app.contacts import service as contacts
+from app.contacts.models import ConsentMethod, Purpose
+from app.contacts.service import Consent
 from app.core import clock
 from app.jurisdictions.models import Jurisdiction
 from app.notify import service as notify
@@ -588,3 +591,34 @@ def test_the_notice_names_no_ticket_in_any_language() -> None:
         assert "{" not in body
     assert render_notice("sv", PAGE_URL)[1].startswith("Det finns nytt om din felanmälan")
     assert render_notice("nl", PAGE_URL)[1].startswith("Er is nieuws over uw melding")
+
+
+async def test_a_linked_account_takes_report_notices_only(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    fakes: Fakes,
+    city: Jurisdiction,
+    citizen: User,
+    linking_settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """News of a followed place queued for a linked account (the person followed a place
+    with it) is not sent: "there is news about your report" would be wrong, and more would
+    say more than the person agreed to on that platform."""
+    headers = await bearer_headers(linking_settings, citizen)
+    linked = await link_mastodon(client, fakes, headers, city.slug)
+    _, ticket_id = await file_and_change(client, db, headers)
+    await contacts.give_consent(
+        db, linked["id"], Consent(Purpose.area_updates, ConsentMethod.follow_form)
+    )
+    row_id = (
+        await db.execute(
+            text(
+                "INSERT INTO notification (contact_id, ticket_id, event_kind, channel, reason)"
+                " VALUES (:c, :t, 'ticket_opened', 'mastodon', 'area') RETURNING id"
+            ),
+            {"c": linked["id"], "t": ticket_id},
+        )
+    ).scalar_one()
+    assert await send(sessionmaker, linking_settings, "mastodon", row_id) == "suppressed"
+    assert fakes.masto.posted == []
