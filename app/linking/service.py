@@ -8,7 +8,8 @@ expired (``KERBSIDE_LINKING_STATE_MINUTES``), when it was used (single use), or 
 another person or platform presents it. What the state proves is only "the person who
 started this"; who the account belongs to is proven by the platform: Mastodon's token
 endpoint and ``verify_credentials`` (OAuth 2 code + PKCE, the verifier never leaving the
-server), Meta's signed webhook for Messenger (the PSID of whoever opened our ``m.me`` link).
+server), X's token endpoint and ``/2/users/me`` the same way, Meta's signed webhook for
+Messenger (the PSID of whoever opened our ``m.me`` link).
 
 The account becomes a contact of the person (``app.contacts.service.link``) with a consent
 to ``notices`` whose evidence says when, how and through which city account. The outbox
@@ -209,8 +210,9 @@ async def start(
     jurisdiction: str,
     account: str | None = None,
 ) -> Started:
-    """Begin linking: where to send the person (Mastodon's authorization page, or the Page's
-    ``m.me`` link) with a state bound to them, valid for ``linking_state_minutes``."""
+    """Begin linking: where to send the person (the Mastodon server's or X's authorization
+    page, or the Page's ``m.me`` link) with a state bound to them, valid for
+    ``linking_state_minutes``."""
     jurisdiction_id, city_account = await _city_account(
         session, settings, platform, slug=jurisdiction, handle=account
     )
