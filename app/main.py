@@ -42,6 +42,7 @@ from app.imports.routes import MAX_IMPORT_BYTES
 from app.imports.routes import router as imports_router
 from app.jurisdictions.catalog import Catalog
 from app.jurisdictions.routes import router as jurisdictions_router
+from app.linking.routes import router as linking_router
 from app.maps.routes import router as maps_router
 from app.media.routes import router as photos_router
 from app.media.service import PhotoPipeline
@@ -153,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(crews_router)
     app.include_router(notify_router, dependencies=[CHECK_CREDENTIALS])
     app.include_router(places_router, dependencies=[CHECK_CREDENTIALS])
+    app.include_router(linking_router, dependencies=[CHECK_CREDENTIALS])
     app.include_router(admin_router)
     app.include_router(social_router)
     app.include_router(social_demo_router)

@@ -5,6 +5,7 @@ from app.contacts.models import Contact, ContactConsent, report_contact
 from app.core.models import Base, RateLimitHit
 from app.crews.models import AssignmentRule, Crew, crew_area
 from app.jurisdictions.models import Area, AreaPart, Jurisdiction, Service
+from app.linking.models import LinkAttempt
 from app.maps import models as _map_indexes  # noqa: F401  (indexes on ticket)
 from app.media.models import Photo
 from app.notify.models import AreaSubscription, Broadcast, Notification
@@ -31,6 +32,7 @@ __all__ = [
     "Dialogue",
     "IdempotencyRecord",
     "Jurisdiction",
+    "LinkAttempt",
     "Notification",
     "Photo",
     "RateLimitHit",

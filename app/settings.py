@@ -158,6 +158,15 @@ class Settings(BaseSettings):
     x_poll_max_pages: int = Field(default=10, ge=1, le=100)  # 100 posts each; X keeps 800
     # A WhatsApp or Messenger reporting chat silent this long is closed (the periodic job).
     social_dialogue_timeout_minutes: int = Field(default=120, ge=5, le=24 * 60)
+    # Linked accounts (app/linking; docs/notifications.md, "Notices on your own account"):
+    # how long a started linking (an OAuth state, a Messenger ref) holds; where the Mastodon
+    # server (or X) sends the citizen back with the code, "{platform}" filled in (registered
+    # with the city's app; unset: Mastodon out of band, the server shows the code for the
+    # citizen's app to send us, and no X linking); the
+    # citizen's own page a notice links to (unset: {public_base_url}/v1/me/reports).
+    linking_state_minutes: int = Field(default=15, ge=2, le=60)
+    linking_redirect_uri: str | None = None
+    citizen_page_url: str | None = None
     # A Nominatim- or Photon-compatible geocoder for addresses named in posts (searched
     # within the jurisdiction); unset: the city file's street list only.
     geocoder_url: str | None = None

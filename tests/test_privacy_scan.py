@@ -30,6 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role
 from app.auth.principal import get_current_principal
+from app.contacts import service as contacts
+from app.contacts.models import ContactKind
+from app.contacts.service import ContactSpec
 from geo.tiles import tile_of
 from tests.factories import CITY, bearer_headers, make_jurisdiction, make_service, make_user
 from tests.images import jpeg
@@ -45,6 +48,9 @@ FOLLOWER = "follower.quux@example.org"
 SUPPORTER_TOKEN = "fcm-supporter-quux-token-987654321"
 ACCOUNT_EMAIL = "yorick.privatus@example.org"
 ACCOUNT_NAME = "Yorick Privatus"
+# The citizen's linked accounts (app/linking): a Mastodon handle and a Messenger PSID.
+LINKED_HANDLE = "yorick.linked@social.example"
+LINKED_PSID = "7230009988776655"
 PERSONAL = (
     NAME,
     EMAIL,
@@ -57,6 +63,8 @@ PERSONAL = (
     SUPPORTER_TOKEN,
     ACCOUNT_EMAIL,
     ACCOUNT_NAME,
+    LINKED_HANDLE,
+    LINKED_PSID,
 )
 
 
@@ -121,6 +129,17 @@ async def _file_reports(
     citizen.full_name = ACCOUNT_NAME
     await db.flush()
     citizen_headers = await bearer_headers(app.state.settings, citizen)
+    for spec, how in (
+        (
+            ContactSpec(
+                ContactKind.mastodon, "social.example:4242", data={"handle": LINKED_HANDLE}
+            ),
+            "oauth:mastodon",
+        ),
+        (ContactSpec(ContactKind.facebook, LINKED_PSID), "messenger:referral"),
+    ):
+        via = {"platform": spec.kind.value, "account": "city", "notice": True}
+        assert await contacts.link(db, citizen.id, spec, how=how, via=via) is not None
     second = await client.post(
         "/v1/reports",
         json={"service_code": "pothole", "location": {"lon": lon - 0.003, "lat": lat}},

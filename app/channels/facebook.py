@@ -65,6 +65,17 @@ class OptIn:
     expires_at: datetime | None
 
 
+@dataclass(frozen=True)
+class Referral:
+    """A person opened the Page's conversation from one of our links (``m.me/<page>?ref=…``,
+    a "Send to Messenger" button): the ``ref`` we wrote into the link, and their PSID."""
+
+    page_id: str
+    psid: str
+    ref: str
+    at: datetime
+
+
 # -- in ----------------------------------------------------------------------------------------
 
 
@@ -113,6 +124,34 @@ def parse_optins(document: Mapping[str, Any]) -> list[OptIn]:
                     expires_at=_millis(expiry) if isinstance(expiry, int) else None,
                 )
             )
+    return found
+
+
+def parse_referrals(document: Mapping[str, Any]) -> list[Referral]:
+    """The refs that came back in a verified delivery: a ``messaging_referrals`` event (the
+    person already had a conversation), a Get Started ``postback`` carrying the referral (a
+    new conversation), or a ``messaging_optins`` event of the Send to Messenger plugin. The
+    checkbox plugin's ``user_ref`` is no PSID and is left out."""
+    found = []
+    for entry in _list(document.get("entry")):
+        page_id = str(entry.get("id", ""))
+        for event in _list(entry.get("messaging")):
+            sender = _id(event.get("sender"))
+            postback = event.get("postback")
+            optin = event.get("optin")
+            referral = event.get("referral")
+            if isinstance(postback, Mapping) and isinstance(postback.get("referral"), Mapping):
+                referral = postback["referral"]
+            ref = None
+            if isinstance(referral, Mapping):
+                ref = referral.get("ref")
+            elif isinstance(optin, Mapping) and optin.get("type") != "notification_messages":
+                ref = optin.get("ref")
+            if not sender or sender == page_id or not isinstance(ref, str) or not ref:
+                continue
+            timestamp = event.get("timestamp")
+            at = _millis(timestamp) if isinstance(timestamp, int) else clock.now()
+            found.append(Referral(page_id=page_id, psid=sender, ref=ref, at=at))
     return found
 
 

@@ -15,7 +15,14 @@ Out (``MastodonChannel``, contact kind ``mastodon``): ``POST /api/v1/statuses`` 
 ``in_reply_to_id``, the author's ``@acct`` first (so they are notified), a visibility never
 wider than theirs (public → unlisted, which stays out of the timelines; unlisted → unlisted;
 followers-only and direct → direct), and an ``Idempotency-Key`` from the outbox row, so a
-retry after an unknown outcome does not post twice.
+retry after an unknown outcome does not post twice. A notice on a linked account
+(``notice`` in the target, ``app.linking``) is a ``direct`` status of its own that mentions
+the person's ``@user@instance``, with the same key.
+
+Linking (``authorize_url``, ``exchange_code``, ``verify_credentials``, ``revoke``): OAuth 2
+authorization code with PKCE (S256, Mastodon 4.3+) on the city account's server, scope
+``profile`` (the account's identity only); the person's token is revoked as soon as their
+identity is read: we never act as them.
 """
 
 from __future__ import annotations
@@ -26,12 +33,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
 from app.channels import replies, transport
 from app.channels.base import Delivered, Failed, Message, Outcome, RetryLater
+from app.channels.oauth import Identity, LinkRefused
 from app.channels.polling import Polled, parse_time, wait_from
 from app.channels.posts import InboundPost
 from app.core import clock
@@ -41,6 +49,10 @@ PAGE_SIZE = 80  # the server's maximum
 MAX_PAGES = 20  # per poll: a larger backlog is read on the next polls
 STATUS_LIMIT = 500  # characters, the default server limit
 _REPLY_VISIBILITY = {"public": "unlisted", "unlisted": "unlisted", "private": "direct"}
+# Mastodon 4.3's narrowest scope: verify_credentials and nothing else.
+LINK_SCOPE = "profile"
+# No redirect page of our own: the server shows the code for the citizen's app to send us.
+OUT_OF_BAND = "urn:ietf:wg:oauth:2.0:oob"
 
 
 @dataclass(frozen=True)
@@ -202,6 +214,18 @@ class MastodonClient:
                 break
         return Polled(tuple(posts), newest)
 
+    async def notice(self, message: Message) -> Outcome:
+        """A ``direct`` status from the city account to a linked account (``mention``)."""
+        mention = replies.value(message, "mention")
+        if not mention:
+            return Failed("a Mastodon notice needs the linked account's @user@instance")
+        form: dict[str, Any] = {
+            "status": replies.reply_text(message, STATUS_LIMIT, prefix=f"@{mention} "),
+            "visibility": "direct",
+            "language": message.language,
+        }
+        return await self._post_status(message, form)
+
     async def reply(self, message: Message) -> Outcome:
         in_reply_to = replies.value(message, "in_reply_to_id")
         if not in_reply_to:
@@ -215,6 +239,9 @@ class MastodonClient:
             "visibility": reply_visibility(original),
             "language": message.language,
         }
+        return await self._post_status(message, form)
+
+    async def _post_status(self, message: Message, form: dict[str, Any]) -> Outcome:
         headers = {**self._auth, "Idempotency-Key": f"kerbside-outbox-{message.id}"}
         try:
             response = await self._client.post(
@@ -251,11 +278,106 @@ class MastodonChannel:
             client = next(iter(self._clients.values()))
         if client is None:
             return Failed("no Mastodon account configured for this conversation")
+        if replies.value(message, "notice"):
+            return await client.notice(message)
         return await client.reply(message)
 
     async def close(self) -> None:
         for client in self._clients.values():
             await client.close()
+
+
+# -- linking a citizen's account (app.linking) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    """The city's application on its Mastodon server (registered once, with
+    ``POST /api/v1/apps`` or in the account's Development settings)."""
+
+    base_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    redirect_uri: str = OUT_OF_BAND
+
+
+def authorize_url(client: OAuthClient, state: str, challenge: str) -> str:
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": client.client_id,
+            "redirect_uri": client.redirect_uri,
+            "scope": LINK_SCOPE,
+            "state": state,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+    )
+    return f"{client.base_url}/oauth/authorize?{query}"
+
+
+async def link_identity(
+    http: httpx.AsyncClient, client: OAuthClient, code: str, verifier: str
+) -> Identity:
+    """Exchange ``code`` for a token, read the account it belongs to, revoke the token."""
+    try:
+        token = await http.post(
+            f"{client.base_url}/oauth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "client_id": client.client_id,
+                "client_secret": client.client_secret,
+                "redirect_uri": client.redirect_uri,
+                "code_verifier": verifier,
+                "scope": LINK_SCOPE,
+            },
+        )
+    except httpx.HTTPError as error:
+        raise LinkRefused(f"mastodon {transport.describe(error)}") from None
+    access = transport.json_object(token).get("access_token")
+    if token.status_code != 200 or not isinstance(access, str) or not access:
+        # 400/401 invalid_grant: a wrong, used or expired code, or a verifier that does not match.
+        raise LinkRefused(f"mastodon refused the code ({token.status_code})")
+    try:
+        return await _verify_credentials(http, client, access)
+    finally:
+        await _revoke(http, client, access)
+
+
+async def _verify_credentials(
+    http: httpx.AsyncClient, client: OAuthClient, access: str
+) -> Identity:
+    try:
+        found = await http.get(
+            f"{client.base_url}/api/v1/accounts/verify_credentials",
+            headers={"Authorization": f"Bearer {access}"},
+        )
+    except httpx.HTTPError as error:
+        raise LinkRefused(f"mastodon {transport.describe(error)}") from None
+    account = transport.json_object(found)
+    if found.status_code != 200 or not account.get("id") or not account.get("acct"):
+        raise LinkRefused(f"mastodon did not say who signed in ({found.status_code})")
+    host = urlsplit(client.base_url).netloc
+    acct = str(account["acct"])
+    return Identity(
+        address=f"{host}:{account['id']}", handle=acct if "@" in acct else f"{acct}@{host}"
+    )
+
+
+async def _revoke(http: httpx.AsyncClient, client: OAuthClient, access: str) -> None:
+    # Best effort: the token can only read the profile, and the server expires it anyway.
+    try:
+        await http.post(
+            f"{client.base_url}/oauth/revoke",
+            data={
+                "client_id": client.client_id,
+                "client_secret": client.client_secret,
+                "token": access,
+            },
+        )
+    except httpx.HTTPError:
+        return
 
 
 def _list(value: Any) -> list[Mapping[str, Any]]:

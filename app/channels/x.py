@@ -18,11 +18,21 @@ Outbound: ``XChannel`` (contact kind ``x``) replies in the thread of the post th
 account's user token from the environment variable the city file names. X's 403 for a
 duplicate text means the same answer is already there: delivered. No links in replies (a post
 with a URL costs far more), unless the text itself carries one (the question for a location).
+A notice on a linked account (``notice`` in the target, ``app.linking``) is a direct message
+instead: ``POST /2/dm_conversations/with/:participant_id/messages`` with the city account's
+user token (scope ``dm.write``); X refuses it (403) when the person does not accept messages
+from the city.
+
+Linking (``OAuthClient``, ``authorize_url``, ``link_identity``): OAuth 2 authorization code
+with PKCE (S256), scopes ``users.read tweet.read`` (``GET /2/users/me`` needs both); the
+city's app as a confidential client (HTTP Basic at the token and revoke endpoints) or a
+public one (``client_id`` in the form); the person's token revoked once their id is read.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import os
@@ -30,17 +40,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
 from app.channels import transport
 from app.channels.base import Delivered, Failed, Message, Outcome, RetryLater
+from app.channels.oauth import Identity, LinkRefused
 from app.channels.posts import InboundPost, PlaceHint
 from app.channels.sources import AccountRef, Fetched
 from app.core import clock
 from app.settings import Settings
 
 DEFAULT_BASE_URL = "https://api.x.com"
+AUTHORIZE_URL = "https://x.com/i/oauth2/authorize"
+LINK_SCOPES = "users.read tweet.read"
+DM_LIMIT = 10000
 PLATFORM = "x"
 MAX_TEXT = 280
 
@@ -461,6 +476,8 @@ class XChannel:
 
     async def deliver(self, message: Message) -> Outcome:
         target = message.data.get("reply_to")
+        if isinstance(target, Mapping) and target.get("notice"):
+            return await self._direct_message(message, target)
         if not isinstance(target, Mapping) or not target.get("post"):
             # Since 2026 an app may only answer a post that mentioned the city.
             return Failed("no post to reply to (X allows answers to mentions only)")
@@ -494,3 +511,112 @@ class XChannel:
         if response.status_code == 401 or response.status_code >= 500:
             return RetryLater(f"HTTP {response.status_code}", transport.retry_after(response))
         return Failed(f"HTTP {response.status_code}: {detail[:200]}")
+
+    async def _direct_message(self, message: Message, target: Mapping[str, Any]) -> Outcome:
+        """A notice to a linked account: a direct message from the city account."""
+        variable = str(target.get("credentials") or "")
+        token = os.environ.get(variable) if variable else None
+        if not token:
+            return RetryLater(f"the account's user token ({variable or 'unnamed'}) is not set")
+        base = base_url(self.settings, target.get("base_url"))
+        text = message.body.strip()[:DM_LIMIT]
+        try:
+            response = await self.client.post(
+                f"{base}/2/dm_conversations/with/{message.address}/messages",
+                json={"text": text},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        except httpx.HTTPError as error:
+            return RetryLater(transport.describe(error))
+        answer = transport.json_object(response)
+        if response.status_code in (200, 201):
+            data = answer.get("data")
+            sent = data.get("dm_event_id") if isinstance(data, Mapping) else None
+            return Delivered(str(sent) if sent else None)
+        if response.status_code == 429:
+            reset = _reset(response)
+            after = (reset - clock.now()).total_seconds() if reset else None
+            return RetryLater("rate limited (429)", max(after, 0.0) if after else None)
+        if response.status_code == 401 or response.status_code >= 500:
+            return RetryLater(f"HTTP {response.status_code}", transport.retry_after(response))
+        if response.status_code == 403:
+            return Failed("X refused the message: the person does not accept messages from us")
+        return Failed(f"HTTP {response.status_code}")
+
+
+# -- linking a citizen's account (app.linking) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    """The city's X app. ``authorize_base`` is x.com's page (the API's base when a fake
+    serves both); ``client_secret`` None: a public client."""
+
+    api_base: str
+    authorize_base: str
+    client_id: str
+    redirect_uri: str
+    client_secret: str | None = field(default=None, repr=False)
+
+    def auth(self) -> tuple[httpx.BasicAuth | None, dict[str, str]]:
+        if self.client_secret:
+            return httpx.BasicAuth(self.client_id, self.client_secret), {}
+        return None, {"client_id": self.client_id}
+
+
+def authorize_url(client: OAuthClient, state: str, challenge: str) -> str:
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": client.client_id,
+            "redirect_uri": client.redirect_uri,
+            "scope": LINK_SCOPES,
+            "state": state,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+    )
+    return f"{client.authorize_base}?{query}"
+
+
+async def link_identity(
+    http: httpx.AsyncClient, client: OAuthClient, code: str, verifier: str
+) -> Identity:
+    """Exchange ``code`` for a token, read ``/2/users/me``, revoke the token."""
+    auth, form = client.auth()
+    try:
+        token = await http.post(
+            f"{client.api_base}/2/oauth2/token",
+            data={
+                **form,
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": client.redirect_uri,
+                "code_verifier": verifier,
+            },
+            auth=auth or httpx.USE_CLIENT_DEFAULT,
+        )
+    except httpx.HTTPError as error:
+        raise LinkRefused(f"x {transport.describe(error)}") from None
+    access = transport.json_object(token).get("access_token")
+    if token.status_code != 200 or not isinstance(access, str) or not access:
+        raise LinkRefused(f"x refused the code ({token.status_code})")
+    try:
+        try:
+            found = await http.get(
+                f"{client.api_base}/2/users/me", headers={"Authorization": f"Bearer {access}"}
+            )
+        except httpx.HTTPError as error:
+            raise LinkRefused(f"x {transport.describe(error)}") from None
+        data = transport.json_object(found).get("data")
+        if found.status_code != 200 or not isinstance(data, Mapping) or not data.get("id"):
+            raise LinkRefused(f"x did not say who signed in ({found.status_code})")
+        return Identity(address=str(data["id"]), handle=str(data.get("username") or ""))
+    finally:
+        # Best effort: the token reads the profile only, and expires in two hours.
+        with contextlib.suppress(httpx.HTTPError):
+            await http.post(
+                f"{client.api_base}/2/oauth2/revoke",
+                data={**form, "token": access, "token_type_hint": "access_token"},
+                auth=auth or httpx.USE_CLIENT_DEFAULT,
+            )

@@ -65,6 +65,9 @@ class Purpose(StrEnum):
     ticket_updates = "ticket_updates"  # the progress of one ticket (``ticket_id``)
     area_updates = "area_updates"  # new tickets and fixes in an area or near a place
     broadcasts = "broadcasts"  # the city's emergency notices
+    # A short "there is news about your report" on an account the person linked
+    # (``app.linking``): no ticket, no details, a link to their own page.
+    notices = "notices"
 
 
 class ConsentMethod(StrEnum):
@@ -78,6 +81,9 @@ class ConsentMethod(StrEnum):
     message = "message"  # the person wrote to the city in a messaging app
     import_ = "import"  # carried over from the city's previous system
     staff = "staff"  # recorded by staff (e.g. on the phone), with a note
+    # A signed-in person linked an account of theirs (OAuth, a Messenger opt-in); the
+    # evidence says how ("oauth:mastodon", "messenger:referral") and where notices go.
+    linked_account = "linked_account"
 
 
 class Contact(CreatedAt, Base):

@@ -132,3 +132,42 @@ REACHABLE = "{c}.verified_at IS NOT NULL AND {c}.disabled_at IS NULL"
 def reachable_sql(alias: str) -> str:
     """SQL: the contact ``alias`` may be sent messages (verified, not disabled)."""
     return REACHABLE.format(c=alias)
+
+
+# The person's linked accounts: their contacts with a live consent to notices.
+LINKED_OF_USER = text(
+    """
+    SELECT c.id, c.kind, c.data->>'handle' AS handle, k.given_at, k.evidence
+    FROM contact c
+    JOIN contact_consent k ON k.contact_id = c.id AND k.purpose = 'notices'
+                          AND k.withdrawn_at IS NULL
+    WHERE c.user_id = :user_id
+    ORDER BY c.id
+    """
+)
+
+# Unlinking: the consent to notices ends and the contact no longer belongs to the person, so
+# their subscriptions stop fanning out to it (the event stream joins contacts by user). The
+# contact itself stays when it is also someone's way to be answered in a thread they wrote in
+# (a post's consent); nothing else of the person is left on it.
+UNLINK = text(
+    """
+    WITH mine AS (
+        SELECT c.id FROM contact c
+        WHERE c.id = :contact_id AND c.user_id = :user_id
+          AND EXISTS (SELECT 1 FROM contact_consent k
+                      WHERE k.contact_id = c.id AND k.purpose = 'notices'
+                        AND k.withdrawn_at IS NULL)
+        FOR UPDATE
+    ),
+    withdrawn AS (
+        UPDATE contact_consent SET withdrawn_at = :at, withdrawn_how = 'unlinked'
+        WHERE contact_id IN (SELECT id FROM mine) AND withdrawn_at IS NULL
+          AND purpose = 'notices'
+    )
+    UPDATE contact SET user_id = NULL
+    WHERE id IN (SELECT id FROM mine) RETURNING id
+    """
+)
+
+OWNER = text("SELECT user_id FROM contact WHERE id = :contact_id")

@@ -237,3 +237,66 @@ async def note_window_closed(session: AsyncSession, contact_id: int) -> None:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LinkedContact:
+    """An account the person linked for notices, as its owner sees it."""
+
+    id: int
+    kind: ContactKind
+    handle: str | None
+    linked_at: datetime
+    evidence: Mapping[str, Any]
+
+
+async def link(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    spec: ContactSpec,
+    *,
+    how: str,
+    via: Mapping[str, Any],
+) -> StoredContact | None:
+    """The person's own account ``spec`` (proven by the platform: OAuth, a signed referral)
+    becomes their contact for notices, with the consent's evidence: when, how (``how``:
+    "oauth:mastodon"), for what ("notices"), and where notices go (``via``: the city account,
+    its base URL and its secrets' variable names). None: the account is another person's."""
+    stored = await remember(session, spec, user_id=user_id)
+    owner = (await session.execute(sql.OWNER, {"contact_id": stored.id})).scalar_one_or_none()
+    if owner != user_id:
+        return None
+    at = clock.now()
+    # Linked again (another city account, a new token): the newest consent says where.
+    await withdraw_consent(session, stored.id, how="linked_again", purpose=Purpose.notices)
+    await give_consent(
+        session,
+        stored.id,
+        Consent(
+            Purpose.notices,
+            ConsentMethod.linked_account,
+            evidence={"how": how, "for": "notices", "at": at.isoformat(), "via": dict(via)},
+        ),
+        at=at,
+    )
+    return stored
+
+
+async def linked(session: AsyncSession, user_id: uuid.UUID) -> list[LinkedContact]:
+    """The person's linked accounts."""
+    rows = await session.execute(sql.LINKED_OF_USER, {"user_id": user_id})
+    return [
+        LinkedContact(r.id, ContactKind(r.kind), r.handle, r.given_at, r.evidence or {})
+        for r in rows
+    ]
+
+
+async def unlink(session: AsyncSession, user_id: uuid.UUID, contact_id: int) -> bool:
+    """Stop notices on one of the person's linked accounts: its consents end and it leaves
+    the person; False when it is not one of theirs."""
+    row = (
+        await session.execute(
+            sql.UNLINK, {"contact_id": contact_id, "user_id": user_id, "at": clock.now()}
+        )
+    ).first()
+    return row is not None

@@ -22,6 +22,7 @@ from app.notify.models import Reason
 POST_LINKED = "post_linked"
 LOCATION_ASKED = "location_asked"
 ANSWER = "answer"
+LINKED = "linked"  # a Messenger conversation linked for notices (app/linking): confirmed
 
 _QUEUE = text(
     """
@@ -42,14 +43,14 @@ async def queue_reply(
     session: AsyncSession,
     *,
     contact_id: int,
-    post_id: int,
+    post_id: int | None,
     kind: str,
     words: str,
     reply_to: Mapping[str, Any],
     ticket_id: int | None = None,
 ) -> int | None:
-    """Queue one answer in the thread of social post ``post_id``; its id, or None when this
-    post already has this kind of answer."""
+    """Queue one answer in the thread of social post ``post_id`` (None: a conversation, not a
+    post); its id, or None when this post already has this kind of answer."""
     queued = (
         await session.execute(
             _QUEUE,

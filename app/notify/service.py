@@ -44,7 +44,14 @@ from app.core import clock
 from app.core.jobs import DELIVER_NOTIFICATIONS, defer
 from app.notify.models import UNDELIVERED, NotificationStatus
 from app.notify.policy import wait_for
-from app.notify.templates import Facts, language_of, render, render_broadcast, render_digest
+from app.notify.templates import (
+    Facts,
+    language_of,
+    render,
+    render_broadcast,
+    render_digest,
+    render_notice,
+)
 from app.settings import Settings
 from app.tickets.information import answer_signature
 from app.tickets.sla import expected_by_sql
@@ -92,6 +99,10 @@ _CLAIM = f"""
               AND k.ticket_id = n.ticket_id AND k.withdrawn_at IS NULL
               AND k.evidence ? 'reply_to'
             ORDER BY k.id LIMIT 1) AS consent_reply_to,
+           -- An account the person linked for notices (app.linking): where they go.
+           (SELECT k.evidence->'via' FROM contact_consent k
+            WHERE k.contact_id = c.id AND k.purpose = 'notices' AND k.withdrawn_at IS NULL
+            ORDER BY k.id DESC LIMIT 1) AS notice_via,
            CASE n.reason
              -- An answer to what the person addressed to the city, in its thread.
              WHEN 'reply' THEN true
@@ -409,6 +420,12 @@ async def _attempt(
             why = "the contact is disabled" if row.disabled else "consent withdrawn"
             batch.finish(row, NotificationStatus.suppressed, error=why)
             continue
+        if _notice_only(row) and not _about_a_report(row):
+            # A linked account hears that there is news about a report, nothing else.
+            batch.finish(
+                row, NotificationStatus.suppressed, error="a linked account takes report notices"
+            )
+            continue
         if row.reason != "broadcast" and row.policy:
             wait = wait_for(
                 row.policy,
@@ -500,7 +517,23 @@ async def _schedule_next(session: AsyncSession, now: datetime) -> None:
 # -- the words -----------------------------------------------------------------------------------
 
 
+def _notice_only(row: Any) -> bool:
+    """The row goes to an account the person linked for notices (not a thread they wrote in)."""
+    return row.notice_via is not None and row.consent_reply_to is None and row.reason != "reply"
+
+
+def _about_a_report(row: Any) -> bool:
+    return (
+        row.ticket_id is not None
+        and row.broadcast_id is None
+        and row.digest is None
+        and row.reason in ("reporter", "subscriber")
+    )
+
+
 def _message(settings: Settings, row: Any) -> Message:
+    if _notice_only(row):
+        return _notice_message(settings, row)
     if row.reason == "reply":
         return _reply_message(settings, row)
     if row.reason == "staff":
@@ -510,6 +543,28 @@ def _message(settings: Settings, row: Any) -> Message:
     if row.digest is not None:
         return _digest_message(settings, row)
     return _ticket_message(settings, row)
+
+
+def _notice_message(settings: Settings, row: Any) -> Message:
+    """A notice on a linked account: there is news about your report, and your page; no
+    reference, no place, no status (docs/notifications.md, "Notices on your own account")."""
+    language = language_of(row.locale, tuple(row.languages or ()))
+    page = settings.citizen_page_url or f"{settings.public_base_url}/v1/me/reports"
+    subject, body = render_notice(language, page)
+    return Message(
+        id=row.id,
+        kind=row.kind,
+        address=row.address,
+        contact_data=row.contact_data or {},
+        subject=row.subject or subject,
+        body=row.body or body,
+        link=page,
+        unsubscribe_url=unsubscribe_url(settings, row.id),
+        ticket_reference=None,
+        event="notice",
+        language=language,
+        data={"reply_to": row.notice_via, "event": "notice"},
+    )
 
 
 def _broadcast_message(settings: Settings, row: Any) -> Message:

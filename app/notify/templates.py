@@ -255,6 +255,49 @@ def render(
     return text[f"{key}.subject"].format(**values), "\n".join(lines)
 
 
+# A notice on an account the person linked (app/linking): only that there is news, and
+# their own page. No reference, service, place or status: the platform carrying it (Meta, a
+# Mastodon server's admins) would otherwise learn which public ticket, at which place, this
+# account holder reported.
+_NOTICE: Mapping[str, tuple[str, str]] = {
+    "en": (
+        "News about your report",
+        "There is news about your report. See it on your page: {link}",
+    ),
+    "nl": (
+        "Nieuws over uw melding",
+        "Er is nieuws over uw melding. Bekijk het op uw pagina: {link}",
+    ),
+    "sv": (
+        "Nytt om din felanmälan",
+        "Det finns nytt om din felanmälan. Se det på din sida: {link}",
+    ),
+}
+
+
+# The one message a linked Messenger conversation gets at once (inside the window the person
+# just opened): that it worked, and how to stop.
+_LINKED: Mapping[str, str] = {
+    "en": "Linked. You will get a short notice here when there is news about your reports. "
+    "To stop, unlink this conversation on your page.",
+    "nl": "Gekoppeld. U krijgt hier een kort bericht als er nieuws is over uw meldingen. "
+    "Wilt u dat niet meer, ontkoppel dit gesprek dan op uw pagina.",
+    "sv": "Kopplat. Du får ett kort meddelande här när det finns nytt om dina felanmälningar. "
+    "Vill du sluta, koppla bort den här konversationen på din sida.",
+}
+
+
+def render_linked(language: str) -> str:
+    """The confirmation in a conversation just linked for notices."""
+    return _LINKED.get(language_of(language), _LINKED["en"])
+
+
+def render_notice(language: str, link: str) -> tuple[str, str]:
+    """The notice on a linked account: there is news, and the link to the person's page."""
+    subject, body = _NOTICE.get(language, _NOTICE["en"])
+    return subject, body.format(link=link)
+
+
 def render_broadcast(headline: str, body: str, language: str, unsubscribe: str) -> tuple[str, str]:
     """An emergency notice: the city's own words, and the way out."""
     stop = _TEXT[language]["stop"].format(unsubscribe=unsubscribe)

@@ -42,9 +42,12 @@ class SocialAccount(_Strict):
     credentials: dict[Annotated[str, Field(pattern=r"^[a-z_]{1,64}$")], EnvName] = Field(
         default_factory=dict,
         description="Which environment variable holds each secret (X: bearer_token for "
-        "reading mentions, user_token for replying; Facebook, WhatsApp: access_token, "
-        "app_secret, verify_token; Mastodon: access_token; Bluesky: app_password); never the "
-        "secret itself",
+        "reading mentions, "
+        "user_token for replying and notices, and client_id, client_secret of the city's "
+        "OAuth 2 app to let residents link their account; Facebook, WhatsApp: access_token, "
+        "app_secret, verify_token; Mastodon: access_token, and client_id, client_secret of "
+        "the city's application to let residents link their account for notices; Bluesky: "
+        "app_password); never the secret itself",
     )
     base_url: Annotated[str, Field(max_length=500)] | None = Field(
         default=None,

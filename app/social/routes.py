@@ -6,6 +6,7 @@ reason)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 import orjson
@@ -15,13 +16,17 @@ from sqlalchemy import text
 
 from app.auth.principal import CHECK_CREDENTIALS, StaffPrincipal, ensure_same_jurisdiction
 from app.channels import facebook, meta_webhook, whatsapp, x
+from app.channels.posts import InboundPost
 from app.contacts import service as contacts
 from app.contacts.models import ContactKind
 from app.contacts.service import ContactSpec
 from app.core.errors import BadRequest, Forbidden, InvalidInput, NotAuthenticated, NotFound
 from app.core.jobs import PROCESS_SOCIAL_POSTS, defer
 from app.db import SessionDep
+from app.linking import service as linking
 from app.notify import receipts
+from app.notify.replies import LINKED, queue_reply
+from app.notify.templates import render_linked
 from app.social import config as social_config
 from app.social import inbox
 from app.social.schemas import (
@@ -121,6 +126,15 @@ async def _meta_challenge(
     raise Forbidden("The verify token does not match")
 
 
+def _linking_tap(post: InboundPost) -> bool:
+    """A Get Started tap that carried a linking's ref (linked now, or a redelivery of one):
+    the person came to link the conversation, not to report."""
+    postback = post.raw.get("postback")
+    referral = postback.get("referral") if isinstance(postback, Mapping) else None
+    ref = referral.get("ref") if isinstance(referral, Mapping) else None
+    return isinstance(ref, str) and linking.STATE.match(ref) is not None
+
+
 async def _meta_delivery(request: Request, session: SessionDep, platform: MetaPlatform) -> Response:
     raw = await request.body()
     header = request.headers.get(meta_webhook.SIGNATURE_HEADER)
@@ -137,6 +151,21 @@ async def _meta_delivery(request: Request, session: SessionDep, platform: MetaPl
         raise NotAuthenticated("The webhook signature does not match the body")
     if platform == "facebook":
         posts = facebook.parse(document)
+        for referral in facebook.parse_referrals(document):
+            # Someone opened the Page's conversation from a linking's m.me link: the signed
+            # ref says which signed-in person started it (app/linking). Confirmed at once,
+            # inside the window the person just opened.
+            made = await linking.link_messenger(session, request.app.state.settings, referral)
+            if made is not None:
+                await queue_reply(
+                    session,
+                    contact_id=made.contact_id,
+                    post_id=None,
+                    kind=LINKED,
+                    words=render_linked(made.language),
+                    reply_to=made.via,
+                )
+        posts = [p for p in posts if not _linking_tap(p)]
         for optin in facebook.parse_optins(document):
             # The consented way to write after Messenger's window (the person chose it).
             await contacts.remember(

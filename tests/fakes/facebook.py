@@ -60,6 +60,32 @@ def message_event(
     }
 
 
+def referral_event(
+    psid: str, ref: str, *, at_ms: int = 1763449199876, how: str = "referral"
+) -> dict[str, Any]:
+    """A person opened the Page's conversation from an ``m.me/<page>?ref=…`` link:
+    ``messaging_referrals`` when they had a conversation already, else the Get Started
+    ``postback`` carrying the referral; ``optin`` is the Send to Messenger plugin's."""
+    event: dict[str, Any] = {
+        "sender": {"id": psid},
+        "recipient": {"id": PAGE_ID},
+        "timestamp": at_ms,
+    }
+    referral = {"ref": ref, "source": "SHORTLINK", "type": "OPEN_THREAD"}
+    if how == "referral":
+        event["referral"] = referral
+    elif how == "postback":
+        event["postback"] = {
+            "title": "Get Started",
+            "payload": "GET_STARTED",
+            "mid": f"m_postback_{psid}",
+            "referral": referral,
+        }
+    else:
+        event["optin"] = {"ref": ref}
+    return event
+
+
 def feed_delivery(*values: dict[str, Any], page_id: str = PAGE_ID) -> bytes:
     changes = [{"field": "feed", "value": value} for value in values]
     body = {"object": "page", "entry": [{"id": page_id, "time": 1763449300, "changes": changes}]}
@@ -91,6 +117,10 @@ class FakeGraph:
     comment_replies: list[tuple[str, str]] = field(default_factory=list)
     # Media on the platform's CDN, by path (public, as the CDN serves it).
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+
+    def opened(self, psid: str) -> None:
+        """The person opened the conversation (a referral): Meta's window starts now."""
+        self.last_message[psid] = self.now
 
     def __call__(self, request: Received) -> Reply:
         if (media := served_file(self.files, request)) is not None:

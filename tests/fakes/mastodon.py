@@ -3,11 +3,21 @@ them (``max_id``/``since_id``/``min_id``, ``Link`` header, newest first), a per-
 request budget with the ``X-RateLimit-*`` headers (the reset as an ISO time) and 429 past it,
 and ``POST /api/v1/statuses`` that checks the token, the status replied to, the visibility,
 and keeps each ``Idempotency-Key``: the same key gives back the first status, not a new one.
+
+OAuth 2 for linking a resident's account, as Mastodon 4.3 does it: ``GET /oauth/authorize``
+(the resident signed in at the fake, ``signed_in``, approves at once and is redirected to the
+registered ``redirect_uri`` with ``code`` and ``state``), ``POST /oauth/token`` (the
+authorization code grant: client credentials, the redirect URI, the code once, and PKCE
+S256 checked against the challenge), ``GET /api/v1/accounts/verify_credentials`` with the
+resident's token, and ``POST /oauth/revoke``.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +26,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from tests.fakes.http import Received, Reply, served_file
 
 TOKEN = "fake-mastodon-token-0123456789"
+CLIENT_ID = "fake-client-id-kerbside"
+CLIENT_SECRET = "fake-client-secret-kerbside-0123"
+REDIRECT_URI = "https://city.example/linked/mastodon"
 VISIBILITIES = {"public", "unlisted", "private", "direct"}
 
 
@@ -35,6 +48,11 @@ class FakeMastodon:
     next_id: int = 110000000000000000
     # Media on the platform's CDN, by path (public, as the CDN serves it).
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    # OAuth: the resident signed in at the server, codes handed out, tokens issued/revoked.
+    signed_in: dict[str, Any] | None = None
+    codes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
+    revoked: list[str] = field(default_factory=list)
 
     def _id(self) -> str:
         self.next_id += 1
@@ -104,9 +122,23 @@ class FakeMastodon:
             "X-RateLimit-Reset": reset,
         }
 
+    def resident(self, username: str, account_id: str = "109876543210") -> dict[str, Any]:
+        """A local account signed in at the server's web page (the one that will approve)."""
+        self.signed_in = {
+            "id": account_id,
+            "username": username,
+            "acct": username,
+            "display_name": "A Resident",
+            "url": f"{self.url}/@{username}",
+        }
+        return self.signed_in
+
     def __call__(self, request: Received) -> Reply:
         if (media := served_file(self.files, request)) is not None:
             return media
+        parts = urlsplit(request.path)
+        if parts.path.startswith("/oauth/") or parts.path.endswith("/verify_credentials"):
+            return self.oauth(request, parts.path, parse_qs(parts.query))
         if request.headers.get("authorization") != f"Bearer {TOKEN}":
             return error(401, "The access token is invalid")
         if self.budget <= 0:
@@ -117,6 +149,50 @@ class FakeMastodon:
             return self.list_notifications(parse_qs(parts.query))
         if request.method == "POST" and parts.path == "/api/v1/statuses":
             return self.post_status(request)
+        return error(404, "Record not found")
+
+    def oauth(self, request: Received, path: str, query: dict[str, list[str]]) -> Reply:
+        if request.method == "GET" and path == "/oauth/authorize":
+            given = {k: v[0] for k, v in query.items()}
+            if given.get("client_id") != CLIENT_ID or given.get("redirect_uri") != REDIRECT_URI:
+                return error(400, "invalid_client or redirect_uri")
+            if given.get("response_type") != "code" or given.get("scope") != "profile":
+                return error(400, "unsupported response_type or scope")
+            if given.get("code_challenge_method") != "S256" or not given.get("code_challenge"):
+                return error(400, "PKCE required")
+            if self.signed_in is None:
+                return error(401, "sign in first")
+            code = secrets.token_urlsafe(24)
+            self.codes[code] = {**given, "account": self.signed_in, "used": False}
+            location = f"{REDIRECT_URI}?{urlencode({'code': code, 'state': given['state']})}"
+            return Reply(302, b"", {"Location": location})
+        if request.method == "POST" and path == "/oauth/token":
+            form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
+            if (form.get("client_id"), form.get("client_secret")) != (CLIENT_ID, CLIENT_SECRET):
+                return Reply.json(401, json.dumps({"error": "invalid_client"}))
+            grant = self.codes.get(form.get("code", ""))
+            if form.get("grant_type") != "authorization_code" or grant is None or grant["used"]:
+                return Reply.json(400, json.dumps({"error": "invalid_grant"}))
+            grant["used"] = True
+            digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+            challenge = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+            if challenge != grant["code_challenge"] or form.get("redirect_uri") != REDIRECT_URI:
+                return Reply.json(400, json.dumps({"error": "invalid_grant"}))
+            token = secrets.token_urlsafe(24)
+            self.tokens[token] = grant["account"]
+            answer = {"access_token": token, "token_type": "Bearer", "scope": "profile"}
+            return Reply.json(200, json.dumps({**answer, "created_at": 1764870000}))
+        if request.method == "POST" and path == "/oauth/revoke":
+            form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
+            self.revoked.append(form.get("token", ""))
+            self.tokens.pop(form.get("token", ""), None)
+            return Reply.json(200, "{}")
+        if request.method == "GET" and path == "/api/v1/accounts/verify_credentials":
+            token = request.headers.get("authorization", "").removeprefix("Bearer ")
+            account = self.tokens.get(token)
+            if account is None:
+                return error(401, "The access token is invalid")
+            return Reply.json(200, json.dumps(account))
         return error(404, "Record not found")
 
     def list_notifications(self, query: dict[str, list[str]]) -> Reply:

@@ -24,6 +24,10 @@ CITY_HANDLE = "CityOfExample"
 BEARER = "test-bearer-token-not-real"
 USER_TOKEN = "test-user-token-not-real"
 CONSUMER_SECRET = "test-consumer-secret-not-real"
+# The city's OAuth 2 app, for residents linking their account (confidential client).
+CLIENT_ID = "test-oauth2-client-id"
+CLIENT_SECRET = "test-oauth2-client-secret-not-real"
+REDIRECT_URI = "https://city.example/linked/x"
 RESET = 1763451900  # x-rate-limit-reset of the 429 sample
 
 _ids = itertools.count(1986420000000000100)
@@ -150,6 +154,13 @@ class FakeX:
     reachable: int = 800  # X serves only the newest 800 mentions
     # Media on the platform's CDN, by path (public, as the CDN serves it).
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    # OAuth 2 (a resident linking their account) and the city's direct messages.
+    signed_in: dict[str, Any] | None = None
+    codes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
+    revoked: list[str] = field(default_factory=list)
+    dms: list[dict[str, Any]] = field(default_factory=list)
+    closed_dms: set[str] = field(default_factory=set)  # people who take no DMs from the city
 
     def mention(self, post: dict[str, Any], author: str | None = None) -> dict[str, Any]:
         self.mentions.append(post)
@@ -169,6 +180,12 @@ class FakeX:
         parts = urlsplit(request.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         path = parts.path
+        if path.startswith(("/i/oauth2/", "/2/oauth2/")) or path == "/2/users/me":
+            return self._oauth(request, path, query)
+        if request.method == "POST" and path.startswith("/2/dm_conversations/with/"):
+            if request.headers.get("authorization") != f"Bearer {USER_TOKEN}":
+                return problem(401, "Unauthorized", "Unauthorized")
+            return self._dm(path.split("/")[4], request)
         if request.method == "GET" and path == f"/2/users/{CITY_ID}/mentions":
             if request.headers.get("authorization") != f"Bearer {BEARER}":
                 return problem(401, "Unauthorized", "Unauthorized")
@@ -180,6 +197,63 @@ class FakeX:
                 return problem(401, "Unauthorized", "Unauthorized")
             return self._reply(request)
         return problem(404, "Not Found", f"no route {request.method} {path}")
+
+    def _oauth(self, request: Received, path: str, query: dict[str, str]) -> Reply:
+        """OAuth 2.0 authorization code with PKCE, as X runs it for a confidential client."""
+        if request.method == "GET" and path == "/i/oauth2/authorize":
+            if query.get("client_id") != CLIENT_ID or query.get("redirect_uri") != REDIRECT_URI:
+                return problem(400, "Invalid Request", "client_id or redirect_uri")
+            scopes = set(query.get("scope", "").split())
+            if not {"users.read", "tweet.read"} <= scopes or query.get("response_type") != "code":
+                return problem(400, "Invalid Request", "scope or response_type")
+            if query.get("code_challenge_method") != "S256" or self.signed_in is None:
+                return problem(400, "Invalid Request", "PKCE S256, and a signed-in user")
+            code = base64.urlsafe_b64encode(next_id().encode()).decode()
+            self.codes[code] = {**query, "user": self.signed_in, "used": False}
+            state = query.get("state", "")
+            return Reply(302, b"", {"Location": f"{REDIRECT_URI}?state={state}&code={code}"})
+        form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
+        basic = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+        if request.method == "POST" and path == "/2/oauth2/token":
+            if request.headers.get("authorization") != basic:
+                return Reply.json(401, json.dumps({"error": "unauthorized_client"}))
+            grant = self.codes.get(form.get("code", ""))
+            if grant is None or grant["used"] or form.get("grant_type") != "authorization_code":
+                return Reply.json(400, json.dumps({"error": "invalid_request"}))
+            grant["used"] = True
+            digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
+            challenge = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+            if challenge != grant["code_challenge"] or form.get("redirect_uri") != REDIRECT_URI:
+                return Reply.json(400, json.dumps({"error": "invalid_request"}))
+            token = f"user-access-{next_id()}"
+            self.tokens[token] = grant["user"]
+            answer = {"token_type": "bearer", "expires_in": 7200, "access_token": token}
+            return Reply.json(200, json.dumps({**answer, "scope": grant["scope"]}))
+        if request.method == "POST" and path == "/2/oauth2/revoke":
+            if request.headers.get("authorization") != basic:
+                return Reply.json(401, json.dumps({"error": "unauthorized_client"}))
+            self.revoked.append(form.get("token", ""))
+            self.tokens.pop(form.get("token", ""), None)
+            return Reply.json(200, json.dumps({"revoked": True}))
+        if request.method == "GET" and path == "/2/users/me":
+            token = request.headers.get("authorization", "").removeprefix("Bearer ")
+            if token not in self.tokens:
+                return problem(401, "Unauthorized", "Unauthorized")
+            return Reply.json(200, json.dumps({"data": self.tokens[token]}))
+        return problem(404, "Not Found", f"no route {request.method} {path}")
+
+    def _dm(self, participant: str, request: Received) -> Reply:
+        try:
+            text = json.loads(request.body)["text"]
+        except (ValueError, KeyError, TypeError):
+            return problem(400, "Invalid Request", "One or more parameters is invalid.")
+        if participant in self.closed_dms:
+            return problem(403, "Forbidden", "You cannot send messages to this user.")
+        event = next_id()
+        self.dms.append({"to": participant, "text": text, "id": event})
+        conversation = f"{CITY_ID}-{participant}"
+        body = {"data": {"dm_conversation_id": conversation, "dm_event_id": event}}
+        return Reply.json(201, json.dumps(body))
 
     def _headers(self) -> dict[str, str]:
         self.remaining = max(self.remaining - 1, 0)
