@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -58,6 +59,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     settings = get_settings()
     host = args.host or settings.host
     port = args.port or settings.port
+    if port != settings.port and "KERBSIDE_PUBLIC_BASE_URL" not in os.environ:
+        # Links in messages, and the demo's platforms that the worker polls, name the
+        # address this server really answers on; the API and the worker inherit it.
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        os.environ["KERBSIDE_PUBLIC_BASE_URL"] = f"http://{shown}:{port}"
+        get_settings.cache_clear()
+        settings = get_settings()
     if not port_is_free(port, host if host not in ("0.0.0.0", "::") else "127.0.0.1"):
         raise CommandError(f"port {port} on {host} is in use; stop that program or pass --port")
     resolved = open_database(settings)
@@ -71,7 +79,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
             # The demo's platforms (app/social/demo.py) take any token; the worker inherits them.
             demo_secrets()
 
-            summary = asyncio.run(seed_demo(resolved.url, reports=args.reports))
+            summary = asyncio.run(
+                seed_demo(
+                    resolved.url, reports=args.reports, public_base_url=settings.public_base_url
+                )
+            )
             if follows := summary.get("citizen_follows"):
                 print(
                     "kerbside: the demo citizen follows " + ", ".join(follows) + "; change one's"

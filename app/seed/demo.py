@@ -39,6 +39,8 @@ from geo.city import make_city
 
 DEMO_SLUG = "demo"
 DEMO_CITY_FILE = Path(__file__).parent / "city" / "demo.yaml"
+# Where the city file's demo platforms are (app/social/demo.py, served by the API itself).
+DEMO_BASE_URL = b"http://127.0.0.1:8000"
 DEMO_USERS = (
     # email, password, role, full name, crew name
     ("admin@demo.kerbside.dev", "demo-admin-password", Role.admin, "Ada Admin", None),
@@ -49,14 +51,22 @@ DEMO_USERS = (
 
 
 async def seed_demo(
-    database_url: str, *, reports: int = 400, progress: bool = True
+    database_url: str,
+    *,
+    reports: int = 400,
+    progress: bool = True,
+    public_base_url: str | None = None,
 ) -> dict[str, Any]:
+    """The demo city and its history; ``public_base_url``: where this server answers, when
+    not the city file's ``http://127.0.0.1:8000`` (its demo platforms live there)."""
     engine = create_async_engine(to_sqlalchemy_url(database_url))
     try:
         async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
             # One seeder at a time (two `make run` started together).
             await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('kerbside-seed'))"))
-            summary = await _seed(session, reports=reports, progress=progress)
+            summary = await _seed(
+                session, reports=reports, progress=progress, public_base_url=public_base_url
+            )
         # Facebook and WhatsApp push: their sample deliveries are kept now, as their webhook
         # would keep them, and the worker files them (app/social/demo.py).
         async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
@@ -79,12 +89,17 @@ def _say(line: str) -> None:
     print(f"kerbside: {line}", file=sys.stderr, flush=True)
 
 
-async def _seed(session: AsyncSession, *, reports: int, progress: bool) -> dict[str, Any]:
+async def _seed(
+    session: AsyncSession, *, reports: int, progress: bool, public_base_url: str | None
+) -> dict[str, Any]:
     city = make_city()
     summary: dict[str, Any] = {"jurisdiction": DEMO_SLUG}
     # The city itself (boundary, districts, services, crews, templates) is a city file,
     # applied through the same path as `kerbside city apply`.
-    declared = load(DEMO_CITY_FILE.read_bytes(), name=str(DEMO_CITY_FILE))
+    written = DEMO_CITY_FILE.read_bytes()
+    if public_base_url:
+        written = written.replace(DEMO_BASE_URL, public_base_url.rstrip("/").encode())
+    declared = load(written, name=str(DEMO_CITY_FILE))
     outcome = await apply(
         session, declared, base_dir=DEMO_CITY_FILE.parent, say=_say if progress else None
     )
