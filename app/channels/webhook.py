@@ -133,23 +133,16 @@ class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def guarded_transport(*, allow_loopback: bool) -> httpx.AsyncHTTPTransport:
-    """httpx's transport with ``PublicOnlyBackend`` underneath.
-
-    httpx does not take a network backend, so its pool is replaced by one made the same way
-    with ours (the test of refused loopback targets fails if this stops working).
-    """
-    made = httpx.AsyncHTTPTransport(trust_env=False)
-    made._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
-        max_connections=100,
-        # As many kept as may be open: the worker sends a batch at once, and a connection
-        # closed after each answer is a new TCP handshake for the next message.
-        max_keepalive_connections=100,
-        keepalive_expiry=5.0,
-        network_backend=PublicOnlyBackend(allow_loopback=allow_loopback),
+def guarded_transport(*, allow_loopback: bool) -> transport.KeptConnectionsTransport:
+    """The channels' transport with ``PublicOnlyBackend`` underneath (the test of refused
+    loopback targets fails if this stops working)."""
+    return transport.KeptConnectionsTransport(
+        transport.KeptConnections(
+            network_backend=PublicOnlyBackend(allow_loopback=allow_loopback),
+            # A connection closed after each answer is a new TCP handshake for the next.
+            keepalive_expiry=5.0,
+        )
     )
-    return made
 
 
 class WebhookChannel:
