@@ -149,9 +149,11 @@ class WebhookChannel:
     kind = ContactKind.webhook.value
 
     def __init__(self, settings: Settings) -> None:
-        self._client = transport.client(
-            settings, guarded_transport(allow_loopback=settings.webhook_allow_loopback)
-        )
+        # Requests go to the transport itself: what httpx's client adds on top (cookies,
+        # redirects, auth, event hooks) a webhook never uses, and it was a fifth of a
+        # webhook's CPU. No redirects are followed and no proxy is used, as with the client.
+        self._transport = guarded_transport(allow_loopback=settings.webhook_allow_loopback)
+        self._timeout = transport.timeouts(settings).as_dict()
 
     def body(self, message: Message) -> bytes:
         document = {
@@ -188,9 +190,21 @@ class WebhookChannel:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signature,
             "Content-Type": "application/json",
+            "User-Agent": "Kerbside",
         }
         try:
-            response = await self._client.post(message.address, content=body, headers=headers)
+            request = httpx.Request(
+                "POST",
+                message.address,
+                content=body,
+                headers=headers,
+                extensions={"timeout": self._timeout},
+            )
+            response = await self._transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except TargetRefused as refused:
             return Failed(str(refused))
         except httpx.HTTPError as error:
@@ -198,7 +212,7 @@ class WebhookChannel:
         return outcome_of(response, webhook_id)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
 
 def outcome_of(response: httpx.Response, webhook_id: str) -> Outcome:
