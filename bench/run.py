@@ -1012,7 +1012,7 @@ class Harness:
                 }
             elif name == "notify_ceiling":
                 fields |= {
-                    "server": "httpx loop",
+                    "server": "httpx loop (uvloop)",
                     "requests": found["messages"],
                     "seconds": found["seconds"],
                     "rps": found["per_second"],

@@ -4,6 +4,7 @@ a Twilio-style API, a partner's webhook receiver. All on 127.0.0.1; no database.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import ipaddress
 import json
@@ -560,6 +561,92 @@ def test_sms_settings_must_be_complete() -> None:
         SmsChannel(sms_settings("http://127.0.0.1:9", sms_from=None))
     with pytest.raises(ValueError, match="AUTH_TOKEN"):
         channels_for(make_settings(sms_account_sid=fake_twilio.ACCOUNT_SID))
+
+
+# --- kept connections (every HTTP channel's transport) ---------------------------------------
+
+
+class KeepAliveServer:
+    """An HTTP/1.1 server that keeps connections open, counting the connections it accepts;
+    ``close_idle()`` hangs up on every connection that is not answering (as a server's
+    keep-alive timeout does)."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.requests = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> KeepAliveServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/hook"
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._server is not None
+        self.close_idle()
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.add(writer)
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = next(
+                    (
+                        int(line.split(b":")[1])
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    ),
+                    0,
+                )
+                await reader.readexactly(length)
+                self.requests += 1
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    def close_idle(self) -> None:
+        for writer in list(self._writers):
+            writer.close()
+
+
+async def test_kept_connections_are_reused_and_dropped_when_the_server_hangs_up() -> None:
+    client = transport.client(make_settings())
+    async with KeepAliveServer() as server:
+        try:
+            for _ in range(3):
+                assert (await client.post(server.url, content=b"{}")).text == "ok"
+            assert server.connections == 1  # one connection, kept
+
+            # A batch at once opens as many as are in flight, and the next batch reuses them.
+            for _ in range(2):
+                answers = await asyncio.gather(
+                    *(client.post(server.url, content=b"{}") for _ in range(8))
+                )
+                assert [a.status_code for a in answers] == [200] * 8
+            assert server.connections == 8
+
+            # The server hangs up on idle connections: they are not used again.
+            server.close_idle()
+            await asyncio.sleep(0.05)
+            assert (await client.post(server.url, content=b"{}")).text == "ok"
+            assert server.connections == 9
+
+            # An answer not read to the end ends its connection (its bytes would be the
+            # start of the next answer).
+            async with client.stream("POST", server.url, content=b"{}") as answer:
+                assert answer.status_code == 200
+            assert (await client.post(server.url, content=b"{}")).text == "ok"
+            assert server.connections == 10
+            assert server.requests == 3 + 16 + 1 + 2
+        finally:
+            await client.aclose()
 
 
 # --- webhooks -------------------------------------------------------------------------------

@@ -117,11 +117,16 @@ async def committed_town(committed_db: async_sessionmaker[AsyncSession]) -> None
         await make_service(session, city, "pothole")
 
 
+# Queueing walks the city's followers in contact order, a batch at a time: with batches of
+# one, a batch that walks past the follower outside the polygon queues nothing and the walk
+# goes on.
+@pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.usefixtures("committed_town")
 async def test_a_broadcast_reaches_every_channel_of_every_follower_inside_its_polygon_once(
     committed_db: async_sessionmaker[AsyncSession],
     settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
+    batch: int,
 ) -> None:
     from app.main import create_app
 
@@ -170,7 +175,7 @@ async def test_a_broadcast_reaches_every_channel_of_every_follower_inside_its_po
         assert sent.status_code == 202, sent.text
         assert sent.json()["status"] == "queueing"
 
-        monkeypatch.setattr(broadcasts, "BATCH", 2)  # several batches, as a crash would resume
+        monkeypatch.setattr(broadcasts, "BATCH", batch)  # several, as a crash would resume
         fcm = Recorder(kind="fcm")
         await drain(settings, queues=["notify"], channels={"fcm": fcm})
         await drain(settings, queues=["notify"], channels={"fcm": fcm})

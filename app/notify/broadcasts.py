@@ -26,15 +26,25 @@ CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 _QUEUE_BATCH = text(
     """
     WITH b AS (SELECT id, jurisdiction_id, polygon FROM broadcast WHERE id = :id),
-    -- The next followers in contact order: each batch tests only the subscriptions it walks
-    -- past (``IS TRUE`` keeps the planner from the spatial index, which would test every
-    -- subscription in the polygon again for each batch: quadratic in a city-wide broadcast).
+    -- The next contacts following a place in the city, in contact order: each batch tests
+    -- only the subscriptions in its own range of contacts against the polygon. (Testing first
+    -- and then taking the first 10,000 tested every later subscription again for each batch,
+    -- and so does the spatial index in a city-wide broadcast: quadratic.)
+    walked AS (
+        SELECT DISTINCT a.contact_id FROM area_subscription a
+        WHERE a.contact_id > :after AND a.ended_at IS NULL
+          AND a.jurisdiction_id = (SELECT jurisdiction_id FROM b)
+        ORDER BY a.contact_id LIMIT :batch
+    ),
+    -- Those with a place that meets the polygon: one range of the contact index (``IS
+    -- TRUE`` keeps the planner from testing through the spatial index instead). The polygon
+    -- goes first: PostGIS prepares the argument that repeats, and this way round the test
+    -- takes half the time.
     followers AS (
         SELECT DISTINCT a.contact_id FROM area_subscription a, b
-        WHERE a.contact_id > :after AND a.ended_at IS NULL
-          AND a.jurisdiction_id = b.jurisdiction_id
-          AND ST_Intersects(a.geom, b.polygon) IS TRUE
-        ORDER BY a.contact_id LIMIT :batch
+        WHERE a.contact_id > :after AND a.contact_id <= (SELECT max(contact_id) FROM walked)
+          AND a.ended_at IS NULL AND a.jurisdiction_id = b.jurisdiction_id
+          AND ST_Intersects(b.polygon, a.geom) IS TRUE
     ),
     -- Them, and every other channel of the same people (queued once, whichever batch
     -- meets them first: (contact, broadcast) is unique).
@@ -68,8 +78,8 @@ _QUEUE_BATCH = text(
             'notify', 'deliver_notifications', 0, NULL, NULL, '{}'::jsonb, NULL
         )::procrastinate_job_to_defer_v1]) FROM (SELECT 1 FROM queued LIMIT 1) AS any_row
     )
-    SELECT (SELECT max(contact_id) FROM followers) AS through,
-           (SELECT count(*) FROM followers) AS seen,
+    SELECT (SELECT max(contact_id) FROM walked) AS through,
+           (SELECT count(*) FROM walked) AS seen,
            (SELECT coalesce(jsonb_object_agg(channel, n), '{}') FROM (
                 SELECT channel, count(*) AS n FROM queued GROUP BY channel) c) AS counts,
            (SELECT count(*) FROM jobs) AS deferred
