@@ -80,17 +80,21 @@ OUTCOME = text(
 
 # Rule 1: the post replied to is one of ours on a ticket: a post linked to it, or the
 # city's own reply about it (the provider's id of a sent notification).
+# The post (at most two rows) is found first, then its ticket by key: a backlog grows the
+# tables faster than their statistics, and a plan that scans the jurisdiction's tickets for
+# each reply would cost more with every ticket.
 REPLIED_TICKET = text(
     """
-    SELECT coalesce(t.merged_into_id, t.id) AS ticket_id
-    FROM (
+    WITH found AS MATERIALIZED (
         SELECT p.ticket_id FROM social_post p
         WHERE p.platform = :platform AND p.post_id = :in_reply_to AND p.ticket_id IS NOT NULL
         UNION ALL
         SELECT n.ticket_id FROM notification n
         WHERE n.provider_id = :in_reply_to AND n.reason IN ('reporter', 'subscriber', 'reply')
           AND n.channel = :platform AND n.ticket_id IS NOT NULL
-    ) AS found JOIN ticket t ON t.id = found.ticket_id
+    )
+    SELECT coalesce(t.merged_into_id, t.id) AS ticket_id
+    FROM found JOIN ticket t ON t.id = found.ticket_id
     WHERE t.jurisdiction_id = :jurisdiction_id
     LIMIT 1
     """
@@ -100,11 +104,14 @@ REPLIED_TICKET = text(
 # (the reopen policy decides what a post on it does).
 CONVERSATION_TICKET = text(
     """
+    WITH p AS MATERIALIZED (
+        SELECT p.id, p.ticket_id FROM social_post p
+        WHERE p.platform = :platform AND p.conversation_id = :conversation_id
+          AND p.author_id = :author_id AND p.ticket_id IS NOT NULL
+    )
     SELECT coalesce(t.merged_into_id, t.id) AS ticket_id
-    FROM social_post p JOIN ticket t ON t.id = p.ticket_id
-    WHERE p.platform = :platform AND p.conversation_id = :conversation_id
-      AND p.author_id = :author_id AND p.ticket_id IS NOT NULL
-      AND t.jurisdiction_id = :jurisdiction_id
+    FROM p JOIN ticket t ON t.id = p.ticket_id
+    WHERE t.jurisdiction_id = :jurisdiction_id
       AND t.status IN ('open', 'acknowledged', 'scheduled', 'in_progress', 'reopened',
                        'fixed', 'closed')
     ORDER BY p.id DESC LIMIT 1
@@ -120,11 +127,13 @@ AUTHOR_TICKET = text(
                 ELSE ST_Distance(t.location::geography,
                                  ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography)
            END AS distance_m
-    FROM social_post p JOIN ticket t ON t.id = p.ticket_id JOIN service s ON s.id = t.service_id
-    WHERE p.platform = :platform AND p.author_id = :author_id AND p.ticket_id IS NOT NULL
-      AND p.id <> :id
-      AND p.conversation_id IS DISTINCT FROM CAST(:conversation_id AS varchar)
-      AND t.jurisdiction_id = :jurisdiction_id
+    FROM (SELECT DISTINCT p.ticket_id FROM social_post p
+          WHERE p.platform = :platform AND p.author_id = :author_id
+            AND p.ticket_id IS NOT NULL AND p.id <> :id
+            AND p.conversation_id IS DISTINCT FROM CAST(:conversation_id AS varchar)
+          OFFSET 0) AS p  -- the author's few posts first (OFFSET 0: planned on their own)
+    JOIN ticket t ON t.id = p.ticket_id JOIN service s ON s.id = t.service_id
+    WHERE t.jurisdiction_id = :jurisdiction_id
       AND t.status IN ('open', 'acknowledged', 'scheduled', 'in_progress', 'reopened')
       AND t.updated_at >= now() - make_interval(secs => :within)
     ORDER BY s.code = CAST(:service_code AS varchar) DESC, distance_m NULLS LAST,

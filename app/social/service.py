@@ -308,12 +308,28 @@ async def receive(
     started = time.perf_counter()
     kept = await store_many(session, posts, known)
     counts.took("store", started)
-    for post in posts:
-        row_id = kept.pop(post.post_id[:200], None)
-        if row_id is None:
-            continue  # kept before (or earlier in this page)
-        counts.stored += 1
-        # Just inserted in this transaction: nobody else can be processing it.
+    # Just inserted in this transaction: nobody else can be processing them.
+    fresh = [
+        (row_id, post)
+        for post in posts
+        if (row_id := kept.pop(post.post_id[:200], None)) is not None  # else kept before
+    ]
+    counts.stored = len(fresh)
+    if not any(p.is_private and p.platform in MESSAGING for _, p in fresh):
+        # The page in one savepoint: a post that cannot be processed is rare, and a savepoint
+        # per post costs two round trips each. When one fails, the page is undone and run
+        # again with a savepoint per post (the failing one becomes a webcare case).
+        attempt = Counts(seconds=counts.seconds)
+        try:
+            async with session.begin_nested():
+                for row_id, post in fresh:
+                    attempt.add(await _process_found(session, pipeline, row_id, post, attempt))
+        except (KerbsideError, DBAPIError):
+            log.info("a post of the page failed: the page again, post by post")
+        else:
+            counts.outcomes = attempt.outcomes
+            return counts
+    for row_id, post in fresh:
         counts.add(await _run(session, pipeline, row_id, post, counts))
     return counts
 
@@ -329,9 +345,18 @@ async def process(
     return await _run(session, pipeline, row_id, post_of(row), counts)
 
 
+async def _process_found(
+    session: AsyncSession, pipeline: Pipeline, row_id: int, post: InboundPost, counts: Counts
+) -> str:
+    of = social_config.find(await pipeline.accounts(session), post.platform, post.account)
+    return await _process(session, pipeline, row_id, post, of, counts)
+
+
 async def _run(
     session: AsyncSession, pipeline: Pipeline, row_id: int, post: InboundPost, counts: Counts
 ) -> str:
+    """One post in a savepoint of its own: one the intake refuses, or that fails in the
+    database, becomes a webcare case and the others go on."""
     of = social_config.find(await pipeline.accounts(session), post.platform, post.account)
     try:
         async with session.begin_nested():
