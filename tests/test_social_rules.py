@@ -9,29 +9,40 @@ X speaking the real payloads and error bodies, a real PostGIS and the real outbo
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
 from typing import Any
 
 import httpx
+import psycopg
+import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from app.auth.models import Role
 from app.auth.principal import Principal
 from app.channels.base import Delivered, Failed, Message
 from app.channels.x import XChannel
 from app.notify import service as notify
-from app.settings import Settings
+from app.settings import Settings, to_sqlalchemy_url
 from app.social import config as social_config
+from app.social.polling import poll_accounts
 from app.social.service import receive
 from app.tickets import workflow
 from app.tickets.models import TicketStatus
 from tests.factories import bearer_headers, make_user
 from tests.fakes import x as fake
+from tests.fakes.http import FakeServer, Reply, serving
 from tests.test_social import (  # noqa: F401 (fixtures)
     AUTHOR,
     CENTER,
     OTHER_AUTHOR,
+    STATION_ROAD,
     World,
+    _city,
     at_commit,
     inbound,
     outbox,
@@ -362,3 +373,129 @@ async def test_a_post_we_could_not_answer_returns_to_the_webcare_inbox(
     linked = [r for r in await outbox(db) if r.event_kind == "post_linked"]
     assert linked[-1].reply_to["post"] == later["id"]
     assert linked[-1].reply_to["mention"] == post["id"]
+
+
+# -- a crash mid-page --------------------------------------------------------------------------
+
+
+async def test_a_crash_mid_page_keeps_nothing_of_it_and_the_next_poll_does_each_post_once(
+    committed_db: async_sessionmaker[AsyncSession],
+    database_url: str,
+    settings: Settings,
+    xapi: tuple[FakeServer, fake.FakeX],
+    tokens: None,
+) -> None:
+    server, state = xapi
+    async with committed_db() as session, session.begin():
+        city = await _city(session, server.url)
+    # The geocoder holds the address post (the middle of the page) until the worker is gone.
+    entered, release = threading.Event(), threading.Event()
+
+    def geocoder(request: Any) -> Reply:
+        if not release.is_set():
+            entered.set()
+            release.wait(10)
+        lon, lat = STATION_ROAD
+        found = [{"lat": str(lat), "lon": str(lon), "display_name": "Station Road 12"}]
+        return Reply.json(200, json.dumps(found))
+
+    filed = []
+    for n in range(10):
+        author = str(1299000000000001000 + n)
+        filed.append(state.mention(pothole(coordinates=_spread(n), author_id=author)))
+        if n % 2:
+            state.mention(pothole(f"no idea where, sorry {n}", author_id=str(2 * 10**18 + n)))
+    state.mention(pothole("pothole at Station Road 12, 4811 AB", author_id="1299000000000002000"))
+    for n, post in enumerate(filed[:6]):
+        state.mention(
+            fake.tweet(
+                f"@CityOfExample still there {n}",
+                author_id=str(3 * 10**18 + n),
+                replied_to=post["id"],
+            )
+        )
+    state.mention(fake.tweet("@CityOfExample thanks for the concert"))
+    state.mention(fake.tweet("RT @someone: #kuil", retweeted=filed[0]["id"]))
+    total = len(state.mentions)
+    crash_engine = create_async_engine(
+        to_sqlalchemy_url(database_url),
+        poolclass=NullPool,
+        connect_args={"application_name": "kerbside-social-crash"},
+    )
+    try:
+        with serving(geocoder) as geo:
+            local = settings.model_copy(
+                update={"x_api_base_url": server.url, "geocoder_url": geo.url}
+            )
+            worker = asyncio.create_task(
+                poll_accounts(async_sessionmaker(crash_engine, expire_on_commit=False), local)
+            )
+            assert await asyncio.to_thread(entered.wait, 10)
+            # The worker dies mid-page: its connection is gone, its transaction with it.
+            with psycopg.connect(database_url, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = 'kerbside-social-crash'"
+                )
+            release.set()
+            with pytest.raises(SQLAlchemyError):  # the connection is gone
+                await worker
+            async with committed_db() as session:
+                assert await _counts(session) == (0, 0, 0, 0)
+            # The next run reads the page again and does each post once.
+            polled = await poll_accounts(committed_db, local)
+            assert (polled.posts, polled.stored, polled.errors) == (total, total, [])
+            assert polled.outcomes == {
+                "ticket_created": 11,
+                "linked": 6,
+                "awaiting_location": 5,
+                "needs_human": 1,
+                "ignored": 1,
+            }
+            async with committed_db() as session:
+                kept = await _counts(session)
+                assert kept == (total, 11, 11 + 6 + 5, 0)
+                answers = (
+                    await session.execute(
+                        text(
+                            "SELECT event_kind, count(*) FROM notification"
+                            " GROUP BY event_kind ORDER BY event_kind"
+                        )
+                    )
+                ).all()
+                assert [tuple(a) for a in answers] == [
+                    ("location_asked", 5),
+                    ("post_linked", 6),
+                    ("ticket_opened", 11),
+                ]
+                # Nothing is processed twice when the page comes again.
+                await session.execute(text("UPDATE social_cursor SET since_id = NULL"))
+                await session.commit()
+            again = await poll_accounts(committed_db, local)
+            assert (again.posts, again.stored) == (total, 0)
+            async with committed_db() as session:
+                assert await _counts(session) == kept
+    finally:
+        await crash_engine.dispose()
+        async with committed_db() as session, session.begin():
+            await session.execute(text("DELETE FROM social_cursor"))
+        assert city.id
+
+
+def _spread(n: int) -> tuple[float, float]:
+    """Points about 200 m apart around the centre: ten tickets, none joins another."""
+    return (round(CENTER[0] + 0.003 * (n % 5), 6), round(CENTER[1] + 0.002 * (n // 5), 6))
+
+
+async def _counts(session: AsyncSession) -> tuple[int, int, int, int]:
+    """Posts kept, reports filed, outbox rows, posts still to be processed."""
+    found = (
+        await session.execute(
+            text(
+                "SELECT (SELECT count(*) FROM social_post), (SELECT count(*) FROM report),"
+                " (SELECT count(*) FROM notification),"
+                " (SELECT count(*) FROM social_post WHERE status = 'received')"
+            )
+        )
+    ).one()
+    return (found[0], found[1], found[2], found[3])
