@@ -142,6 +142,18 @@ AUTHOR_TICKET = text(
     """
 )
 
+# Which of a page's authors have an open ticket from a post (rule 4 asks only about them).
+AUTHORS_WITH_TICKETS = text(
+    """
+    SELECT DISTINCT p.platform, p.author_id
+    FROM social_post p JOIN ticket t ON t.id = p.ticket_id
+    WHERE (p.platform, p.author_id) IN (
+              SELECT * FROM unnest(CAST(:platforms AS varchar[]), CAST(:authors AS varchar[])))
+      AND p.ticket_id IS NOT NULL
+      AND t.status IN ('open', 'acknowledged', 'scheduled', 'in_progress', 'reopened')
+    """
+)
+
 # A linked ticket as the reopen policy sees it.
 LINKED = text(
     """

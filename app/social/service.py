@@ -139,6 +139,10 @@ class Pipeline:
     _classifiers: dict[int, Classifier] = field(default_factory=dict)
     _locators: dict[int, Locator] = field(default_factory=dict)
     _languages: dict[int, str] = field(default_factory=dict)
+    # While a page is processed: the authors (platform, id) who may have an open ticket from
+    # a post (found once for the page, grown as its posts are filed); rule 4 asks the
+    # database only about them. None: ask about everyone.
+    authors_with_tickets: set[tuple[str, str]] | None = None
 
     async def close(self) -> None:
         """Delete the photos of ended chats (call after the commit)."""
@@ -315,6 +319,30 @@ async def receive(
         if (row_id := kept.pop(post.post_id[:200], None)) is not None  # else kept before
     ]
     counts.stored = len(fresh)
+    if not fresh:
+        return counts
+    pipeline.authors_with_tickets = {
+        (r.platform, r.author_id)
+        for r in await session.execute(
+            sql.AUTHORS_WITH_TICKETS,
+            {
+                "platforms": [p.platform for _, p in fresh],
+                "authors": [_clean(p.author_id)[:200] for _, p in fresh],
+            },
+        )
+    }
+    try:
+        return await _receive_fresh(session, pipeline, fresh, counts)
+    finally:
+        pipeline.authors_with_tickets = None
+
+
+async def _receive_fresh(
+    session: AsyncSession,
+    pipeline: Pipeline,
+    fresh: Sequence[tuple[int, InboundPost]],
+    counts: Counts,
+) -> Counts:
     if not any(p.is_private and p.platform in MESSAGING for _, p in fresh):
         # The page in one savepoint: a post that cannot be processed is rare, and a savepoint
         # per post costs two round trips each. When one fails, the page is undone and run
@@ -323,15 +351,24 @@ async def receive(
         try:
             async with session.begin_nested():
                 for row_id, post in fresh:
-                    attempt.add(await _process_found(session, pipeline, row_id, post, attempt))
+                    status = await _process_found(session, pipeline, row_id, post, attempt)
+                    attempt.add(_filed_by(pipeline, post, status))
         except (KerbsideError, DBAPIError):
             log.info("a post of the page failed: the page again, post by post")
         else:
             counts.outcomes = attempt.outcomes
             return counts
     for row_id, post in fresh:
-        counts.add(await _run(session, pipeline, row_id, post, counts))
+        counts.add(_filed_by(pipeline, post, await _run(session, pipeline, row_id, post, counts)))
     return counts
+
+
+def _filed_by(pipeline: Pipeline, post: InboundPost, status: str) -> str:
+    """Note that the post's author has a ticket now (rule 4 asks about their next posts)."""
+    known = pipeline.authors_with_tickets
+    if known is not None and status in (PostStatus.ticket_created, PostStatus.linked):
+        known.add((post.platform, _clean(post.author_id)[:200]))
+    return status
 
 
 async def process(
@@ -455,7 +492,9 @@ async def _classify_and_file(
         return PostStatus.needs_human.value
     located = await (await pipeline.locator(session, of)).locate(post)
     started = counts.took("locate", started)
-    if suggest:
+    author = (post.platform, _clean(post.author_id)[:200])
+    known = pipeline.authors_with_tickets
+    if suggest and (known is None or author in known):
         candidate = await _author_ticket(session, row_id, post, of, verdict.service_code, located)
         started = counts.took("link", started)
         if candidate is not None and candidate.attach:
