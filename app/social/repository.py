@@ -24,7 +24,7 @@ STORE_MANY = text(
                               raw, posted_at, respond_within, n)
     ORDER BY v.n
     ON CONFLICT (platform, post_id) DO NOTHING
-    RETURNING id, post_id
+    RETURNING id, platform, post_id
     """
 )
 

@@ -12,8 +12,8 @@
     → answer in the thread, through the outbox.
 
 Each post ends with its outcome on its row (``PostStatus``). Every step runs in the caller's
-transaction; each post in a savepoint, so one that cannot be filed becomes a webcare case
-and the others go on.
+transaction: a page in one savepoint, and when a post of it fails, the page again with a
+savepoint per post, so one that cannot be filed becomes a webcare case and the others go on.
 """
 
 from __future__ import annotations
@@ -264,9 +264,9 @@ def post_of(row: Any) -> InboundPost:
 
 async def store_many(
     session: AsyncSession, posts: Sequence[InboundPost], known: list[AccountOf]
-) -> dict[str, int]:
-    """Keep a page of posts in one statement; the row ids of the new ones, by post id (a
-    post kept before, or twice in the page, is kept once)."""
+) -> dict[tuple[str, str], int]:
+    """Keep a page of posts in one statement; the row ids of the new ones, by (platform,
+    post id) (a post kept before, or twice in the page, is kept once)."""
     columns: dict[str, list[Any]] = {
         k: []
         for k in (
@@ -297,14 +297,15 @@ async def store_many(
     if not seen:
         return {}
     rows = await session.execute(sql.STORE_MANY, columns)
-    return {str(r.post_id): int(r.id) for r in rows}
+    return {(str(r.platform), str(r.post_id)): int(r.id) for r in rows}
 
 
 async def receive(
     session: AsyncSession, pipeline: Pipeline, posts: Sequence[InboundPost]
 ) -> Counts:
     """Keep a page of posts (one statement) and run the pipeline over the new ones, in the
-    caller's transaction (a savepoint each). Everything a post leads to (its outcome, its
+    caller's transaction (one savepoint for the page; one per post when a post of it fails).
+    Everything a post leads to (its outcome, its
     ticket, its answer's outbox row) is written in that transaction: a crash before the
     commit keeps nothing of the page, and the next poll reads it again."""
     counts = Counts(received=len(posts))
@@ -316,7 +317,7 @@ async def receive(
     fresh = [
         (row_id, post)
         for post in posts
-        if (row_id := kept.pop(post.post_id[:200], None)) is not None  # else kept before
+        if (row_id := kept.pop((post.platform, post.post_id[:200]), None)) is not None
     ]
     counts.stored = len(fresh)
     if not fresh:
