@@ -305,9 +305,9 @@ async def receive(
 ) -> Counts:
     """Keep a page of posts (one statement) and run the pipeline over the new ones, in the
     caller's transaction (one savepoint for the page; one per post when a post of it fails).
-    Everything a post leads to (its outcome, its
-    ticket, its answer's outbox row) is written in that transaction: a crash before the
-    commit keeps nothing of the page, and the next poll reads it again."""
+    Everything a post leads to (its outcome, its ticket, its answer's outbox row) is written
+    in that transaction: a crash before the commit keeps nothing of the page, and the next
+    poll reads it again."""
     counts = Counts(received=len(posts))
     known = await pipeline.accounts(session)
     started = time.perf_counter()
