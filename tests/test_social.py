@@ -496,9 +496,10 @@ async def test_each_location_source_in_order(world: World, db: AsyncSession) -> 
     world.fakex.places["city"] = fake.place(
         "city", "Example City", (-2.69, 51.39, -2.49, 51.51), "city"
     )
-    by_place = pothole("big hole here", place_id="small")
-    by_street = pothole("huge pothole on vismarkt again")  # the gazetteer, any case
-    too_big = pothole("big hole somewhere", place_id="city")
+    # Three authors: one author's posts would meet rule 4 (their own recent ticket).
+    by_place = pothole("big hole here", place_id="small", author_id="1299000000000000021")
+    by_street = pothole("huge pothole on vismarkt again", author_id="1299000000000000022")
+    too_big = pothole("big hole somewhere", place_id="city", author_id="1299000000000000023")
     posts = [inbound(world.fakex.mention(p), world.fakex) for p in (by_place, by_street, too_big)]
     counts = await receive(db, world.pipeline, posts)
     assert counts.outcomes == {"ticket_created": 2, "awaiting_location": 1}
