@@ -328,6 +328,30 @@ async def test_a_429_stops_at_its_reset_keeps_since_id_and_loses_nothing(
     assert (await db.execute(text("SELECT count(*) FROM social_post"))).scalar_one() == 25
 
 
+async def test_a_lasting_polling_fault_is_logged_once_and_its_end_too(
+    world: World, sessionmaker: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="kerbside.social")
+    down = Reply(503, b'{"title": "Service Unavailable"}', {"Content-Type": "application/json"})
+    for _ in range(3):  # three polls a minute apart, the platform down all along
+        world.xapi.fail_next(down)
+        assert (await poll_accounts(sessionmaker, world.settings)).errors
+    world.fakex.mention(pothole(coordinates=CENTER))
+    assert not (await poll_accounts(sessionmaker, world.settings)).errors
+
+    said = [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.name == "kerbside.social" and "polling" in r.getMessage()
+    ]
+    assert said == [
+        ("WARNING", "polling stopped early"),
+        ("DEBUG", "polling stopped early"),
+        ("DEBUG", "polling stopped early"),
+        ("INFO", "polling works again"),
+    ]
+
+
 async def test_malformed_pages_and_partial_errors(
     world: World, db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:

@@ -216,14 +216,20 @@ CURSOR = text(
     "SELECT since_id, retry_at FROM social_cursor WHERE platform = :platform AND account = :account"
 )
 
+# Returns the error of the poll before (the CTE reads the row as it was), so a lasting fault
+# is logged once, not every minute.
 MOVE_CURSOR = text(
     """
+    WITH before AS (
+        SELECT last_error FROM social_cursor WHERE platform = :platform AND account = :account
+    )
     INSERT INTO social_cursor (platform, account, since_id, retry_at, polled_at, last_error)
     VALUES (:platform, :account, :since_id, :retry_at, now(), :error)
     ON CONFLICT (platform, account) DO UPDATE
         SET since_id = coalesce(EXCLUDED.since_id, social_cursor.since_id),
             retry_at = EXCLUDED.retry_at, polled_at = EXCLUDED.polled_at,
             last_error = EXCLUDED.last_error
+    RETURNING (SELECT last_error FROM before) AS previous_error
     """
 )
 
