@@ -42,13 +42,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 
 from app.channels import transport
 from app.channels.base import Delivered, Failed, Message, Outcome, RetryLater
-from app.channels.oauth import Identity, LinkRefused
+from app.channels.oauth import Identity, LinkRefused, authorize_query
 from app.channels.posts import InboundPost, PlaceHint
 from app.channels.sources import AccountRef, Fetched
 from app.core import clock
@@ -606,16 +605,12 @@ class OAuthClient:
 
 
 def authorize_url(client: OAuthClient, state: str, challenge: str) -> str:
-    query = urlencode(
-        {
-            "response_type": "code",
-            "client_id": client.client_id,
-            "redirect_uri": client.redirect_uri,
-            "scope": LINK_SCOPES,
-            "state": state,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        }
+    query = authorize_query(
+        client_id=client.client_id,
+        redirect_uri=client.redirect_uri,
+        scope=LINK_SCOPES,
+        state=state,
+        challenge=challenge,
     )
     return f"{client.authorize_base}?{query}"
 
