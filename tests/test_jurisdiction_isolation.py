@@ -343,6 +343,11 @@ CASES: dict[tuple[str, str], tuple[str, Case, set[int] | str]] = {
         body("/v1/social/posts/{post_id}/close", lambda w: {"reason": "x"}),
         {404},
     ),
+    ("POST", "/v1/social/posts/{post_id}/suggestion"): (
+        "staff",
+        body("/v1/social/posts/{post_id}/suggestion", lambda w: {"decision": "new"}),
+        {404},
+    ),
     ("GET", "/v1/crews"): ("staff", at("/v1/crews"), HIDDEN),
     ("POST", "/v1/crews"): (
         "staff",

@@ -504,7 +504,7 @@ async def test_an_x_account_is_linked_by_oauth_and_the_notice_is_a_direct_messag
         first = await notify.deliver(sessionmaker, {"x": channel}, linking_settings, rows[0].id)
         assert first.status == "sent"
         # The person stopped taking messages from the city: a permanent failure, not a retry.
-        fakes.x.closed_dms.add("2244994945")
+        fakes.x.dm_closed.add("2244994945")
         second = await notify.deliver(sessionmaker, {"x": channel}, linking_settings, rows[1].id)
         assert second.status == "failed"
     finally:

@@ -328,6 +328,30 @@ async def test_a_429_stops_at_its_reset_keeps_since_id_and_loses_nothing(
     assert (await db.execute(text("SELECT count(*) FROM social_post"))).scalar_one() == 25
 
 
+async def test_a_lasting_polling_fault_is_logged_once_and_its_end_too(
+    world: World, sessionmaker: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="kerbside.social")
+    down = Reply(503, b'{"title": "Service Unavailable"}', {"Content-Type": "application/json"})
+    for _ in range(3):  # three polls a minute apart, the platform down all along
+        world.xapi.fail_next(down)
+        assert (await poll_accounts(sessionmaker, world.settings)).errors
+    world.fakex.mention(pothole(coordinates=CENTER))
+    assert not (await poll_accounts(sessionmaker, world.settings)).errors
+
+    said = [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.name == "kerbside.social" and "polling" in r.getMessage()
+    ]
+    assert said == [
+        ("WARNING", "polling stopped early"),
+        ("DEBUG", "polling stopped early"),
+        ("DEBUG", "polling stopped early"),
+        ("INFO", "polling works again"),
+    ]
+
+
 async def test_malformed_pages_and_partial_errors(
     world: World, db: AsyncSession, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
@@ -496,9 +520,10 @@ async def test_each_location_source_in_order(world: World, db: AsyncSession) -> 
     world.fakex.places["city"] = fake.place(
         "city", "Example City", (-2.69, 51.39, -2.49, 51.51), "city"
     )
-    by_place = pothole("big hole here", place_id="small")
-    by_street = pothole("huge pothole on vismarkt again")  # the gazetteer, any case
-    too_big = pothole("big hole somewhere", place_id="city")
+    # Three authors: one author's posts would meet rule 4 (their own recent ticket).
+    by_place = pothole("big hole here", place_id="small", author_id="1299000000000000021")
+    by_street = pothole("huge pothole on vismarkt again", author_id="1299000000000000022")
+    too_big = pothole("big hole somewhere", place_id="city", author_id="1299000000000000023")
     posts = [inbound(world.fakex.mention(p), world.fakex) for p in (by_place, by_street, too_big)]
     counts = await receive(db, world.pipeline, posts)
     assert counts.outcomes == {"ticket_created": 2, "awaiting_location": 1}

@@ -7,7 +7,8 @@ archive; an adapter only says what happened to one attempt:
 - ``RetryLater``: a transient failure (network, 5xx, 429); ``after`` is the provider's
   ``Retry-After`` in seconds, when it sent one;
 - ``Failed``: a permanent failure; ``disable_contact`` when the address itself is dead
-  (Web Push 404/410, FCM ``UNREGISTERED``, a hard bounce), so nothing more is sent to it.
+  (Web Push 404/410, FCM ``UNREGISTERED``, a hard bounce), so nothing more is sent to it;
+  ``refused`` when a platform refused every way to answer a social post (a person must).
 
 Adapters never raise for a provider's answer; they raise only for their own bugs.
 """
@@ -57,6 +58,10 @@ class RetryLater:
 class Failed:
     reason: str
     disable_contact: bool = False
+    # The platform refused every way the adapter had to answer this person in their thread
+    # (X's 2026 reply rule, replies limited by the author, no direct messages): the post it
+    # answers goes back to the webcare inbox ("could not answer").
+    refused: bool = False
 
 
 Outcome = Delivered | RetryLater | Failed

@@ -33,13 +33,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from app.channels import replies, transport
 from app.channels.base import Delivered, Failed, Message, Outcome, RetryLater
-from app.channels.oauth import Identity, LinkRefused
+from app.channels.oauth import Identity, LinkRefused, authorize_query
 from app.channels.polling import Polled, parse_time, wait_from
 from app.channels.posts import InboundPost
 from app.core import clock
@@ -302,16 +302,12 @@ class OAuthClient:
 
 
 def authorize_url(client: OAuthClient, state: str, challenge: str) -> str:
-    query = urlencode(
-        {
-            "response_type": "code",
-            "client_id": client.client_id,
-            "redirect_uri": client.redirect_uri,
-            "scope": LINK_SCOPE,
-            "state": state,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        }
+    query = authorize_query(
+        client_id=client.client_id,
+        redirect_uri=client.redirect_uri,
+        scope=LINK_SCOPE,
+        state=state,
+        challenge=challenge,
     )
     return f"{client.base_url}/oauth/authorize?{query}"
 

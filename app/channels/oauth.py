@@ -12,6 +12,7 @@ import base64
 import hashlib
 import secrets
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 
 @dataclass(frozen=True)
@@ -33,3 +34,20 @@ def pkce_pair() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(32)
     digest = hashlib.sha256(verifier.encode()).digest()
     return verifier, base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def authorize_query(
+    *, client_id: str, redirect_uri: str, scope: str, state: str, challenge: str
+) -> str:
+    """The query of an authorization request: the code flow with PKCE (S256)."""
+    return urlencode(
+        {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "scope": scope,
+            "state": state,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+    )

@@ -16,8 +16,10 @@ Inbound (``InboundPost``s for ``app.social``):
 Outbound: ``XChannel`` (contact kind ``x``) replies in the thread of the post the message's
 ``reply_to`` names (``POST /2/tweets`` with ``reply.in_reply_to_tweet_id``), with the city
 account's user token from the environment variable the city file names. X's 403 for a
-duplicate text means the same answer is already there: delivered. No links in replies (a post
-with a URL costs far more), unless the text itself carries one (the question for a location).
+duplicate text means the same answer is already there: delivered. A refused reply (X's 2026
+rule, or replies limited by the author) falls back to the person's original mention, then to
+a direct message when the account sends them. No links in replies (a post with a URL costs far
+more), unless the text itself carries one (the question for a location).
 A notice on a linked account (``notice`` in the target, ``app.linking``) is a direct message
 instead: ``POST /2/dm_conversations/with/:participant_id/messages`` with the city account's
 user token (scope ``dm.write``); X refuses it (403) when the person does not accept messages
@@ -40,13 +42,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 
 from app.channels import transport
 from app.channels.base import Delivered, Failed, Message, Outcome, RetryLater
-from app.channels.oauth import Identity, LinkRefused
+from app.channels.oauth import Identity, LinkRefused, authorize_query
 from app.channels.posts import InboundPost, PlaceHint
 from app.channels.sources import AccountRef, Fetched
 from app.core import clock
@@ -449,9 +450,19 @@ class XSource:
         )
 
 
-# -- replying ----------------------------------------------------------------------------------
+# -- replying ---------------------------------------------------------------------------------
 
 DUPLICATE = "duplicate content"
+# X's 403 when it will not take a reply: the 2026 rule (an app may answer only a post whose
+# author mentioned or quoted the city), or the author limited who may reply. The detail, as
+# X sends it: "Reply to this conversation is not allowed because you have not been mentioned
+# or otherwise engaged by the author of the post you are replying to."
+REPLY_REFUSED = (
+    "reply to this conversation is not allowed",
+    "not been mentioned or otherwise engaged",
+    "restricted who can reply",
+    "not permitted to reply",
+)
 
 
 def reply_text(message: Message, handle: str | None) -> str:
@@ -462,8 +473,23 @@ def reply_text(message: Message, handle: str | None) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
+def _dm_text(message: Message) -> str:
+    text = message.subject.strip()
+    return text if len(text) <= DM_LIMIT else text[: DM_LIMIT - 1] + "…"
+
+
+def _detail(answer: Mapping[str, Any]) -> str:
+    return str(answer.get("detail") or answer.get("title") or "")
+
+
 class XChannel:
-    """Replies in the thread of the post that brought the person to us."""
+    """Replies in the thread of the post that brought the person to us.
+
+    When X refuses the reply (its 2026 rule, or the author limited replies), the answer goes
+    to the person's original mention (``reply_to.mention``), then, when the account sends
+    them (``reply_to.dm``), as a direct message; when all are refused, ``Failed(refused=True)``
+    says why, and the post goes back to the webcare inbox.
+    """
 
     kind = "x"
 
@@ -486,24 +512,52 @@ class XChannel:
         if not token:
             return RetryLater(f"the account's user token ({variable or 'unnamed'}) is not set")
         base = base_url(self.settings, target.get("base_url"))
-        body = {
-            "text": reply_text(message, target.get("handle")),
-            "reply": {"in_reply_to_tweet_id": str(target["post"])},
-        }
+        headers = {"Authorization": f"Bearer {token}"}
+        refusals: list[str] = []
+        posts = [str(target["post"])]
+        if target.get("mention") and str(target["mention"]) != posts[0]:
+            posts.append(str(target["mention"]))
+        for post in posts:
+            body = {
+                "text": reply_text(message, target.get("handle")),
+                "reply": {"in_reply_to_tweet_id": post},
+            }
+            outcome = await self._send(f"{base}/2/tweets", body, headers)
+            if not isinstance(outcome, str):
+                return outcome
+            refusals.append(f"the reply to {post}: {outcome}")
+        author = str(target.get("author") or "")
+        if target.get("dm") and author:
+            url = f"{base}/2/dm_conversations/with/{author}/messages"
+            outcome = await self._send(url, {"text": _dm_text(message)}, headers, dm=True)
+            if not isinstance(outcome, str):
+                return outcome
+            refusals.append(f"the direct message: {outcome}")
+        else:
+            refusals.append("no direct message (the account sends none)")
+        return Failed("could not answer: X refused " + "; ".join(refusals)[:400], refused=True)
+
+    async def _send(
+        self, url: str, body: Mapping[str, Any], headers: Mapping[str, str], *, dm: bool = False
+    ) -> Outcome | str:
+        """One request; an ``Outcome``, or X's words when it refused this way of answering
+        (the caller tries the next)."""
         try:
-            response = await self.client.post(
-                f"{base}/2/tweets", json=body, headers={"Authorization": f"Bearer {token}"}
-            )
+            response = await self.client.post(url, json=dict(body), headers=dict(headers))
         except httpx.HTTPError as error:
             return RetryLater(transport.describe(error))
         answer = transport.json_object(response)
         if response.status_code in (200, 201):
             data = answer.get("data")
-            posted = data.get("id") if isinstance(data, Mapping) else None
-            return Delivered(str(posted) if posted else None)
-        detail = str(answer.get("detail") or answer.get("title") or "")
-        if response.status_code == 403 and DUPLICATE in detail.lower():
-            return Delivered(None)  # the same words are in the thread already
+            found = data.get("dm_event_id" if dm else "id") if isinstance(data, Mapping) else None
+            return Delivered(str(found) if found else None)
+        detail = _detail(answer)
+        if response.status_code == 403:
+            lowered = detail.lower()
+            if not dm and DUPLICATE in lowered:
+                return Delivered(None)  # the same words are in the thread already
+            if dm or any(words in lowered for words in REPLY_REFUSED):
+                return f"403 {detail[:160]}"
         if response.status_code == 429:
             reset = _reset(response)
             after = (reset - clock.now()).total_seconds() if reset else None
@@ -519,29 +573,15 @@ class XChannel:
         if not token:
             return RetryLater(f"the account's user token ({variable or 'unnamed'}) is not set")
         base = base_url(self.settings, target.get("base_url"))
-        text = message.body.strip()[:DM_LIMIT]
-        try:
-            response = await self.client.post(
-                f"{base}/2/dm_conversations/with/{message.address}/messages",
-                json={"text": text},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-        except httpx.HTTPError as error:
-            return RetryLater(transport.describe(error))
-        answer = transport.json_object(response)
-        if response.status_code in (200, 201):
-            data = answer.get("data")
-            sent = data.get("dm_event_id") if isinstance(data, Mapping) else None
-            return Delivered(str(sent) if sent else None)
-        if response.status_code == 429:
-            reset = _reset(response)
-            after = (reset - clock.now()).total_seconds() if reset else None
-            return RetryLater("rate limited (429)", max(after, 0.0) if after else None)
-        if response.status_code == 401 or response.status_code >= 500:
-            return RetryLater(f"HTTP {response.status_code}", transport.retry_after(response))
-        if response.status_code == 403:
+        outcome = await self._send(
+            f"{base}/2/dm_conversations/with/{message.address}/messages",
+            {"text": message.body.strip()[:DM_LIMIT]},
+            {"Authorization": f"Bearer {token}"},
+            dm=True,
+        )
+        if isinstance(outcome, str):  # a 403: the person takes no messages from the city
             return Failed("X refused the message: the person does not accept messages from us")
-        return Failed(f"HTTP {response.status_code}")
+        return outcome
 
 
 # -- linking a citizen's account (app.linking) ---------------------------------------------------
@@ -565,16 +605,12 @@ class OAuthClient:
 
 
 def authorize_url(client: OAuthClient, state: str, challenge: str) -> str:
-    query = urlencode(
-        {
-            "response_type": "code",
-            "client_id": client.client_id,
-            "redirect_uri": client.redirect_uri,
-            "scope": LINK_SCOPES,
-            "state": state,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        }
+    query = authorize_query(
+        client_id=client.client_id,
+        redirect_uri=client.redirect_uri,
+        scope=LINK_SCOPES,
+        state=state,
+        challenge=challenge,
     )
     return f"{client.authorize_base}?{query}"
 

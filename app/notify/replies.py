@@ -8,7 +8,7 @@ acknowledgement and one question per post however often the pipeline runs (a uni
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -71,3 +71,25 @@ async def queue_reply(
     # person's messages in order.
     await defer(session, DELIVER_NOTIFICATIONS, queue="notify")
     return int(queued)
+
+
+# The platform refused every way to answer these posts: they go back to the webcare inbox
+# (unanswered, with the reason), in the transaction that records the failed delivery.
+_COULD_NOT_ANSWER = text(
+    """
+    UPDATE social_post p SET answered_at = NULL, answer_failed_at = now(),
+                             answer_failure = v.reason
+    FROM unnest(CAST(:platforms AS varchar[]), CAST(:posts AS varchar[]),
+                CAST(:reasons AS text[])) AS v(platform, post_id, reason)
+    WHERE p.platform = v.platform AND p.post_id = v.post_id AND p.closed_at IS NULL
+    """
+)
+
+
+async def could_not_answer(session: AsyncSession, refused: Sequence[tuple[str, str, str]]) -> None:
+    """Mark social posts (platform, post id, why) as ones we could not answer."""
+    platforms, posts, reasons = zip(*refused, strict=True)
+    await session.execute(
+        _COULD_NOT_ANSWER,
+        {"platforms": list(platforms), "posts": list(posts), "reasons": list(reasons)},
+    )

@@ -42,6 +42,7 @@ from app.channels.registry import pick
 from app.contacts import service as contacts
 from app.core import clock
 from app.core.jobs import DELIVER_NOTIFICATIONS, defer
+from app.notify import replies
 from app.notify.models import UNDELIVERED, NotificationStatus
 from app.notify.policy import wait_for
 from app.notify.templates import (
@@ -264,6 +265,8 @@ class _Batch:
     waits: dict[int, datetime] = field(default_factory=dict)
     archive: list[tuple[int, str, str]] = field(default_factory=list)
     disable: list[tuple[int, str]] = field(default_factory=list)
+    # Social posts the platform refused every answer to: (platform, post id, why).
+    refused: list[tuple[str, str, str]] = field(default_factory=list)
     attempts: dict[int, Attempt] = field(default_factory=dict)
 
     def finish(
@@ -314,6 +317,8 @@ class _Batch:
                     "at": self.now,
                 },
             )
+        if self.refused:
+            await replies.could_not_answer(session, self.refused)
         for contact_id, reason in self.disable:
             await disable_contact(session, contact_id, reason)
 
@@ -487,6 +492,11 @@ def _record(
         )
     else:
         batch.finish(row, NotificationStatus.failed, message=message, error=outcome.reason)
+        target = message.data.get("reply_to")
+        if outcome.refused and isinstance(target, Mapping) and target.get("post"):
+            batch.refused.append(
+                (str(target.get("platform") or row.kind), str(target["post"]), outcome.reason)
+            )
         if outcome.disable_contact:
             batch.disable.append((row.contact_id, outcome.reason))
         batch.note(

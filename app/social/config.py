@@ -86,6 +86,12 @@ class SocialAccount(_Strict):
         "base_url's and the platform's own CDN (e.g. a Mastodon server's media domain "
         "files.example.social; *.example.net for its subdomains)",
     )
+    direct_messages: bool = Field(
+        default=False,
+        description="X: when X refuses an answer in the thread and on the person's original "
+        "mention, send it as a direct message (the app has dm.write; X still refuses it "
+        "when the person does not accept messages from the city)",
+    )
     dialogue: bool = Field(
         default=True,
         description="WhatsApp, Messenger: private messages are answered by the reporting "
@@ -132,6 +138,24 @@ class Social(_Strict):
     )
     blocked_authors: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         default_factory=list, description="Author ids or handles whose posts are ignored"
+    )
+    suggest_merge_within_hours: float = Field(
+        default=48.0,
+        gt=0,
+        le=24 * 7,
+        description="A new post (another conversation) by an author whose ticket was updated "
+        "this recently, about the same service or within suggest_merge_within_m of it, is "
+        "not filed: webcare is asked to link it or file it as new (both matching: linked)",
+    )
+    suggest_merge_within_m: float = Field(
+        default=150.0, gt=0, le=5000, description="Near enough to the author's ticket to ask"
+    )
+    reopen_within_hours: float = Field(
+        default=72.0,
+        ge=0,
+        le=24 * 90,
+        description="A report linked to a ticket fixed or closed less than this long ago "
+        "reopens it; later, it opens a follow-up ticket that names the old one",
     )
     report_form_url: Annotated[str, Field(max_length=500)] | None = Field(
         default=None,

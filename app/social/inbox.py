@@ -15,18 +15,23 @@ from app.contacts import service as contacts
 from app.contacts.models import ContactKind
 from app.contacts.service import ContactSpec
 from app.core import clock
-from app.core.errors import InvalidInput, NotFound
+from app.core.errors import Conflict, InvalidInput, NotFound
 from app.notify import replies
+from app.settings import Settings
 from app.social import config as social_config
 from app.social.config import AccountOf
+from app.social.models import PostStatus
+from app.social.polling import pipeline_for
 from app.social.schemas import InboxState, ServiceLevel, SocialPostOut, SocialPostPage
-from app.social.service import CONTACT_OF, post_of, reply_target
+from app.social.service import CONTACT_OF, decide_suggestion, post_of, reply_target
 
 _STATES: dict[str, str] = {
     "unanswered": "p.answered_at IS NULL AND p.closed_at IS NULL",
     "awaiting_location": "p.status = 'awaiting_location'",
     "needs_human": "p.status = 'needs_human' AND p.closed_at IS NULL",
     "sensitive": "p.status = 'communications' AND p.closed_at IS NULL",
+    "suggest_merge": "p.status = 'suggest_merge' AND p.closed_at IS NULL",
+    "could_not_answer": "p.answer_failed_at IS NOT NULL AND p.closed_at IS NULL",
     "closed": "p.closed_at IS NOT NULL",
     "all": "true",
 }
@@ -36,13 +41,19 @@ _COLUMNS = """
     p.received_at, p.status, p.reason, p.link_rule, p.service_code, p.confidence, p.language,
     p.sentiment, p.sensitive, p.location_source, t.reference AS ticket_reference, p.assigned_to,
     p.due_at, p.answered_at, p.closed_at, p.close_reason, p.jurisdiction_id, p.ticket_id,
-    p.contact_id, p.conversation_id, p.in_reply_to_id, p.hints, p.raw
+    p.contact_id, p.conversation_id, p.in_reply_to_id, p.hints, p.raw,
+    p.candidate_ticket_id, ct.reference AS candidate_reference, p.answer_failed_at,
+    p.answer_failure
 """
+_FROM = (
+    " FROM social_post p LEFT JOIN ticket t ON t.id = p.ticket_id"
+    " LEFT JOIN ticket ct ON ct.id = p.candidate_ticket_id"
+)
 
 
 def _list_sql(state: str) -> Any:
     return text(
-        f"SELECT {_COLUMNS} FROM social_post p LEFT JOIN ticket t ON t.id = p.ticket_id"  # noqa: S608 (code constants only)
+        f"SELECT {_COLUMNS}{_FROM}"
         f" WHERE p.jurisdiction_id = :j AND {_STATES[state]}"
         " AND (CAST(:account AS varchar) IS NULL OR lower(p.account) = lower(:account))"
         " AND (CAST(:sentiment_below AS float8) IS NULL OR p.sentiment < :sentiment_below)"
@@ -52,10 +63,7 @@ def _list_sql(state: str) -> Any:
     )
 
 
-_ONE = text(
-    f"SELECT {_COLUMNS} FROM social_post p LEFT JOIN ticket t ON t.id = p.ticket_id"  # noqa: S608
-    " WHERE p.id = :id FOR UPDATE OF p"
-)
+_ONE = text(f"SELECT {_COLUMNS}{_FROM} WHERE p.id = :id FOR UPDATE OF p")
 
 
 def service_level(row: Any, warn: timedelta, now: datetime) -> ServiceLevel:
@@ -93,6 +101,8 @@ def _out(row: Any, warn: timedelta, now: datetime) -> SocialPostOut:
         answered_at=row.answered_at,
         closed_at=row.closed_at,
         close_reason=row.close_reason,
+        candidate_reference=row.candidate_reference,
+        answer_failure=row.answer_failure,
         service_level=service_level(row, warn, now),
     )
 
@@ -207,6 +217,26 @@ async def answer(session: AsyncSession, staff: Principal, post_id: int, words: s
         {"id": post_id, "c": contact_id},
     )
     return queued
+
+
+async def decide(
+    session: AsyncSession, settings: Settings, staff: Principal, post_id: int, link: bool
+) -> SocialPostOut:
+    """Webcare's answer to a suggested merge (rule 4): link the post to the suggested ticket,
+    or file it as a new one. 409 once it is decided (or was never a suggestion)."""
+    row = await _post(session, staff, post_id)
+    if row.status != PostStatus.suggest_merge.value:
+        raise Conflict(
+            f"Post {post_id} is {row.status.replace('_', ' ')}, not a suggested merge",
+            code="not_a_suggestion",
+        )
+    async with pipeline_for(settings) as pipeline:
+        await decide_suggestion(session, pipeline, row, link)
+    await session.execute(
+        text("UPDATE social_post SET assigned_to = coalesce(assigned_to, :u) WHERE id = :id"),
+        {"u": staff.user_id, "id": post_id},
+    )
+    return await _reload(session, post_id)
 
 
 async def close(

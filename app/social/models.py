@@ -44,6 +44,8 @@ class PostStatus(StrEnum):
     communications = "communications"  # political or sensitive: the communications queue
     needs_human = "needs_human"  # not a report we could read, or filing failed: webcare
     in_dialogue = "in_dialogue"  # a chat message the reporting dialogue answered
+    # The author's recent ticket may be what this post is about: webcare links or files it.
+    suggest_merge = "suggest_merge"
 
 
 class PhotosState(StrEnum):
@@ -60,6 +62,9 @@ class LinkRule(StrEnum):
     reference = "reference"  # a ticket reference in the text
     intake = "intake"  # the intake's duplicate rules (a new ticket, or joined one)
     resumed = "resumed"  # the author's answer to our question where the problem is
+    author = "author"  # the same author's recent ticket, same service and nearby
+    suggested = "suggested"  # webcare confirmed the suggested ticket
+    follow_up = "follow_up"  # a new ticket after the old one's reopen window (names it)
 
 
 class SocialPost(Base):
@@ -112,6 +117,13 @@ class SocialPost(Base):
     resumed_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("social_post.id", ondelete="SET NULL")
     )
+    # Rule 4: the author's recent ticket this post may be about (status suggest_merge).
+    candidate_ticket_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ticket.id", ondelete="SET NULL")
+    )
+    # The platform refused every way we had to answer (the outbox row says why): webcare.
+    answer_failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    answer_failure: Mapped[str | None] = mapped_column(Text)
     # Webcare: who handles it, by when an answer is due, and how it ended.
     assigned_to: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("app_user.id", ondelete="SET NULL")
@@ -158,6 +170,16 @@ class SocialPost(Base):
             postgresql_where=sql("answered_at IS NULL AND closed_at IS NULL"),
         ),
         Index("ix_social_post_ticket_id", "ticket_id"),
+        # Rule 4: the same author's posts that became (or joined) tickets.
+        Index(
+            "ix_social_post_author_ticket",
+            "platform",
+            "author_id",
+            "id",
+            postgresql_where=sql("ticket_id IS NOT NULL"),
+        ),
+        # A ticket deleted sets its suggestions to NULL: found by index.
+        Index("ix_social_post_candidate_ticket_id", "candidate_ticket_id"),
         # A chat's newest message, where a dialogue's closing line goes.
         Index(
             "ix_social_post_in_dialogue",

@@ -141,21 +141,26 @@ async def _poll_one(
         counts.seconds["commit"] = time.perf_counter() - began - sum(counts.seconds.values())
         polled.add(counts)
     async with sessionmaker() as session, session.begin():
-        await session.execute(
-            sql.MOVE_CURSOR,
-            {
-                **key,
-                "since_id": fetched.cursor if fetched.complete else None,
-                "retry_at": fetched.retry_at,
-                "error": fetched.error,
-            },
-        )
+        previous = (
+            await session.execute(
+                sql.MOVE_CURSOR,
+                {
+                    **key,
+                    "since_id": fetched.cursor if fetched.complete else None,
+                    "retry_at": fetched.retry_at,
+                    "error": fetched.error,
+                },
+            )
+        ).scalar_one()
+    where = {"platform": of.account.platform}
     if fetched.error:
         polled.errors.append(f"{of.account.platform}:{of.account.handle}: {fetched.error}")
-        log.warning(
-            "polling stopped early",
-            extra={"platform": of.account.platform, "error": fetched.error},
-        )
+        # A missing token or an unreachable platform lasts: said once when it starts or
+        # changes (the cursor keeps it), then only at debug, not once a minute per worker.
+        level = logging.DEBUG if fetched.error == previous else logging.WARNING
+        log.log(level, "polling stopped early", extra={**where, "error": fetched.error})
+    elif previous:
+        log.info("polling works again", extra={**where, "after": previous})
 
 
 async def process_posts(

@@ -37,6 +37,7 @@ from app.social.schemas import (
     PostCloseIn,
     SocialPostOut,
     SocialPostPage,
+    SuggestionIn,
 )
 from app.social.service import store
 
@@ -324,6 +325,27 @@ async def answer(
     post_id: PostId, body: PostAnswerIn, staff: StaffPrincipal, session: SessionDep
 ) -> PostAnswerOut:
     return PostAnswerOut(notification_id=await inbox.answer(session, staff, post_id, body.text))
+
+
+@router.post(
+    "/v1/social/posts/{post_id}/suggestion",
+    response_model=SocialPostOut,
+    summary="Decide a suggested merge: link the post to the author's recent ticket, or file "
+    "it as new",
+    responses={
+        404: {"description": "No such post"},
+        409: {"description": "The post is not (or no longer) a suggested merge"},
+    },
+)
+async def decide_suggestion(
+    post_id: PostId,
+    body: SuggestionIn,
+    request: Request,
+    staff: StaffPrincipal,
+    session: SessionDep,
+) -> SocialPostOut:
+    settings = request.app.state.settings
+    return await inbox.decide(session, settings, staff, post_id, body.decision == "link")
 
 
 @router.post(

@@ -10,7 +10,16 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 ServiceLevel = Literal["met", "ok", "due_soon", "overdue"]
-InboxState = Literal["unanswered", "awaiting_location", "needs_human", "sensitive", "closed", "all"]
+InboxState = Literal[
+    "unanswered",
+    "awaiting_location",
+    "needs_human",
+    "sensitive",
+    "suggest_merge",
+    "could_not_answer",
+    "closed",
+    "all",
+]
 
 
 class SocialPostOut(BaseModel):
@@ -24,11 +33,12 @@ class SocialPostOut(BaseModel):
     received_at: datetime
     status: str = Field(
         description="ticket_created, linked, ignored, awaiting_location, communications, "
-        "needs_human (or received while it is processed)"
+        "needs_human, in_dialogue, suggest_merge (or received while it is processed)"
     )
     reason: str | None = Field(description="Why ignored, or why a person must look")
     link_rule: str | None = Field(
-        description="How it joined its ticket: reply, conversation, reference, intake, resumed"
+        description="How it joined its ticket: reply, conversation, reference, intake, "
+        "resumed, author, suggested, follow_up"
     )
     service_code: str | None
     confidence: float | None
@@ -42,6 +52,12 @@ class SocialPostOut(BaseModel):
     answered_at: datetime | None
     closed_at: datetime | None
     close_reason: str | None
+    candidate_reference: str | None = Field(
+        description="suggest_merge: the author's recent ticket this post may be about"
+    )
+    answer_failure: str | None = Field(
+        description="Why the platform refused every way to answer (webcare answers by hand)"
+    )
     service_level: ServiceLevel = Field(
         description="met: answered or closed; due_soon: within the city's warning time of its "
         "response deadline; overdue: past it"
@@ -70,4 +86,11 @@ class PostAnswerOut(BaseModel):
 class PostCloseIn(BaseModel):
     reason: Annotated[str, Field(min_length=1, max_length=500)] = Field(
         description="Why no answer is needed (thanks only, a troll, answered elsewhere)"
+    )
+
+
+class SuggestionIn(BaseModel):
+    decision: Literal["link", "new"] = Field(
+        description="link: the post joins the suggested ticket (answered in its thread); "
+        "new: it goes on as a new report (asked where, or filed)"
     )

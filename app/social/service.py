@@ -12,8 +12,8 @@
     → answer in the thread, through the outbox.
 
 Each post ends with its outcome on its row (``PostStatus``). Every step runs in the caller's
-transaction; each post in a savepoint, so one that cannot be filed becomes a webcare case
-and the others go on.
+transaction: a page in one savepoint, and when a post of it fails, the page again with a
+savepoint per post, so one that cannot be filed becomes a webcare case and the others go on.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ import orjson
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.models import Role
+from app.auth.principal import Principal
 from app.channels import bluesky, facebook, mastodon, whatsapp
 from app.channels.posts import InboundPost, PlaceHint
 from app.channels.replies import WINDOW
@@ -43,7 +45,7 @@ from app.jurisdictions.catalog import Catalog
 from app.media.service import AcceptedPhoto, PhotoPipeline
 from app.notify import replies
 from app.reports.intake import Place, Submission, Submitter
-from app.reports.models import Channel
+from app.reports.models import Channel, LocationSource
 from app.reports.service import submit_report
 from app.settings import Settings
 from app.social import config as social_config
@@ -57,7 +59,8 @@ from app.social.dialogue_models import OPEN as OPEN_DIALOGUE
 from app.social.locate import Gazetteer, Geocoder, Located, Locator, Street
 from app.social.models import LinkRule, PostStatus
 from app.tickets.events import add_event
-from app.tickets.models import EventKind
+from app.tickets.models import DONE_STATUSES, EventKind, TicketStatus
+from app.tickets.workflow import change_status
 
 log = logging.getLogger("kerbside.social")
 
@@ -137,6 +140,10 @@ class Pipeline:
     _classifiers: dict[int, Classifier] = field(default_factory=dict)
     _locators: dict[int, Locator] = field(default_factory=dict)
     _languages: dict[int, str] = field(default_factory=dict)
+    # While a page is processed: the authors (platform, id) who may have an open ticket from
+    # a post (found once for the page, grown as its posts are filed); rule 4 asks the
+    # database only about them. None: ask about everyone.
+    authors_with_tickets: set[tuple[str, str]] | None = None
 
     async def close(self) -> None:
         """Delete the photos of ended chats (call after the commit)."""
@@ -206,26 +213,28 @@ def _hints(post: InboundPost) -> dict[str, Any]:
     return hints
 
 
+def _stored(post: InboundPost, of: AccountOf | None) -> dict[str, Any]:
+    """The row that keeps ``post`` verbatim."""
+    return {
+        "platform": post.platform,
+        "post_id": post.post_id[:200],
+        "account": post.account[:200],
+        "jurisdiction_id": of.jurisdiction_id if of else None,
+        "author_id": _clean(post.author_id)[:200],
+        "author_handle": _clean(post.author_handle)[:200] if post.author_handle else None,
+        "conversation_id": post.conversation_id,
+        "in_reply_to_id": post.in_reply_to_id,
+        "text": _clean(post.text)[:MAX_STORED_TEXT],
+        "hints": _json(_hints(post)),
+        "raw": _json(dict(post.raw)),
+        "posted_at": post.created_at,
+        "respond_within": (of.social.respond_within_hours if of else 24.0) * 3600,
+    }
+
+
 async def store(session: AsyncSession, post: InboundPost, of: AccountOf | None) -> int | None:
     """Keep ``post`` verbatim; its row id, or None when it was kept before."""
-    found = await session.execute(
-        sql.STORE,
-        {
-            "platform": post.platform,
-            "post_id": post.post_id[:200],
-            "account": post.account[:200],
-            "jurisdiction_id": of.jurisdiction_id if of else None,
-            "author_id": _clean(post.author_id)[:200],
-            "author_handle": _clean(post.author_handle)[:200] if post.author_handle else None,
-            "conversation_id": post.conversation_id,
-            "in_reply_to_id": post.in_reply_to_id,
-            "text": _clean(post.text)[:MAX_STORED_TEXT],
-            "hints": _json(_hints(post)),
-            "raw": _json(dict(post.raw)),
-            "posted_at": post.created_at,
-            "respond_within": (of.social.respond_within_hours if of else 24.0) * 3600,
-        },
-    )
+    found = await session.execute(sql.STORE, _stored(post, of))
     row_id = found.scalar_one_or_none()
     return int(row_id) if row_id is not None else None
 
@@ -254,24 +263,114 @@ def post_of(row: Any) -> InboundPost:
     )
 
 
+async def store_many(
+    session: AsyncSession, posts: Sequence[InboundPost], known: list[AccountOf]
+) -> dict[tuple[str, str], int]:
+    """Keep a page of posts in one statement; the row ids of the new ones, by (platform,
+    post id) (a post kept before, or twice in the page, is kept once)."""
+    columns: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "platform",
+            "post_id",
+            "account",
+            "jurisdiction_id",
+            "author_id",
+            "author_handle",
+            "conversation_id",
+            "in_reply_to_id",
+            "text",
+            "hints",
+            "raw",
+            "posted_at",
+            "respond_within",
+        )
+    }
+    seen: set[tuple[str, str]] = set()
+    for post in posts:
+        key = (post.platform, post.post_id[:200])
+        if key in seen:
+            continue
+        seen.add(key)
+        of = social_config.find(known, post.platform, post.account)
+        for name, value in _stored(post, of).items():
+            columns[name].append(value)
+    if not seen:
+        return {}
+    rows = await session.execute(sql.STORE_MANY, columns)
+    return {(str(r.platform), str(r.post_id)): int(r.id) for r in rows}
+
+
 async def receive(
     session: AsyncSession, pipeline: Pipeline, posts: Sequence[InboundPost]
 ) -> Counts:
-    """Keep each post once and run the pipeline over the new ones, in the caller's
-    transaction (a savepoint each)."""
+    """Keep a page of posts (one statement) and run the pipeline over the new ones, in the
+    caller's transaction (one savepoint for the page; one per post when a post of it fails).
+    Everything a post leads to (its outcome, its ticket, its answer's outbox row) is written
+    in that transaction: a crash before the commit keeps nothing of the page, and the next
+    poll reads it again."""
     counts = Counts(received=len(posts))
     known = await pipeline.accounts(session)
-    for post in posts:
-        started = time.perf_counter()
-        of = social_config.find(known, post.platform, post.account)
-        row_id = await store(session, post, of)
-        started = counts.took("store", started)
-        if row_id is None:
-            continue
-        counts.stored += 1
-        # Just inserted in this transaction: nobody else can be processing it.
-        counts.add(await _run(session, pipeline, row_id, post, counts))
+    started = time.perf_counter()
+    kept = await store_many(session, posts, known)
+    counts.took("store", started)
+    # Just inserted in this transaction: nobody else can be processing them.
+    fresh = [
+        (row_id, post)
+        for post in posts
+        if (row_id := kept.pop((post.platform, post.post_id[:200]), None)) is not None
+    ]
+    counts.stored = len(fresh)
+    if not fresh:
+        return counts
+    pipeline.authors_with_tickets = {
+        (r.platform, r.author_id)
+        for r in await session.execute(
+            sql.AUTHORS_WITH_TICKETS,
+            {
+                "platforms": [p.platform for _, p in fresh],
+                "authors": [_clean(p.author_id)[:200] for _, p in fresh],
+            },
+        )
+    }
+    try:
+        return await _receive_fresh(session, pipeline, fresh, counts)
+    finally:
+        pipeline.authors_with_tickets = None
+
+
+async def _receive_fresh(
+    session: AsyncSession,
+    pipeline: Pipeline,
+    fresh: Sequence[tuple[int, InboundPost]],
+    counts: Counts,
+) -> Counts:
+    if not any(p.is_private and p.platform in MESSAGING for _, p in fresh):
+        # The page in one savepoint: a post that cannot be processed is rare, and a savepoint
+        # per post costs two round trips each. When one fails, the page is undone and run
+        # again with a savepoint per post (the failing one becomes a webcare case).
+        attempt = Counts(seconds=counts.seconds)
+        try:
+            async with session.begin_nested():
+                for row_id, post in fresh:
+                    status = await _process_found(session, pipeline, row_id, post, attempt)
+                    attempt.add(_filed_by(pipeline, post, status))
+        except (KerbsideError, DBAPIError):
+            log.info("a post of the page failed: the page again, post by post")
+        else:
+            counts.outcomes = attempt.outcomes
+            return counts
+    for row_id, post in fresh:
+        counts.add(_filed_by(pipeline, post, await _run(session, pipeline, row_id, post, counts)))
     return counts
+
+
+def _filed_by(pipeline: Pipeline, post: InboundPost, status: str) -> str:
+    """Note that the post's author has a ticket now (rule 4 asks about their next posts)."""
+    known = pipeline.authors_with_tickets
+    if known is not None and status in (PostStatus.ticket_created, PostStatus.linked):
+        known.add((post.platform, _clean(post.author_id)[:200]))
+    return status
 
 
 async def process(
@@ -285,9 +384,18 @@ async def process(
     return await _run(session, pipeline, row_id, post_of(row), counts)
 
 
+async def _process_found(
+    session: AsyncSession, pipeline: Pipeline, row_id: int, post: InboundPost, counts: Counts
+) -> str:
+    of = social_config.find(await pipeline.accounts(session), post.platform, post.account)
+    return await _process(session, pipeline, row_id, post, of, counts)
+
+
 async def _run(
     session: AsyncSession, pipeline: Pipeline, row_id: int, post: InboundPost, counts: Counts
 ) -> str:
+    """One post in a savepoint of its own: one the intake refuses, or that fails in the
+    database, becomes a webcare case and the others go on."""
     of = social_config.find(await pipeline.accounts(session), post.platform, post.account)
     try:
         async with session.begin_nested():
@@ -334,9 +442,29 @@ async def _process(
     started = counts.took("link", started)
     if linked is not None:
         ticket_id, rule = linked
+        ticket = (await session.execute(sql.LINKED, {"id": ticket_id})).one()
+        if ticket.status in DONE_STATUSES:
+            return await _on_done_ticket(session, pipeline, row_id, post, of, ticket, rule, counts)
         await _link(session, row_id, post, of, ticket_id, rule)
         counts.took("acknowledge", started)
         return PostStatus.linked.value
+    return await _classify_and_file(session, pipeline, row_id, post, of, counts)
+
+
+async def _classify_and_file(
+    session: AsyncSession,
+    pipeline: Pipeline,
+    row_id: int,
+    post: InboundPost,
+    of: AccountOf,
+    counts: Counts,
+    *,
+    suggest: bool = True,
+) -> str:
+    """What a post no rule linked becomes: the communications queue, a webcare case, a
+    suggestion to join the author's recent ticket (rule 4), a question where, or a report
+    (``suggest=False``: webcare decided it is a new one)."""
+    started = time.perf_counter()
     verdict = (await pipeline.classifier(session, of.jurisdiction_id)).classify(post.text)
     started = counts.took("classify", started)
     language = _language(post, verdict.language)
@@ -366,6 +494,28 @@ async def _process(
         return PostStatus.needs_human.value
     located = await (await pipeline.locator(session, of)).locate(post)
     started = counts.took("locate", started)
+    author = (post.platform, _clean(post.author_id)[:200])
+    known = pipeline.authors_with_tickets
+    if suggest and (known is None or author in known):
+        candidate = await _author_ticket(session, row_id, post, of, verdict.service_code, located)
+        started = counts.took("link", started)
+        if candidate is not None and candidate.attach:
+            await _link(session, row_id, post, of, candidate.ticket_id, LinkRule.author, **facts)
+            counts.took("acknowledge", started)
+            return PostStatus.linked.value
+        if candidate is not None:
+            await _outcome(
+                session,
+                row_id,
+                PostStatus.suggest_merge,
+                reason=candidate.why,
+                candidate_ticket_id=candidate.ticket_id,
+                lon=located.lon if located else None,
+                lat=located.lat if located else None,
+                location_source=located.how if located else None,
+                **facts,
+            )
+            return PostStatus.suggest_merge.value
     if located is None:
         await _ask_where(
             session, pipeline.settings, row_id, post, of, verdict.service_code, language
@@ -418,18 +568,26 @@ REPLY_DATA: Mapping[str, Callable[[InboundPost], dict[str, Any]]] = {
 MESSAGING = frozenset({"messenger", "whatsapp"})  # a 24-hour window; the dialogue
 
 
-def reply_target(post: InboundPost, of: AccountOf) -> dict[str, Any]:
+def reply_target(post: InboundPost, of: AccountOf, *, mention: str | None = None) -> dict[str, Any]:
     """Where answers about this post go: its thread, by the account it was addressed to.
 
     Kept per ticket (the consent's evidence), so a person who wrote on two platforms, or to
     two accounts, hears about each ticket where they reported it. Secrets by their variable's
-    name only.
+    name only. On X, ``mention`` is the author's original mention (where X's 2026 rule lets
+    the city answer when it refuses an answer to a later post), and ``author`` with ``dm``
+    the last resort: a direct message, when the account sends them.
     """
     target: dict[str, Any] = {
         "platform": post.platform,
         "account": of.account.handle,
         "post": post.post_id,
     }
+    if mention and mention != post.post_id:
+        target["mention"] = mention
+    if post.platform == "x":
+        target["author"] = post.author_id
+        if of.account.direct_messages:
+            target["dm"] = True
     if post.author_handle:
         target["handle"] = post.author_handle
     token = of.account.credentials.get("user_token")
@@ -671,9 +829,14 @@ async def _link(
     of: AccountOf,
     ticket_id: int,
     rule: LinkRule,
+    *,
+    reopened: bool = False,
+    reason: str | None = None,
+    **facts: Any,
 ) -> None:
     """Add the post to the ticket's timeline (internal: the post is the author's own words,
-    and subscribers are not told of it), and answer in its thread."""
+    and subscribers are not told of it), and answer in its thread (``reopened``: the
+    ticket's status notice, which the author now follows, is the answer)."""
     ticket = (await session.execute(sql.TICKET, {"id": ticket_id})).one()
     await add_event(
         session,
@@ -683,28 +846,251 @@ async def _link(
         public=False,
         actor_label=f"social:{post.platform}",
         note=_clean(post.text)[:MAX_DESCRIPTION],
-        data={"platform": post.platform, "post": post.post_id, "rule": rule.value},
+        data={"platform": post.platform, "post": post.post_id, "rule": rule.value}
+        | ({"reopened": True} if reopened else {}),
     )
     contact_id = await _follow(session, post, of, ticket_id)
-    words = _WORDS[_language(post, "und")]["linked"].format(reference=ticket.reference)
-    await replies.queue_reply(
-        session,
-        contact_id=contact_id,
-        post_id=row_id,
-        kind=replies.POST_LINKED,
-        words=words,
-        reply_to=reply_target(post, of),
-        ticket_id=ticket_id,
-    )
+    if not reopened:
+        words = _WORDS[_language(post, "und")]["linked"].format(reference=ticket.reference)
+        await replies.queue_reply(
+            session,
+            contact_id=contact_id,
+            post_id=row_id,
+            kind=replies.POST_LINKED,
+            words=words,
+            reply_to=await _reply_to(session, post, of, ticket_id),
+            ticket_id=ticket_id,
+        )
     await _outcome(
         session,
         row_id,
         PostStatus.linked,
+        reason=reason,
         link_rule=rule.value,
         ticket_id=ticket_id,
         contact_id=contact_id,
         answered=True,
+        **facts,
     )
+
+
+async def _reply_to(
+    session: AsyncSession, post: InboundPost, of: AccountOf, ticket_id: int
+) -> dict[str, Any]:
+    """Where to answer a post on a ticket: the post, and the author's first post on the ticket
+    (their original mention) to fall back on when the platform refuses the first."""
+    first = (
+        await session.execute(
+            sql.FIRST_MENTION,
+            {"platform": post.platform, "author_id": post.author_id, "ticket_id": ticket_id},
+        )
+    ).scalar_one_or_none()
+    return reply_target(post, of, mention=str(first) if first is not None else None)
+
+
+# -- rule 4: the same author's recent ticket ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The author's recent ticket this post may be about."""
+
+    ticket_id: int
+    reference: str
+    attach: bool  # the same service and near it: linked without asking
+    why: str
+
+
+async def _author_ticket(
+    session: AsyncSession,
+    row_id: int,
+    post: InboundPost,
+    of: AccountOf,
+    service_code: str | None,
+    located: Located | None,
+) -> Candidate | None:
+    """Rule 4 of the reference (refs/channels.md 5.2): the same author, an open ticket updated
+    within ``suggest_merge_within_hours``, from another conversation. When both are located,
+    the distance decides (within ``suggest_merge_within_m``: the same service links it, another
+    asks webcare); when the post has no place, the same service asks webcare. None: no
+    candidate, the post goes on as a new one."""
+    found = (
+        await session.execute(
+            sql.AUTHOR_TICKET,
+            {
+                "platform": post.platform,
+                "author_id": post.author_id,
+                "id": row_id,
+                "conversation_id": post.conversation_id,
+                "jurisdiction_id": of.jurisdiction_id,
+                "within": of.social.suggest_merge_within_hours * 3600,
+                "service_code": service_code,
+                "lon": located.lon if located else None,
+                "lat": located.lat if located else None,
+            },
+        )
+    ).first()
+    if found is None:
+        return None
+    same_service = service_code is not None and found.service_code == service_code
+    if found.distance_m is not None:
+        if found.distance_m > of.social.suggest_merge_within_m:
+            return None
+        near = f"{found.distance_m:.0f} m from the author's {found.reference}"
+        if same_service:
+            return Candidate(found.id, found.reference, True, near)
+        return Candidate(found.id, found.reference, False, f"{near} (another service)")
+    if same_service:
+        return Candidate(
+            found.id,
+            found.reference,
+            False,
+            f"the same author's {found.reference} ({found.service_code}), no place to compare",
+        )
+    return None
+
+
+# -- the reopen policy -------------------------------------------------------------------------
+
+
+def _reopen_asked(verdict: Any) -> bool:
+    """A post on a fixed ticket asks to reopen it unless it reads as thanks: a report, or a
+    negative one (a "thank you, fixed!" must not reopen the ticket it thanks for)."""
+    return bool(verdict.is_report) or (verdict.sentiment is not None and verdict.sentiment < 0)
+
+
+async def _on_done_ticket(
+    session: AsyncSession,
+    pipeline: Pipeline,
+    row_id: int,
+    post: InboundPost,
+    of: AccountOf,
+    ticket: Any,
+    rule: LinkRule,
+    counts: Counts,
+) -> str:
+    """A post linked to a fixed or closed ticket (refs/channels.md 5.2, rule 6): within the
+    city's ``reopen_within_hours`` of the fix it reopens the ticket (a status change: its
+    reporters and followers are told); later it opens a follow-up ticket that names the old
+    one. A thank-you is only added to the timeline."""
+    started = time.perf_counter()
+    verdict = (await pipeline.classifier(session, of.jurisdiction_id)).classify(post.text)
+    facts: dict[str, Any] = {
+        "service_code": verdict.service_code,
+        "confidence": verdict.confidence,
+        "language": verdict.language,
+        "sentiment": verdict.sentiment,
+        "sensitive": verdict.sensitive,
+    }
+    if not _reopen_asked(verdict) or verdict.sensitive:
+        await _link(session, row_id, post, of, ticket.id, rule, **facts)
+        counts.took("acknowledge", started)
+        return PostStatus.linked.value
+    now = clock.now()
+    window = timedelta(hours=of.social.reopen_within_hours)
+    if ticket.done_at is not None and now - ticket.done_at < window:
+        # The workflow's own move, by the city's system on the author's word.
+        system = Principal(
+            kind="api_key",
+            role=Role.staff,
+            label=f"system:social:{post.platform}",
+            name="Social post",
+            jurisdiction_id=ticket.jurisdiction_id,
+        )
+        await change_status(
+            session,
+            ticket.id,
+            TicketStatus.reopened,
+            actor=system,
+            now=now,
+            note=None,
+        )
+        await _link(
+            session,
+            row_id,
+            post,
+            of,
+            ticket.id,
+            rule,
+            reopened=True,
+            reason=f"reopened {ticket.reference}",
+            **facts,
+        )
+        counts.took("acknowledge", started)
+        return PostStatus.linked.value
+    # After the window: a follow-up ticket, at the place the post gives or the old ticket's.
+    located = await (await pipeline.locator(session, of)).locate(post)
+    if located is None:
+        located = Located(
+            ticket.lon,
+            ticket.lat,
+            LocationSource.post,
+            None,
+            "follow_up",
+            address=ticket.address,
+        )
+    service_code = verdict.service_code if verdict.is_report else None
+    await _file(
+        session,
+        pipeline,
+        row_id,
+        post,
+        of,
+        service_code or ticket.service_code,
+        located,
+        _language(post, verdict.language),
+        facts,
+        follow_up_of=ticket,
+    )
+    counts.took("file", started)
+    return PostStatus.ticket_created.value
+
+
+# -- webcare decides a suggestion -------------------------------------------------------------
+
+
+async def decide_suggestion(session: AsyncSession, pipeline: Pipeline, row: Any, link: bool) -> str:
+    """Webcare's answer to rule 4: ``link`` joins the post to the suggested ticket (as a
+    linked post: timeline, follower, answer in the thread); otherwise it goes on as a new
+    post (asked where, or filed). The row is locked and still ``suggest_merge``."""
+    known = await pipeline.accounts(session)
+    of = social_config.find(known, row.platform, row.account)
+    post = post_of(row)
+    if of is None:
+        await _outcome(
+            session, row.id, PostStatus.needs_human, reason="addressed to an unknown account"
+        )
+        return PostStatus.needs_human.value
+    counts = Counts()
+    if link and row.candidate_ticket_id is not None:
+        # The ticket as it stands now (merged away: the one it was merged into).
+        ticket = (await session.execute(sql.LINKED, {"id": row.candidate_ticket_id})).first()
+        if ticket is not None:
+            if ticket.status in DONE_STATUSES:
+                return await _on_done_ticket(
+                    session, pipeline, row.id, post, of, ticket, LinkRule.suggested, counts
+                )
+            await _link(session, row.id, post, of, ticket.id, LinkRule.suggested)
+            return PostStatus.linked.value
+    return await _run_new(session, pipeline, row.id, post, of, counts)
+
+
+async def _run_new(
+    session: AsyncSession,
+    pipeline: Pipeline,
+    row_id: int,
+    post: InboundPost,
+    of: AccountOf,
+    counts: Counts,
+) -> str:
+    try:
+        async with session.begin_nested():
+            return await _classify_and_file(
+                session, pipeline, row_id, post, of, counts, suggest=False
+            )
+    except KerbsideError as problem:
+        await _outcome(session, row_id, PostStatus.needs_human, reason=f"not filed: {problem}")
+        return PostStatus.needs_human.value
 
 
 # -- asking where, and resuming ----------------------------------------------------------------
@@ -841,6 +1227,7 @@ async def _file(
     *,
     extra_text: str | None = None,
     resumed_by: int | None = None,
+    follow_up_of: Any = None,
 ) -> None:
     description = _clean(post.text if extra_text is None else f"{post.text}\n\n{extra_text}")
     target = reply_target(post, of)
@@ -861,17 +1248,42 @@ async def _file(
             reported_at=_reported_at(post),
             locale=language,
             consent_evidence={"post": post.post_id, "reply_to": target},
+            # A follow-up is a new ticket: the old one stays as its reopen window left it.
+            reopen=follow_up_of is None,
         ),
     )
     if post.media_urls:  # fetched into the report after the commit, by a job
         await post_photos.ask_for(session, row_id)
+    if follow_up_of is not None and filed.ticket_id != follow_up_of.id:
+        now = clock.now()
+        await add_event(
+            session,
+            filed.ticket_id,
+            EventKind.comment,
+            at=now,
+            public=True,
+            actor_label=f"social:{post.platform}",
+            note=f"Follow-up of {follow_up_of.reference}",
+            data={"follow_up_of": follow_up_of.reference},
+        )
+        await add_event(
+            session,
+            follow_up_of.id,
+            EventKind.comment,
+            at=now,
+            public=False,
+            actor_label=f"social:{post.platform}",
+            note=f"Reported again after the reopen window: {filed.reference}",
+            data={"follow_up": filed.reference},
+        )
     # The acknowledgement (ticket opened, or joined) is queued by the event stream at COMMIT
     # for the author's contact, with this post as where to answer.
     await _outcome(
         session,
         row_id,
         PostStatus.ticket_created,
-        link_rule=LinkRule.intake.value,
+        reason=f"follow-up of {follow_up_of.reference}" if follow_up_of is not None else None,
+        link_rule=(LinkRule.follow_up if follow_up_of is not None else LinkRule.intake).value,
         ticket_id=filed.ticket_id,
         report_id=filed.report_id,
         contact_id=filed.contacts[0].id if filed.contacts else None,
@@ -903,6 +1315,7 @@ async def _outcome(
     report_id: int | None = None,
     contact_id: int | None = None,
     resumed_by_id: int | None = None,
+    candidate_ticket_id: int | None = None,
     answered: bool = False,
     closed: bool = False,
 ) -> None:
@@ -925,6 +1338,7 @@ async def _outcome(
             "report_id": report_id,
             "contact_id": contact_id,
             "resumed_by_id": resumed_by_id,
+            "candidate_ticket_id": candidate_ticket_id,
             "answered": answered,
             "closed": closed,
         },

@@ -2,7 +2,11 @@
 ``x_mentions_timeline.json``, ``x_create_reply_*.json``, ``x_error_*.json``, the webhook
 bodies): the mentions timeline with ``since_id``, opaque ``pagination_token``s, expansions
 (users, places, media, referenced posts) and rate-limit headers; replies with X's 403 for a
-duplicate text; bearer tokens checked. ``FakeServer.fail_next`` injects a 429 or a broken
+duplicate text and X's 403 for a reply it refuses (the 2026 rule: only to a post whose author
+mentioned the city; or the author limited replies); direct messages
+(``POST /2/dm_conversations/with/:id/messages``, 201 ``dm_conversation_id``/``dm_event_id``,
+403 "You cannot send messages to this user." for people who accept none); bearer tokens
+checked. ``FakeServer.fail_next`` injects a 429 or a broken
 page before the fake's own answer.
 """
 
@@ -75,9 +79,19 @@ def tweet(
     media_keys: tuple[str, ...] = (),
     lang: str = "en",
     hashtags: tuple[str, ...] = (),
+    mentions_city: bool = True,
+    reply_settings: str = "everyone",
 ) -> dict[str, Any]:
-    """A v2 post as the mentions timeline sends it (``referenced_tweets``, GeoJSON order)."""
+    """A v2 post as the mentions timeline sends it (``referenced_tweets``, GeoJSON order).
+    ``mentions_city=False``: a reply in a thread of ours that does not @mention the city (X's
+    2026 rule lets the city answer it only through the author's original mention);
+    ``reply_settings``: who may reply (``mentionedUsers``, ``following``, ``verified``)."""
     post_id = post_id or next_id()
+    entities: dict[str, Any] = {}
+    if mentions_city:
+        entities["mentions"] = [{"start": 0, "end": 14, "username": CITY_HANDLE, "id": CITY_ID}]
+    if hashtags:
+        entities["hashtags"] = [{"start": 0, "end": len(t) + 1, "tag": t} for t in hashtags]
     found: dict[str, Any] = {
         "id": post_id,
         "edit_history_tweet_ids": [post_id],
@@ -86,15 +100,8 @@ def tweet(
         "created_at": created_at,
         "lang": lang,
         "text": text,
-        "entities": {
-            "mentions": [{"start": 0, "end": 14, "username": CITY_HANDLE, "id": CITY_ID}],
-            **(
-                {"hashtags": [{"start": 0, "end": len(t) + 1, "tag": t} for t in hashtags]}
-                if hashtags
-                else {}
-            ),
-        },
-        "reply_settings": "everyone",
+        "entities": entities,
+        "reply_settings": reply_settings,
         "possibly_sensitive": False,
     }
     referenced = []
@@ -149,18 +156,19 @@ class FakeX:
     # Referenced posts X could not include (deleted, or their author is protected).
     unavailable: set[str] = field(default_factory=set)
     replies: list[dict[str, Any]] = field(default_factory=list)
+    # Direct messages the city sent, and the people who accept none from it.
+    dms: list[dict[str, Any]] = field(default_factory=list)
+    dm_closed: set[str] = field(default_factory=set)
     remaining: int = 450
     page_size_cap: int = 100
     reachable: int = 800  # X serves only the newest 800 mentions
     # Media on the platform's CDN, by path (public, as the CDN serves it).
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
-    # OAuth 2 (a resident linking their account) and the city's direct messages.
+    # OAuth 2 (a resident linking their account).
     signed_in: dict[str, Any] | None = None
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     revoked: list[str] = field(default_factory=list)
-    dms: list[dict[str, Any]] = field(default_factory=list)
-    closed_dms: set[str] = field(default_factory=set)  # people who take no DMs from the city
 
     def mention(self, post: dict[str, Any], author: str | None = None) -> dict[str, Any]:
         self.mentions.append(post)
@@ -182,10 +190,6 @@ class FakeX:
         path = parts.path
         if path.startswith(("/i/oauth2/", "/2/oauth2/")) or path == "/2/users/me":
             return self._oauth(request, path, query)
-        if request.method == "POST" and path.startswith("/2/dm_conversations/with/"):
-            if request.headers.get("authorization") != f"Bearer {USER_TOKEN}":
-                return problem(401, "Unauthorized", "Unauthorized")
-            return self._dm(path.split("/")[4], request)
         if request.method == "GET" and path == f"/2/users/{CITY_ID}/mentions":
             if request.headers.get("authorization") != f"Bearer {BEARER}":
                 return problem(401, "Unauthorized", "Unauthorized")
@@ -196,6 +200,14 @@ class FakeX:
             if request.headers.get("authorization") != f"Bearer {USER_TOKEN}":
                 return problem(401, "Unauthorized", "Unauthorized")
             return self._reply(request)
+        if (
+            request.method == "POST"
+            and path.startswith("/2/dm_conversations/with/")
+            and path.endswith("/messages")
+        ):
+            if request.headers.get("authorization") != f"Bearer {USER_TOKEN}":
+                return problem(401, "Unauthorized", "Unauthorized")
+            return self._dm(request, path.split("/")[4])
         return problem(404, "Not Found", f"no route {request.method} {path}")
 
     def _oauth(self, request: Received, path: str, query: dict[str, str]) -> Reply:
@@ -241,19 +253,6 @@ class FakeX:
                 return problem(401, "Unauthorized", "Unauthorized")
             return Reply.json(200, json.dumps({"data": self.tokens[token]}))
         return problem(404, "Not Found", f"no route {request.method} {path}")
-
-    def _dm(self, participant: str, request: Received) -> Reply:
-        try:
-            text = json.loads(request.body)["text"]
-        except (ValueError, KeyError, TypeError):
-            return problem(400, "Invalid Request", "One or more parameters is invalid.")
-        if participant in self.closed_dms:
-            return problem(403, "Forbidden", "You cannot send messages to this user.")
-        event = next_id()
-        self.dms.append({"to": participant, "text": text, "id": event})
-        conversation = f"{CITY_ID}-{participant}"
-        body = {"data": {"dm_conversation_id": conversation, "dm_event_id": event}}
-        return Reply.json(201, json.dumps(body))
 
     def _headers(self) -> dict[str, str]:
         self.remaining = max(self.remaining - 1, 0)
@@ -326,11 +325,49 @@ class FakeX:
             return problem(
                 403, "Forbidden", "You are not allowed to create a Tweet with duplicate content."
             )
+        if not self._may_reply(parent):
+            # X's 2026 rule, and a post whose author limited replies: the same 403.
+            return problem(
+                403,
+                "Forbidden",
+                "Reply to this conversation is not allowed because you have not been mentioned"
+                " or otherwise engaged by the author of the post you are replying to.",
+            )
         posted = next_id()
         self.replies.append({"id": posted, "text": text, "in_reply_to": parent})
         return Reply.json(
             201,
             json.dumps({"data": {"id": posted, "text": text, "edit_history_tweet_ids": [posted]}}),
+        )
+
+    def _may_reply(self, parent: str) -> bool:
+        """X's 2026 rule: the city may answer a post whose author mentioned it (or one of the
+        city's own posts); a post whose author limited replies to others refuses it too."""
+        if any(r["id"] == parent for r in self.replies):
+            return True
+        post = next((p for p in self.mentions if p["id"] == parent), None)
+        if post is None:
+            return True  # a post this fake does not hold: nothing to check it against
+        mentioned = any(m.get("id") == CITY_ID for m in post["entities"].get("mentions", []))
+        if post.get("reply_settings", "everyone") != "everyone" and not mentioned:
+            return False
+        return mentioned
+
+    def _dm(self, request: Received, participant: str) -> Reply:
+        try:
+            text = json.loads(request.body)["text"]
+        except (ValueError, KeyError, TypeError):
+            return problem(400, "Invalid Request", "One or more parameters is invalid.")
+        if participant in self.dm_closed:
+            # The person does not accept direct messages from the city.
+            return problem(403, "Forbidden", "You cannot send messages to this user.")
+        event = next_id()
+        self.dms.append({"id": event, "to": participant, "text": text})
+        return Reply.json(
+            201,
+            json.dumps(
+                {"data": {"dm_conversation_id": f"{CITY_ID}-{participant}", "dm_event_id": event}}
+            ),
         )
 
 
