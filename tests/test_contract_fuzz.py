@@ -83,7 +83,7 @@ def fuzz_database(database_url: str) -> Iterator[str]:
 
 def _seed_talk_and_social(url: str) -> None:
     """A spike alert and a post in the webcare inbox of the demo city, so the fuzzer reaches
-    ``/v1/alerts/{alert_id}`` and ``/v1/social/posts/{post_id}/...`` with ids that exist (the
+    ``/v1/alerts/{alert_id}`` and ``/v1/social/posts/{social_post_id}/...`` with ids that exist (the
     demo seeds neither: alerts come of a spike, posts of a poll)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(

@@ -88,7 +88,7 @@ class World:
             "template_id": str(self.bravo_template),
             "key_id": str(self.bravo_key),
             "notification_id": str(self.bravo_notification),
-            "post_id": str(self.bravo_post),
+            "social_post_id": str(self.bravo_post),
             "slug": self.bravo.slug,
             "kind": "district",
             # Valid codes of Bravo's: an invalid one would be a 422 before any check.
@@ -328,24 +328,24 @@ CASES: dict[tuple[str, str], tuple[str, Case, set[int] | str]] = {
     ),
     ("GET", "/v1/areas"): ("staff", at("/v1/areas"), HIDDEN),
     ("GET", "/v1/social/posts"): ("staff", at("/v1/social/posts"), HIDDEN),
-    ("POST", "/v1/social/posts/{post_id}/assign"): (
+    ("POST", "/v1/social/posts/{social_post_id}/assign"): (
         "staff",
-        body("/v1/social/posts/{post_id}/assign", lambda w: {"user_id": None}),
+        body("/v1/social/posts/{social_post_id}/assign", lambda w: {"user_id": None}),
         {404},
     ),
-    ("POST", "/v1/social/posts/{post_id}/answer"): (
+    ("POST", "/v1/social/posts/{social_post_id}/answer"): (
         "staff",
-        body("/v1/social/posts/{post_id}/answer", lambda w: {"text": "x"}),
+        body("/v1/social/posts/{social_post_id}/answer", lambda w: {"text": "x"}),
         {404},
     ),
-    ("POST", "/v1/social/posts/{post_id}/close"): (
+    ("POST", "/v1/social/posts/{social_post_id}/close"): (
         "staff",
-        body("/v1/social/posts/{post_id}/close", lambda w: {"reason": "x"}),
+        body("/v1/social/posts/{social_post_id}/close", lambda w: {"reason": "x"}),
         {404},
     ),
-    ("POST", "/v1/social/posts/{post_id}/suggestion"): (
+    ("POST", "/v1/social/posts/{social_post_id}/suggestion"): (
         "staff",
-        body("/v1/social/posts/{post_id}/suggestion", lambda w: {"decision": "new"}),
+        body("/v1/social/posts/{social_post_id}/suggestion", lambda w: {"decision": "new"}),
         {404},
     ),
     ("GET", "/v1/crews"): ("staff", at("/v1/crews"), HIDDEN),

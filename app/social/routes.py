@@ -303,32 +303,34 @@ async def list_posts(
 
 
 @router.post(
-    "/v1/social/posts/{post_id}/assign",
+    "/v1/social/posts/{social_post_id}/assign",
     response_model=SocialPostOut,
     summary="Give a post to a webcare agent (or to nobody)",
     responses={404: {"description": "No such post"}},
 )
 async def assign(
-    post_id: PostId, body: PostAssignIn, staff: StaffPrincipal, session: SessionDep
+    social_post_id: PostId, body: PostAssignIn, staff: StaffPrincipal, session: SessionDep
 ) -> SocialPostOut:
-    return await inbox.assign(session, staff, post_id, body.user_id)
+    return await inbox.assign(session, staff, social_post_id, body.user_id)
 
 
 @router.post(
-    "/v1/social/posts/{post_id}/answer",
+    "/v1/social/posts/{social_post_id}/answer",
     response_model=PostAnswerOut,
     status_code=202,
     summary="Answer a post in its thread, through the outbox",
     responses={404: {"description": "No such post"}},
 )
 async def answer(
-    post_id: PostId, body: PostAnswerIn, staff: StaffPrincipal, session: SessionDep
+    social_post_id: PostId, body: PostAnswerIn, staff: StaffPrincipal, session: SessionDep
 ) -> PostAnswerOut:
-    return PostAnswerOut(notification_id=await inbox.answer(session, staff, post_id, body.text))
+    return PostAnswerOut(
+        notification_id=await inbox.answer(session, staff, social_post_id, body.text)
+    )
 
 
 @router.post(
-    "/v1/social/posts/{post_id}/suggestion",
+    "/v1/social/posts/{social_post_id}/suggestion",
     response_model=SocialPostOut,
     summary="Decide a suggested merge: link the post to the author's recent ticket, or file "
     "it as new",
@@ -338,23 +340,23 @@ async def answer(
     },
 )
 async def decide_suggestion(
-    post_id: PostId,
+    social_post_id: PostId,
     body: SuggestionIn,
     request: Request,
     staff: StaffPrincipal,
     session: SessionDep,
 ) -> SocialPostOut:
     settings = request.app.state.settings
-    return await inbox.decide(session, settings, staff, post_id, body.decision == "link")
+    return await inbox.decide(session, settings, staff, social_post_id, body.decision == "link")
 
 
 @router.post(
-    "/v1/social/posts/{post_id}/close",
+    "/v1/social/posts/{social_post_id}/close",
     response_model=SocialPostOut,
     summary='"No answer needed", with the reason',
     responses={404: {"description": "No such post"}},
 )
 async def close(
-    post_id: PostId, body: PostCloseIn, staff: StaffPrincipal, session: SessionDep
+    social_post_id: PostId, body: PostCloseIn, staff: StaffPrincipal, session: SessionDep
 ) -> SocialPostOut:
-    return await inbox.close(session, staff, post_id, body.reason)
+    return await inbox.close(session, staff, social_post_id, body.reason)
