@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from app.auth.api_keys import authenticate_api_key
@@ -25,6 +26,8 @@ from app.core import clock, idempotency
 from app.core.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
 from app.core.ratelimit import client_ip, rate_limit
 from app.db import ReadConnection, SessionDep, read_db
+from app.geocoding import repository as geocoding
+from app.geocoding.service import Gazetteer
 from app.media.service import AcceptedUploads, PhotoPipeline, ensure_photo_backlog_below
 from app.open311 import queries, schemas, service
 from app.open311.formats import JSON_TYPE, XML_TYPE, Format, format_of, render, respond
@@ -81,6 +84,19 @@ async def _jurisdiction(
         required=required,
         ignore_unknown=_settings(request).open311_ignore_unknown_jurisdiction,
     )
+
+
+async def _gazetteer(request: Request, session: AsyncSession, jurisdiction_id: int) -> Gazetteer:
+    """The city's street gazetteer, kept as long as the jurisdictions (a city file applied
+    changes it; compiling a long street list for every address-only request would not do)."""
+    state = request.app.state
+    cached: dict[int, tuple[float, Gazetteer]] = getattr(state, "open311_gazetteers", None) or {}
+    found = cached.get(jurisdiction_id)
+    if found is not None and time.monotonic() - found[0] < JURISDICTIONS_TTL_SECONDS:
+        return found[1]
+    gazetteer = Gazetteer(await geocoding.streets(session, jurisdiction_id))
+    state.open311_gazetteers = cached | {jurisdiction_id: (time.monotonic(), gazetteer)}
+    return gazetteer
 
 
 # -- discovery ----------------------------------------------------------------------------------
@@ -333,6 +349,13 @@ async def post_request(request: Request, session: SessionDep) -> Response:
     if found is None:
         raise NotFound(f"service_code {code!r} not found in {jurisdiction.slug}")
 
+    place = await service.place_of(
+        params,
+        info,
+        geocoder=request.app.state.geocoder,
+        gazetteer=lambda: _gazetteer(request, session, info.id),
+        has_photos=bool(params.files),
+    )
     for part in params.files:
         if part.size > settings.max_photo_bytes:
             raise PayloadTooLarge(
@@ -372,6 +395,7 @@ async def post_request(request: Request, session: SessionDep) -> Response:
             service_code=code,
             definitions=found.attributes,
             photos=photos.photos if photos else (),
+            place=place,
         )
         filed = await submit_report(session, catalog, submission, claim=claim)
         if photos:

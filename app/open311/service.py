@@ -10,7 +10,7 @@ ticket's own status goes in the extensions (``detailed_status``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +19,8 @@ from app.auth.principal import Principal
 from app.contacts.models import ContactKind
 from app.contacts.service import ContactSpec
 from app.core.errors import BadRequest, NotFound
+from app.geocoding.service import Bbox, Gazetteer, Geocoder, geocode_address
+from app.jurisdictions.catalog import JurisdictionInfo
 from app.media.links import photo_ref
 from app.media.service import AcceptedPhoto
 from app.open311.formats import parse_datetime, timestamp
@@ -29,6 +31,7 @@ from app.tickets.models import OPEN_STATUSES, TicketStatus
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 MAX_DESCRIPTION = 4000  # the spec's limit
+MAX_ADDRESS = 500  # of an address sent to the geocoder
 MAX_RADIUS_M = 50_000.0
 DEFAULT_RADIUS_M = 1_000.0
 
@@ -297,6 +300,59 @@ def answers(
     return out
 
 
+def address_of(params: Params) -> tuple[str, str] | None:
+    """The address a request gives instead of coordinates: ``(field, text)``.
+    ``address_string`` first; an ``address_id`` is looked up as text too, except
+    FixMyStreet's ``#NOTPINPOINTED#``-style markers, which say there is no address."""
+    text = params.get("address_string")
+    if text is not None:
+        return "address_string", text
+    given = params.get("address_id")
+    if given is not None and not given.startswith("#"):
+        return "address_id", given
+    return None
+
+
+async def place_of(
+    params: Params,
+    jurisdiction: JurisdictionInfo,
+    *,
+    geocoder: Geocoder | None,
+    gazetteer: Callable[[], Awaitable[Gazetteer]],
+    has_photos: bool,
+) -> Place | None:
+    """Where a POST says the problem is: ``lat``/``long``; else its address, placed by the
+    geocoder or the city's street gazetteer, inside the jurisdiction; else None when a photo
+    may carry GPS in its EXIF (the intake reads it). 400 otherwise."""
+    lat, lon = params.number("lat"), params.number("long")
+    if (lat is None) != (lon is None):
+        raise invalid("lat/long", "send both lat and long")
+    if lat is not None and lon is not None:
+        return Place(lon, lat, LocationSource.device)
+    address = address_of(params)
+    if address is not None:
+        name, text = address
+        bbox: Bbox = tuple(jurisdiction.boundary.bounds)
+        found = await geocode_address(
+            text[:MAX_ADDRESS], bbox, geocoder=geocoder, gazetteer=await gazetteer()
+        )
+        if found is not None:
+            if not jurisdiction.contains(found.lon, found.lat):
+                raise invalid(name, f"{text!r} is outside {jurisdiction.name}")
+            return Place(found.lon, found.lat, LocationSource.address, found.accuracy_m)
+    if has_photos:
+        return None
+    raise invalid(
+        "lat/long",
+        "send lat and long (WGS84), or a photo with GPS in its EXIF"
+        + (
+            f": {address[0]} {address[1]!r} could not be placed on the map"
+            if address is not None
+            else ""
+        ),
+    )
+
+
 def submission_of(
     params: Params,
     submitter: Submitter,
@@ -305,17 +361,9 @@ def submission_of(
     service_code: str,
     definitions: Sequence[Mapping[str, Any]],
     photos: Sequence[AcceptedPhoto],
+    place: Place | None,
 ) -> Submission:
-    """An Open311 POST as the intake takes it from any channel."""
-    lat, lon = params.number("lat"), params.number("long")
-    if (lat is None) != (lon is None):
-        raise invalid("lat/long", "send both lat and long")
-    if lat is None and not photos:
-        raise invalid(
-            "lat/long",
-            "send lat and long (WGS84): this server places requests by coordinates"
-            " (address_string alone cannot be placed), or a photo with GPS in its EXIF",
-        )
+    """An Open311 POST as the intake takes it from any channel (``place``: ``place_of``)."""
     title, description = params.get("title"), params.get("description")
     if title and description and title not in description:
         description = f"{title}\n\n{description}"
@@ -339,9 +387,7 @@ def submission_of(
         channel=Channel.open311,
         submitter=submitter,
         service_code=service_code,
-        place=Place(lon, lat, LocationSource.device)
-        if lon is not None and lat is not None
-        else None,
+        place=place,
         jurisdiction=jurisdiction,
         description=description,
         address=params.get("address_string"),
