@@ -7,23 +7,27 @@ The geocoder and the clients' photo servers are real HTTP servers on loopback (`
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr, ValidationError
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.api_keys import issue_api_key
 from app.auth.models import Role
 from app.geocoding.service import HttpGeocoder
+from app.media.service import PhotoPipeline
+from app.open311.media import fetch_request_media
 from app.settings import Settings
 from app.social import config as social_config
 from app.social.config import Social, Street
 from tests.factories import CITY, make_jurisdiction, make_service
-from tests.fakes.http import FakeServer, Received, Reply, serving
+from tests.fakes.http import FakeServer, Received, Reply, served_file, serving
+from tests.images import jpeg
 
 BASE = "/open311/v2"
 LON, LAT = CITY.center
@@ -155,3 +159,210 @@ async def test_without_a_geocoder_the_gazetteer_places_a_street_and_nothing_else
             " EXIF: address_string 'Station Road 12' could not be placed on the map",
         }
     ]
+
+
+# -- media_url ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def photos(settings: Settings) -> Iterator[PhotoPipeline]:
+    pipeline = PhotoPipeline(settings)
+    yield pipeline
+    pipeline.close()
+
+
+@pytest.fixture
+def photo_server() -> Iterator[FakeServer]:
+    """A client's photo server: a real JPEG, a page that is no photo, a redirect."""
+    files = {
+        "/photos/hole.jpg": (jpeg((320, 240), lon=LON, lat=LAT), "image/jpeg"),
+        "/photos/page.jpg": (b"<html><body>not a photo</body></html>", "image/jpeg"),
+    }
+
+    def handle(request: Received) -> Reply:
+        if request.path == "/photos/moved.jpg":
+            return Reply(302, b"", {"Location": "/photos/hole.jpg"})
+        if request.path == "/photos/private.jpg":
+            return Reply(302, b"", {"Location": "http://10.255.255.1/hole.jpg"})
+        return served_file(files, request) or Reply(404)
+
+    with serving(handle) as server:
+        yield server
+
+
+async def media_state(db: AsyncSession, report_id: int) -> Any:
+    return (
+        await db.execute(
+            text("SELECT state, failure FROM open311_media WHERE report_id = :r"),
+            {"r": report_id},
+        )
+    ).one()
+
+
+async def photos_of(db: AsyncSession, report_id: int) -> list[Any]:
+    rows = await db.execute(
+        text("SELECT status FROM photo WHERE report_id = :r ORDER BY id"), {"r": report_id}
+    )
+    return list(rows.all())
+
+
+async def test_a_media_url_photo_is_fetched_after_filing(
+    client: httpx.AsyncClient,
+    city: dict[str, Any],
+    db: AsyncSession,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    photos: PhotoPipeline,
+    photo_server: FakeServer,
+) -> None:
+    url = f"{photo_server.url}/photos/moved.jpg"  # a redirect to the photo, checked again
+    filed = await client.post(
+        f"{BASE}/requests.json", data=form(city, lat=str(LAT), long=str(LON), media_url=url)
+    )
+    assert filed.status_code == 200, filed.text
+    report = await report_of(db, filed.json()[0]["service_request_id"])
+    assert photo_server.received == []  # nothing fetched while the client waited
+    job = (
+        await db.execute(
+            text("SELECT args, queue_name FROM procrastinate_jobs WHERE task_name = :t"),
+            {"t": "fetch_open311_media"},
+        )
+    ).one()
+    assert (job.args, job.queue_name) == ({"report_id": report.id}, "photos")
+    assert (await media_state(db, report.id)).state == "pending"
+    loopback = settings.model_copy(update={"media_url_allow_loopback": True})
+    done = await fetch_request_media(sessionmaker, loopback, photos, report.id, last_try=False)
+    assert done == "fetched"
+    assert await media_state(db, report.id) == ("fetched", None)
+    assert [p.status for p in await photos_of(db, report.id)] == ["pending"]  # then processed
+    assert [r.path for r in photo_server.received] == ["/photos/moved.jpg", "/photos/hole.jpg"]
+    # A second try of the job attaches nothing twice.
+    again = await fetch_request_media(sessionmaker, loopback, photos, report.id, last_try=False)
+    assert again == "nothing to fetch"
+    assert len(await photos_of(db, report.id)) == 1
+
+
+async def test_a_media_url_that_is_no_photo_keeps_the_report_and_says_why(
+    client: httpx.AsyncClient,
+    city: dict[str, Any],
+    db: AsyncSession,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    photos: PhotoPipeline,
+    photo_server: FakeServer,
+) -> None:
+    filed = await client.post(
+        f"{BASE}/requests.json",
+        data=form(
+            city,
+            lat=str(LAT),
+            long=str(LON),
+            media_url=[
+                f"{photo_server.url}/photos/page.jpg",  # markup with a photo's name and type
+                f"{photo_server.url}/photos/gone.jpg",  # 404
+            ],
+        ),
+    )
+    assert filed.status_code == 200, filed.text
+    reference = filed.json()[0]["service_request_id"]
+    report = await report_of(db, reference)
+    loopback = settings.model_copy(update={"media_url_allow_loopback": True})
+    done = await fetch_request_media(sessionmaker, loopback, photos, report.id, last_try=False)
+    assert done == "failed"
+    state = await media_state(db, report.id)
+    assert state.state == "failed"
+    assert "photo 1:" in state.failure
+    assert "photo 2: media download 404" in state.failure
+    assert await photos_of(db, report.id) == []
+    note = (
+        await db.execute(
+            text(
+                "SELECT e.note, e.public FROM ticket_event e JOIN ticket t ON t.id = e.ticket_id"
+                " WHERE t.reference = :r AND e.actor_label = 'open311:media_url'"
+            ),
+            {"r": reference},
+        )
+    ).one()
+    assert note.public is False
+    assert "could not be fetched" in note.note
+    # The report is there, public, as filed.
+    listed = await client.get(f"{BASE}/requests/{reference}.json")
+    assert listed.status_code == 200
+
+
+async def test_media_urls_reach_public_addresses_only_in_production(
+    client: httpx.AsyncClient,
+    city: dict[str, Any],
+    db: AsyncSession,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    photos: PhotoPipeline,
+    photo_server: FakeServer,
+) -> None:
+    production = Settings(
+        env="production",
+        secret_key=SecretStr("p" * 40),
+        database_url=settings.database_url,
+        media_dir=settings.media_dir,
+        log_json=False,
+    )
+    assert production.media_url_allow_loopback is False
+    with pytest.raises(ValidationError, match="MEDIA_URL_ALLOW_LOOPBACK"):
+        Settings(
+            env="production",
+            secret_key=SecretStr("p" * 40),
+            database_url=settings.database_url,
+            media_url_allow_loopback=True,
+        )
+    filed = await client.post(
+        f"{BASE}/requests.json",
+        data=form(
+            city,
+            lat=str(LAT),
+            long=str(LON),
+            media_url=[
+                f"{photo_server.url}/photos/hole.jpg",  # loopback: this server itself, say
+                "http://10.255.255.1/hole.jpg",  # the city's own network
+                "http://169.254.169.254/latest/meta-data",  # a cloud's metadata service
+            ],
+        ),
+    )
+    assert filed.status_code == 200, filed.text
+    report = await report_of(db, filed.json()[0]["service_request_id"])
+    done = await fetch_request_media(sessionmaker, production, photos, report.id, last_try=True)
+    assert done == "failed"
+    failure = (await media_state(db, report.id)).failure
+    assert "photo 1: its host is a loopback address" in failure
+    assert "photo 2: its host is a private address" in failure
+    assert "photo 3: its host is a link-local address" in failure
+    assert photo_server.received == []  # never connected
+    # Allowed loopback (tests, demos) still refuses a redirect to a private address.
+    redirected = await client.post(
+        f"{BASE}/requests.json",
+        data=form(
+            city,
+            lat=str(LAT + 0.01),
+            long=str(LON),
+            media_url=f"{photo_server.url}/photos/private.jpg",
+        ),
+    )
+    report = await report_of(db, redirected.json()[0]["service_request_id"])
+    loopback = settings.model_copy(update={"media_url_allow_loopback": True})
+    assert (
+        await fetch_request_media(sessionmaker, loopback, photos, report.id, last_try=True)
+        == "failed"
+    )
+    assert "private address" in (await media_state(db, report.id)).failure
+
+
+async def test_a_media_url_must_be_a_web_link(
+    client: httpx.AsyncClient, city: dict[str, Any]
+) -> None:
+    for url in ("ftp://example.org/a.jpg", "http://user:pw@example.org/a.jpg", "not a link"):
+        for ext in (".json", ".xml"):
+            refused = await client.post(
+                f"{BASE}/requests{ext}",
+                data=form(city, lat=str(LAT), long=str(LON), media_url=url),
+            )
+            assert refused.status_code == 400, refused.text
+            assert "media_url" in refused.text

@@ -29,7 +29,7 @@ from app.db import ReadConnection, SessionDep, read_db
 from app.geocoding import repository as geocoding
 from app.geocoding.service import Gazetteer
 from app.media.service import AcceptedUploads, PhotoPipeline, ensure_photo_backlog_below
-from app.open311 import queries, schemas, service
+from app.open311 import media, queries, schemas, service
 from app.open311.formats import JSON_TYPE, XML_TYPE, Format, format_of, render, respond
 from app.open311.params import FLAG_VALUES, MAX_LENGTH, Params, form_params, invalid, query_params
 from app.open311.service import JurisdictionRow
@@ -363,6 +363,8 @@ async def post_request(request: Request, session: SessionDep) -> Response:
                 f" {settings.max_photo_bytes // (1024 * 1024)} MiB"
             )
     uploads = [part.data for part in params.files]
+    # Uploaded files win over links (the v2.1 draft); links are fetched after filing.
+    links = [] if uploads else media.urls_of(params, limit=settings.max_photos_per_report)
     extended = params.flag("extensions")
     # A retry of a forwarded report replays the first answer: the client's Idempotency-Key,
     # or FixMyStreet's own id of the report when it sends one.
@@ -400,6 +402,8 @@ async def post_request(request: Request, session: SessionDep) -> Response:
         filed = await submit_report(session, catalog, submission, claim=claim)
         if photos:
             await photos.written()  # before the commit: a pending row always has its original
+        if links:
+            await media.ask_for(session, filed.report_id, links)
         await queue_verifications(session, settings, filed.verifications, filed.reference)
         body = render(fmt, "service_requests", [_posted(filed, extended)])
         return idempotency.Answer(200, body, filed.report_id)
@@ -545,7 +549,10 @@ _POST_FIELDS: dict[str, Any] = {
         "service_code": {"type": "string"},
         "lat": {"type": "number"},
         "long": {"type": "number"},
-        "address_string": {"type": "string"},
+        "address_string": {
+            "type": "string",
+            "description": "Without lat/long: placed by the geocoder or the city's streets",
+        },
         "address_id": {"type": "string"},
         "description": {"type": "string", "maxLength": 4000},
         "title": {"type": "string"},
@@ -555,7 +562,12 @@ _POST_FIELDS: dict[str, Any] = {
         "last_name": {"type": "string"},
         "device_id": {"type": "string"},
         "account_id": {"type": "string"},
-        "media_url": {"type": "string"},
+        "media_url": {
+            "type": "string",
+            "maxLength": 2000,
+            "description": "A link to a photo (repeatable); fetched after filing, from public"
+            " addresses only. Ignored when files are uploaded",
+        },
         "email_alerts_requested": {"type": "string", "enum": ["TRUE", "FALSE"]},
         "locale": {"type": "string"},
     },
