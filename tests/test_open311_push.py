@@ -7,6 +7,7 @@ The geocoder and the clients' photo servers are real HTTP servers on loopback (`
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -366,3 +367,142 @@ async def test_a_media_url_must_be_a_web_link(
             )
             assert refused.status_code == 400, refused.text
             assert "media_url" in refused.text
+
+
+# -- POST servicerequestupdates -------------------------------------------------------------------
+
+
+def update_form(city: dict[str, Any], reference: str, **fields: Any) -> dict[str, Any]:
+    """What FixMyStreet's Open311 client posts for a citizen's update."""
+    return {
+        "api_key": city["key"],
+        "service_request_id": reference,
+        "update_id": "4242",
+        "updated_datetime": "2026-12-04T10:15:00+00:00",
+        "status": "OPEN",
+        "description": "Still there, and deeper after the rain.",
+        "email": "citizen@example.org",
+        "first_name": "Joanna",
+        "last_name": "Quixotic",
+        "title": "MRS",
+        "media_url": "https://fixmystreet.example/photo/99.full.jpeg",
+        **fields,
+    }
+
+
+async def comments(db: AsyncSession, reference: str) -> list[Any]:
+    rows = await db.execute(
+        text(
+            "SELECT e.id, e.kind, e.public, e.note, e.data FROM ticket_event e"
+            " JOIN ticket t ON t.id = e.ticket_id"
+            " WHERE t.reference = :r AND e.data ? 'open311_update_id' ORDER BY e.id"
+        ),
+        {"r": reference},
+    )
+    return list(rows.all())
+
+
+async def filed_reference(client: httpx.AsyncClient, city: dict[str, Any]) -> str:
+    filed = await client.post(f"{BASE}/requests.json", data=form(city, lat=str(LAT), long=str(LON)))
+    assert filed.status_code == 200, filed.text
+    return str(filed.json()[0]["service_request_id"])
+
+
+async def test_a_fixmystreet_update_becomes_an_internal_comment_once(
+    client: httpx.AsyncClient, city: dict[str, Any], db: AsyncSession
+) -> None:
+    reference = await filed_reference(client, city)
+    answer = await client.post(
+        f"{BASE}/servicerequestupdates.xml", data=update_form(city, reference)
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "text/xml; charset=utf-8"
+    root = ET.fromstring(answer.content)  # noqa: S314
+    assert root.tag == "service_request_updates"
+    (update,) = root
+    assert update.tag == "request_update"
+    assert [c.tag for c in update] == ["update_id"]  # account_id is null: left out
+    (comment,) = await comments(db, reference)
+    assert update.findtext("update_id") == str(comment.id)
+    assert (comment.kind, comment.public) == ("comment", False)
+    assert comment.note.startswith("Still there, and deeper after the rain.")
+    assert "https://fixmystreet.example/photo/99.full.jpeg" in comment.note
+    assert comment.data == {
+        "open311_update_id": "4242",
+        "status": "OPEN",
+        "updated_datetime": "2026-12-04T10:15:00Z",
+        "media_url": ["https://fixmystreet.example/photo/99.full.jpeg"],
+    }
+    # Who wrote it is not kept; nothing of it reaches the public timeline or updates.
+    stored = json.dumps([comment.note, comment.data])
+    for personal in ("citizen@example.org", "Joanna", "Quixotic"):
+        assert personal not in stored
+    public = await client.get(f"{BASE}/servicerequestupdates.json")
+    assert "deeper after the rain" not in public.text
+    # FixMyStreet retries (its answer was lost): the same comment, in JSON now.
+    again = await client.post(
+        f"{BASE}/servicerequestupdates.json", data=update_form(city, reference)
+    )
+    assert again.status_code == 200, again.text
+    assert again.json() == [{"update_id": str(comment.id), "account_id": None}]
+    assert len(await comments(db, reference)) == 1
+
+
+async def test_a_citizens_closed_is_noted_and_the_ticket_stays_open(
+    client: httpx.AsyncClient, city: dict[str, Any], db: AsyncSession
+) -> None:
+    reference = await filed_reference(client, city)
+    answer = await client.post(
+        f"{BASE}/servicerequestupdates.json",
+        data=update_form(
+            city, reference, update_id="4243", status="closed", description="Fixed, thanks!"
+        ),
+    )
+    assert answer.status_code == 200, answer.text
+    (comment,) = await comments(db, reference)
+    assert comment.data["status"] == "CLOSED"
+    assert "Marked CLOSED on FixMyStreet" in comment.note
+    status = (
+        await db.execute(text("SELECT status FROM ticket WHERE reference = :r"), {"r": reference})
+    ).scalar_one()
+    assert status == "open"
+    listed = await client.get(f"{BASE}/requests/{reference}.json")
+    assert listed.json()[0]["status"] == "open"
+
+
+async def test_update_errors_are_open311_errors_in_both_formats(
+    client: httpx.AsyncClient, city: dict[str, Any], db: AsyncSession
+) -> None:
+    reference = await filed_reference(client, city)
+    other = await make_jurisdiction(db, slug="elsewhere")
+    other_key = await issue_api_key(db, jurisdiction_id=other.id, name="x", role=Role.citizen)
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        ({"api_key": ""}, 403, "api_key"),
+        ({"api_key": "ks_nope_nope"}, 403, "API key"),
+        ({"api_key": other_key.secret}, 403, "own jurisdiction"),
+        ({"jurisdiction_id": "elsewhere"}, 403, "own jurisdiction"),
+        ({"service_request_id": "K-2026-999999"}, 404, "K-2026-999999"),
+        ({"update_id": ""}, 400, "update_id"),
+        ({"update_id": "u" * 101}, 400, "update_id"),
+        ({"status": "SOLVED"}, 400, "status"),
+        ({"updated_datetime": "yesterday"}, 400, "updated_datetime"),
+        ({"description": "", "media_url": ""}, 400, "description"),
+        ({"description": "x" * 4001}, 400, "description"),
+        ({"media_url": "ftp://example.org/a.jpg"}, 400, "media_url"),
+    ]
+    for ext in (".json", ".xml"):
+        for fields, status, words in cases:
+            answer = await client.post(
+                f"{BASE}/servicerequestupdates{ext}",
+                data=update_form(city, reference, **fields),
+            )
+            assert answer.status_code == status, (fields, answer.text)
+            if ext == ".json":
+                body = answer.json()
+                assert [e["code"] for e in body] == [status] * len(body)
+                assert words in " ".join(e["description"] for e in body), (fields, body)
+            else:
+                root = ET.fromstring(answer.content)  # noqa: S314
+                assert root.tag == "errors"
+                assert words in answer.text, (fields, answer.text)
+    assert await comments(db, reference) == []

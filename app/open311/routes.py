@@ -315,17 +315,12 @@ def _posted(filed: Filed, extended: bool) -> dict[str, Any]:
     return item
 
 
-async def post_request(request: Request, session: SessionDep) -> Response:
-    fmt = _format(request)
-    settings = _settings(request)
-    params = await form_params(
-        request,
-        max_files=settings.max_photos_per_report,
-        max_file_bytes=settings.max_photo_bytes,
-    )
+async def _client(request: Request, params: Params, verb: str) -> tuple[Principal, JurisdictionRow]:
+    """The API key's principal and the jurisdiction it acts in: its own, which a
+    ``jurisdiction_id`` may name but not change (403)."""
     key = params.get("api_key") or request.headers.get("x-api-key")
     if key is None:
-        raise Forbidden("api_key is required to create a service request")
+        raise Forbidden(f"api_key is required to {verb} a service request")
     async with read_db(request) as db:
         principal = Principal.of_api_key(await authenticate_api_key(db, key))
         jurisdiction = await _jurisdiction(request, db, params, required=False)
@@ -335,9 +330,21 @@ async def post_request(request: Request, session: SessionDep) -> Response:
         jurisdiction = own
     if jurisdiction is None or own is None or jurisdiction.id != own.id:
         raise Forbidden(
-            "This api_key creates requests in its own jurisdiction only"
+            f"This api_key can {verb} requests in its own jurisdiction only"
             + (f" ({own.slug})" if own else "")
         )
+    return principal, jurisdiction
+
+
+async def post_request(request: Request, session: SessionDep) -> Response:
+    fmt = _format(request)
+    settings = _settings(request)
+    params = await form_params(
+        request,
+        max_files=settings.max_photos_per_report,
+        max_file_bytes=settings.max_photo_bytes,
+    )
+    principal, jurisdiction = await _client(request, params, "create")
     code = params.get("service_code")
     if code is None:
         raise BadRequest("service_code is required")
@@ -419,6 +426,30 @@ async def post_request(request: Request, session: SessionDep) -> Response:
             await photos.discard()
         return idempotency.replayed(outcome, fmt.media_type)
     return Response(outcome.body, status_code=200, headers={"content-type": fmt.media_type})
+
+
+# -- POST servicerequestupdates ------------------------------------------------------------------
+
+
+async def post_update(request: Request, session: SessionDep) -> Response:
+    """FixMyStreet pushes a citizen's update on a request it forwarded: an internal comment
+    on the ticket, once per ``update_id``; a citizen's CLOSED is noted, not obeyed."""
+    fmt = _format(request)
+    settings = _settings(request)
+    # Uploads are read (bounded) and not kept: a comment has no report to hold photos, so
+    # FixMyStreet's photo links are kept in the comment instead.
+    params = await form_params(
+        request,
+        max_files=settings.max_photos_per_report,
+        max_file_bytes=settings.max_photo_bytes,
+    )
+    principal, _ = await _client(request, params, "update")
+    links = media.urls_of(params, limit=settings.max_photos_per_report)
+    update = service.citizen_update_of(params, links)
+    event_id = await service.record_update(session, principal, update)
+    return respond(
+        fmt, "service_request_updates", [{"update_id": str(event_id), "account_id": None}]
+    )
 
 
 # -- the route table ----------------------------------------------------------------------------
@@ -600,6 +631,44 @@ _POST_BODY = {
     },
 }
 
+_UPDATE_FIELDS: dict[str, Any] = {
+    "type": "object",
+    "required": ["service_request_id", "update_id", "status", "updated_datetime"],
+    "properties": {
+        "api_key": {"type": "string", "description": "Required (body or query string)"},
+        "jurisdiction_id": {"type": "string"},
+        "service_request_id": {"type": "string", "maxLength": 100},
+        "update_id": {
+            "type": "string",
+            "maxLength": service.MAX_UPDATE_ID,
+            "description": "FixMyStreet's id of the update: a retry with it is answered again",
+        },
+        "status": {
+            "type": "string",
+            "enum": sorted(service.UPDATE_STATUSES),
+            "description": "What the citizen says (any case); noted, never applied",
+        },
+        "updated_datetime": {"type": "string", "format": "date-time"},
+        "description": {
+            "type": "string",
+            "maxLength": service.MAX_DESCRIPTION,
+            "description": "Required unless media_url is sent",
+        },
+        "media_url": {"type": "string", "maxLength": media.MAX_URL},
+        "email": {"type": "string", "description": "Accepted, not kept"},
+        "first_name": {"type": "string", "description": "Accepted, not kept"},
+        "last_name": {"type": "string", "description": "Accepted, not kept"},
+    },
+    "additionalProperties": {"type": "string"},
+}
+_UPDATE_BODY = {
+    "required": True,
+    "content": {
+        "application/x-www-form-urlencoded": {"schema": _UPDATE_FIELDS},
+        "multipart/form-data": {"schema": _UPDATE_FIELDS},
+    },
+}
+
 _STATUS_TEXT = {
     400: "Invalid or missing parameter (jurisdiction_id, service_code, location, attribute,"
     " description...), in Open311's error document",
@@ -746,6 +815,29 @@ _add(
     extra={"requestBody": _POST_BODY},
     dependencies=[
         Depends(rate_limit("reports", lambda s: s.rate_limit_reports_per_minute, client_ip))
+    ],
+)
+_add(
+    "servicerequestupdates",
+    post_update,
+    method="POST",
+    name="post_update",
+    summary="FixMyStreet push a citizen's update on a service request",
+    ok=schemas.UPDATE_ANSWER_REF,
+    description="Kept as an internal comment on the ticket (once per update_id; a retry"
+    " answers the same update_id); the ticket's status is not changed",
+    parameters=[
+        _query(
+            "api_key",
+            "Required, here or in the body",
+            {"type": "string", "maxLength": MAX_LENGTH["api_key"]},
+        ),
+        _JURISDICTION,
+    ],
+    statuses=(400, 403, 404, 413, 415, 429, 503),
+    extra={"requestBody": _UPDATE_BODY},
+    dependencies=[
+        Depends(rate_limit("open311_updates", lambda s: s.rate_limit_reports_per_minute, client_ip))
     ],
 )
 _add(
