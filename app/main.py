@@ -36,6 +36,7 @@ from app.db import (
     make_read_sessionmaker,
     make_sessionmaker,
 )
+from app.geocoding.service import HttpGeocoder
 from app.health.routes import router as health_router
 from app.home.routes import router as home_router
 from app.imports.routes import MAX_IMPORT_BYTES
@@ -95,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             app.state.photos.close()
+            if app.state.geocoder is not None:
+                await app.state.geocoder.close()
             if owns_engine:
                 if settings.read_database_url is not None:
                     await app.state.replica.close()
@@ -117,6 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.catalog = Catalog()
     app.state.photos = PhotoPipeline(settings)
+    # Open311 places address-only requests with it (the social worker makes its own).
+    app.state.geocoder = HttpGeocoder(settings) if settings.geocoder_url else None
     install_error_handlers(app)
     app.add_middleware(RejectNulMiddleware)
     body_limits = BodyLimits(settings.max_json_body_bytes, settings.max_request_bytes)

@@ -9,6 +9,7 @@ from app.linking.models import LinkAttempt
 from app.maps import models as _map_indexes  # noqa: F401  (indexes on ticket)
 from app.media.models import Photo
 from app.notify.models import AreaSubscription, Broadcast, Notification
+from app.open311.models import Open311Media
 from app.reports.models import IdempotencyRecord, Report
 from app.social.dialogue_models import Dialogue
 from app.social.models import SocialCursor, SocialPost, SocialSettings
@@ -34,6 +35,7 @@ __all__ = [
     "Jurisdiction",
     "LinkAttempt",
     "Notification",
+    "Open311Media",
     "Photo",
     "RateLimitHit",
     "Report",

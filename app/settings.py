@@ -147,6 +147,10 @@ class Settings(BaseSettings):
     # Outbound webhooks to partner systems (Standard Webhooks). Private, link-local and
     # loopback targets are refused; loopback may be allowed for tests and demos only.
     webhook_allow_loopback: bool = False
+    # Photos an Open311 client names by media_url, fetched from its server after filing:
+    # public addresses only, as webhooks; loopback for tests and demos, refused in production.
+    media_url_allow_loopback: bool = False
+    media_url_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
     # Social intake (docs/social.md). The X API's base URL: unset, https://api.x.com in
     # production and the local sink for replies elsewhere (the demo); set (a local fake),
@@ -270,6 +274,10 @@ class Settings(BaseSettings):
             if self.webhook_allow_loopback:
                 raise ValueError(
                     "KERBSIDE_WEBHOOK_ALLOW_LOOPBACK is for tests and demos, not production"
+                )
+            if self.media_url_allow_loopback:
+                raise ValueError(
+                    "KERBSIDE_MEDIA_URL_ALLOW_LOOPBACK is for tests and demos, not production"
                 )
         if self.webpush_vapid_private_key is not None and not self.webpush_vapid_subject:
             raise ValueError(

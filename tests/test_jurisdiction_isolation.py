@@ -733,6 +733,27 @@ async def test_an_open311_key_files_in_its_own_jurisdiction_only(
         assert marker not in listed.text, marker
 
 
+async def test_an_open311_key_comments_on_its_own_jurisdictions_tickets_only(
+    client: httpx.AsyncClient, db: AsyncSession, world: World
+) -> None:
+    before = await bravo_state(db, world.bravo.id)
+    update = {
+        "api_key": world.alpha_key,
+        "service_request_id": world.bravo_ticket,
+        "update_id": "77",
+        "status": "CLOSED",
+        "updated_datetime": "2026-12-04T10:00:00Z",
+        "description": "Fixed, close it",
+    }
+    for extra in ({}, {"jurisdiction_id": world.bravo.slug}):
+        refused = await client.post(
+            "/open311/v2/servicerequestupdates.json", data={**update, **extra}
+        )
+        assert refused.status_code == 403, refused.text
+        assert refused.json()[0]["code"] == 403
+    assert await bravo_state(db, world.bravo.id) == before
+
+
 async def test_staff_report_in_another_city_as_anyone_does_without_staffs_trust(
     client: httpx.AsyncClient, world: World
 ) -> None:

@@ -98,6 +98,9 @@ for _suffix in (".json", ".xml", ""):
     ):
         PUBLIC[("GET", f"/open311/v2/{_path}{_suffix}")] = _why
     PUBLIC[("POST", f"/open311/v2/requests{_suffix}")] = "api_key checked by the route (403)"
+    PUBLIC[("POST", f"/open311/v2/servicerequestupdates{_suffix}")] = (
+        "api_key checked by the route (403)"
+    )
 PUBLIC[("GET", "/open311/v2")] = "Open311 discovery at the base URL"
 # fastapi-users' own routers guard themselves (sign-up and sign-in are open by nature).
 FASTAPI_USERS = re.compile(r"^/v1/(auth|users)/")

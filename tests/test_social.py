@@ -26,6 +26,7 @@ from app.channels.posts import InboundPost
 from app.channels.sources import AccountRef
 from app.channels.x import XChannel, XSource, posts_from_page
 from app.core import clock
+from app.geocoding.service import HttpGeocoder
 from app.jurisdictions.models import Jurisdiction
 from app.notify import service as notify
 from app.reports.intake import Place, Submission, Submitter
@@ -34,7 +35,7 @@ from app.reports.service import submit_report
 from app.settings import Settings
 from app.social import config as social_config
 from app.social.config import Social, SocialAccount, Street
-from app.social.locate import HttpGeocoder, address_in
+from app.social.locate import address_in
 from app.social.polling import poll_accounts, process_posts
 from app.social.service import Pipeline, receive, references_in
 from tests.factories import CITY, bearer_headers, make_jurisdiction, make_service, make_user

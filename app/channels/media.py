@@ -77,6 +77,14 @@ class MediaHosts:
 
     origins: frozenset[tuple[str, str, int]]  # exact (scheme, host, port): the base URLs
     hosts: tuple[str, ...]  # over HTTPS (port 443): a name, or "*.suffix" for its subdomains
+    # Any http(s) host (a client's own photo server, Open311's media_url): the caller's
+    # client must then refuse private addresses itself (``webhook.guarded_transport``).
+    anywhere: bool = False
+
+    @classmethod
+    def any_public(cls) -> MediaHosts:
+        """Any host: for a client that connects to public addresses only."""
+        return cls(frozenset(), (), anywhere=True)
 
     @classmethod
     def of(
@@ -93,7 +101,7 @@ class MediaHosts:
         origin = _origin(url)
         if origin is None:
             return False
-        if origin in self.origins:
+        if self.anywhere or origin in self.origins:
             return True
         scheme, host, port = origin
         if scheme != "https" or port != 443:

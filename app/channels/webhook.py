@@ -43,7 +43,11 @@ SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 
 
 class TargetRefused(Exception):
-    """The webhook's host resolves to an address we do not send to."""
+    """The host resolves to an address we do not send to (``why``: loopback, private...)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"webhook host resolves to a {why} address")
+        self.why = why
 
 
 def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
@@ -90,7 +94,7 @@ class PublicOnlyBackend(httpcore.AsyncNetworkBackend):
         for address in addresses:
             why = refusal(address, allow_loopback=self._allow_loopback)
             if why is not None:
-                raise TargetRefused(f"webhook host resolves to a {why} address")
+                raise TargetRefused(why)
         last: Exception | None = None
         for address in addresses:
             try:

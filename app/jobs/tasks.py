@@ -25,6 +25,7 @@ from app.channels.base import Channel
 from app.core import clock
 from app.core.jobs import (
     DELIVER_NOTIFICATIONS,
+    FETCH_OPEN311_MEDIA,
     FETCH_POST_PHOTOS,
     PROCESS_PHOTO,
     PROCESS_SOCIAL_POSTS,
@@ -40,6 +41,7 @@ from app.maps.service import refresh_grid
 from app.media.service import PhotoPipeline
 from app.notify import broadcasts, digests
 from app.notify import service as notify
+from app.open311 import media as open311_media
 from app.privacy.service import drop_expired_personal_data
 from app.settings import Settings
 from app.social import photos as social_photos
@@ -183,6 +185,29 @@ async def fetch_post_photos(context: JobContext, post_id: int) -> str:
         found.settings,
         found.photos,
         post_id,
+        last_try=tries >= _PHOTO_TRIES - 1,
+    )
+
+
+@queue.task(
+    name=FETCH_OPEN311_MEDIA,
+    queue="photos",
+    pass_context=True,
+    retry=RetryStrategy(
+        max_attempts=_PHOTO_TRIES - 1,
+        exponential_wait=5,
+        retry_exceptions={open311_media.MediaLater},
+    ),
+)
+async def fetch_open311_media(context: JobContext, report_id: int) -> str:
+    """Fetch the photos an Open311 request named by media_url (deferred when it is filed)."""
+    found = resources(context)
+    tries = context.job.attempts if context.job is not None else 0
+    return await open311_media.fetch_request_media(
+        found.sessionmaker,
+        found.settings,
+        found.photos,
+        report_id,
         last_try=tries >= _PHOTO_TRIES - 1,
     )
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from app.auth.api_keys import authenticate_api_key
@@ -25,8 +26,10 @@ from app.core import clock, idempotency
 from app.core.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
 from app.core.ratelimit import client_ip, rate_limit
 from app.db import ReadConnection, SessionDep, read_db
+from app.geocoding import repository as geocoding
+from app.geocoding.service import Gazetteer
 from app.media.service import AcceptedUploads, PhotoPipeline, ensure_photo_backlog_below
-from app.open311 import queries, schemas, service
+from app.open311 import media, queries, schemas, service
 from app.open311.formats import JSON_TYPE, XML_TYPE, Format, format_of, render, respond
 from app.open311.params import FLAG_VALUES, MAX_LENGTH, Params, form_params, invalid, query_params
 from app.open311.service import JurisdictionRow
@@ -81,6 +84,19 @@ async def _jurisdiction(
         required=required,
         ignore_unknown=_settings(request).open311_ignore_unknown_jurisdiction,
     )
+
+
+async def _gazetteer(request: Request, session: AsyncSession, jurisdiction_id: int) -> Gazetteer:
+    """The city's street gazetteer, kept as long as the jurisdictions (a city file applied
+    changes it; compiling a long street list for every address-only request would not do)."""
+    state = request.app.state
+    cached: dict[int, tuple[float, Gazetteer]] = getattr(state, "open311_gazetteers", None) or {}
+    found = cached.get(jurisdiction_id)
+    if found is not None and time.monotonic() - found[0] < JURISDICTIONS_TTL_SECONDS:
+        return found[1]
+    gazetteer = Gazetteer(await geocoding.streets(session, jurisdiction_id))
+    state.open311_gazetteers = cached | {jurisdiction_id: (time.monotonic(), gazetteer)}
+    return gazetteer
 
 
 # -- discovery ----------------------------------------------------------------------------------
@@ -299,17 +315,12 @@ def _posted(filed: Filed, extended: bool) -> dict[str, Any]:
     return item
 
 
-async def post_request(request: Request, session: SessionDep) -> Response:
-    fmt = _format(request)
-    settings = _settings(request)
-    params = await form_params(
-        request,
-        max_files=settings.max_photos_per_report,
-        max_file_bytes=settings.max_photo_bytes,
-    )
+async def _client(request: Request, params: Params, verb: str) -> tuple[Principal, JurisdictionRow]:
+    """The API key's principal and the jurisdiction it acts in: its own, which a
+    ``jurisdiction_id`` may name but not change (403)."""
     key = params.get("api_key") or request.headers.get("x-api-key")
     if key is None:
-        raise Forbidden("api_key is required to create a service request")
+        raise Forbidden(f"api_key is required to {verb} a service request")
     async with read_db(request) as db:
         principal = Principal.of_api_key(await authenticate_api_key(db, key))
         jurisdiction = await _jurisdiction(request, db, params, required=False)
@@ -319,9 +330,21 @@ async def post_request(request: Request, session: SessionDep) -> Response:
         jurisdiction = own
     if jurisdiction is None or own is None or jurisdiction.id != own.id:
         raise Forbidden(
-            "This api_key creates requests in its own jurisdiction only"
+            f"This api_key can {verb} requests in its own jurisdiction only"
             + (f" ({own.slug})" if own else "")
         )
+    return principal, jurisdiction
+
+
+async def post_request(request: Request, session: SessionDep) -> Response:
+    fmt = _format(request)
+    settings = _settings(request)
+    params = await form_params(
+        request,
+        max_files=settings.max_photos_per_report,
+        max_file_bytes=settings.max_photo_bytes,
+    )
+    principal, jurisdiction = await _client(request, params, "create")
     code = params.get("service_code")
     if code is None:
         raise BadRequest("service_code is required")
@@ -333,6 +356,13 @@ async def post_request(request: Request, session: SessionDep) -> Response:
     if found is None:
         raise NotFound(f"service_code {code!r} not found in {jurisdiction.slug}")
 
+    place = await service.place_of(
+        params,
+        info,
+        geocoder=request.app.state.geocoder,
+        gazetteer=lambda: _gazetteer(request, session, info.id),
+        has_photos=bool(params.files),
+    )
     for part in params.files:
         if part.size > settings.max_photo_bytes:
             raise PayloadTooLarge(
@@ -340,6 +370,8 @@ async def post_request(request: Request, session: SessionDep) -> Response:
                 f" {settings.max_photo_bytes // (1024 * 1024)} MiB"
             )
     uploads = [part.data for part in params.files]
+    # Uploaded files win over links (the v2.1 draft); links are fetched after filing.
+    links = [] if uploads else media.urls_of(params, limit=settings.max_photos_per_report)
     extended = params.flag("extensions")
     # A retry of a forwarded report replays the first answer: the client's Idempotency-Key,
     # or FixMyStreet's own id of the report when it sends one.
@@ -372,10 +404,13 @@ async def post_request(request: Request, session: SessionDep) -> Response:
             service_code=code,
             definitions=found.attributes,
             photos=photos.photos if photos else (),
+            place=place,
         )
         filed = await submit_report(session, catalog, submission, claim=claim)
         if photos:
             await photos.written()  # before the commit: a pending row always has its original
+        if links:
+            await media.ask_for(session, filed.report_id, links)
         await queue_verifications(session, settings, filed.verifications, filed.reference)
         body = render(fmt, "service_requests", [_posted(filed, extended)])
         return idempotency.Answer(200, body, filed.report_id)
@@ -391,6 +426,30 @@ async def post_request(request: Request, session: SessionDep) -> Response:
             await photos.discard()
         return idempotency.replayed(outcome, fmt.media_type)
     return Response(outcome.body, status_code=200, headers={"content-type": fmt.media_type})
+
+
+# -- POST servicerequestupdates ------------------------------------------------------------------
+
+
+async def post_update(request: Request, session: SessionDep) -> Response:
+    """FixMyStreet pushes a citizen's update on a request it forwarded: an internal comment
+    on the ticket, once per ``update_id``; a citizen's CLOSED is noted, not obeyed."""
+    fmt = _format(request)
+    settings = _settings(request)
+    # Uploads are read (bounded) and not kept: a comment has no report to hold photos, so
+    # FixMyStreet's photo links are kept in the comment instead.
+    params = await form_params(
+        request,
+        max_files=settings.max_photos_per_report,
+        max_file_bytes=settings.max_photo_bytes,
+    )
+    principal, _ = await _client(request, params, "update")
+    links = media.urls_of(params, limit=settings.max_photos_per_report)
+    update = service.citizen_update_of(params, links)
+    event_id = await service.record_update(session, principal, update)
+    return respond(
+        fmt, "service_request_updates", [{"update_id": str(event_id), "account_id": None}]
+    )
 
 
 # -- the route table ----------------------------------------------------------------------------
@@ -521,7 +580,10 @@ _POST_FIELDS: dict[str, Any] = {
         "service_code": {"type": "string"},
         "lat": {"type": "number"},
         "long": {"type": "number"},
-        "address_string": {"type": "string"},
+        "address_string": {
+            "type": "string",
+            "description": "Without lat/long: placed by the geocoder or the city's streets",
+        },
         "address_id": {"type": "string"},
         "description": {"type": "string", "maxLength": 4000},
         "title": {"type": "string"},
@@ -531,7 +593,12 @@ _POST_FIELDS: dict[str, Any] = {
         "last_name": {"type": "string"},
         "device_id": {"type": "string"},
         "account_id": {"type": "string"},
-        "media_url": {"type": "string"},
+        "media_url": {
+            "type": "string",
+            "maxLength": 2000,
+            "description": "A link to a photo (repeatable); fetched after filing, from public"
+            " addresses only. Ignored when files are uploaded",
+        },
         "email_alerts_requested": {"type": "string", "enum": ["TRUE", "FALSE"]},
         "locale": {"type": "string"},
     },
@@ -561,6 +628,44 @@ _POST_BODY = {
                 },
             }
         },
+    },
+}
+
+_UPDATE_FIELDS: dict[str, Any] = {
+    "type": "object",
+    "required": ["service_request_id", "update_id", "status", "updated_datetime"],
+    "properties": {
+        "api_key": {"type": "string", "description": "Required (body or query string)"},
+        "jurisdiction_id": {"type": "string"},
+        "service_request_id": {"type": "string", "maxLength": 100},
+        "update_id": {
+            "type": "string",
+            "maxLength": service.MAX_UPDATE_ID,
+            "description": "FixMyStreet's id of the update: a retry with it is answered again",
+        },
+        "status": {
+            "type": "string",
+            "enum": sorted(service.UPDATE_STATUSES),
+            "description": "What the citizen says (any case); noted, never applied",
+        },
+        "updated_datetime": {"type": "string", "format": "date-time"},
+        "description": {
+            "type": "string",
+            "maxLength": service.MAX_DESCRIPTION,
+            "description": "Required unless media_url is sent",
+        },
+        "media_url": {"type": "string", "maxLength": media.MAX_URL},
+        "email": {"type": "string", "description": "Accepted, not kept"},
+        "first_name": {"type": "string", "description": "Accepted, not kept"},
+        "last_name": {"type": "string", "description": "Accepted, not kept"},
+    },
+    "additionalProperties": {"type": "string"},
+}
+_UPDATE_BODY = {
+    "required": True,
+    "content": {
+        "application/x-www-form-urlencoded": {"schema": _UPDATE_FIELDS},
+        "multipart/form-data": {"schema": _UPDATE_FIELDS},
     },
 }
 
@@ -710,6 +815,29 @@ _add(
     extra={"requestBody": _POST_BODY},
     dependencies=[
         Depends(rate_limit("reports", lambda s: s.rate_limit_reports_per_minute, client_ip))
+    ],
+)
+_add(
+    "servicerequestupdates",
+    post_update,
+    method="POST",
+    name="post_update",
+    summary="FixMyStreet push a citizen's update on a service request",
+    ok=schemas.UPDATE_ANSWER_REF,
+    description="Kept as an internal comment on the ticket (once per update_id; a retry"
+    " answers the same update_id); the ticket's status is not changed",
+    parameters=[
+        _query(
+            "api_key",
+            "Required, here or in the body",
+            {"type": "string", "maxLength": MAX_LENGTH["api_key"]},
+        ),
+        _JURISDICTION,
+    ],
+    statuses=(400, 403, 404, 413, 415, 429, 503),
+    extra={"requestBody": _UPDATE_BODY},
+    dependencies=[
+        Depends(rate_limit("open311_updates", lambda s: s.rate_limit_reports_per_minute, client_ip))
     ],
 )
 _add(

@@ -148,6 +148,14 @@ UPDATE: dict[str, Any] = {
         "external_status_code": {"type": "string"},
     },
 }
+UPDATE_ANSWER: dict[str, Any] = {
+    "type": "object",
+    "required": ["update_id"],
+    "properties": {
+        "update_id": {"type": "string", "description": "Kerbside's id of the comment"},
+        "account_id": _TEXT,
+    },
+}
 DISCOVERY: dict[str, Any] = {
     "type": "object",
     "required": ["changeset", "endpoints"],
@@ -194,5 +202,6 @@ REQUESTS_REF = declare_schema("Open311Requests", array_of(REQUEST))
 POST_ANSWER_REF = declare_schema("Open311PostAnswer", array_of(POST_ANSWER))
 TOKEN_ANSWER_REF = declare_schema("Open311TokenAnswer", array_of(TOKEN_ANSWER))
 UPDATES_REF = declare_schema("Open311ServiceRequestUpdates", array_of(UPDATE))
+UPDATE_ANSWER_REF = declare_schema("Open311UpdateAnswer", array_of(UPDATE_ANSWER))
 DISCOVERY_REF = declare_schema("Open311Discovery", DISCOVERY)
 ERRORS_REF = declare_schema("Open311Errors", ERRORS)

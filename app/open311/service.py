@@ -10,25 +10,33 @@ ticket's own status goes in the extensions (``detailed_status``).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from app.auth.principal import Principal
 from app.contacts.models import ContactKind
 from app.contacts.service import ContactSpec
-from app.core.errors import BadRequest, NotFound
+from app.core import clock
+from app.core.errors import BadRequest, Forbidden, InvalidInput, NotFound
+from app.geocoding.service import Bbox, Gazetteer, Geocoder, geocode_address
+from app.jurisdictions.catalog import JurisdictionInfo
 from app.media.links import photo_ref
 from app.media.service import AcceptedPhoto
+from app.open311 import repository as sql
 from app.open311.formats import parse_datetime, timestamp
 from app.open311.params import Params, invalid
 from app.reports.intake import Place, Submission, Submitter
 from app.reports.models import Channel, LocationSource
-from app.tickets.models import OPEN_STATUSES, TicketStatus
+from app.tickets.events import add_event
+from app.tickets.models import OPEN_STATUSES, EventKind, TicketStatus
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 MAX_DESCRIPTION = 4000  # the spec's limit
+MAX_ADDRESS = 500  # of an address sent to the geocoder
 MAX_RADIUS_M = 50_000.0
 DEFAULT_RADIUS_M = 1_000.0
 
@@ -297,6 +305,59 @@ def answers(
     return out
 
 
+def address_of(params: Params) -> tuple[str, str] | None:
+    """The address a request gives instead of coordinates: ``(field, text)``.
+    ``address_string`` first; an ``address_id`` is looked up as text too, except
+    FixMyStreet's ``#NOTPINPOINTED#``-style markers, which say there is no address."""
+    text = params.get("address_string")
+    if text is not None:
+        return "address_string", text
+    given = params.get("address_id")
+    if given is not None and not given.startswith("#"):
+        return "address_id", given
+    return None
+
+
+async def place_of(
+    params: Params,
+    jurisdiction: JurisdictionInfo,
+    *,
+    geocoder: Geocoder | None,
+    gazetteer: Callable[[], Awaitable[Gazetteer]],
+    has_photos: bool,
+) -> Place | None:
+    """Where a POST says the problem is: ``lat``/``long``; else its address, placed by the
+    geocoder or the city's street gazetteer, inside the jurisdiction; else None when a photo
+    may carry GPS in its EXIF (the intake reads it). 400 otherwise."""
+    lat, lon = params.number("lat"), params.number("long")
+    if (lat is None) != (lon is None):
+        raise invalid("lat/long", "send both lat and long")
+    if lat is not None and lon is not None:
+        return Place(lon, lat, LocationSource.device)
+    address = address_of(params)
+    if address is not None:
+        name, text = address
+        bbox: Bbox = tuple(jurisdiction.boundary.bounds)
+        found = await geocode_address(
+            text[:MAX_ADDRESS], bbox, geocoder=geocoder, gazetteer=await gazetteer()
+        )
+        if found is not None:
+            if not jurisdiction.contains(found.lon, found.lat):
+                raise invalid(name, f"{text!r} is outside {jurisdiction.name}")
+            return Place(found.lon, found.lat, LocationSource.address, found.accuracy_m)
+    if has_photos:
+        return None
+    raise invalid(
+        "lat/long",
+        "send lat and long (WGS84), or a photo with GPS in its EXIF"
+        + (
+            f": {address[0]} {address[1]!r} could not be placed on the map"
+            if address is not None
+            else ""
+        ),
+    )
+
+
 def submission_of(
     params: Params,
     submitter: Submitter,
@@ -305,17 +366,9 @@ def submission_of(
     service_code: str,
     definitions: Sequence[Mapping[str, Any]],
     photos: Sequence[AcceptedPhoto],
+    place: Place | None,
 ) -> Submission:
-    """An Open311 POST as the intake takes it from any channel."""
-    lat, lon = params.number("lat"), params.number("long")
-    if (lat is None) != (lon is None):
-        raise invalid("lat/long", "send both lat and long")
-    if lat is None and not photos:
-        raise invalid(
-            "lat/long",
-            "send lat and long (WGS84): this server places requests by coordinates"
-            " (address_string alone cannot be placed), or a photo with GPS in its EXIF",
-        )
+    """An Open311 POST as the intake takes it from any channel (``place``: ``place_of``)."""
     title, description = params.get("title"), params.get("description")
     if title and description and title not in description:
         description = f"{title}\n\n{description}"
@@ -339,9 +392,7 @@ def submission_of(
         channel=Channel.open311,
         submitter=submitter,
         service_code=service_code,
-        place=Place(lon, lat, LocationSource.device)
-        if lon is not None and lat is not None
-        else None,
+        place=place,
         jurisdiction=jurisdiction,
         description=description,
         address=params.get("address_string"),
@@ -351,4 +402,128 @@ def submission_of(
         reporter_name=name,
         locale=params.get("locale"),
         media=photos,
+    )
+
+
+# -- POST servicerequestupdates (FixMyStreet's push of a citizen's update) --------------------
+
+# The statuses FixMyStreet sends (upper case); with extended statuses on, the long list.
+UPDATE_STATUSES = frozenset(
+    {
+        "OPEN",
+        "CLOSED",
+        "FIXED",
+        "IN_PROGRESS",
+        "ACTION_SCHEDULED",
+        "INVESTIGATING",
+        "DUPLICATE",
+        "NOT_COUNCILS_RESPONSIBILITY",
+        "NO_FURTHER_ACTION",
+        "INTERNAL_REFERRAL",
+        "FOR_TRIAGE",
+        "CANCELLED",
+        "REOPEN",
+        "UNCHANGED",
+        "PLANNED",
+    }
+)
+# A citizen saying it is done: noted for staff, who decide (the ticket does not move).
+SAYS_DONE = frozenset({"CLOSED", "FIXED", "CANCELLED", "NO_FURTHER_ACTION"})
+MAX_UPDATE_ID = 100
+
+
+@dataclass(frozen=True)
+class CitizenUpdate:
+    """A FixMyStreet update as posted: who and whose e-mail are not kept (FixMyStreet has
+    them; Kerbside's retention could not reach a name inside a timeline line)."""
+
+    service_request_id: str
+    update_id: str
+    status: str
+    updated_at: datetime
+    description: str
+    media_urls: tuple[str, ...]
+
+    @property
+    def note(self) -> str:
+        lines = [self.description] if self.description else []
+        if self.status in SAYS_DONE:
+            lines.append(
+                f"(Marked {self.status} on FixMyStreet by the person who wrote this; the"
+                " ticket's status is for staff to change.)"
+            )
+        if self.media_urls:
+            lines.append("Photos: " + " ".join(self.media_urls))
+        return "\n\n".join(lines)
+
+
+def citizen_update_of(params: Params, media_urls: Sequence[str]) -> CitizenUpdate:
+    """The parameters of ``POST servicerequestupdates``, checked (400 naming the field)."""
+    missing = [
+        name
+        for name in ("service_request_id", "update_id", "status", "updated_datetime")
+        if params.get(name) is None
+    ]
+    description = (params.get("description") or "").replace("\r\n", "\n")
+    if not description and not media_urls:
+        missing.append("description")
+    if missing:
+        raise InvalidInput(
+            "Missing: " + ", ".join(missing),
+            errors=[
+                {"field": name, "message": "is required", "type": "missing"} for name in missing
+            ],
+        )
+    reference = params.get("service_request_id") or ""
+    update_id = params.get("update_id") or ""
+    status = params.get("status") or ""
+    when = params.time_of("updated_datetime") or clock.now()  # present: checked above
+    if len(update_id) > MAX_UPDATE_ID:
+        raise invalid("update_id", f"at most {MAX_UPDATE_ID} characters")
+    if len(reference) > 100:
+        raise invalid("service_request_id", "at most 100 characters")
+    if status.upper() not in UPDATE_STATUSES:
+        raise invalid("status", "OPEN, CLOSED, or one of FixMyStreet's extended statuses")
+    if len(description) > MAX_DESCRIPTION:
+        raise invalid("description", f"at most {MAX_DESCRIPTION} characters")
+    return CitizenUpdate(
+        reference.upper(), update_id, status.upper(), when, description, tuple(media_urls)
+    )
+
+
+async def record_update(session: AsyncSession, principal: Principal, update: CitizenUpdate) -> int:
+    """A citizen's update as an internal comment on the ticket's timeline, once per
+    ``update_id`` (a retried push answers the first comment's id). The key acts for its own
+    jurisdiction only. The ticket's status never changes here: staff decide."""
+    ticket = (
+        await session.execute(sql.TICKET_TO_UPDATE, {"reference": update.service_request_id})
+    ).first()
+    if ticket is None:
+        raise NotFound(f"service_request_id {update.service_request_id!r} not found")
+    if ticket.jurisdiction_id != principal.jurisdiction_id:
+        raise Forbidden("This api_key updates requests in its own jurisdiction only")
+    known = (
+        await session.execute(
+            sql.UPDATE_RECORDED, {"ticket_id": ticket.id, "update_id": update.update_id}
+        )
+    ).scalar_one_or_none()
+    if known is not None:
+        return int(known)
+    # Internal, as a social post linked to a ticket is: the words are the citizen's own (they
+    # may carry personal details), FixMyStreet already shows them, and the ticket's
+    # subscribers are not told of another person's comment. Staff answer in public.
+    return await add_event(
+        session,
+        ticket.id,
+        EventKind.comment,
+        at=clock.now(),
+        public=False,
+        actor=principal,
+        note=update.note,
+        data={
+            "open311_update_id": update.update_id,
+            "status": update.status,
+            "updated_datetime": timestamp(update.updated_at),
+            "media_url": list(update.media_urls),
+        },
     )

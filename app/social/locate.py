@@ -1,22 +1,18 @@
 """Where a post is about, in order: exact coordinates on the post; a place the platform
 attached whose box is small enough (a city-sized place is no location); an address or street
 named in the text, through a geocoder (an HTTP Nominatim/Photon-compatible service, and the
-local gazetteer of the city file's street list); else nothing, and we ask the author.
+local gazetteer of the city file's street list, both in ``app.geocoding``); else nothing,
+and we ask the author.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import httpx
 
 from app.channels.posts import InboundPost
+from app.geocoding.service import Bbox, Gazetteer, Geocoded, Geocoder
 from app.reports.models import LocationSource
-from app.settings import Settings
 from geo.distance import haversine_m
 
 
@@ -29,14 +25,11 @@ class Located:
     how: str  # coordinates | place | gazetteer | geocoder
     address: str | None = None  # the address or street the text named
 
-
-Bbox = tuple[float, float, float, float]  # west, south, east, north
-
-
-class Geocoder(Protocol):
-    """Finds one place for an address text, within ``bbox``."""
-
-    async def geocode(self, query: str, bbox: Bbox) -> Located | None: ...
+    @classmethod
+    def of(cls, found: Geocoded) -> Located:
+        return cls(
+            found.lon, found.lat, LocationSource.address, found.accuracy_m, found.how, found.address
+        )
 
 
 # "Station Road 12", "Vismarkt 3a", "Elm Street outside no. 3" (not: "no. 3"), and a
@@ -61,97 +54,6 @@ def address_in(text: str) -> str | None:
             return f"{phrase}, {found.group(2)}" if found.group(2) else phrase
     found_postcode = _POSTCODE.search(text)
     return found_postcode.group(0) if found_postcode else None
-
-
-def _fold(value: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", value.casefold())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-
-
-@dataclass(frozen=True)
-class Street:
-    name: str
-    lon: float
-    lat: float
-
-
-class Gazetteer:
-    """The city file's street list: the longest street name the text contains."""
-
-    def __init__(self, streets: Sequence[Street]) -> None:
-        self._streets = sorted(
-            ((re.compile(r"(?<!\w)" + re.escape(_fold(s.name)) + r"(?!\w)"), s) for s in streets),
-            key=lambda pair: -len(pair[1].name),
-        )
-
-    def find(self, text: str) -> Located | None:
-        folded = _fold(text)
-        for pattern, street in self._streets:
-            if pattern.search(folded):
-                return Located(
-                    street.lon, street.lat, LocationSource.address, 100.0, "gazetteer", street.name
-                )
-        return None
-
-
-class HttpGeocoder:
-    """A Nominatim (``/search?format=jsonv2``) or Photon (``/api``) compatible geocoder at a
-    configurable URL; which one is read from the answer. Bounded to the jurisdiction's box."""
-
-    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
-        assert settings.geocoder_url is not None
-        self.url = settings.geocoder_url.rstrip("/")
-        self.client = client or httpx.AsyncClient(
-            timeout=settings.geocoder_timeout_seconds,
-            trust_env=False,
-            headers={"User-Agent": "Kerbside"},
-        )
-
-    async def close(self) -> None:
-        await self.client.aclose()
-
-    async def geocode(self, query: str, bbox: Bbox) -> Located | None:
-        west, south, east, north = bbox
-        photon = self.url.endswith("/api")
-        params: dict[str, Any] = (
-            {"q": query, "limit": 1, "bbox": f"{west},{south},{east},{north}"}
-            if photon
-            else {
-                "q": query,
-                "format": "jsonv2",
-                "limit": 1,
-                "viewbox": f"{west},{north},{east},{south}",
-                "bounded": 1,
-            }
-        )
-        try:
-            response = await self.client.get(
-                self.url if photon else f"{self.url}/search", params=params
-            )
-            if response.status_code != 200:
-                return None
-            answer = response.json()
-        except (httpx.HTTPError, ValueError):
-            return None  # a geocoder that is away locates nothing; we ask the author
-        point = _point(answer)
-        if point is None:
-            return None
-        lon, lat = point
-        if not (west <= lon <= east and south <= lat <= north):
-            return None
-        return Located(lon, lat, LocationSource.address, 50.0, "geocoder", query)
-
-
-def _point(answer: Any) -> tuple[float, float] | None:
-    try:
-        if isinstance(answer, list) and answer:  # Nominatim
-            return float(answer[0]["lon"]), float(answer[0]["lat"])
-        if isinstance(answer, dict) and answer.get("features"):  # Photon (GeoJSON)
-            lon, lat = answer["features"][0]["geometry"]["coordinates"][:2]
-            return float(lon), float(lat)
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None
-    return None
 
 
 def place_radius_m(bbox: Bbox) -> float:
@@ -189,5 +91,7 @@ class Locator:
         if address is not None and self.geocoder is not None:
             found = await self.geocoder.geocode(address, self.bbox)
             if found is not None:
-                return found
-        return self.gazetteer.find(post.text)
+                return Located.of(found)
+        # The gazetteer reads the whole text: a street is named without a house number.
+        street = self.gazetteer.find(post.text)
+        return Located.of(street) if street is not None else None

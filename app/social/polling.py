@@ -22,13 +22,13 @@ from app.channels.pollers import BlueskySource, MastodonSource
 from app.channels.sources import AccountRef, MentionSource
 from app.channels.x import XSource
 from app.core import clock
+from app.geocoding.service import HttpGeocoder
 from app.media.service import PhotoPipeline
 from app.settings import Settings
 from app.social import config as social_config
 from app.social import repository as sql
 from app.social import service
 from app.social.config import AccountOf
-from app.social.locate import HttpGeocoder
 from app.social.service import Counts, Pipeline, process, receive
 
 log = logging.getLogger("kerbside.social")

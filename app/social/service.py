@@ -41,6 +41,7 @@ from app.contacts.models import ConsentMethod, ContactKind, Purpose
 from app.contacts.service import Consent, ContactSpec
 from app.core import clock
 from app.core.errors import KerbsideError
+from app.geocoding.service import Gazetteer, Geocoder, Street
 from app.jurisdictions.catalog import Catalog
 from app.media.service import AcceptedPhoto, PhotoPipeline
 from app.notify import replies
@@ -56,7 +57,7 @@ from app.social.classify import Classifier, classifier_for
 from app.social.config import AccountOf
 from app.social.dialogue import DialogueSettings
 from app.social.dialogue_models import OPEN as OPEN_DIALOGUE
-from app.social.locate import Gazetteer, Geocoder, Located, Locator, Street
+from app.social.locate import Located, Locator
 from app.social.models import LinkRule, PostStatus
 from app.tickets.events import add_event
 from app.tickets.models import DONE_STATUSES, EventKind, TicketStatus
