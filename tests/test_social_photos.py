@@ -270,6 +270,64 @@ async def test_an_x_photo_becomes_the_reports_photo(
     assert "authorization" not in request.headers  # no token travels with a media download
 
 
+def x_page(post: dict[str, Any], media: list[dict[str, Any]]) -> InboundPost:
+    body = {
+        "data": [post],
+        "includes": {"users": [fake_x.user(post["author_id"], "pat")], "media": media},
+        "meta": {"newest_id": post["id"], "result_count": 1},
+    }
+    (found,) = x.posts_from_page(body, fake_x.CITY_ID).posts
+    return found
+
+
+async def test_the_photo_in_the_answer_to_where_is_it_goes_to_the_resumed_report(
+    city: Jurisdiction,
+    fakes: Fakes,
+    db: AsyncSession,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    photos: PhotoPipeline,
+) -> None:
+    image = jpeg((640, 480), lon=LON, lat=LAT)
+    fakes.x.files["/media/answer.jpg"] = (image, "image/jpeg")
+    author = "1299000000000000077"
+    # A report with no place and no photo: we ask where.
+    waiting = fake_x.tweet(
+        f"@{fake_x.CITY_HANDLE} #kuil diep gat in de weg", author_id=author, lang="nl"
+    )
+    async with sessionmaker() as session, session.begin():
+        asked = await receive(session, Pipeline(settings), [x_page(waiting, [])])
+    assert asked.outcomes == {"awaiting_location": 1}
+    # The author answers with the place and a photo of it.
+    answer = fake_x.tweet(
+        f"@{fake_x.CITY_HANDLE} hier, zie foto",
+        author_id=author,
+        replied_to=waiting["id"],
+        conversation_id=waiting["id"],
+        coordinates=(LON, LAT),
+        media_keys=("3_9",),
+        lang="nl",
+    )
+    url = f"{fakes.servers['x'].url}/media/answer.jpg"
+    media = [{"media_key": "3_9", "type": "photo", "url": url, "width": 640, "height": 480}]
+    async with sessionmaker() as session, session.begin():
+        resumed = await receive(session, Pipeline(settings), [x_page(answer, media)])
+    assert resumed.outcomes == {"linked": 1}
+    row = (
+        await db.execute(
+            text("SELECT * FROM social_post WHERE post_id = :id"), {"id": waiting["id"]}
+        )
+    ).one()
+    assert (row.status, row.photos_state) == ("ticket_created", "pending")
+    assert await fetch_post_photos(sessionmaker, settings, photos, row.id, last_try=False) == (
+        "fetched"
+    )
+    assert len(await report_photos(db, row.report_id)) == 1
+    await processed_without_exif(db, photos, row.report_id, image)
+    (request,) = fakes.servers["x"].to("/media/")
+    assert request.path == "/media/answer.jpg"
+
+
 async def test_a_messenger_photo_is_fetched_into_the_chat(
     city: Jurisdiction,
     fakes: Fakes,

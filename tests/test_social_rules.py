@@ -375,6 +375,111 @@ async def test_a_post_we_could_not_answer_returns_to_the_webcare_inbox(
     assert linked[-1].reply_to["mention"] == post["id"]
 
 
+async def test_webcare_answering_a_post_we_could_not_answer_clears_it_once_delivered(
+    world: World,
+    db: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    client: httpx.AsyncClient,
+    settings: Settings,
+) -> None:
+    staff = await make_user(db, role=Role.staff, jurisdiction=world.city)
+    headers = await bearer_headers(settings, staff)
+    channels = {"x": XChannel(world.settings)}
+    post = world.fakex.mention(
+        pothole(coordinates=CENTER, mentions_city=False, reply_settings="following")
+    )
+    await receive(db, world.pipeline, [inbound(post)])
+    await at_commit(db)
+    (ack,) = await outbox(db)
+    assert (await notify.deliver(sessionmaker, channels, settings, ack.id)).status == "failed"
+    row = await post_row(db, post["id"])
+
+    async def inbox(state: str) -> list[str]:
+        found = await client.get("/v1/social/posts", headers=headers, params={"state": state})
+        assert found.status_code == 200
+        return [i["post_id"] for i in found.json()["items"]]
+
+    async def answer(words: str) -> int:
+        sent = await client.post(
+            f"/v1/social/posts/{row.id}/answer", headers=headers, json={"text": words}
+        )
+        assert sent.status_code == 202, sent.text
+        return int(sent.json()["notification_id"])
+
+    # X refuses webcare's answer in the thread too: still a post we could not answer.
+    first = await answer("Thanks, we are on it")
+    assert (await notify.deliver(sessionmaker, channels, settings, first)).status == "failed"
+    assert await inbox("could_not_answer") == [post["id"]]
+    # The account may send direct messages now: the answer reaches the author that way.
+    await _settings(
+        db,
+        world,
+        accounts=[
+            a.model_copy(update={"direct_messages": True})
+            for a in (await social_config.read(db, world.city.id)).accounts
+        ],
+    )
+    second = await answer("Thanks, we are on it (by message)")
+    assert await inbox("could_not_answer") == [post["id"]]  # not until it is delivered
+    assert (await notify.deliver(sessionmaker, channels, settings, second)).status == "sent"
+    assert world.fakex.dms[-1]["to"] == AUTHOR
+    assert await inbox("could_not_answer") == []
+    cleared = await post_row(db, post["id"])
+    assert cleared.answered_at is not None
+    assert (cleared.answer_failed_at, cleared.answer_failure) == (None, None)
+    assert post["id"] not in await inbox("unanswered")
+
+
+# -- a page's answers together -----------------------------------------------------------------
+
+
+async def _delivery_jobs(db: AsyncSession) -> int:
+    found = await db.execute(
+        text("SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'deliver_notifications'")
+    )
+    return int(found.scalar_one())
+
+
+async def _answers(db: AsyncSession) -> list[str]:
+    """The posts answered in their thread (a note or a question), in the outbox's order."""
+    return [
+        r.reply_to["post"]
+        for r in await outbox(db)
+        if r.event_kind in ("post_linked", "location_asked")
+    ]
+
+
+async def test_a_pages_answers_are_queued_together_in_order_each_once(
+    world: World, db: AsyncSession
+) -> None:
+    original, _ = await _file(world, db)
+    jobs = await _delivery_jobs(db)
+    page = [
+        fake.tweet("@CityOfExample still there", author_id="501", replied_to=original["id"]),
+        world.fakex.mention(pothole("pothole, somewhere", author_id="502")),
+        fake.tweet("@CityOfExample worse now", author_id="503", replied_to=original["id"]),
+    ]
+    counts = await receive(db, world.pipeline, [inbound(p) for p in page])
+    assert counts.outcomes == {"linked": 2, "awaiting_location": 1}
+    assert await _answers(db) == [p["id"] for p in page]
+    assert await _delivery_jobs(db) == jobs + 1  # one delivery job for the page
+    # The same page again: nothing is answered twice, no job is deferred.
+    again = await receive(db, world.pipeline, [inbound(p) for p in page])
+    assert again.stored == 0
+    assert await _answers(db) == [p["id"] for p in page]
+    assert await _delivery_jobs(db) == jobs + 1
+    # A post of the page the intake refuses (outside the city): the page is undone with the
+    # answers it gathered, and run post by post; each post is answered once.
+    second = [
+        world.fakex.mention(pothole("pothole, no idea where", author_id="504")),
+        pothole(coordinates=(4.8952, 52.3702), author_id="505"),
+        fake.tweet("@CityOfExample any news?", author_id="506", replied_to=original["id"]),
+    ]
+    counts = await receive(db, world.pipeline, [inbound(p) for p in second])
+    assert counts.outcomes == {"awaiting_location": 1, "needs_human": 1, "linked": 1}
+    assert await _answers(db) == [p["id"] for p in page] + [second[0]["id"], second[2]["id"]]
+
+
 # -- a crash mid-page --------------------------------------------------------------------------
 
 

@@ -267,6 +267,8 @@ class _Batch:
     disable: list[tuple[int, str]] = field(default_factory=list)
     # Social posts the platform refused every answer to: (platform, post id, why).
     refused: list[tuple[str, str, str]] = field(default_factory=list)
+    # Social posts webcare's own answer reached: (platform, post id).
+    answered: list[tuple[str, str]] = field(default_factory=list)
     attempts: dict[int, Attempt] = field(default_factory=dict)
 
     def finish(
@@ -319,6 +321,8 @@ class _Batch:
             )
         if self.refused:
             await replies.could_not_answer(session, self.refused)
+        if self.answered:
+            await replies.answered(session, self.answered)
         for contact_id, reason in self.disable:
             await disable_contact(session, contact_id, reason)
 
@@ -474,6 +478,9 @@ def _record(
     if isinstance(outcome, Delivered):
         batch.finish(row, NotificationStatus.sent, message=message, provider=outcome.provider_id)
         batch.note(row, "notification_sent", archive | {"provider_id": outcome.provider_id})
+        target = message.data.get("reply_to")
+        if row.event_kind == replies.ANSWER and isinstance(target, Mapping) and target.get("post"):
+            batch.answered.append((str(target.get("platform") or row.kind), str(target["post"])))
     elif isinstance(outcome, RetryLater):
         if attempt >= settings.notify_max_attempts:
             batch.finish(row, NotificationStatus.dead, message=message, error=outcome.reason)

@@ -137,7 +137,7 @@ async def fetch_post_photos(
     if row is None:
         return "nothing to fetch"
     of = social_config.find(known, row.platform, row.account)
-    references = [str(u) for u in (row.hints or {}).get("media", [])]
+    references = [str(u) for u in row.media or []]
     references = references[: settings.max_photos_per_report]
     failures: list[str] = []
     contents: list[tuple[int, bytes]] = []

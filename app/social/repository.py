@@ -186,8 +186,6 @@ REFERENCED_TICKET = text(
     """
 )
 
-TICKET = text("SELECT t.id, t.reference, t.status FROM ticket t WHERE t.id = :id")
-
 # Resuming: the author's post that waits for a location and that this post answers.
 AWAITING = text(
     """
@@ -261,10 +259,15 @@ FIRST_LANGUAGE = text("SELECT languages[1] FROM jurisdiction WHERE id = :id")
 
 PHOTOS_PENDING = text("UPDATE social_post SET photos_state = 'pending' WHERE id = :id")
 
+# A filed post's photos, then those of the author's answer that gave its place (the photo
+# of "where is it?" answered with a location and a picture).
 PHOTOS_TO_FETCH = text(
     """
-    SELECT id, platform, account, hints, report_id FROM social_post
-    WHERE id = :id AND photos_state = 'pending' AND report_id IS NOT NULL
+    SELECT p.id, p.platform, p.account, p.report_id,
+           coalesce(p.hints->'media', '[]'::jsonb)
+               || coalesce(a.hints->'media', '[]'::jsonb) AS media
+    FROM social_post p LEFT JOIN social_post a ON a.id = p.resumed_by_id
+    WHERE p.id = :id AND p.photos_state = 'pending' AND p.report_id IS NOT NULL
     """
 )
 

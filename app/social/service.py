@@ -145,6 +145,10 @@ class Pipeline:
     # a post (found once for the page, grown as its posts are filed); rule 4 asks the
     # database only about them. None: ask about everyone.
     authors_with_tickets: set[tuple[str, str]] | None = None
+    # While a page is processed in one savepoint: its answers (a note that a post joined a
+    # ticket, a question where), queued together before the savepoint ends. None: each
+    # answer is queued as it is made (a post on its own, a page run post by post).
+    answers: replies.Answers | None = None
 
     async def close(self) -> None:
         """Delete the photos of ended chats (call after the commit)."""
@@ -350,17 +354,25 @@ async def _receive_fresh(
         # The page in one savepoint: a post that cannot be processed is rare, and a savepoint
         # per post costs two round trips each. When one fails, the page is undone and run
         # again with a savepoint per post (the failing one becomes a webcare case).
+        # Its answers are queued together at the end (one statement, one delivery job), in
+        # the savepoint: a page undone keeps none of them.
         attempt = Counts(seconds=counts.seconds)
+        pipeline.answers = replies.Answers()
         try:
             async with session.begin_nested():
                 for row_id, post in fresh:
                     status = await _process_found(session, pipeline, row_id, post, attempt)
                     attempt.add(_filed_by(pipeline, post, status))
+                started = time.perf_counter()
+                await pipeline.answers.flush(session)
+                attempt.took("acknowledge", started)
         except (KerbsideError, DBAPIError):
             log.info("a post of the page failed: the page again, post by post")
         else:
             counts.outcomes = attempt.outcomes
             return counts
+        finally:
+            pipeline.answers = None
     for row_id, post in fresh:
         counts.add(_filed_by(pipeline, post, await _run(session, pipeline, row_id, post, counts)))
     return counts
@@ -446,7 +458,7 @@ async def _process(
         ticket = (await session.execute(sql.LINKED, {"id": ticket_id})).one()
         if ticket.status in DONE_STATUSES:
             return await _on_done_ticket(session, pipeline, row_id, post, of, ticket, rule, counts)
-        await _link(session, row_id, post, of, ticket_id, rule)
+        await _link(session, pipeline, row_id, post, of, ticket, rule)
         counts.took("acknowledge", started)
         return PostStatus.linked.value
     return await _classify_and_file(session, pipeline, row_id, post, of, counts)
@@ -501,7 +513,16 @@ async def _classify_and_file(
         candidate = await _author_ticket(session, row_id, post, of, verdict.service_code, located)
         started = counts.took("link", started)
         if candidate is not None and candidate.attach:
-            await _link(session, row_id, post, of, candidate.ticket_id, LinkRule.author, **facts)
+            await _link(
+                session,
+                pipeline,
+                row_id,
+                post,
+                of,
+                _Ticket(candidate.ticket_id, candidate.reference),
+                LinkRule.author,
+                **facts,
+            )
             counts.took("acknowledge", started)
             return PostStatus.linked.value
         if candidate is not None:
@@ -518,10 +539,7 @@ async def _classify_and_file(
             )
             return PostStatus.suggest_merge.value
     if located is None:
-        await _ask_where(
-            session, pipeline.settings, row_id, post, of, verdict.service_code, language
-        )
-        await _outcome(session, row_id, PostStatus.awaiting_location, answered=True, **facts)
+        await _ask_where(session, pipeline, row_id, post, of, verdict.service_code, language, facts)
         counts.took("acknowledge", started)
         return PostStatus.awaiting_location.value
     await _file(session, pipeline, row_id, post, of, verdict.service_code, located, language, facts)
@@ -823,12 +841,21 @@ async def _follow(session: AsyncSession, post: InboundPost, of: AccountOf, ticke
     return contact.id
 
 
+@dataclass(frozen=True)
+class _Ticket:
+    """What linking needs of a ticket (a row of ``sql.LINKED`` has it too)."""
+
+    id: int
+    reference: str
+
+
 async def _link(
     session: AsyncSession,
+    pipeline: Pipeline,
     row_id: int,
     post: InboundPost,
     of: AccountOf,
-    ticket_id: int,
+    ticket: Any,
     rule: LinkRule,
     *,
     reopened: bool = False,
@@ -837,8 +864,9 @@ async def _link(
 ) -> None:
     """Add the post to the ticket's timeline (internal: the post is the author's own words,
     and subscribers are not told of it), and answer in its thread (``reopened``: the
-    ticket's status notice, which the author now follows, is the answer)."""
-    ticket = (await session.execute(sql.TICKET, {"id": ticket_id})).one()
+    ticket's status notice, which the author now follows, is the answer). ``ticket``: its
+    ``id`` and ``reference``."""
+    ticket_id = int(ticket.id)
     await add_event(
         session,
         ticket_id,
@@ -861,6 +889,7 @@ async def _link(
             words=words,
             reply_to=await _reply_to(session, post, of, ticket_id),
             ticket_id=ticket_id,
+            page=pipeline.answers,
         )
     await _outcome(
         session,
@@ -984,7 +1013,7 @@ async def _on_done_ticket(
         "sensitive": verdict.sensitive,
     }
     if not _reopen_asked(verdict) or verdict.sensitive:
-        await _link(session, row_id, post, of, ticket.id, rule, **facts)
+        await _link(session, pipeline, row_id, post, of, ticket, rule, **facts)
         counts.took("acknowledge", started)
         return PostStatus.linked.value
     now = clock.now()
@@ -1008,10 +1037,11 @@ async def _on_done_ticket(
         )
         await _link(
             session,
+            pipeline,
             row_id,
             post,
             of,
-            ticket.id,
+            ticket,
             rule,
             reopened=True,
             reason=f"reopened {ticket.reference}",
@@ -1071,7 +1101,7 @@ async def decide_suggestion(session: AsyncSession, pipeline: Pipeline, row: Any,
                 return await _on_done_ticket(
                     session, pipeline, row.id, post, of, ticket, LinkRule.suggested, counts
                 )
-            await _link(session, row.id, post, of, ticket.id, LinkRule.suggested)
+            await _link(session, pipeline, row.id, post, of, ticket, LinkRule.suggested)
             return PostStatus.linked.value
     return await _run_new(session, pipeline, row.id, post, of, counts)
 
@@ -1113,15 +1143,16 @@ def form_url(settings: Settings, of: AccountOf, post: InboundPost, service_code:
 
 async def _ask_where(
     session: AsyncSession,
-    settings: Settings,
+    pipeline: Pipeline,
     row_id: int,
     post: InboundPost,
     of: AccountOf,
     service_code: str,
     language: str,
+    facts: Mapping[str, Any],
 ) -> None:
     contact = await contacts.remember(session, _contact_spec(post))
-    words = _WORDS[language]["ask"].format(url=form_url(settings, of, post, service_code))
+    words = _WORDS[language]["ask"].format(url=form_url(pipeline.settings, of, post, service_code))
     await replies.queue_reply(
         session,
         contact_id=contact.id,
@@ -1129,8 +1160,16 @@ async def _ask_where(
         kind=replies.LOCATION_ASKED,
         words=words,
         reply_to=reply_target(post, of),
+        page=pipeline.answers,
     )
-    await _outcome(session, row_id, PostStatus.awaiting_location, contact_id=contact.id)
+    await _outcome(
+        session,
+        row_id,
+        PostStatus.awaiting_location,
+        contact_id=contact.id,
+        answered=True,
+        **facts,
+    )
 
 
 async def _resume(
@@ -1189,6 +1228,7 @@ async def _resume(
         _language(waiting, waiting_row.language or "und"),
         facts,
         extra_text=post.text,
+        extra_media=post.media_urls,  # the answer's photo: fetched with the waiting post's
         resumed_by=row_id,
     )
     filed = (await session.execute(sql.TICKET_OF, {"id": waiting_id})).one()
@@ -1227,6 +1267,7 @@ async def _file(
     facts: Mapping[str, Any],
     *,
     extra_text: str | None = None,
+    extra_media: Sequence[str] = (),
     resumed_by: int | None = None,
     follow_up_of: Any = None,
 ) -> None:
@@ -1253,7 +1294,7 @@ async def _file(
             reopen=follow_up_of is None,
         ),
     )
-    if post.media_urls:  # fetched into the report after the commit, by a job
+    if post.media_urls or extra_media:  # fetched into the report after the commit, by a job
         await post_photos.ask_for(session, row_id)
     if follow_up_of is not None and filed.ticket_id != follow_up_of.id:
         now = clock.now()
