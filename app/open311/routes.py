@@ -497,6 +497,14 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
     }
 
 
+# The writes' key (POST requests and servicerequestupdates): in the query or the form body.
+_API_KEY_POST = _query(
+    "api_key",
+    "Required, here or in the body",
+    {"type": "string", "maxLength": MAX_LENGTH["api_key"]},
+)
+
+
 def _path(name: str, description: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -796,11 +804,7 @@ _add(
     ok=schemas.POST_ANSWER_REF,
     description="Filed through the intake: the ticket it opened or joined (one-element list)",
     parameters=[
-        _query(
-            "api_key",
-            "Required, here or in the body",
-            {"type": "string", "maxLength": MAX_LENGTH["api_key"]},
-        ),
+        _API_KEY_POST,
         _JURISDICTION,
         _EXTENSIONS,
         {
@@ -827,11 +831,7 @@ _add(
     description="Kept as an internal comment on the ticket (once per update_id; a retry"
     " answers the same update_id); the ticket's status is not changed",
     parameters=[
-        _query(
-            "api_key",
-            "Required, here or in the body",
-            {"type": "string", "maxLength": MAX_LENGTH["api_key"]},
-        ),
+        _API_KEY_POST,
         _JURISDICTION,
     ],
     statuses=(400, 403, 404, 413, 415, 429, 503),
