@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from app.db import HotStatement
+
 # Insert or refresh a contact. A self-verifying kind (a device's token, a platform account) is
 # verified at once and revived if it had been disabled: the device or platform just handed it
 # to us again. An email address is verified when it is the signed-in person's own, already
 # verified, account address.
-UPSERT = text(
-    """
+_UPSERT = """
     INSERT INTO contact (kind, address, display_name, user_id, data, verified_at)
     VALUES (:kind, :address, :display_name, :user_id, CAST(:data AS jsonb),
             CASE WHEN :self_verifying OR EXISTS (
@@ -26,16 +27,35 @@ UPSERT = text(
             disabled_reason = CASE WHEN :self_verifying THEN NULL
                                    ELSE contact.disabled_reason END
     RETURNING id, verified_at IS NOT NULL AS verified, disabled_at IS NOT NULL AS disabled
-    """
-)
+"""
+
+# On the intake's path (every report with a contact, every social post answered): hot.
+UPSERT = HotStatement(_UPSERT)
 
 # A live consent is recorded once; giving it again keeps the first (its date is the evidence).
-CONSENT = text(
-    """
+_CONSENT = """
     INSERT INTO contact_consent (contact_id, purpose, ticket_id, method, evidence, given_at)
-    VALUES (:contact_id, :purpose, :ticket_id, :method, CAST(:evidence AS jsonb), :at)
+    {values}
     ON CONFLICT (contact_id, purpose, ticket_id) WHERE withdrawn_at IS NULL DO NOTHING
-    """
+"""
+CONSENT = HotStatement(
+    _CONSENT.format(
+        values="VALUES (:contact_id, :purpose, :ticket_id, :method, CAST(:evidence AS jsonb), :at)"
+    )
+)
+
+# Both in one round trip: the contact, and the consent its owner gives with it.
+UPSERT_CONSENTING = HotStatement(
+    f"""
+    WITH stored AS ({_UPSERT}),
+    consent AS ({
+        _CONSENT.format(
+            values="SELECT id, :purpose, :ticket_id, :method, CAST(:evidence AS jsonb), :at"
+            " FROM stored"
+        )
+    })
+    SELECT id, verified, disabled FROM stored
+    """  # noqa: S608 (formats code constants only)
 )
 
 WITHDRAW = text(

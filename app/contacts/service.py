@@ -75,28 +75,33 @@ def normalise(kind: ContactKind, address: str) -> str:
 
 
 async def remember(
-    session: AsyncSession, spec: ContactSpec, *, user_id: uuid.UUID | None = None
+    session: AsyncSession,
+    spec: ContactSpec,
+    *,
+    user_id: uuid.UUID | None = None,
+    consent: Consent | None = None,
+    at: datetime | None = None,
 ) -> StoredContact:
-    """Store (or refresh) the contact ``spec`` describes and return it."""
+    """Store (or refresh) the contact ``spec`` describes and return it; with ``consent``,
+    record that consent too (``give_consent``), in the same statement."""
     address = normalise(spec.kind, spec.address)
     if not address:
         raise InvalidInput(
             f"An empty {spec.kind.value} address",
             errors=[{"field": spec.kind.value, "message": "empty", "type": "missing"}],
         )
-    row = (
-        await session.execute(
-            sql.UPSERT,
-            {
-                "kind": spec.kind.value,
-                "address": address,
-                "display_name": spec.display_name,
-                "user_id": user_id,
-                "data": orjson.dumps(dict(spec.data)).decode(),
-                "self_verifying": spec.kind in SELF_VERIFYING,
-            },
-        )
-    ).one()
+    params = {
+        "kind": spec.kind.value,
+        "address": address,
+        "display_name": spec.display_name,
+        "user_id": user_id,
+        "data": orjson.dumps(dict(spec.data)).decode(),
+        "self_verifying": spec.kind in SELF_VERIFYING,
+    }
+    if consent is None:
+        row = await sql.UPSERT.one(session, params)
+    else:
+        row = await sql.UPSERT_CONSENTING.one(session, params | _consent_params(consent, at))
     return StoredContact(
         id=row.id,
         kind=spec.kind,
@@ -110,17 +115,17 @@ async def give_consent(
     session: AsyncSession, contact_id: int, consent: Consent, *, at: datetime | None = None
 ) -> None:
     """Record that the contact agreed to ``consent.purpose`` (once while it is not withdrawn)."""
-    await session.execute(
-        sql.CONSENT,
-        {
-            "contact_id": contact_id,
-            "purpose": consent.purpose.value,
-            "ticket_id": consent.ticket_id,
-            "method": consent.method.value,
-            "evidence": orjson.dumps(dict(consent.evidence)).decode(),
-            "at": at or clock.now(),
-        },
-    )
+    await sql.CONSENT.one(session, {"contact_id": contact_id} | _consent_params(consent, at))
+
+
+def _consent_params(consent: Consent, at: datetime | None) -> dict[str, Any]:
+    return {
+        "purpose": consent.purpose.value,
+        "ticket_id": consent.ticket_id,
+        "method": consent.method.value,
+        "evidence": orjson.dumps(dict(consent.evidence)).decode(),
+        "at": at or clock.now(),
+    }
 
 
 async def withdraw_consent(

@@ -286,7 +286,7 @@ FILE_REPORT = _file_report(_MATCH)
 FILE_REPORT_SAME_ADDRESS = _file_report(_MATCH_SAME_ADDRESS)
 FILE_REPORT_NEVER = _file_report(_MATCH_NEVER)
 
-LINK_CONTACT = text(
+LINK_CONTACT = HotStatement(
     """
     WITH link AS (
         INSERT INTO report_contact (report_id, contact_id) VALUES (:report_id, :contact_id)

@@ -450,9 +450,25 @@ async def _store_contacts(
     stored = []
     verifications = []
     for spec in submission.contacts:
-        contact = await contacts.remember(session, spec, user_id=submission.submitter.user_id)
-        await session.execute(
-            sql.LINK_CONTACT,
+        consent = (
+            Consent(
+                Purpose.ticket_updates,
+                submission.consent_method,
+                ticket_id=row.ticket_id,
+                evidence={
+                    **submission.consent_evidence,
+                    "report": str(row.public_id),
+                    "channel": submission.channel.value,
+                },
+            )
+            if updates
+            else None
+        )
+        contact = await contacts.remember(
+            session, spec, user_id=submission.submitter.user_id, consent=consent, at=now
+        )
+        await sql.LINK_CONTACT.one(
+            session,
             {
                 "report_id": row.report_id,
                 "contact_id": contact.id,
@@ -461,21 +477,6 @@ async def _store_contacts(
             },
         )
         if updates:
-            await contacts.give_consent(
-                session,
-                contact.id,
-                Consent(
-                    Purpose.ticket_updates,
-                    submission.consent_method,
-                    ticket_id=row.ticket_id,
-                    evidence={
-                        **submission.consent_evidence,
-                        "report": str(row.public_id),
-                        "channel": submission.channel.value,
-                    },
-                ),
-                at=now,
-            )
             verification = await contacts.begin_verification(session, contact)
             if verification is not None:
                 verifications.append(verification)

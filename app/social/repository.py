@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from app.db import HotStatement
+
 # Keep a page of posts in one statement, each once: the ids of the new ones, by post id.
 STORE_MANY = text(
     """
@@ -52,7 +54,7 @@ CLAIM = text(
     """
 )
 
-OUTCOME = text(
+OUTCOME = HotStatement(
     """
     UPDATE social_post SET
         status = :status, reason = :reason, link_rule = :link_rule,
@@ -83,7 +85,7 @@ OUTCOME = text(
 # The post (at most two rows) is found first, then its ticket by key: a backlog grows the
 # tables faster than their statistics, and a plan that scans the jurisdiction's tickets for
 # each reply would cost more with every ticket.
-REPLIED_TICKET = text(
+REPLIED_TICKET = HotStatement(
     """
     WITH found AS MATERIALIZED (
         SELECT p.ticket_id FROM social_post p
@@ -102,7 +104,7 @@ REPLIED_TICKET = text(
 
 # Rule 2: the same conversation, the same author, a ticket still open, or fixed or closed
 # (the reopen policy decides what a post on it does).
-CONVERSATION_TICKET = text(
+CONVERSATION_TICKET = HotStatement(
     """
     WITH p AS MATERIALIZED (
         SELECT p.id, p.ticket_id FROM social_post p
@@ -120,7 +122,7 @@ CONVERSATION_TICKET = text(
 
 # Rule 4: the same author's open ticket, updated within the window, from a post in another
 # conversation; the one of the same service first, then the nearest.
-AUTHOR_TICKET = text(
+AUTHOR_TICKET = HotStatement(
     """
     SELECT t.id, t.reference, s.code AS service_code,
            CASE WHEN CAST(:lon AS float8) IS NULL THEN NULL
@@ -155,7 +157,7 @@ AUTHORS_WITH_TICKETS = text(
 )
 
 # A linked ticket as the reopen policy sees it.
-LINKED = text(
+LINKED = HotStatement(
     """
     SELECT t.id, t.reference, t.status, t.jurisdiction_id, coalesce(t.fixed_at, t.closed_at)
            AS done_at, s.code AS service_code, ST_X(t.location) AS lon, ST_Y(t.location) AS lat,
@@ -167,7 +169,7 @@ LINKED = text(
 
 # The author's first post on a ticket: their original mention, where X's 2026 rule lets the
 # city answer when a later post of theirs (not mentioning it) may not be answered.
-FIRST_MENTION = text(
+FIRST_MENTION = HotStatement(
     """
     SELECT post_id FROM social_post
     WHERE platform = :platform AND author_id = :author_id AND ticket_id = :ticket_id
@@ -176,7 +178,7 @@ FIRST_MENTION = text(
 )
 
 # Rule 3: a reference named in the text, of this jurisdiction.
-REFERENCED_TICKET = text(
+REFERENCED_TICKET = HotStatement(
     """
     SELECT coalesce(t.merged_into_id, t.id) AS ticket_id
     FROM ticket t
@@ -187,7 +189,7 @@ REFERENCED_TICKET = text(
 )
 
 # Resuming: the author's post that waits for a location and that this post answers.
-AWAITING = text(
+AWAITING = HotStatement(
     """
     SELECT p.id FROM social_post p
     WHERE p.platform = :platform AND p.author_id = :author_id
@@ -202,7 +204,7 @@ AWAITING = text(
     """
 )
 
-SUBSCRIBE = text(
+SUBSCRIBE = HotStatement(
     """
     INSERT INTO subscription (ticket_id, contact_id, reason)
     VALUES (:ticket_id, :contact_id, 'follower')

@@ -455,7 +455,7 @@ async def _process(
     started = counts.took("link", started)
     if linked is not None:
         ticket_id, rule = linked
-        ticket = (await session.execute(sql.LINKED, {"id": ticket_id})).one()
+        ticket = await sql.LINKED.one(session, {"id": ticket_id})
         if ticket.status in DONE_STATUSES:
             return await _on_done_ticket(session, pipeline, row_id, post, of, ticket, rule, counts)
         await _link(session, pipeline, row_id, post, of, ticket, rule)
@@ -793,40 +793,33 @@ async def _linked_ticket(
     """The first linking rule that finds a ticket: reply, conversation, reference."""
     params = {"platform": post.platform, "jurisdiction_id": of.jurisdiction_id}
     if post.in_reply_to_id:
-        found = (
-            await session.execute(
-                sql.REPLIED_TICKET, {**params, "in_reply_to": post.in_reply_to_id}
-            )
-        ).scalar_one_or_none()
+        found = await sql.REPLIED_TICKET.one(
+            session, {**params, "in_reply_to": post.in_reply_to_id}
+        )
         if found is not None:
-            return int(found), LinkRule.reply
+            return int(found.ticket_id), LinkRule.reply
     if post.conversation_id and post.conversation_id != post.post_id:
-        found = (
-            await session.execute(
-                sql.CONVERSATION_TICKET,
-                {**params, "conversation_id": post.conversation_id, "author_id": post.author_id},
-            )
-        ).scalar_one_or_none()
+        found = await sql.CONVERSATION_TICKET.one(
+            session,
+            {**params, "conversation_id": post.conversation_id, "author_id": post.author_id},
+        )
         if found is not None:
-            return int(found), LinkRule.conversation
+            return int(found.ticket_id), LinkRule.conversation
     references = references_in(post.text)
     if references:
-        found = (
-            await session.execute(sql.REFERENCED_TICKET, {**params, "references": references})
-        ).scalar_one_or_none()
+        found = await sql.REFERENCED_TICKET.one(session, {**params, "references": references})
         if found is not None:
-            return int(found), LinkRule.reference
+            return int(found.ticket_id), LinkRule.reference
     return None
 
 
 async def _follow(session: AsyncSession, post: InboundPost, of: AccountOf, ticket_id: int) -> int:
     """The author hears about the ticket in this post's thread from now on (a contact, the
     consent their post gives, a subscription); returns the contact's id."""
-    contact = await contacts.remember(session, _contact_spec(post))
-    await contacts.give_consent(
+    contact = await contacts.remember(
         session,
-        contact.id,
-        Consent(
+        _contact_spec(post),
+        consent=Consent(
             Purpose.ticket_updates,
             ConsentMethod.social_post,
             ticket_id=ticket_id,
@@ -837,7 +830,7 @@ async def _follow(session: AsyncSession, post: InboundPost, of: AccountOf, ticke
             },
         ),
     )
-    await session.execute(sql.SUBSCRIBE, {"ticket_id": ticket_id, "contact_id": contact.id})
+    await sql.SUBSCRIBE.one(session, {"ticket_id": ticket_id, "contact_id": contact.id})
     return contact.id
 
 
@@ -909,13 +902,10 @@ async def _reply_to(
 ) -> dict[str, Any]:
     """Where to answer a post on a ticket: the post, and the author's first post on the ticket
     (their original mention) to fall back on when the platform refuses the first."""
-    first = (
-        await session.execute(
-            sql.FIRST_MENTION,
-            {"platform": post.platform, "author_id": post.author_id, "ticket_id": ticket_id},
-        )
-    ).scalar_one_or_none()
-    return reply_target(post, of, mention=str(first) if first is not None else None)
+    first = await sql.FIRST_MENTION.one(
+        session, {"platform": post.platform, "author_id": post.author_id, "ticket_id": ticket_id}
+    )
+    return reply_target(post, of, mention=str(first.post_id) if first is not None else None)
 
 
 # -- rule 4: the same author's recent ticket ----------------------------------------------------
@@ -944,22 +934,20 @@ async def _author_ticket(
     the distance decides (within ``suggest_merge_within_m``: the same service links it, another
     asks webcare); when the post has no place, the same service asks webcare. None: no
     candidate, the post goes on as a new one."""
-    found = (
-        await session.execute(
-            sql.AUTHOR_TICKET,
-            {
-                "platform": post.platform,
-                "author_id": post.author_id,
-                "id": row_id,
-                "conversation_id": post.conversation_id,
-                "jurisdiction_id": of.jurisdiction_id,
-                "within": of.social.suggest_merge_within_hours * 3600,
-                "service_code": service_code,
-                "lon": located.lon if located else None,
-                "lat": located.lat if located else None,
-            },
-        )
-    ).first()
+    found = await sql.AUTHOR_TICKET.one(
+        session,
+        {
+            "platform": post.platform,
+            "author_id": post.author_id,
+            "id": row_id,
+            "conversation_id": post.conversation_id,
+            "jurisdiction_id": of.jurisdiction_id,
+            "within": of.social.suggest_merge_within_hours * 3600,
+            "service_code": service_code,
+            "lon": located.lon if located else None,
+            "lat": located.lat if located else None,
+        },
+    )
     if found is None:
         return None
     same_service = service_code is not None and found.service_code == service_code
@@ -1095,7 +1083,7 @@ async def decide_suggestion(session: AsyncSession, pipeline: Pipeline, row: Any,
     counts = Counts()
     if link and row.candidate_ticket_id is not None:
         # The ticket as it stands now (merged away: the one it was merged into).
-        ticket = (await session.execute(sql.LINKED, {"id": row.candidate_ticket_id})).first()
+        ticket = await sql.LINKED.one(session, {"id": row.candidate_ticket_id})
         if ticket is not None:
             if ticket.status in DONE_STATUSES:
                 return await _on_done_ticket(
@@ -1184,20 +1172,19 @@ async def _resume(
     gives. None when this post answers no waiting post."""
     if not post.in_reply_to_id:  # an answer to our question is a reply in the thread
         return None
-    waiting_id = (
-        await session.execute(
-            sql.AWAITING,
-            {
-                "platform": post.platform,
-                "author_id": post.author_id,
-                "id": row_id,
-                "in_reply_to": post.in_reply_to_id,
-                "conversation_id": post.conversation_id,
-            },
-        )
-    ).scalar_one_or_none()
-    if waiting_id is None:
+    waiting = await sql.AWAITING.one(
+        session,
+        {
+            "platform": post.platform,
+            "author_id": post.author_id,
+            "id": row_id,
+            "in_reply_to": post.in_reply_to_id,
+            "conversation_id": post.conversation_id,
+        },
+    )
+    if waiting is None:
         return None
+    waiting_id = waiting.id
     started = time.perf_counter()
     located = await (await pipeline.locator(session, of)).locate(post)
     counts.took("locate", started)
@@ -1361,8 +1348,8 @@ async def _outcome(
     answered: bool = False,
     closed: bool = False,
 ) -> None:
-    await session.execute(
-        sql.OUTCOME,
+    await sql.OUTCOME.one(
+        session,
         {
             "id": row_id,
             "status": status.value,

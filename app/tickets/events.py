@@ -10,13 +10,13 @@ import uuid
 from typing import Any
 
 import orjson
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
+from app.db import HotStatement
 from app.tickets.models import EventKind
 
-_INSERT_EVENT = text(
+_INSERT_EVENT = HotStatement(
     """
     INSERT INTO ticket_event (ticket_id, kind, public, actor_user_id, actor_label, report_id,
                               note, data, created_at)
@@ -46,20 +46,18 @@ async def add_event(
     ``actor`` is who did it; without one, ``actor_label`` (and ``actor_user_id``, for a
     signed-in person acting as a citizen) say who.
     """
-    event_id: int = (
-        await session.execute(
-            _INSERT_EVENT,
-            {
-                "ticket_id": ticket_id,
-                "kind": kind.value,
-                "public": public,
-                "actor_user_id": actor.user_id if actor else actor_user_id,
-                "actor_label": actor.label if actor else actor_label,
-                "report_id": report_id,
-                "note": note,
-                "data": orjson.dumps(data or {}).decode(),
-                "at": at,
-            },
-        )
-    ).scalar_one()
-    return event_id
+    row = await _INSERT_EVENT.one(
+        session,
+        {
+            "ticket_id": ticket_id,
+            "kind": kind.value,
+            "public": public,
+            "actor_user_id": actor.user_id if actor else actor_user_id,
+            "actor_label": actor.label if actor else actor_label,
+            "report_id": report_id,
+            "note": note,
+            "data": orjson.dumps(data or {}).decode(),
+            "at": at,
+        },
+    )
+    return int(row.id)
