@@ -33,6 +33,7 @@ import psycopg
 from fastapi import Depends, Request
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -378,8 +379,12 @@ class HotStatement:
     (unless the connection is for a transaction-mode pooler: ``prepare_flag``).
     """
 
-    def __init__(self, sql: str) -> None:
+    def __init__(self, sql: str, *, prepared: bool = True) -> None:
         self.text = sql  # the `text()`-style SQL (the benchmark's pgbench script reads it)
+        # Unprepared: planned for its values on every run. For a statement whose best plan
+        # changes as a table grows from nothing: a prepared statement's generic plan is made
+        # once per connection, and one made on a few rows scans thousands later.
+        self.prepared = prepared
         # :name -> %(name)s, leaving PostgreSQL casts (::type) alone; a literal % is doubled.
         self.sql = _NAMED_PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
         # And in PostgreSQL's own $n form, which psycopg sends as it is: it parses a
@@ -401,25 +406,60 @@ class HotStatement:
         driver = await driver_of(db)
         async with psycopg.AsyncRawCursor(driver, row_factory=namedtuple_row) as cursor:
             await cursor.execute(
-                self.numbered, [params[n] for n in self.names], prepare=prepare_flag(driver)
+                self.numbered, [params[n] for n in self.names], prepare=self._prepare(driver)
             )
             return await cursor.fetchone() if cursor.description is not None else None
+
+    def _prepare(self, driver: psycopg.AsyncConnection[Any]) -> bool | None:
+        return prepare_flag(driver) if self.prepared else False
 
     async def all(self, db: Db, params: dict[str, Any]) -> list[Any]:
         """Every row (named tuples), as ``one``."""
         driver = await driver_of(db)
         async with psycopg.AsyncRawCursor(driver, row_factory=namedtuple_row) as cursor:
             await cursor.execute(
-                self.numbered, [params[n] for n in self.names], prepare=prepare_flag(driver)
+                self.numbered, [params[n] for n in self.names], prepare=self._prepare(driver)
             )
             return await cursor.fetchall() if cursor.description is not None else []
 
 
 _NAMED_PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
+# What a statement that failed in the database raises: SQLAlchemy's error for one run through
+# a session, psycopg's own for a ``HotStatement``.
+DATABASE_ERRORS = (DBAPIError, psycopg.Error)
+
+
+def driver_error(error: BaseException) -> BaseException:
+    """The driver's error under a ``DATABASE_ERRORS`` one."""
+    return error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+
 
 async def driver_of(db: Db) -> psycopg.AsyncConnection[Any]:
-    """The psycopg connection under ``db`` (a session's: it begins the session's transaction)."""
+    """The psycopg connection under ``db`` (a session's: it begins the session's transaction,
+    and the savepoint of a ``begin_nested`` block, which SQLAlchemy emits when the block
+    first asks for the connection).
+
+    A session keeps its connection for the whole of a transaction, so the connection found
+    is remembered with the transaction (or savepoint) it was asked for in: asking the
+    session again costs two greenlet switches, a tenth of a hot statement's time on the
+    intake's path. Asked in another one, the session is asked again."""
     if isinstance(db, AsyncSession):
-        return await _driver(await db.connection())
+        found = db.info.get(_DRIVER_OF)
+        current = _innermost(db)
+        if found is not None and current is not None and found[0] is current:
+            driver: psycopg.AsyncConnection[Any] = found[1]
+            return driver
+        driver = await _driver(await db.connection())
+        db.info[_DRIVER_OF] = (_innermost(db), driver)
+        return driver
     return db
+
+
+def _innermost(session: AsyncSession) -> object | None:
+    """The session's innermost transaction: its savepoint, else its transaction."""
+    sync = session.sync_session
+    return sync.get_nested_transaction() or sync.get_transaction()
+
+
+_DRIVER_OF = "kerbside.driver_of"

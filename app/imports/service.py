@@ -35,11 +35,12 @@ from datetime import datetime
 from typing import IO, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy.exc import DataError, IntegrityError
+import psycopg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import KerbsideError, PayloadTooLarge
 from app.core.jobs import REFRESH_MAP_GRID, defer
+from app.db import DATABASE_ERRORS, driver_error
 from app.imports import repository as sql
 from app.imports.mapping import ImportRow, RowError, RowReader, legacy_status, option_error
 from app.imports.schemas import (
@@ -407,13 +408,14 @@ async def _file(
         tally.reject(Rejection(row.position, exc.reason, exc.detail))
     except KerbsideError as exc:
         tally.reject(Rejection(row.position, _reason(exc), exc.detail))
-    except IntegrityError as exc:
-        if "uq_report_channel_external_id" in str(exc.orig):
+    except DATABASE_ERRORS as exc:
+        cause = driver_error(exc)
+        if not isinstance(cause, psycopg.IntegrityError | psycopg.DataError):
+            raise
+        if "uq_report_channel_external_id" in str(cause):
             tally.skipped += 1  # filed meanwhile by a concurrent import of the same file
         else:
-            tally.reject(Rejection(row.position, "database_refused", str(exc.orig)))
-    except DataError as exc:
-        tally.reject(Rejection(row.position, "database_refused", str(exc.orig)))
+            tally.reject(Rejection(row.position, "database_refused", str(cause)))
     else:
         tally.filed(row, joined=filed.joined)
         tally.reopened += filed.reopened

@@ -84,7 +84,8 @@ OUTCOME = HotStatement(
 # city's own reply about it (the provider's id of a sent notification).
 # The post (at most two rows) is found first, then its ticket by key: a backlog grows the
 # tables faster than their statistics, and a plan that scans the jurisdiction's tickets for
-# each reply would cost more with every ticket.
+# each reply would cost more with every ticket. Unprepared, for the same reason: a generic
+# plan made while the tables were nearly empty scans them (1.1 ms a reply at 10,000 posts).
 REPLIED_TICKET = HotStatement(
     """
     WITH found AS MATERIALIZED (
@@ -99,7 +100,8 @@ REPLIED_TICKET = HotStatement(
     FROM found JOIN ticket t ON t.id = found.ticket_id
     WHERE t.jurisdiction_id = :jurisdiction_id
     LIMIT 1
-    """
+    """,
+    prepared=False,
 )
 
 # Rule 2: the same conversation, the same author, a ticket still open, or fixed or closed
@@ -134,14 +136,20 @@ AUTHOR_TICKET = HotStatement(
             AND p.ticket_id IS NOT NULL AND p.id <> :id
             AND p.conversation_id IS DISTINCT FROM CAST(:conversation_id AS varchar)
           OFFSET 0) AS p  -- the author's few posts first (OFFSET 0: planned on their own)
-    JOIN ticket t ON t.id = p.ticket_id JOIN service s ON s.id = t.service_id
-    WHERE t.jurisdiction_id = :jurisdiction_id
-      AND t.status IN ('open', 'acknowledged', 'scheduled', 'in_progress', 'reopened')
-      AND t.updated_at >= now() - make_interval(secs => :within)
+    -- Then each one's ticket by its key. Joined plainly, a plan made while the ticket table
+    -- grows faster than its statistics reads every recent open ticket instead (11 ms at
+    -- 10,000 posts, against 0.1).
+    CROSS JOIN LATERAL (
+        SELECT t.id, t.reference, t.location, t.service_id, t.updated_at FROM ticket t
+        WHERE t.id = p.ticket_id AND t.jurisdiction_id = :jurisdiction_id
+          AND t.status IN ('open', 'acknowledged', 'scheduled', 'in_progress', 'reopened')
+          AND t.updated_at >= now() - make_interval(secs => :within)
+        OFFSET 0) AS t
+    JOIN service s ON s.id = t.service_id
     ORDER BY s.code = CAST(:service_code AS varchar) DESC, distance_m NULLS LAST,
              t.updated_at DESC
     LIMIT 1
-    """
+    """,
 )
 
 # Which of a page's authors have an open ticket from a post (rule 4 asks only about them).

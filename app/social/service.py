@@ -28,7 +28,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import Role
@@ -41,6 +40,7 @@ from app.contacts.models import ConsentMethod, ContactKind, Purpose
 from app.contacts.service import Consent, ContactSpec
 from app.core import clock
 from app.core.errors import KerbsideError
+from app.db import DATABASE_ERRORS, driver_error
 from app.geocoding.service import Gazetteer, Geocoder, Street
 from app.jurisdictions.catalog import Catalog
 from app.media.service import AcceptedPhoto, PhotoPipeline
@@ -366,7 +366,7 @@ async def _receive_fresh(
                 started = time.perf_counter()
                 await pipeline.answers.flush(session)
                 attempt.took("acknowledge", started)
-        except (KerbsideError, DBAPIError):
+        except (KerbsideError, *DATABASE_ERRORS):
             log.info("a post of the page failed: the page again, post by post")
         else:
             counts.outcomes = attempt.outcomes
@@ -416,9 +416,9 @@ async def _run(
     except KerbsideError as problem:  # the intake refused it (outside the city, a limit)
         await _outcome(session, row_id, PostStatus.needs_human, reason=f"not filed: {problem}")
         return PostStatus.needs_human.value
-    except DBAPIError as error:  # one bad post must not hold up the ones after it
+    except DATABASE_ERRORS as error:  # one bad post must not hold up the ones after it
         log.exception("a social post could not be processed", extra={"post": row_id})
-        reason = f"not processed: {type(error.orig).__name__}"
+        reason = f"not processed: {type(driver_error(error)).__name__}"
         await _outcome(session, row_id, PostStatus.needs_human, reason=reason)
         return PostStatus.needs_human.value
 
