@@ -15,6 +15,9 @@ the acknowledgements (outbox rows) at each commit.
 - and, for the ratio, the plain intake path: as many located reports as the backlog filed,
   through ``submit_report`` directly (each with a contact that wants updates, 100 per
   transaction), on the same database.
+
+A recorded 10,000-post run also redraws ``docs/charts/social_backlog_10k.png`` from every
+recorded run (``--chart`` only redraws it).
 """
 
 from __future__ import annotations
@@ -229,11 +232,83 @@ async def _plain_intake(sessionmaker: Any, count: int, bbox: tuple[float, ...]) 
     return time.perf_counter() - started
 
 
+CHART = Path(PROJECT_ROOT) / "docs" / "charts" / "social_backlog_10k.png"
+STAGES = ("fetch", "store", "link", "classify", "locate", "file", "acknowledge", "commit")
+
+
+def recorded_runs() -> list[dict[str, Any]]:
+    """Every recorded ``social_backlog_10k``, oldest first."""
+    runs = []
+    for path in sorted((Path(PROJECT_ROOT) / "bench" / "results").glob("*-social.json")):
+        results = json.loads(path.read_text())
+        for entry in results["workloads"]:
+            if entry["name"] == "social_backlog_10k":
+                runs.append({"started_at": results["started_at"], **entry["extra"]})
+    return runs
+
+
+def render_chart(runs: list[dict[str, Any]], path: Path = CHART) -> Path | None:
+    """The recorded runs as a chart: each run's seconds against the target (and the plain
+    intake of the same reports), and where a post's time went, by stage."""
+    try:
+        import matplotlib
+    except ImportError:  # the bench extra is not installed
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not runs:
+        return None
+    labels = [f"{r['started_at'][4:8]}\n{r['started_at'][9:13]}" for r in runs]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), dpi=100)
+    left.bar(
+        labels,
+        [r["seconds"] for r in runs],
+        color=["#2b6cb0" if r["seconds"] <= TARGET_SECONDS else "#a0aec0" for r in runs],
+        label="backlog, fetched to last commit",
+    )
+    left.plot(
+        labels,
+        [r["plain_intake"]["seconds"] for r in runs],
+        "o",
+        color="#c05621",
+        label="plain intake of the reports it filed",
+    )
+    left.axhline(TARGET_SECONDS, color="#9b2c2c", linestyle="--", linewidth=1, label="target")
+    left.set_ylabel("seconds (lower is better)")
+    left.set_title("10,000 posts, each recorded run (month-day, UTC time)", fontsize=9)
+    left.legend(fontsize=7)
+    bottom = [0.0] * len(runs)
+    colours = plt.get_cmap("tab10")
+    for k, stage in enumerate(STAGES):
+        values = [r["stage_ms_per_post"].get(stage, 0.0) for r in runs]
+        right.bar(labels, values, bottom=bottom, color=colours(k), label=stage)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    right.set_ylabel("ms per post")
+    right.set_title("where a post's time goes, by stage", fontsize=9)
+    right.legend(fontsize=7, ncol=2)
+    for axis in (left, right):
+        axis.tick_params(labelsize=7)
+        axis.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--posts", type=int, default=10_000)
     parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument(
+        "--chart", action="store_true", help="only draw the recorded runs' chart (docs/charts)"
+    )
     args = parser.parse_args()
+    if args.chart:
+        drawn = render_chart(recorded_runs())
+        print(f"drew {drawn.relative_to(PROJECT_ROOT)}" if drawn else "no chart (matplotlib?)")
+        return
     cluster = throwaway_cluster()
     try:
         url = cluster.ensure_running()
@@ -271,6 +346,10 @@ def main() -> None:
             + "\n"
         )
         print(f"recorded in {path.relative_to(PROJECT_ROOT)}")
+        if name == "social_backlog_10k":
+            drawn = render_chart(recorded_runs())
+            if drawn is not None:
+                print(f"drew {drawn.relative_to(PROJECT_ROOT)}")
 
 
 if __name__ == "__main__":
