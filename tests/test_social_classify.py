@@ -180,6 +180,12 @@ def test_language(classifier: Classifier, post: str, language: str) -> None:
         ("Tusen tack, bra jobbat!", 1),
         ("Usch, gatlyktan är trasig igen, så dåligt", -1),
         ("inte bra alls", -1),
+        # A negation reaches the end of its clause, not the next sentence or clause.
+        ("Tredje gången jag anmäler och ingenting händer. Värdelöst!", -1),
+        ("Gatan översvämmad igen och ingen kommer, en katastrof", -1),
+        ("Not great, terrible actually", -1),
+        ("No, it works fine now, thanks", 1),
+        ("Soporna har inte tömts, det luktar fruktansvärt", -1),
         ("😡🤬", -1),
         ("🎉👍", 1),
     ],
@@ -188,6 +194,15 @@ def test_sentiment_sign(classifier: Classifier, post: str, sign: int) -> None:
     mood = classifier.classify(post).sentiment
     assert -1 <= mood <= 1
     assert mood * sign > 0.1, mood
+
+
+def test_a_post_is_read_in_clauses() -> None:
+    words = read("Not fixed. Still broken, useless!\nRead https://x.example/a.b, @city ok")
+    assert words.tokens == (
+        "not", "fixed", "still", "broken", "useless", "read", "ok",
+    )  # fmt: skip
+    # "still", "useless" and "read" begin clauses; a URL or mention removed is no boundary.
+    assert words.clause_starts == (2, 4, 5)
 
 
 def test_neutral_posts_have_no_sentiment(classifier: Classifier) -> None:

@@ -590,7 +590,7 @@ def test_the_sentiment_is_measured_on_the_labelled_texts_of_each_language() -> N
         # The floor under today's figures (bench/results: talk_sentiment): a lexicon that
         # loses a language's words falls through it.
         assert row["negative"]["precision"] >= 0.9, (language, row)
-        assert row["negative"]["recall"] >= 0.6, (language, row)
+        assert row["negative"]["recall"] >= 0.9, (language, row)
         assert row["positive"]["recall"] >= 0.9, (language, row)
         assert row["accuracy"] >= 0.8, (language, row)
 

@@ -204,7 +204,7 @@ def _report_features(words: Words, language: str, vocabulary: Vocabulary) -> lis
     )
     feats = features(words.tokens, stem_language)
     cue, chat = _cues(words, language)
-    mood = sentiment.score(words.tokens, words.emoji, words.raw, language)
+    mood = sentiment.score(words.tokens, words.emoji, words.raw, language, words.clause_starts)
     feats += ["__cue__"] * min(cue, 3) + ["__chat__"] * min(chat, 3)
     if mood <= -0.3:
         feats.append("__negative__")
@@ -375,7 +375,9 @@ class Classifier:
             words.tokens, words.raw, self.vocabulary.languages, self._language_words
         )
         evidence = _Evidence(
-            language, sentiment.score(words.tokens, words.emoji, words.raw, language), words
+            language,
+            sentiment.score(words.tokens, words.emoji, words.raw, language, words.clause_starts),
+            words,
         )
         scores = evidence.scores
         for tag in words.hashtags:

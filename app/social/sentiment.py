@@ -2,7 +2,9 @@
 
 VADER's method, for English, Dutch and Swedish: each lexicon word (or two-word phrase) adds
 its valence; a negator within the three words before flips and damps it, an intensifier
-right before scales it; after "but" ("maar", "men") words weigh more than before it;
+right before scales it, both only within the word's clause (a negation reaches the next
+punctuation mark, as in Pang, Lee and Vaithyanathan 2002: in "ingenting händer. Värdelöst!"
+nothing negates "värdelöst"); after "but" ("maar", "men") words weigh more than before it;
 emoji count; exclamation marks amplify. The sum is squashed into -1..1 as VADER does
 (x / sqrt(x² + 15)).
 """
@@ -56,12 +58,19 @@ def vocabulary(language: str) -> frozenset[str]:
     return frozenset(lexicon.words) | frozenset(w for pair in lexicon.phrases for w in pair)
 
 
-def _raw_score(tokens: Sequence[str], language: str) -> tuple[float, int]:
+def _raw_score(
+    tokens: Sequence[str], language: str, clause_starts: Sequence[int] = ()
+) -> tuple[float, int]:
     lexicon = LEXICONS[language]
     total, hits = 0.0, 0
     weight = 1.0
+    clause = 0  # where the current word's clause begins
+    starts = iter(clause_starts)
+    upcoming = next(starts, None)
     i = 0
     while i < len(tokens):
+        while upcoming is not None and upcoming <= i:
+            clause, upcoming = upcoming, next(starts, None)
         token = tokens[i]
         if token in BUT_WORDS:
             total *= 0.5  # what came before "but" counts half
@@ -79,8 +88,8 @@ def _raw_score(tokens: Sequence[str], language: str) -> tuple[float, int]:
                 valence = lexicon.words.get(stem(token, language))
         if valence is not None:
             hits += 1
-            before = tokens[max(0, i - 3) : i]
-            if i > 0 and tokens[i - 1] in lexicon.intensifiers:
+            before = tokens[max(clause, i - 3) : i]
+            if i > clause and tokens[i - 1] in lexicon.intensifiers:
                 boost = lexicon.intensifiers[tokens[i - 1]]
                 valence += math.copysign(boost, valence) if valence else 0.0
             if any(b in lexicon.negators for b in before):
@@ -90,13 +99,20 @@ def _raw_score(tokens: Sequence[str], language: str) -> tuple[float, int]:
     return total, hits
 
 
-def score(tokens: Sequence[str], emoji: Sequence[str], raw: str, language: str) -> float:
-    """Sentiment of a post in -1 (angry) .. 1 (delighted); 0 when nothing in it says."""
+def score(
+    tokens: Sequence[str],
+    emoji: Sequence[str],
+    raw: str,
+    language: str,
+    clause_starts: Sequence[int] = (),
+) -> float:
+    """Sentiment of a post in -1 (angry) .. 1 (delighted); 0 when nothing in it says.
+    ``clause_starts``: where each clause after the first begins (``Words.clause_starts``)."""
     languages = [language] if language in LEXICONS else list(LEXICONS)
     # Undetermined language: the lexicon that recognises most words.
     best_total, best_hits = 0.0, 0
     for candidate in languages:
-        total, hits = _raw_score(tokens, candidate)
+        total, hits = _raw_score(tokens, candidate, clause_starts)
         if hits > best_hits:
             best_total, best_hits = total, hits
     total = best_total

@@ -26,6 +26,8 @@ _WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")
 _EMOJI = re.compile(
     "[\U0001f300-\U0001faff\u2600-\u27bf\u2b50\u2b55\u203c\u2049\u2122\u2139\u2194-\u21aa]"
 )
+# What ends a clause between two words (a URL or mention removed leaves a space, not this).
+_CLAUSE_END = re.compile(r"[.,:;!?\n\u2026]")
 MAX_CHARS = 5_000  # a post longer than this is read up to here (a report is never an essay)
 
 
@@ -48,6 +50,9 @@ class Words:
     hashtags: tuple[str, ...]
     emoji: tuple[str, ...]
     raw: str
+    # Where each clause after the first begins (indexes into ``tokens``): a negation's reach
+    # ends at the clause's punctuation (``app.social.sentiment``).
+    clause_starts: tuple[int, ...] = ()
 
 
 def read(text: str) -> Words:
@@ -58,8 +63,22 @@ def read(text: str) -> Words:
     folded = fold(cleaned)
     hashtags = tuple(_HASHTAG.findall(folded))
     # A hashtag's word counts as a word of the text too ("#pothole on Main St").
-    tokens = tuple(w.replace("\u2019", "'") for w in _WORD.findall(folded.replace("#", " ")))
-    return Words(tokens=tokens, hashtags=hashtags, emoji=emoji, raw=clipped)
+    words = folded.replace("#", " ")
+    tokens: list[str] = []
+    starts: list[int] = []
+    end = 0
+    for match in _WORD.finditer(words):
+        if tokens and _CLAUSE_END.search(words, end, match.start()):
+            starts.append(len(tokens))
+        tokens.append(match[0].replace("\u2019", "'"))
+        end = match.end()
+    return Words(
+        tokens=tuple(tokens),
+        hashtags=hashtags,
+        emoji=emoji,
+        raw=clipped,
+        clause_starts=tuple(starts),
+    )
 
 
 # -- stemming ---------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def read_text(text: str | None, prefer: Iterable[str] = ()) -> Reading:
         return Reading(languages.UNDETERMINED, None, ())
     words = read(text)
     language = languages.detect(words.tokens, words.raw, tuple(prefer), _vocabulary())
-    mood = sentiment.score(words.tokens, words.emoji, words.raw, language)
+    mood = sentiment.score(words.tokens, words.emoji, words.raw, language, words.clause_starts)
     stop = _stop(language)
     stems_of = language if language in STEM_LANGUAGES else None
     seen: dict[str, None] = {}
