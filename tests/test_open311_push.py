@@ -22,7 +22,7 @@ from app.auth.api_keys import issue_api_key
 from app.auth.models import Role
 from app.geocoding.service import HttpGeocoder
 from app.media.service import PhotoPipeline
-from app.open311.media import fetch_request_media
+from app.open311.media import fetch_request_media, fetch_update_media
 from app.settings import Settings
 from app.social import config as social_config
 from app.social.config import Social, Street
@@ -506,3 +506,83 @@ async def test_update_errors_are_open311_errors_in_both_formats(
                 assert root.tag == "errors"
                 assert words in answer.text, (fields, answer.text)
     assert await comments(db, reference) == []
+
+
+async def test_an_updates_photos_are_fetched_onto_its_ticket_once(
+    client: httpx.AsyncClient,
+    city: dict[str, Any],
+    db: AsyncSession,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    photos: PhotoPipeline,
+    photo_server: FakeServer,
+) -> None:
+    reference = await filed_reference(client, city)
+    links = [f"{photo_server.url}/photos/moved.jpg", f"{photo_server.url}/photos/gone.jpg"]
+    answer = await client.post(
+        f"{BASE}/servicerequestupdates.json",
+        data=update_form(city, reference, update_id="4250", media_url=links),
+    )
+    assert answer.status_code == 200, answer.text
+    assert photo_server.received == []  # nothing fetched while FixMyStreet waited
+    (comment,) = await comments(db, reference)
+    job = (
+        await db.execute(
+            text("SELECT args, queue_name FROM procrastinate_jobs WHERE task_name = :t"),
+            {"t": "fetch_open311_update_media"},
+        )
+    ).one()
+    assert (job.args, job.queue_name) == ({"event_id": comment.id}, "photos")
+    # FixMyStreet retries the push: the same comment, and its photos asked for once.
+    again = await client.post(
+        f"{BASE}/servicerequestupdates.json",
+        data=update_form(city, reference, update_id="4250", media_url=links),
+    )
+    assert again.json() == [{"update_id": str(comment.id), "account_id": None}]
+    jobs = await db.execute(
+        text("SELECT count(*) FROM procrastinate_jobs WHERE task_name = :t"),
+        {"t": "fetch_open311_update_media"},
+    )
+    assert jobs.scalar_one() == 1
+
+    loopback = settings.model_copy(update={"media_url_allow_loopback": True})
+    done = await fetch_update_media(sessionmaker, loopback, photos, comment.id, last_try=True)
+    assert done == "fetched"
+    kept = (
+        await db.execute(
+            text(
+                "SELECT p.kind, p.report_id, p.public, p.status FROM photo p"
+                " JOIN ticket t ON t.id = p.ticket_id WHERE t.reference = :r"
+            ),
+            {"r": reference},
+        )
+    ).all()
+    # Of the ticket, not of a report (the update's author filed none here); public, as a
+    # report's photos are, once processed.
+    assert [tuple(p) for p in kept] == [("update", None, True, "pending")]
+    line = (
+        await db.execute(
+            text(
+                "SELECT e.kind, e.public, e.note, e.data FROM ticket_event e"
+                " JOIN ticket t ON t.id = e.ticket_id"
+                " WHERE t.reference = :r AND e.actor_label = 'open311:media_url'"
+            ),
+            {"r": reference},
+        )
+    ).one()
+    assert (line.kind, line.public) == ("photo_added", False)
+    assert line.data == {"photos": 1, "open311_update_event": comment.id, "media_url_failed": 1}
+    assert "photo 2" in line.note  # the link that led nowhere, said on the timeline
+    state = (
+        await db.execute(
+            text("SELECT state, failure FROM open311_update_media WHERE event_id = :e"),
+            {"e": comment.id},
+        )
+    ).one()
+    assert state.state == "fetched"
+    assert state.failure.startswith("photo 2:")
+    # A second try of the job attaches nothing twice.
+    assert (
+        await fetch_update_media(sessionmaker, loopback, photos, comment.id, last_try=True)
+        == "nothing to fetch"
+    )

@@ -29,6 +29,8 @@ DELIVER_NOTIFICATIONS = "deliver_notifications"
 PROCESS_SOCIAL_POSTS = "process_social_posts"  # posts a webhook kept (app.social)
 FETCH_POST_PHOTOS = "fetch_post_photos"  # a filed social post's photos (app.social.photos)
 FETCH_OPEN311_MEDIA = "fetch_open311_media"  # an Open311 request's media_url (app.open311.media)
+# An Open311 update's media_url, onto its ticket (app.open311.media)
+FETCH_OPEN311_UPDATE_MEDIA = "fetch_open311_update_media"
 TALK = "talk"  # spikes, every 15 s (app/talk); the bench waits for it
 
 # procrastinate's own function (schema 3.x, migrations/sql): one INSERT into

@@ -26,6 +26,7 @@ from app.core import clock
 from app.core.jobs import (
     DELIVER_NOTIFICATIONS,
     FETCH_OPEN311_MEDIA,
+    FETCH_OPEN311_UPDATE_MEDIA,
     FETCH_POST_PHOTOS,
     PROCESS_PHOTO,
     PROCESS_SOCIAL_POSTS,
@@ -208,6 +209,29 @@ async def fetch_open311_media(context: JobContext, report_id: int) -> str:
         found.settings,
         found.photos,
         report_id,
+        last_try=tries >= _PHOTO_TRIES - 1,
+    )
+
+
+@queue.task(
+    name=FETCH_OPEN311_UPDATE_MEDIA,
+    queue="photos",
+    pass_context=True,
+    retry=RetryStrategy(
+        max_attempts=_PHOTO_TRIES - 1,
+        exponential_wait=5,
+        retry_exceptions={open311_media.MediaLater},
+    ),
+)
+async def fetch_open311_update_media(context: JobContext, event_id: int) -> str:
+    """Fetch the photos a pushed Open311 update named by media_url onto its ticket."""
+    found = resources(context)
+    tries = context.job.attempts if context.job is not None else 0
+    return await open311_media.fetch_update_media(
+        found.sessionmaker,
+        found.settings,
+        found.photos,
+        event_id,
         last_try=tries >= _PHOTO_TRIES - 1,
     )
 

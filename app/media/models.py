@@ -69,7 +69,7 @@ class Photo(CreatedAt, Base):
     failure: Mapped[str | None] = mapped_column(Text)  # why it failed; for staff, never public
 
     __table_args__ = (
-        CheckConstraint("kind IN ('report', 'completion')", name="kind_known"),
+        CheckConstraint("kind IN ('report', 'completion', 'update')", name="kind_known"),
         CheckConstraint(check_in("status", tuple(PhotoStatus)), name="status_known"),
         # What the sweep looks for (app.media.repository.DEFER_LEFT_PENDING) and what
         # leaks originals if left behind.

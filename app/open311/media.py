@@ -17,9 +17,11 @@ could be had are attached.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import TextClause
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.channels import transport
@@ -27,7 +29,7 @@ from app.channels.media import MediaHosts, MediaUnavailable, download
 from app.channels.webhook import TargetRefused, guarded_transport
 from app.core import clock
 from app.core.errors import KerbsideError
-from app.core.jobs import FETCH_OPEN311_MEDIA, defer
+from app.core.jobs import FETCH_OPEN311_MEDIA, FETCH_OPEN311_UPDATE_MEDIA, defer
 from app.media.service import AcceptedPhoto, PhotoPipeline
 from app.open311 import repository as sql
 from app.open311.models import MediaState
@@ -84,6 +86,23 @@ async def ask_for(session: AsyncSession, report_id: int, urls: Sequence[str]) ->
     )
 
 
+async def ask_for_update(
+    session: AsyncSession, event_id: int, ticket_id: int, urls: Sequence[str]
+) -> None:
+    """Fetch a pushed update's photos onto its ticket after the commit (in the update's
+    transaction)."""
+    await session.execute(
+        sql.INSERT_UPDATE_MEDIA, {"event_id": event_id, "ticket_id": ticket_id, "urls": list(urls)}
+    )
+    await defer(
+        session,
+        FETCH_OPEN311_UPDATE_MEDIA,
+        {"event_id": event_id},
+        queue="photos",
+        lock=f"open311-update-media:{event_id}",
+    )
+
+
 async def fetch_request_media(
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
@@ -99,13 +118,139 @@ async def fetch_request_media(
         row = (await session.execute(sql.MEDIA_TO_FETCH, {"report_id": report_id})).first()
     if row is None:
         return "nothing to fetch"
+    accepted, failures = await _fetch(settings, photos, row.urls, last_try=last_try)
+
+    async def attach(session: AsyncSession, failure: str | None) -> None:
+        await attach_photos(session, report_id, accepted, actor_label=ACTOR)
+        if failure is not None:
+            await add_event(
+                session,
+                int(row.ticket_id),
+                EventKind.comment,
+                at=clock.now(),
+                public=False,
+                actor_label=ACTOR,
+                report_id=report_id,
+                note=f"Photos named by media_url that could not be fetched: {failure}",
+                data={"media_url_failed": len(failures)},
+            )
+
+    return await _keep(
+        sessionmaker,
+        photos,
+        accepted,
+        failures,
+        done=(sql.MEDIA_DONE, {"report_id": report_id}),
+        attach=attach,
+    )
+
+
+async def fetch_update_media(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    photos: PhotoPipeline,
+    event_id: int,
+    *,
+    last_try: bool,
+) -> str:
+    """Fetch the photos a pushed update named (``POST servicerequestupdates``'s
+    ``media_url``) onto its ticket as ``update`` photos (the job); says what became of them.
+    As a request's: ``MediaLater`` while a download may succeed later, the failures noted
+    on the timeline (internal), never attached twice."""
+    async with sessionmaker() as session:
+        row = (await session.execute(sql.UPDATE_MEDIA_TO_FETCH, {"event_id": event_id})).first()
+    if row is None:
+        return "nothing to fetch"
+    accepted, failures = await _fetch(settings, photos, row.urls, last_try=last_try)
+
+    async def attach(session: AsyncSession, failure: str | None) -> None:
+        for photo in accepted:
+            await session.execute(
+                sql.INSERT_UPDATE_PHOTO,
+                {
+                    "ticket_id": row.ticket_id,
+                    "storage_key": photo.storage_key,
+                    "thumbnail_key": photo.thumbnail_key,
+                    "original_key": photo.original_key,
+                    "content_type": photo.content_type,
+                    "width": photo.width,
+                    "height": photo.height,
+                    "taken_at": photo.taken_at,
+                },
+            )
+        await add_event(
+            session,
+            int(row.ticket_id),
+            EventKind.photo_added if accepted else EventKind.comment,
+            at=clock.now(),
+            public=False,
+            actor_label=ACTOR,
+            note=f"Photos named by media_url that could not be fetched: {failure}"
+            if failure is not None
+            else None,
+            data={"photos": len(accepted), "open311_update_event": event_id}
+            | ({"media_url_failed": len(failures)} if failures else {}),
+        )
+
+    return await _keep(
+        sessionmaker,
+        photos,
+        accepted,
+        failures,
+        done=(sql.UPDATE_MEDIA_DONE, {"event_id": event_id}),
+        attach=attach,
+    )
+
+
+async def _keep(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    photos: PhotoPipeline,
+    accepted: list[AcceptedPhoto],
+    failures: list[str],
+    *,
+    done: tuple[TextClause, dict[str, Any]],
+    attach: Callable[[AsyncSession, str | None], Awaitable[None]],
+) -> str:
+    """Finish a fetch in one transaction: its row marked done (only a pending one, so two
+    tries never attach twice) and the photos attached (``attach``); the photos' files are
+    discarded when that does not commit. Says the row's new state."""
+    state = MediaState.fetched if accepted or not failures else MediaState.failed
+    failure = "; ".join(failures)[:2000] or None
+    statement, key = done
+    try:
+        async with sessionmaker() as session, session.begin():
+            finished = (
+                await session.execute(statement, key | {"state": state.value, "failure": failure})
+            ).scalar_one_or_none()
+            if finished is None:  # another try finished first
+                await photos.discard(accepted)
+                return "taken"
+            await attach(session, failure)
+    except BaseException:
+        await photos.discard(accepted)
+        raise
+    if failures:
+        log.info(
+            "media_url photos could not be fetched",
+            extra={**key, "failed": len(failures), "attached": len(accepted)},
+        )
+    return state.value
+
+
+async def _fetch(
+    settings: Settings, photos: PhotoPipeline, urls: Sequence[str], *, last_try: bool
+) -> tuple[list[AcceptedPhoto], list[str]]:
+    """Download ``urls`` (public addresses only, bounded) and accept each through the upload
+    checks; the photos accepted, and why each other one could not be had. Raises
+    ``MediaLater`` when a download may succeed later and this is not the last try (nothing
+    is kept then)."""
     failures: list[str] = []
     contents: list[tuple[int, bytes]] = []
     client = transport.client(
         settings, guarded_transport(allow_loopback=settings.media_url_allow_loopback)
     )
     try:
-        for number, url in enumerate(row.urls, 1):
+        for number, url in enumerate(urls, 1):
             try:
                 media = await download(
                     client,
@@ -135,38 +280,4 @@ async def fetch_request_media(
             accepted.extend(uploads.photos)
         except KerbsideError as error:  # not a photo, too large, a polyglot: as an upload
             failures.append(f"photo {number}: {error}")
-    state = MediaState.fetched if accepted or not failures else MediaState.failed
-    failure = "; ".join(failures)[:2000] or None
-    try:
-        async with sessionmaker() as session, session.begin():
-            done = (
-                await session.execute(
-                    sql.MEDIA_DONE,
-                    {"report_id": report_id, "state": state.value, "failure": failure},
-                )
-            ).scalar_one_or_none()
-            if done is None:  # another try finished first
-                await photos.discard(accepted)
-                return "taken"
-            await attach_photos(session, report_id, accepted, actor_label=ACTOR)
-            if failure is not None:
-                await add_event(
-                    session,
-                    int(row.ticket_id),
-                    EventKind.comment,
-                    at=clock.now(),
-                    public=False,
-                    actor_label=ACTOR,
-                    report_id=report_id,
-                    note=f"Photos named by media_url that could not be fetched: {failure}",
-                    data={"media_url_failed": len(failures)},
-                )
-    except BaseException:
-        await photos.discard(accepted)
-        raise
-    if failures:
-        log.info(
-            "media_url photos could not be fetched",
-            extra={"report": report_id, "failed": len(failures), "attached": len(accepted)},
-        )
-    return state.value
+    return accepted, failures

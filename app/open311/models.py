@@ -1,5 +1,6 @@
 """Open311's own rows: the photos a POST named by ``media_url``, fetched after filing, and
-the index that makes FixMyStreet's pushed updates idempotent (migration 0111)."""
+the index that makes FixMyStreet's pushed updates idempotent (migration 0111); the photos of
+a pushed update, fetched after it is recorded (migration 0113)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,25 @@ class Open311Media(Base):
     report_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("report.id", ondelete="CASCADE"), primary_key=True
     )
+    urls: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    state: Mapped[str] = mapped_column(String(16), server_default=MediaState.pending.value)
+    failure: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (CheckConstraint(check_in("state", tuple(MediaState)), name="state_known"),)
+
+
+class Open311UpdateMedia(Base):
+    """The ``media_url`` links of one pushed update (its timeline line), until the job has
+    fetched them onto the ticket as ``update`` photos."""
+
+    __tablename__ = "open311_update_media"
+
+    event_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("ticket_event.id", ondelete="CASCADE"), primary_key=True
+    )
+    ticket_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("ticket.id", ondelete="CASCADE"))
     urls: Mapped[list[str]] = mapped_column(ARRAY(Text))
     state: Mapped[str] = mapped_column(String(16), server_default=MediaState.pending.value)
     failure: Mapped[str | None] = mapped_column(Text)

@@ -32,3 +32,27 @@ UPDATE_RECORDED = text(
     " WHERE ticket_id = :ticket_id AND data ? 'open311_update_id'"
     " AND data ->> 'open311_update_id' = :update_id"
 )
+
+# The photos of a pushed update: kept with its timeline line until the job fetched them.
+INSERT_UPDATE_MEDIA = text(
+    "INSERT INTO open311_update_media (event_id, ticket_id, urls)"
+    " VALUES (:event_id, :ticket_id, :urls) ON CONFLICT (event_id) DO NOTHING"
+)
+UPDATE_MEDIA_TO_FETCH = text(
+    "SELECT urls, ticket_id FROM open311_update_media"
+    " WHERE event_id = :event_id AND state = 'pending'"
+)
+UPDATE_MEDIA_DONE = text(
+    "UPDATE open311_update_media SET state = :state, failure = :failure, updated_at = now()"
+    " WHERE event_id = :event_id AND state = 'pending' RETURNING ticket_id"
+)
+# As the intake's photos (pending, processed by their job after the commit), of the ticket
+# rather than of a report: the update's author filed no report here.
+INSERT_UPDATE_PHOTO = text(
+    """
+    INSERT INTO photo (ticket_id, report_id, kind, status, storage_key, thumbnail_key,
+                       original_key, content_type, width, height, taken_at)
+    VALUES (:ticket_id, NULL, 'update', 'pending', :storage_key, :thumbnail_key,
+            :original_key, :content_type, :width, :height, :taken_at)
+    """
+)

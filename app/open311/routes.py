@@ -436,8 +436,8 @@ async def post_update(request: Request, session: SessionDep) -> Response:
     on the ticket, once per ``update_id``; a citizen's CLOSED is noted, not obeyed."""
     fmt = _format(request)
     settings = _settings(request)
-    # Uploads are read (bounded) and not kept: a comment has no report to hold photos, so
-    # FixMyStreet's photo links are kept in the comment instead.
+    # Uploads are read (bounded) and not kept (FixMyStreet sends links): the photos its
+    # media_url links name are fetched onto the ticket after the commit, by a job.
     params = await form_params(
         request,
         max_files=settings.max_photos_per_report,
@@ -829,7 +829,9 @@ _add(
     summary="FixMyStreet push a citizen's update on a service request",
     ok=schemas.UPDATE_ANSWER_REF,
     description="Kept as an internal comment on the ticket (once per update_id; a retry"
-    " answers the same update_id); the ticket's status is not changed",
+    " answers the same update_id); the ticket's status is not changed. Photos named by"
+    " media_url are fetched onto the ticket after the answer (public addresses only, through"
+    " the upload checks)",
     parameters=[
         _API_KEY_POST,
         _JURISDICTION,

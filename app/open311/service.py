@@ -26,6 +26,7 @@ from app.geocoding.service import Bbox, Gazetteer, Geocoder, geocode_address
 from app.jurisdictions.catalog import JurisdictionInfo
 from app.media.links import photo_ref
 from app.media.service import AcceptedPhoto
+from app.open311 import media as open311_media
 from app.open311 import repository as sql
 from app.open311.formats import parse_datetime, timestamp
 from app.open311.params import Params, invalid
@@ -512,7 +513,7 @@ async def record_update(session: AsyncSession, principal: Principal, update: Cit
     # Internal, as a social post linked to a ticket is: the words are the citizen's own (they
     # may carry personal details), FixMyStreet already shows them, and the ticket's
     # subscribers are not told of another person's comment. Staff answer in public.
-    return await add_event(
+    event_id = await add_event(
         session,
         ticket.id,
         EventKind.comment,
@@ -527,3 +528,6 @@ async def record_update(session: AsyncSession, principal: Principal, update: Cit
             "media_url": list(update.media_urls),
         },
     )
+    if update.media_urls:  # fetched onto the ticket after the commit, by a job
+        await open311_media.ask_for_update(session, event_id, ticket.id, update.media_urls)
+    return event_id
