@@ -560,6 +560,9 @@ async def test_an_updates_photos_are_fetched_onto_its_ticket_once(
     # Of the ticket, not of a report (the update's author filed none here); public, as a
     # report's photos are, once processed.
     assert [tuple(p) for p in kept] == [("update", None, True, "pending")]
+    ticket = (await client.get(f"/v1/tickets/{reference}")).json()
+    assert [p["status"] for p in ticket["update_photos"]] == ["pending"]
+    assert ticket["completion_photos"] == []
     line = (
         await db.execute(
             text(

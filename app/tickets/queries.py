@@ -78,6 +78,7 @@ async def ticket_detail(session: AsyncSession, reference: str, base_url: str) ->
         **_summary(row, base_url),
         reports=reports,
         completion_photos=await completion_photos(session, row.id, base_url),
+        update_photos=await update_photos(session, row.id, base_url),
         timeline=[
             TimelineEntry(
                 id=e.id,
@@ -114,6 +115,7 @@ async def staff_ticket_detail(
         **_summary(row, base_url),
         reports=reports,
         completion_photos=await completion_photos(session, row.id, base_url),
+        update_photos=await update_photos(session, row.id, base_url),
         timeline=[
             StaffTimelineEntry(
                 id=e.id,
@@ -146,14 +148,25 @@ async def staff_ticket_detail(
     )
 
 
+_TICKET_PHOTOS = text(
+    "SELECT public_id, width, height, status FROM photo"
+    " WHERE ticket_id = :t AND kind = :kind AND public ORDER BY id LIMIT 50"
+)
+
+
 async def completion_photos(session: AsyncSession, ticket_id: int, base_url: str) -> list[PhotoRef]:
-    rows = await session.execute(
-        text(
-            "SELECT public_id, width, height, status FROM photo"
-            " WHERE ticket_id = :t AND kind = 'completion' AND public ORDER BY id LIMIT 50"
-        ),
-        {"t": ticket_id},
-    )
+    return await _ticket_photos(session, ticket_id, "completion", base_url)
+
+
+async def update_photos(session: AsyncSession, ticket_id: int, base_url: str) -> list[PhotoRef]:
+    return await _ticket_photos(session, ticket_id, "update", base_url)
+
+
+async def _ticket_photos(
+    session: AsyncSession, ticket_id: int, kind: str, base_url: str
+) -> list[PhotoRef]:
+    """The ticket's own public photos of one kind (not a report's)."""
+    rows = await session.execute(_TICKET_PHOTOS, {"t": ticket_id, "kind": kind})
     return [photo_ref(base_url, r.public_id, r.width, r.height, status=r.status) for r in rows]
 
 

@@ -99,6 +99,11 @@ class TicketDetail(TicketSummary):
     completion_photos: list[PhotoRef] = Field(
         default_factory=list, description="After-photos the crew took when it finished"
     )
+    update_photos: list[PhotoRef] = Field(
+        default_factory=list,
+        description="Photos citizens sent with later updates (FixMyStreet's pushed updates,"
+        " through Open311), oldest first",
+    )
     timeline: list[TimelineEntry]
 
 
