@@ -58,4 +58,6 @@ def downgrade() -> None:
     op.drop_table("open311_update_media")
     op.execute("DELETE FROM photo WHERE kind = 'update'")
     op.drop_constraint(op.f("ck_photo_kind_known"), "photo", type_="check")
-    op.create_check_constraint(op.f("ck_photo_kind_known"), "photo", "kind IN ('report', 'completion')")
+    op.create_check_constraint(
+        op.f("ck_photo_kind_known"), "photo", "kind IN ('report', 'completion')"
+    )
