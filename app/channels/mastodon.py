@@ -297,8 +297,9 @@ class MastodonChannel:
 
 @dataclass(frozen=True)
 class OAuthClient:
-    """The city's application on its Mastodon server (registered once, with
-    ``POST /api/v1/apps`` or in the account's Development settings)."""
+    """Our application on a Mastodon server: the city account's (registered in its
+    Development settings, credentials from the city file) or a resident's own
+    (``register_app`` at the first linking there, kept by ``app.linking``)."""
 
     base_url: str
     client_id: str
@@ -347,6 +348,35 @@ async def register_app(
             "not a Mastodon server, or older than Mastodon 4.3"
         )
     return Registered(client_id, client_secret)
+
+
+async def app_known(http: httpx.AsyncClient, client: OAuthClient) -> bool:
+    """Whether the server still knows our app: Mastodon deletes an app that holds no token
+    a day after it was made (``Vacuum::ApplicationsVacuum``; ours are revoked at once),
+    and an admin may remove it, after which its authorization page turns residents away.
+    Asked with the client credentials grant (an app token, revoked at once); false only when
+    the server says the client is unknown (401), true when it cannot tell (a server that
+    does not offer the grant). ``LinkRefused`` when the server does not answer."""
+    try:
+        answer = await http.post(
+            f"{client.base_url}/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client.client_id,
+                "client_secret": client.client_secret,
+                "scope": LINK_SCOPE,
+            },
+        )
+    except httpx.HTTPError as error:
+        raise LinkRefused(f"it did not answer: {transport.describe(error)}") from None
+    if answer.status_code == 401:
+        return False
+    if answer.status_code >= 500:
+        raise LinkRefused(f"it answered HTTP {answer.status_code}")
+    access = transport.json_object(answer).get("access_token")
+    if answer.status_code == 200 and isinstance(access, str) and access:
+        await _revoke(http, client, access)
+    return True
 
 
 def authorize_url(client: OAuthClient, state: str, challenge: str) -> str:
@@ -415,7 +445,7 @@ async def _verify_credentials(
 
 
 async def _revoke(http: httpx.AsyncClient, client: OAuthClient, access: str) -> None:
-    # Best effort: the token can only read the profile, and the server expires it anyway.
+    # Best effort: the token can only read the profile (an app token: nothing of a person's).
     try:
         await http.post(
             f"{client.base_url}/oauth/revoke",

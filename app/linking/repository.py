@@ -50,6 +50,11 @@ MASTODON_APP = text(
     "SELECT client_id, client_secret FROM mastodon_app"
     " WHERE base_url = :base_url AND redirect_uri = :redirect_uri"
 )
+# The server forgot our app (Mastodon deletes unused ones): registered anew.
+FORGET_MASTODON_APP = text(
+    "DELETE FROM mastodon_app"
+    " WHERE base_url = :base_url AND redirect_uri = :redirect_uri AND client_id = :client_id"
+)
 KEEP_MASTODON_APP = text(
     """
     INSERT INTO mastodon_app (base_url, redirect_uri, client_id, client_secret)

@@ -3,7 +3,9 @@
 Mastodon is federated: most residents are not on the city account's server. Linking there
 is what every Mastodon client does: register the app on the server at first use
 (``POST /api/v1/apps``; kept in ``mastodon_app``, one per server and redirect URI, and used
-for every later linking there), then the same OAuth 2 code flow with PKCE. The notice still
+for every later linking there while the server knows it: Mastodon deletes apps that hold no
+token a day after they were made, and ours hold none, so each start asks), then the same
+OAuth 2 code flow with PKCE. The notice still
 comes from the city account, mentioning ``@user@server``.
 
 The host is typed in by a person and called from our servers (SSRF), so it is taken as
@@ -140,38 +142,47 @@ async def oauth_client(
     *,
     register: bool,
 ) -> mastodon.OAuthClient | None:
-    """Our app on ``server`` for ``redirect_uri``: the one kept, or (``register``) a new
-    registration there, kept. None when there is none and ``register`` is false.
-    ``LinkRefused`` when the server does not register it."""
+    """Our app on ``server`` for ``redirect_uri``. Starting a linking (``register``): the one
+    kept if the server still knows it, else a new registration there, kept. Finishing one:
+    the one kept, or None. ``LinkRefused`` when the server does not answer or register it."""
     key = {"base_url": server, "redirect_uri": redirect_uri}
     row = (await session.execute(sql.MASTODON_APP, key)).first()
     if row is None and not register:
         return None
-    if row is None:
-        async with client(settings) as http:
-            registered = await bounded(
-                settings,
-                1,
-                mastodon.register_app(
-                    http,
-                    server,
-                    name=app_name(settings),
-                    redirect_uri=redirect_uri,
-                    website=settings.public_base_url,
-                ),
-            )
-        kept = {
-            **key,
-            "client_id": registered.client_id,
-            "client_secret": registered.client_secret,
-        }
-        # Another first linking there registered at the same moment: its row is the one.
-        row = (await session.execute(sql.KEEP_MASTODON_APP, kept)).first() or (
-            await session.execute(sql.MASTODON_APP, key)
-        ).one()
+    if row is not None and not register:
+        return _app(server, redirect_uri, row.client_id, row.client_secret)
+    async with client(settings) as http:
+        if row is not None:
+            kept = _app(server, redirect_uri, row.client_id, row.client_secret)
+            # Two requests at most: the app token, its revocation.
+            if await bounded(settings, 2, mastodon.app_known(http, kept)):
+                return kept
+            await session.execute(sql.FORGET_MASTODON_APP, {**key, "client_id": kept.client_id})
+        registered = await bounded(
+            settings,
+            1,
+            mastodon.register_app(
+                http,
+                server,
+                name=app_name(settings),
+                redirect_uri=redirect_uri,
+                website=settings.public_base_url,
+            ),
+        )
+    new = {**key, "client_id": registered.client_id, "client_secret": registered.client_secret}
+    # Another first linking there registered at the same moment: its row is the one.
+    row = (await session.execute(sql.KEEP_MASTODON_APP, new)).first() or (
+        await session.execute(sql.MASTODON_APP, key)
+    ).one()
+    return _app(server, redirect_uri, row.client_id, row.client_secret)
+
+
+def _app(
+    server: str, redirect_uri: str, client_id: str, client_secret: str
+) -> mastodon.OAuthClient:
     return mastodon.OAuthClient(
         base_url=server,
-        client_id=row.client_id,
-        client_secret=row.client_secret,
+        client_id=client_id,
+        client_secret=client_secret,
         redirect_uri=redirect_uri,
     )

@@ -13,7 +13,9 @@ approves at once and is redirected there with ``code`` and ``state``), ``POST /o
 (the authorization code grant: the credentials the fake issued, the client the code was
 issued to, the redirect URI, the code once, and PKCE S256 checked against the challenge),
 ``GET /api/v1/accounts/verify_credentials`` with the resident's token, and
-``POST /oauth/revoke`` (client credentials checked as well).
+``POST /oauth/revoke`` (client credentials checked as well). The client credentials grant
+gives an app token (how a client learns whether the server still knows its app: deleting
+one from ``apps`` is Mastodon's vacuum of unused apps).
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class FakeMastodon:
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     revoked: list[str] = field(default_factory=list)
+    app_tokens: dict[str, str] = field(default_factory=dict)  # client credentials grants
     # The scopes the server knows (Mastodon before 4.3 knows no ``profile``).
     known_scopes: set[str] = field(default_factory=lambda: set(SCOPES))
     # Registered applications by client_id: the city's own, and those POST /api/v1/apps made.
@@ -236,6 +239,11 @@ class FakeMastodon:
             form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
             if self._client(form) is None:
                 return Reply.json(401, json.dumps({"error": "invalid_client"}))
+            if form.get("grant_type") == "client_credentials":
+                token = secrets.token_urlsafe(24)
+                self.app_tokens[token] = form["client_id"]
+                answer = {"access_token": token, "token_type": "Bearer", "scope": "profile"}
+                return Reply.json(200, json.dumps({**answer, "created_at": 1764870000}))
             grant = self.codes.get(form.get("code", ""))
             if form.get("grant_type") != "authorization_code" or grant is None or grant["used"]:
                 return Reply.json(400, json.dumps({"error": "invalid_grant"}))
@@ -258,6 +266,7 @@ class FakeMastodon:
                 return Reply.json(403, json.dumps({"error": "unauthorized_client"}))
             self.revoked.append(form.get("token", ""))
             self.tokens.pop(form.get("token", ""), None)
+            self.app_tokens.pop(form.get("token", ""), None)
             return Reply.json(200, "{}")
         if request.method == "GET" and path == "/api/v1/accounts/verify_credentials":
             token = request.headers.get("authorization", "").removeprefix("Bearer ")
