@@ -821,6 +821,7 @@ async def test_the_state_binds_the_server_the_linking_was_started_on(
 
 async def test_a_server_we_do_not_link_on_is_a_422_on_server(
     client: httpx.AsyncClient,
+    db: AsyncSession,
     app: FastAPI,
     fakes: Fakes,
     home: Home,
@@ -877,7 +878,9 @@ async def test_a_server_we_do_not_link_on_is_a_422_on_server(
     # Mastodon before 4.3 knows no `profile` scope: it registers no app.
     home.masto.known_scopes.discard("profile")
     assert "Mastodon 4.3" in await refused(home.host)
-    # The city account's own server named: linked there as without a server.
+    # The city account's own server named (here on loopback, the setting unset): linked
+    # there as without a server.
+    app.state.settings = linking_settings
     city_host = urlsplit(fakes.masto_server.url).netloc
     same = await client.post(
         "/v1/me/linked-accounts/mastodon/start",
@@ -888,6 +891,11 @@ async def test_a_server_we_do_not_link_on_is_a_422_on_server(
     asked = parse_qs(urlsplit(same.json()["authorize_url"]).query)
     assert asked["client_id"] == [fake_masto.CLIENT_ID]
     assert fakes.masto_server.to("/api/v1/apps") == []
+    attempt_id = int(same.json()["state"].split(".")[0])
+    kept = await db.execute(
+        text("SELECT server FROM link_attempt WHERE id = :id"), {"id": attempt_id}
+    )
+    assert kept.scalar_one() is None
 
 
 async def test_two_first_linkings_on_one_server_at_once_keep_one_registration(

@@ -229,11 +229,13 @@ async def _resident_server(
     if platform != LinkPlatform.mastodon:
         raise _bad_server(f"a {platform.value} account is linked on {platform.value} itself")
     try:
+        # The city account's own server is linked on as without one, whatever its address.
+        named = servers.base_url(given, allow_loopback=True)
+        if servers.same_server(named, city_account.base_url):
+            return None, None
         server = servers.base_url(given, allow_loopback=settings.linking_allow_loopback)
     except servers.ServerRefused as refused:
         raise _bad_server(str(refused)) from None
-    if servers.same_server(server, city_account.base_url):
-        return None, None
     redirect = _redirect_uri(settings, platform) or mastodon.OUT_OF_BAND
     try:
         oauth = await servers.oauth_client(session, settings, server, redirect, register=True)
