@@ -171,6 +171,9 @@ class Settings(BaseSettings):
     linking_state_minutes: int = Field(default=15, ge=2, le=60)
     linking_redirect_uri: str | None = None
     citizen_page_url: str | None = None
+    # A resident's own Mastodon server is a host they type in: public addresses only (the
+    # webhooks' guard); loopback, reached over http, for tests and demos, refused in production.
+    linking_allow_loopback: bool = False
     # A Nominatim- or Photon-compatible geocoder for addresses named in posts (searched
     # within the jurisdiction); unset: the city file's street list only.
     geocoder_url: str | None = None
@@ -278,6 +281,10 @@ class Settings(BaseSettings):
             if self.media_url_allow_loopback:
                 raise ValueError(
                     "KERBSIDE_MEDIA_URL_ALLOW_LOOPBACK is for tests and demos, not production"
+                )
+            if self.linking_allow_loopback:
+                raise ValueError(
+                    "KERBSIDE_LINKING_ALLOW_LOOPBACK is for tests and demos, not production"
                 )
         if self.webpush_vapid_private_key is not None and not self.webpush_vapid_subject:
             raise ValueError(

@@ -7,8 +7,10 @@ local fakes of a Mastodon server and the Graph API speaking their real payloads.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr, ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -30,6 +33,7 @@ from app.contacts.models import ConsentMethod, Purpose
 from app.contacts.service import Consent
 from app.core import clock
 from app.jurisdictions.models import Jurisdiction
+from app.linking import servers
 from app.notify import service as notify
 from app.notify.templates import LANGUAGES, render_notice
 from app.settings import Settings
@@ -41,7 +45,7 @@ from tests.factories import CITY, bearer_headers, make_jurisdiction, make_servic
 from tests.fakes import facebook as fake_fb
 from tests.fakes import mastodon as fake_masto
 from tests.fakes import x as fake_x
-from tests.fakes.http import FakeServer, serving
+from tests.fakes.http import FakeServer, Received, Reply, dead_address, serving
 
 STAFF = Principal(kind="user", role=Role.admin, label="test-staff")
 PAGE_URL = "https://karlstad.example/mina-sidor"
@@ -622,3 +626,323 @@ async def test_a_linked_account_takes_report_notices_only(
     ).scalar_one()
     assert await send(sessionmaker, linking_settings, "mastodon", row_id) == "suppressed"
     assert fakes.masto.posted == []
+
+
+# -- Mastodon on the resident's own server: our app registered there, the notice the city's --
+
+
+@dataclass
+class Home:
+    """A second Mastodon server: the resident's own, not the city account's."""
+
+    masto: fake_masto.FakeMastodon
+    server: FakeServer
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.server.url).netloc
+
+
+@pytest.fixture
+def home() -> Iterator[Home]:
+    masto = fake_masto.FakeMastodon(now=clock.now())
+    with serving(masto) as server:
+        masto.url = server.url
+        yield Home(masto, server)
+
+
+@pytest.fixture
+def loopback_settings(app: FastAPI, linking_settings: Settings) -> Settings:
+    changed = linking_settings.model_copy(update={"linking_allow_loopback": True})
+    app.state.settings = changed
+    return changed
+
+
+async def start_on(
+    client: httpx.AsyncClient, headers: dict[str, str], slug: str, server: str
+) -> httpx.Response:
+    return await client.post(
+        "/v1/me/linked-accounts/mastodon/start",
+        json={"jurisdiction": slug, "server": server},
+        headers=headers,
+    )
+
+
+async def test_an_account_on_the_residents_own_server_is_linked_there_and_noticed_from_the_city(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    fakes: Fakes,
+    home: Home,
+    city: Jurisdiction,
+    citizen: User,
+    loopback_settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    headers = await bearer_headers(loopback_settings, citizen)
+    started = await start_on(client, headers, city.slug, home.host)
+    assert started.status_code == 201, started.text
+    authorize_url = started.json()["authorize_url"]
+    assert authorize_url.startswith(f"{home.server.url}/oauth/authorize?")
+    # Our app was registered on the resident's server, as a Mastodon client does.
+    (registration,) = home.server.to("/api/v1/apps")
+    form = {k: v[0] for k, v in parse_qs(registration.body.decode()).items()}
+    assert form["redirect_uris"] == fake_masto.REDIRECT_URI
+    assert form["scopes"] == "profile"
+    assert form["website"] == loopback_settings.public_base_url
+    assert form["client_name"].startswith("Kerbside")
+    (issued,) = set(home.masto.apps) - {fake_masto.CLIENT_ID}
+    assert parse_qs(urlsplit(authorize_url).query)["client_id"] == [issued]
+
+    home.masto.resident("bob", account_id="110000000000000777")
+    back = await authorize(fakes, authorize_url)
+    done = await client.post(
+        "/v1/me/linked-accounts/mastodon/callback",
+        json={"code": back["code"], "state": back["state"]},
+        headers=headers,
+    )
+    assert done.status_code == 201, done.text
+    linked = done.json()
+    assert (linked["handle"], linked["via"], linked["how"]) == (
+        f"bob@{home.host}",
+        "kommun",
+        "oauth:mastodon",
+    )
+    # The code was exchanged at the resident's server with the app registered there, the
+    # token revoked there; the city's server saw none of it.
+    (exchange,) = home.server.to("/oauth/token")
+    assert f"client_id={issued}" in exchange.body.decode()
+    assert len(home.masto.revoked) == 1
+    assert home.masto.tokens == {}
+    assert fakes.masto_server.to("/oauth/") == []
+    contact = (
+        await db.execute(
+            text(
+                "SELECT c.address, k.method, k.evidence FROM contact c JOIN contact_consent k"
+                " ON k.contact_id = c.id WHERE c.id = :id AND k.purpose = 'notices'"
+            ),
+            {"id": linked["id"]},
+        )
+    ).one()
+    assert contact.address == f"{home.host}:110000000000000777"
+    assert contact.method == "linked_account"
+    assert contact.evidence["via"]["mention"] == f"bob@{home.host}"
+    assert home.masto.apps[issued]["client_secret"] not in json.dumps(contact.evidence)
+
+    # A second linking there uses the registration kept, once the server confirms it knows
+    # the app (an app token, revoked at once): none is made again.
+    again = await start_on(client, headers, city.slug, f"{home.host.upper()}")
+    assert again.status_code == 201, again.text
+    assert len(home.server.to("/api/v1/apps")) == 1
+    assert home.masto.app_tokens == {}
+    assert len(home.masto.revoked) == 2
+
+    async def kept() -> list[str]:
+        rows = await db.execute(
+            text("SELECT client_id FROM mastodon_app WHERE base_url = :url"),
+            {"url": home.server.url},
+        )
+        return list(rows.scalars())
+
+    assert await kept() == [issued]
+    # Mastodon deletes an app that holds no token a day after it was made (ours never keep
+    # one): the next linking there registers it anew, and the new one is kept.
+    del home.masto.apps[issued]
+    anew = await start_on(client, headers, city.slug, home.host)
+    assert anew.status_code == 201, anew.text
+    assert len(home.server.to("/api/v1/apps")) == 2
+    (reissued,) = set(home.masto.apps) - {fake_masto.CLIENT_ID}
+    assert parse_qs(urlsplit(anew.json()["authorize_url"]).query)["client_id"] == [reissued]
+    assert await kept() == [reissued]
+
+    # The notice: a direct status from the city account on the city's server, mentioning
+    # the resident's account on theirs.
+    await file_and_change(client, db, headers)
+    rows = await queued(db, "mastodon")
+    assert [r.event_kind for r in rows] == ["ticket_opened", "status_changed"]
+    for row in rows:
+        assert await send(sessionmaker, loopback_settings, "mastodon", row.id) == "sent"
+    assert len(fakes.masto.posted) == 2
+    for posted in fakes.masto.posted:
+        assert posted["visibility"] == "direct"
+        assert posted["status"].startswith(f"@bob@{home.host} There is news about your report.")
+    assert home.masto.posted == []
+
+
+async def test_the_state_binds_the_server_the_linking_was_started_on(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    fakes: Fakes,
+    home: Home,
+    city: Jurisdiction,
+    citizen: User,
+    loopback_settings: Settings,
+) -> None:
+    headers = await bearer_headers(loopback_settings, citizen)
+    other = fake_masto.FakeMastodon(now=clock.now())
+    with serving(other) as other_server:
+        other.url = other_server.url
+        on_home = await start_on(client, headers, city.slug, home.host)
+        on_other = await start_on(client, headers, city.slug, urlsplit(other.url).netloc)
+        assert (on_home.status_code, on_other.status_code) == (201, 201)
+        other.resident("carol")
+        back = await authorize(fakes, on_other.json()["authorize_url"])
+
+        async def callback(state: str) -> httpx.Response:
+            return await client.post(
+                "/v1/me/linked-accounts/mastodon/callback",
+                json={"code": back["code"], "state": state},
+                headers=headers,
+            )
+
+        # The other server's code with the home server's state: exchanged at the home
+        # server (where the state was started), which never issued it.
+        crossed = await callback(on_home.json()["state"])
+        assert crossed.status_code == 422, crossed.text
+        assert crossed.json()["errors"][0]["field"] == "code"
+        assert other_server.to("/oauth/token") == []
+        assert len(home.server.to("/oauth/token")) == 1
+        # The server kept with an attempt is covered by the state's MAC: moved, it is refused.
+        attempt_id = int(on_other.json()["state"].split(".")[0])
+        await db.execute(
+            text("UPDATE link_attempt SET server = :server WHERE id = :id"),
+            {"server": home.server.url, "id": attempt_id},
+        )
+        moved = await callback(on_other.json()["state"])
+        assert moved.status_code == 422
+        assert moved.json()["errors"][0]["field"] == "state"
+        await db.execute(
+            text("UPDATE link_attempt SET server = :server WHERE id = :id"),
+            {"server": other_server.url, "id": attempt_id},
+        )
+        done = await callback(on_other.json()["state"])
+        assert done.status_code == 201, done.text
+        assert done.json()["handle"] == f"carol@{urlsplit(other.url).netloc}"
+
+
+async def test_a_server_we_do_not_link_on_is_a_422_on_server(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    app: FastAPI,
+    fakes: Fakes,
+    home: Home,
+    city: Jurisdiction,
+    citizen: User,
+    linking_settings: Settings,
+) -> None:
+    headers = await bearer_headers(linking_settings, citizen)
+
+    async def refused(server: str, platform: str = "mastodon") -> str:
+        answer = await client.post(
+            f"/v1/me/linked-accounts/{platform}/start",
+            json={"jurisdiction": city.slug, "server": server},
+            headers=headers,
+        )
+        assert answer.status_code == 422, (server, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+        (error,) = answer.json()["errors"]
+        assert error["field"] == "server"
+        return str(error["message"])
+
+    # Loopback without the setting (production never has it), private, link-local.
+    assert "loopback" in await refused(home.host)
+    assert home.server.received == []
+    app.state.settings = linking_settings.model_copy(update={"linking_allow_loopback": True})
+    assert "private" in await refused("10.1.2.3")
+    assert "private" in await refused("192.168.0.10:8443")
+    assert "link-local" in await refused("169.254.169.254")
+    # More than a host name.
+    for malformed in (
+        "http://x/y",
+        "https://mastodon.social",
+        "mastodon.social/@alice",
+        "a b",
+        "alice@mastodon.social",
+        "user:pass@mastodon.social",
+        "mastodon.social?x=1",
+        "mastodon.social:99999",
+        "localhost",
+        "-bad-.example",
+        "0x7f.1",
+        f"{'a' * 62}.{'b' * 62}.{'c' * 62}.{'d' * 62}.example",
+        "[::1]:443",
+    ):
+        await refused(malformed)
+    # Only Mastodon is linked on a server one names.
+    await refused("mastodon.social", platform="x")
+    # A server that does not answer, and one that is no Mastodon (no /api/v1/apps).
+    assert "did not answer" in await refused(urlsplit(dead_address()).netloc)
+    with serving(lambda _: Reply(404, b"<h1>Not Found</h1>", {"Content-Type": "text/html"})) as web:
+        message = await refused(urlsplit(web.url).netloc)
+        assert "not a Mastodon server" in message
+        assert len(web.to("/api/v1/apps")) == 1
+    # Mastodon before 4.3 knows no `profile` scope: it registers no app.
+    home.masto.known_scopes.discard("profile")
+    assert "Mastodon 4.3" in await refused(home.host)
+    # The city account's own server named (here on loopback, the setting unset): linked
+    # there as without a server.
+    app.state.settings = linking_settings
+    city_host = urlsplit(fakes.masto_server.url).netloc
+    same = await client.post(
+        "/v1/me/linked-accounts/mastodon/start",
+        json={"jurisdiction": city.slug, "server": city_host},
+        headers=headers,
+    )
+    assert same.status_code == 201, same.text
+    asked = parse_qs(urlsplit(same.json()["authorize_url"]).query)
+    assert asked["client_id"] == [fake_masto.CLIENT_ID]
+    assert fakes.masto_server.to("/api/v1/apps") == []
+    attempt_id = int(same.json()["state"].split(".")[0])
+    kept = await db.execute(
+        text("SELECT server FROM link_attempt WHERE id = :id"), {"id": attempt_id}
+    )
+    assert kept.scalar_one() is None
+
+
+async def test_two_first_linkings_on_one_server_at_once_keep_one_registration(
+    settings: Settings, committed_db: async_sessionmaker[AsyncSession]
+) -> None:
+    both_asked = threading.Barrier(2, timeout=5)
+    masto = fake_masto.FakeMastodon(now=clock.now())
+
+    def slow_register(request: Received) -> Reply:
+        if request.path == "/api/v1/apps":
+            both_asked.wait()  # each registers before either keeps its registration
+        return masto(request)
+
+    loopback = settings.model_copy(update={"linking_allow_loopback": True})
+    with serving(slow_register) as server:
+
+        async def first_linking() -> str:
+            async with committed_db() as session, session.begin():
+                found = await servers.oauth_client(
+                    session, loopback, server.url, fake_masto.REDIRECT_URI, register=True
+                )
+                assert found is not None
+                return found.client_id
+
+        try:
+            ids = await asyncio.gather(first_linking(), first_linking())
+            async with committed_db() as session:
+                kept = (
+                    await session.execute(
+                        text("SELECT client_id FROM mastodon_app WHERE base_url = :url"),
+                        {"url": server.url},
+                    )
+                ).scalars()
+                assert list(kept) == [ids[0]] == [ids[1]]
+        finally:
+            async with committed_db() as session, session.begin():
+                await session.execute(
+                    text("DELETE FROM mastodon_app WHERE base_url = :url"), {"url": server.url}
+                )
+    assert len(server.to("/api/v1/apps")) == 2
+
+
+def test_linking_on_loopback_is_refused_in_production(settings: Settings) -> None:
+    with pytest.raises(ValidationError, match="LINKING_ALLOW_LOOPBACK"):
+        Settings(
+            env="production",
+            secret_key=SecretStr("p" * 40),
+            database_url=settings.database_url,
+            linking_allow_loopback=True,
+        )

@@ -19,10 +19,11 @@ retry after an unknown outcome does not post twice. A notice on a linked account
 (``notice`` in the target, ``app.linking``) is a ``direct`` status of its own that mentions
 the person's ``@user@instance``, with the same key.
 
-Linking (``authorize_url``, ``exchange_code``, ``verify_credentials``, ``revoke``): OAuth 2
-authorization code with PKCE (S256, Mastodon 4.3+) on the city account's server, scope
-``profile`` (the account's identity only); the person's token is revoked as soon as their
-identity is read: we never act as them.
+Linking (``register_app``, ``authorize_url``, ``link_identity``): OAuth 2 authorization code
+with PKCE (S256, Mastodon 4.3+) on the resident's server (the city account's, or their own,
+where our app is registered once with ``POST /api/v1/apps``), scope ``profile`` (the
+account's identity only); the person's token is revoked as soon as their identity is read:
+we never act as them.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ _REPLY_VISIBILITY = {"public": "unlisted", "unlisted": "unlisted", "private": "d
 LINK_SCOPE = "profile"
 # No redirect page of our own: the server shows the code for the citizen's app to send us.
 OUT_OF_BAND = "urn:ietf:wg:oauth:2.0:oob"
+# A username as Mastodon allows it; anything else from a server goes into no status of ours.
+_USERNAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9_])?$")
+# Client credentials as a server issues them (Mastodon: 43 URL-safe characters).
+_CREDENTIAL = re.compile(r"^[A-Za-z0-9._~+/=-]{1,256}$")
 
 
 @dataclass(frozen=True)
@@ -292,13 +297,86 @@ class MastodonChannel:
 
 @dataclass(frozen=True)
 class OAuthClient:
-    """The city's application on its Mastodon server (registered once, with
-    ``POST /api/v1/apps`` or in the account's Development settings)."""
+    """Our application on a Mastodon server: the city account's (registered in its
+    Development settings, credentials from the city file) or a resident's own
+    (``register_app`` at the first linking there, kept by ``app.linking``)."""
 
     base_url: str
     client_id: str
     client_secret: str = field(repr=False)
     redirect_uri: str = OUT_OF_BAND
+
+
+@dataclass(frozen=True)
+class Registered:
+    """Our application as a server registered it."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+async def register_app(
+    http: httpx.AsyncClient, base_url: str, *, name: str, redirect_uri: str, website: str
+) -> Registered:
+    """Register our application on a Mastodon server, as every Mastodon client does on a
+    server it has not met (``POST /api/v1/apps``). ``LinkRefused`` when the server does not
+    answer, or answers with no application (not Mastodon, or older than 4.3: no ``profile``
+    scope)."""
+    try:
+        answer = await http.post(
+            f"{base_url}/api/v1/apps",
+            data={
+                "client_name": name,
+                "redirect_uris": redirect_uri,
+                "scopes": LINK_SCOPE,
+                "website": website,
+            },
+        )
+    except httpx.HTTPError as error:
+        raise LinkRefused(f"it did not answer: {transport.describe(error)}") from None
+    app = transport.json_object(answer)
+    client_id, client_secret = app.get("client_id"), app.get("client_secret")
+    if (
+        answer.status_code != 200
+        or not isinstance(client_id, str)
+        or not isinstance(client_secret, str)
+        or not _CREDENTIAL.match(client_id)
+        or not _CREDENTIAL.match(client_secret)
+    ):
+        raise LinkRefused(
+            f"it registered no application (HTTP {answer.status_code}): "
+            "not a Mastodon server, or older than Mastodon 4.3"
+        )
+    return Registered(client_id, client_secret)
+
+
+async def app_known(http: httpx.AsyncClient, client: OAuthClient) -> bool:
+    """Whether the server still knows our app: Mastodon deletes an app that holds no token
+    a day after it was made (``Vacuum::ApplicationsVacuum``; ours are revoked at once),
+    and an admin may remove it, after which its authorization page turns residents away.
+    Asked with the client credentials grant (an app token, revoked at once); false only when
+    the server says the client is unknown (401), true when it cannot tell (a server that
+    does not offer the grant). ``LinkRefused`` when the server does not answer."""
+    try:
+        answer = await http.post(
+            f"{client.base_url}/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client.client_id,
+                "client_secret": client.client_secret,
+                "scope": LINK_SCOPE,
+            },
+        )
+    except httpx.HTTPError as error:
+        raise LinkRefused(f"it did not answer: {transport.describe(error)}") from None
+    if answer.status_code == 401:
+        return False
+    if answer.status_code >= 500:
+        raise LinkRefused(f"it answered HTTP {answer.status_code}")
+    access = transport.json_object(answer).get("access_token")
+    if answer.status_code == 200 and isinstance(access, str) and access:
+        await _revoke(http, client, access)
+    return True
 
 
 def authorize_url(client: OAuthClient, state: str, challenge: str) -> str:
@@ -354,15 +432,20 @@ async def _verify_credentials(
     account = transport.json_object(found)
     if found.status_code != 200 or not account.get("id") or not account.get("acct"):
         raise LinkRefused(f"mastodon did not say who signed in ({found.status_code})")
+    # The signed-in account is local to the server asked, so its ``acct`` is the bare
+    # username: the mention is that @ the server's host. A domain the server names itself
+    # is not believed (a server of anyone's could name another's account), nor is text that
+    # is no username (it goes into our statuses).
     host = urlsplit(client.base_url).netloc
-    acct = str(account["acct"])
-    return Identity(
-        address=f"{host}:{account['id']}", handle=acct if "@" in acct else f"{acct}@{host}"
-    )
+    username = str(account["acct"]).partition("@")[0]
+    account_id = str(account["id"])
+    if not _USERNAME.match(username) or not re.fullmatch(r"[0-9A-Za-z_-]{1,64}", account_id):
+        raise LinkRefused("mastodon named the account in a form we do not take")
+    return Identity(address=f"{host}:{account_id}", handle=f"{username}@{host}")
 
 
 async def _revoke(http: httpx.AsyncClient, client: OAuthClient, access: str) -> None:
-    # Best effort: the token can only read the profile, and the server expires it anyway.
+    # Best effort: the token can only read the profile (an app token: nothing of a person's).
     try:
         await http.post(
             f"{client.base_url}/oauth/revoke",

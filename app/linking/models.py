@@ -6,7 +6,16 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Identity, String, Text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.models import Base, CreatedAt, check_in
@@ -15,7 +24,7 @@ from app.core.models import Base, CreatedAt, check_in
 class LinkPlatform(StrEnum):
     """Where a citizen can link an account for notices (docs/notifications.md)."""
 
-    mastodon = "mastodon"  # OAuth 2 authorization code + PKCE on the city's instance
+    mastodon = "mastodon"  # OAuth 2 authorization code + PKCE on the resident's server
     messenger = "messenger"  # an m.me link whose ref comes back in the referral webhook
     x = "x"  # OAuth 2 authorization code + PKCE; the notice is a direct message
 
@@ -33,6 +42,9 @@ class LinkAttempt(CreatedAt, Base):
     platform: Mapped[str] = mapped_column(String(16))
     jurisdiction_id: Mapped[int] = mapped_column(ForeignKey("jurisdiction.id", ondelete="CASCADE"))
     account: Mapped[str] = mapped_column(String(200))  # the city account's handle
+    # Mastodon: the resident's own server (``https://host``) when it is not the city
+    # account's; the code is exchanged there, with our app registered there (``MastodonApp``).
+    server: Mapped[str | None] = mapped_column(String(300))
     # SHA-256 of the random part of the state, so a database dump cannot finish a linking.
     nonce_hash: Mapped[str] = mapped_column(String(64), unique=True)
     code_verifier: Mapped[str | None] = mapped_column(Text)
@@ -42,3 +54,20 @@ class LinkAttempt(CreatedAt, Base):
     __table_args__ = (
         CheckConstraint(check_in("platform", tuple(LinkPlatform)), name="platform_known"),
     )
+
+
+class MastodonApp(CreatedAt, Base):
+    """Kerbside's application on a resident's Mastodon server, registered at the first
+    linking there (``POST /api/v1/apps``) and used for every later one. One per server and
+    redirect URI: a redirect URI changed by the operator is a new registration."""
+
+    __tablename__ = "mastodon_app"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    base_url: Mapped[str] = mapped_column(String(300))  # https://host[:port]
+    redirect_uri: Mapped[str] = mapped_column(String(500))
+    client_id: Mapped[str] = mapped_column(String(256))
+    # Good for nothing without a resident's approval (scope ``profile``, codes with PKCE).
+    client_secret: Mapped[str] = mapped_column(String(256))
+
+    __table_args__ = (UniqueConstraint("base_url", "redirect_uri"),)

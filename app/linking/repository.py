@@ -26,9 +26,10 @@ FORGET_OLD = text(
 START = text(
     """
     INSERT INTO link_attempt
-        (user_id, platform, jurisdiction_id, account, nonce_hash, code_verifier, expires_at)
-    VALUES (:user_id, :platform, :jurisdiction_id, :account, :nonce_hash, :code_verifier,
-            :expires_at)
+        (user_id, platform, jurisdiction_id, account, server, nonce_hash, code_verifier,
+         expires_at)
+    VALUES (:user_id, :platform, :jurisdiction_id, :account, :server, :nonce_hash,
+            :code_verifier, :expires_at)
     RETURNING id
     """
 )
@@ -36,12 +37,32 @@ START = text(
 # Locked while it is checked, so two callbacks with one state cannot both pass.
 ATTEMPT = text(
     """
-    SELECT id, user_id, platform, jurisdiction_id, account, nonce_hash, code_verifier,
+    SELECT id, user_id, platform, jurisdiction_id, account, server, nonce_hash, code_verifier,
            expires_at, used_at
     FROM link_attempt WHERE id = :id FOR UPDATE
     """
 )
 USE = text("UPDATE link_attempt SET used_at = :now WHERE id = :id")
+
+# Our app on a resident's Mastodon server. Two first linkings there at once both register;
+# the first to insert wins and the other takes its row (the other registration is unused).
+MASTODON_APP = text(
+    "SELECT client_id, client_secret FROM mastodon_app"
+    " WHERE base_url = :base_url AND redirect_uri = :redirect_uri"
+)
+# The server forgot our app (Mastodon deletes unused ones): registered anew.
+FORGET_MASTODON_APP = text(
+    "DELETE FROM mastodon_app"
+    " WHERE base_url = :base_url AND redirect_uri = :redirect_uri AND client_id = :client_id"
+)
+KEEP_MASTODON_APP = text(
+    """
+    INSERT INTO mastodon_app (base_url, redirect_uri, client_id, client_secret)
+    VALUES (:base_url, :redirect_uri, :client_id, :client_secret)
+    ON CONFLICT (base_url, redirect_uri) DO NOTHING
+    RETURNING client_id, client_secret
+    """
+)
 
 # Unlinking cancels what was queued for the account and not yet sent. Rows a delivery job
 # holds right now are being sent as we speak (skipped, not waited for); should that send fail,

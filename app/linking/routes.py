@@ -38,6 +38,12 @@ class StartIn(BaseModel):
     account: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
         default=None, description="Which of its accounts (a handle); unset: the first offered"
     )
+    server: Annotated[str, Field(min_length=1, max_length=300)] | None = Field(
+        default=None,
+        description="Mastodon: your own server, as a host name (`mastodon.social`, optionally "
+        "with `:port`); unset or the city account's server: linked there",
+        examples=["mastodon.social"],
+    )
 
 
 class StartOut(BaseModel):
@@ -106,8 +112,9 @@ async def my_linked_accounts(
     status_code=201,
     summary="Start linking an account of yours for notices",
     description=(
-        "Mastodon: OAuth 2 on the city account's server (authorization code with PKCE, scope "
-        "`profile`); X: OAuth 2 with PKCE (`users.read tweet.read`); send the person to "
+        "Mastodon: OAuth 2 on your own server (`server`; the city account's when unset), "
+        "authorization code with PKCE, scope `profile` (our app is registered on your server "
+        "at its first linking); X: OAuth 2 with PKCE (`users.read tweet.read`); send the person to "
         "`authorize_url`, then POST the code and state to "
         "`/v1/me/linked-accounts/{platform}/callback`. Messenger: open `authorize_url` (the "
         "city Page's m.me link carrying the state as `ref`); the link is made when the "
@@ -117,6 +124,11 @@ async def my_linked_accounts(
     responses=problems(
         (400, "An API key: sign in as a person"),
         (404, "No such city, or it offers no account of this platform to link"),
+        (
+            422,
+            "The server named is no host name, resolves to an address we do not call, does "
+            "not answer, or is not Mastodon 4.3 or later (`errors[0].field`: `server`)",
+        ),
     ),
 )
 async def start(
@@ -133,6 +145,7 @@ async def start(
         platform,
         given.jurisdiction,
         given.account,
+        given.server,
     )
     return StartOut(
         platform=started.platform.value,

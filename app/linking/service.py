@@ -8,7 +8,9 @@ expired (``KERBSIDE_LINKING_STATE_MINUTES``), when it was used (single use), or 
 another person or platform presents it. What the state proves is only "the person who
 started this"; who the account belongs to is proven by the platform: Mastodon's token
 endpoint and ``verify_credentials`` (OAuth 2 code + PKCE, the verifier never leaving the
-server), X's token endpoint and ``/2/users/me`` the same way, Meta's signed webhook for
+server; on the city account's server, or on the resident's own, ``app.linking.servers``,
+which the attempt keeps and the MAC covers, so the code is exchanged where it was issued),
+X's token endpoint and ``/2/users/me`` the same way, Meta's signed webhook for
 Messenger (the PSID of whoever opened our ``m.me`` link).
 
 The account becomes a contact of the person (``app.contacts.service.link``) with a consent
@@ -36,13 +38,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.channels import mastodon, transport, x
 from app.channels.facebook import Referral
-from app.channels.oauth import LinkRefused, pkce_pair
+from app.channels.oauth import Identity, LinkRefused, pkce_pair
 from app.contacts import service as contacts
 from app.contacts.models import ContactKind
 from app.contacts.service import ContactSpec, LinkedContact
 from app.core import clock
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.linking import repository as sql
+from app.linking import servers
 from app.linking.models import LinkPlatform
 from app.settings import Settings
 
@@ -128,9 +131,12 @@ def _mac(
     user_id: uuid.UUID,
     platform: str,
     expires_at: datetime,
+    server: str | None,
 ) -> str:
     key = settings.secret_key.get_secret_value().encode()
     text = f"link:{attempt_id}:{nonce}:{user_id}:{platform}:{int(expires_at.timestamp())}"
+    if server is not None:
+        text += f":{server}"
     return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()[:32]
 
 
@@ -202,6 +208,44 @@ async def _city_account(
     return row.id, offered[0]
 
 
+def _bad_server(reason: str) -> InvalidInput:
+    return InvalidInput(
+        f"We cannot link an account on that server: {reason}",
+        errors=[{"field": "server", "message": reason, "type": "value_error", "in": "body"}],
+    )
+
+
+async def _resident_server(
+    session: AsyncSession,
+    settings: Settings,
+    platform: LinkPlatform,
+    city_account: _CityAccount,
+    given: str | None,
+) -> tuple[str | None, mastodon.OAuthClient | None]:
+    """The resident's own Mastodon server (its base URL) and our app there, registered now
+    if it is our first linking there; (None, None) for the city account's own server."""
+    if given is None:
+        return None, None
+    if platform != LinkPlatform.mastodon:
+        raise _bad_server(f"a {platform.value} account is linked on {platform.value} itself")
+    try:
+        # The city account's own server is linked on as without one, whatever its address.
+        named = servers.base_url(given, allow_loopback=True)
+        if servers.same_server(named, city_account.base_url):
+            return None, None
+        server = servers.base_url(given, allow_loopback=settings.linking_allow_loopback)
+    except servers.ServerRefused as refused:
+        raise _bad_server(str(refused)) from None
+    redirect = _redirect_uri(settings, platform) or mastodon.OUT_OF_BAND
+    try:
+        oauth = await servers.oauth_client(session, settings, server, redirect, register=True)
+    except LinkRefused as refused:
+        log.info("mastodon server refused", extra={"reason": str(refused)})
+        raise _bad_server(str(refused)) from None
+    assert oauth is not None
+    return server, oauth
+
+
 async def start(
     session: AsyncSession,
     settings: Settings,
@@ -209,18 +253,23 @@ async def start(
     platform: LinkPlatform,
     jurisdiction: str,
     account: str | None = None,
+    server: str | None = None,
 ) -> Started:
     """Begin linking: where to send the person (the Mastodon server's or X's authorization
     page, or the Page's ``m.me`` link) with a state bound to them, valid for
-    ``linking_state_minutes``."""
+    ``linking_state_minutes``. Mastodon: on ``server`` (a host name, the resident's own
+    server) when given and not the city account's, our app registered there at first use."""
     jurisdiction_id, city_account = await _city_account(
         session, settings, platform, slug=jurisdiction, handle=account
     )
+    home, on_home = await _resident_server(session, settings, platform, city_account, server)
+    oauth: OAuthClient | None = on_home
     now = clock.now()
     await session.execute(sql.FORGET_OLD, {"user_id": user_id, "now": now})
     expires_at = (now + timedelta(minutes=settings.linking_state_minutes)).replace(microsecond=0)
     nonce = secrets.token_urlsafe(18)
-    oauth = _oauth_client(settings, platform, city_account) if platform in OAUTH_PLATFORMS else None
+    if oauth is None and platform in OAUTH_PLATFORMS:
+        oauth = _oauth_client(settings, platform, city_account)
     verifier, challenge = pkce_pair() if oauth is not None else (None, "")
     attempt_id = (
         await session.execute(
@@ -230,13 +279,14 @@ async def start(
                 "platform": platform.value,
                 "jurisdiction_id": jurisdiction_id,
                 "account": city_account.handle,
+                "server": home,
                 "nonce_hash": _digest(nonce),
                 "code_verifier": verifier,
                 "expires_at": expires_at,
             },
         )
     ).scalar_one()
-    mac = _mac(settings, attempt_id, nonce, user_id, platform.value, expires_at)
+    mac = _mac(settings, attempt_id, nonce, user_id, platform.value, expires_at, home)
     state = f"{attempt_id}.{nonce}.{mac}"
     if isinstance(oauth, x.OAuthClient):
         url = x.authorize_url(oauth, state, challenge)
@@ -265,7 +315,9 @@ async def _take(
     row = (await session.execute(sql.ATTEMPT, {"id": int(match["id"])})).first()
     if row is None:
         raise _Refused("unknown")
-    wanted = _mac(settings, row.id, match["nonce"], row.user_id, row.platform, row.expires_at)
+    wanted = _mac(
+        settings, row.id, match["nonce"], row.user_id, row.platform, row.expires_at, row.server
+    )
     if not hmac.compare_digest(wanted, match["mac"]) or not hmac.compare_digest(
         row.nonce_hash, _digest(match["nonce"])
     ):
@@ -310,21 +362,16 @@ async def finish_oauth(
         jurisdiction_id=attempt.jurisdiction_id,
         handle=attempt.account,
     )
-    oauth = _oauth_client(settings, platform, account)
-    async with transport.client(settings) as http:
-        try:
-            if isinstance(oauth, x.OAuthClient):
-                identity = await x.link_identity(http, oauth, code, attempt.code_verifier)
-            else:
-                identity = await mastodon.link_identity(http, oauth, code, attempt.code_verifier)
-        except LinkRefused as refused:
-            log.info("linking refused", extra={"platform": platform.value, "reason": str(refused)})
-            raise InvalidInput(
-                f"The {platform.value} server did not accept this code; start again",
-                errors=[
-                    {"field": "code", "message": str(refused), "type": "value_error", "in": "body"}
-                ],
-            ) from None
+    try:
+        identity = await _identity(session, settings, platform, account, attempt, code)
+    except LinkRefused as refused:
+        log.info("linking refused", extra={"platform": platform.value, "reason": str(refused)})
+        raise InvalidInput(
+            f"The {platform.value} server did not accept this code; start again",
+            errors=[
+                {"field": "code", "message": str(refused), "type": "value_error", "in": "body"}
+            ],
+        ) from None
     via: dict[str, Any] = {"platform": platform.value, "account": account.handle, "notice": True}
     if platform == LinkPlatform.x:
         via["credentials"] = account.credentials["user_token"]  # the variable's name
@@ -338,6 +385,31 @@ async def finish_oauth(
     if stored is None:
         raise Conflict(f"That {platform.value} account is linked to another person")
     return next(c for c in await contacts.linked(session, user_id) if c.id == stored.id)
+
+
+async def _identity(
+    session: AsyncSession,
+    settings: Settings,
+    platform: LinkPlatform,
+    account: _CityAccount,
+    attempt: Any,
+    code: str,
+) -> Identity:
+    """Who signed in, from the server the attempt was started on (``LinkRefused``)."""
+    if attempt.server is None:
+        oauth = _oauth_client(settings, platform, account)
+        async with transport.client(settings) as http:
+            if isinstance(oauth, x.OAuthClient):
+                return await x.link_identity(http, oauth, code, attempt.code_verifier)
+            return await mastodon.link_identity(http, oauth, code, attempt.code_verifier)
+    redirect = _redirect_uri(settings, platform) or mastodon.OUT_OF_BAND
+    home = await servers.oauth_client(session, settings, attempt.server, redirect, register=False)
+    if home is None:  # the redirect URI changed since the start: our app there is another
+        raise _bad_state("was started for a redirect page we no longer use")
+    async with servers.client(settings) as http:
+        # Three requests at most: the token, verify_credentials, the revocation.
+        linking = mastodon.link_identity(http, home, code, attempt.code_verifier)
+        return await servers.bounded(settings, 3, linking)
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,18 @@ request budget with the ``X-RateLimit-*`` headers (the reset as an ISO time) and
 and ``POST /api/v1/statuses`` that checks the token, the status replied to, the visibility,
 and keeps each ``Idempotency-Key``: the same key gives back the first status, not a new one.
 
-OAuth 2 for linking a resident's account, as Mastodon 4.3 does it: ``GET /oauth/authorize``
-(the resident signed in at the fake, ``signed_in``, approves at once and is redirected to the
-registered ``redirect_uri`` with ``code`` and ``state``), ``POST /oauth/token`` (the
-authorization code grant: client credentials, the redirect URI, the code once, and PKCE
-S256 checked against the challenge), ``GET /api/v1/accounts/verify_credentials`` with the
-resident's token, and ``POST /oauth/revoke``.
+OAuth 2 for linking a resident's account, as Mastodon 4.3 does it: ``POST /api/v1/apps``
+(a client registers itself: ``client_name``, ``redirect_uris``, ``scopes``, ``website``; the
+answer is Mastodon's Application with its ``client_id`` and ``client_secret``; the city's app
+is registered from the start as ``CLIENT_ID``), ``GET /oauth/authorize`` (for a registered
+client and one of its redirect URIs; the resident signed in at the fake, ``signed_in``,
+approves at once and is redirected there with ``code`` and ``state``), ``POST /oauth/token``
+(the authorization code grant: the credentials the fake issued, the client the code was
+issued to, the redirect URI, the code once, and PKCE S256 checked against the challenge),
+``GET /api/v1/accounts/verify_credentials`` with the resident's token, and
+``POST /oauth/revoke`` (client credentials checked as well). The client credentials grant
+gives an app token (how a client learns whether the server still knows its app: deleting
+one from ``apps`` is Mastodon's vacuum of unused apps).
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ CLIENT_ID = "fake-client-id-kerbside"
 CLIENT_SECRET = "fake-client-secret-kerbside-0123"
 REDIRECT_URI = "https://city.example/linked/mastodon"
 VISIBILITIES = {"public", "unlisted", "private", "direct"}
+# The server's Web Push public key, as every registered app is given it.
+VAPID_KEY = (
+    "BCk-QqERU0q-CfYZjcuB6lnyyOYfJ2AifKqfeGIm7Z-HiTU5T9eTG5GxVA0_OH5mMlI4UkkDTpaZwozy0TzdZ2M="
+)
+SCOPES = {"read", "write", "follow", "push", "profile", "read:accounts", "read:notifications"}
 
 
 def error(status: int, message: str, **headers: str) -> Reply:
@@ -53,6 +64,19 @@ class FakeMastodon:
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     revoked: list[str] = field(default_factory=list)
+    app_tokens: dict[str, str] = field(default_factory=dict)  # client credentials grants
+    # The scopes the server knows (Mastodon before 4.3 knows no ``profile``).
+    known_scopes: set[str] = field(default_factory=lambda: set(SCOPES))
+    # Registered applications by client_id: the city's own, and those POST /api/v1/apps made.
+    apps: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {
+            CLIENT_ID: {
+                "client_secret": CLIENT_SECRET,
+                "redirect_uris": [REDIRECT_URI],
+                "scopes": ["read", "write", "profile"],
+            }
+        }
+    )
 
     def _id(self) -> str:
         self.next_id += 1
@@ -137,6 +161,8 @@ class FakeMastodon:
         if (media := served_file(self.files, request)) is not None:
             return media
         parts = urlsplit(request.path)
+        if request.method == "POST" and parts.path == "/api/v1/apps":
+            return self.register(request)
         if parts.path.startswith("/oauth/") or parts.path.endswith("/verify_credentials"):
             return self.oauth(request, parts.path, parse_qs(parts.query))
         if request.headers.get("authorization") != f"Bearer {TOKEN}":
@@ -151,10 +177,52 @@ class FakeMastodon:
             return self.post_status(request)
         return error(404, "Record not found")
 
+    def register(self, request: Received) -> Reply:
+        """``POST /api/v1/apps`` (a form or JSON), answered as Mastodon 4.3 answers it."""
+        if request.headers.get("content-type", "").startswith("application/json"):
+            form = {k: v for k, v in json.loads(request.body).items() if isinstance(v, str)}
+        else:
+            form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
+        name, uris = form.get("client_name", ""), form.get("redirect_uris", "").split()
+        scopes = form.get("scopes", "read").split()
+        if not name or not uris:
+            return error(422, "Validation failed: Name can't be blank, Redirect URI can't be blank")
+        if not set(scopes) <= self.known_scopes:
+            return error(422, "Validation failed: Scopes must be valid")
+        client_id, client_secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        self.apps[client_id] = {
+            "client_secret": client_secret,
+            "redirect_uris": uris,
+            "scopes": scopes,
+            "name": name,
+            "website": form.get("website"),
+        }
+        app = {
+            "id": self._id(),
+            "name": name,
+            "website": form.get("website") or None,
+            "scopes": scopes,
+            "redirect_uri": "\n".join(uris),
+            "redirect_uris": uris,
+            "vapid_key": VAPID_KEY,
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "client_secret_expires_at": 0,
+        }
+        return Reply.json(200, json.dumps(app))
+
+    def _client(self, form: dict[str, str]) -> dict[str, Any] | None:
+        """The registered app the form's client credentials name, if they are right."""
+        app = self.apps.get(form.get("client_id", ""))
+        if app is None or app["client_secret"] != form.get("client_secret"):
+            return None
+        return app
+
     def oauth(self, request: Received, path: str, query: dict[str, list[str]]) -> Reply:
         if request.method == "GET" and path == "/oauth/authorize":
             given = {k: v[0] for k, v in query.items()}
-            if given.get("client_id") != CLIENT_ID or given.get("redirect_uri") != REDIRECT_URI:
+            app = self.apps.get(given.get("client_id", ""))
+            if app is None or given.get("redirect_uri") not in app["redirect_uris"]:
                 return error(400, "invalid_client or redirect_uri")
             if given.get("response_type") != "code" or given.get("scope") != "profile":
                 return error(400, "unsupported response_type or scope")
@@ -164,19 +232,29 @@ class FakeMastodon:
                 return error(401, "sign in first")
             code = secrets.token_urlsafe(24)
             self.codes[code] = {**given, "account": self.signed_in, "used": False}
-            location = f"{REDIRECT_URI}?{urlencode({'code': code, 'state': given['state']})}"
+            query_back = urlencode({"code": code, "state": given["state"]})
+            location = f"{given['redirect_uri']}?{query_back}"
             return Reply(302, b"", {"Location": location})
         if request.method == "POST" and path == "/oauth/token":
             form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
-            if (form.get("client_id"), form.get("client_secret")) != (CLIENT_ID, CLIENT_SECRET):
+            if self._client(form) is None:
                 return Reply.json(401, json.dumps({"error": "invalid_client"}))
+            if form.get("grant_type") == "client_credentials":
+                token = secrets.token_urlsafe(24)
+                self.app_tokens[token] = form["client_id"]
+                answer = {"access_token": token, "token_type": "Bearer", "scope": "profile"}
+                return Reply.json(200, json.dumps({**answer, "created_at": 1764870000}))
             grant = self.codes.get(form.get("code", ""))
             if form.get("grant_type") != "authorization_code" or grant is None or grant["used"]:
                 return Reply.json(400, json.dumps({"error": "invalid_grant"}))
             grant["used"] = True
             digest = hashlib.sha256(form.get("code_verifier", "").encode()).digest()
             challenge = base64.urlsafe_b64encode(digest).decode().rstrip("=")
-            if challenge != grant["code_challenge"] or form.get("redirect_uri") != REDIRECT_URI:
+            if (
+                challenge != grant["code_challenge"]
+                or form.get("redirect_uri") != grant["redirect_uri"]
+                or form.get("client_id") != grant["client_id"]
+            ):
                 return Reply.json(400, json.dumps({"error": "invalid_grant"}))
             token = secrets.token_urlsafe(24)
             self.tokens[token] = grant["account"]
@@ -184,8 +262,11 @@ class FakeMastodon:
             return Reply.json(200, json.dumps({**answer, "created_at": 1764870000}))
         if request.method == "POST" and path == "/oauth/revoke":
             form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
+            if self._client(form) is None:
+                return Reply.json(403, json.dumps({"error": "unauthorized_client"}))
             self.revoked.append(form.get("token", ""))
             self.tokens.pop(form.get("token", ""), None)
+            self.app_tokens.pop(form.get("token", ""), None)
             return Reply.json(200, "{}")
         if request.method == "GET" and path == "/api/v1/accounts/verify_credentials":
             token = request.headers.get("authorization", "").removeprefix("Bearer ")
