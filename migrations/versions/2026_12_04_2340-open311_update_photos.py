@@ -2,8 +2,8 @@
 update is recorded (``open311_update_media``) and kept on the ticket as ``update`` photos
 
 Revision ID: 0113
-Revises: 0111
-Create Date: 2026-12-04 23:00:00+00:00
+Revises: 0112
+Create Date: 2026-12-04 23:40:00+00:00
 """
 
 from collections.abc import Sequence
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0113"
-down_revision: str | None = "0111"
+down_revision: str | None = "0112"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
