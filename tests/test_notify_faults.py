@@ -215,6 +215,13 @@ async def test_a_worker_killed_mid_batch_loses_nothing_and_resends_only_what_was
     second = worker(cluster.url, tmp_path)
     try:
         await until(lambda: len(set(receiver.ids)) >= PEOPLE, 60, "every message delivered")
+        # The receiver has every id as soon as the last one the dead worker had in flight is
+        # resent or not: wait for the second worker to have marked every row too (on a loaded
+        # machine it may still be sending its last batch), then for anything sent twice.
+        deadline = time.monotonic() + 60
+        while (found := await statuses(sessions, ticket_id)) != {"sent": PEOPLE}:
+            assert time.monotonic() < deadline, found
+            await asyncio.sleep(0.1)
         await asyncio.sleep(0.3)  # anything sent twice would arrive by now
     finally:
         second.terminate()
