@@ -403,24 +403,23 @@ class HotStatement:
     async def one(self, db: Db, params: dict[str, Any]) -> Any:
         """The first row (a named tuple) or None, on a session's connection (inside its
         transaction) or on a psycopg connection (``make_read_pool``'s)."""
-        driver = await driver_of(db)
-        async with psycopg.AsyncRawCursor(driver, row_factory=namedtuple_row) as cursor:
-            await cursor.execute(
-                self.numbered, [params[n] for n in self.names], prepare=self._prepare(driver)
-            )
+        async with self._run(db, params) as cursor:
             return await cursor.fetchone() if cursor.description is not None else None
-
-    def _prepare(self, driver: psycopg.AsyncConnection[Any]) -> bool | None:
-        return prepare_flag(driver) if self.prepared else False
 
     async def all(self, db: Db, params: dict[str, Any]) -> list[Any]:
         """Every row (named tuples), as ``one``."""
-        driver = await driver_of(db)
-        async with psycopg.AsyncRawCursor(driver, row_factory=namedtuple_row) as cursor:
-            await cursor.execute(
-                self.numbered, [params[n] for n in self.names], prepare=self._prepare(driver)
-            )
+        async with self._run(db, params) as cursor:
             return await cursor.fetchall() if cursor.description is not None else []
+
+    @contextlib.asynccontextmanager
+    async def _run(
+        self, db: Db, params: dict[str, Any]
+    ) -> AsyncIterator[psycopg.AsyncRawCursor[Any]]:
+        driver = await driver_of(db)
+        prepare = prepare_flag(driver) if self.prepared else False
+        async with psycopg.AsyncRawCursor(driver, row_factory=namedtuple_row) as cursor:
+            await cursor.execute(self.numbered, [params[n] for n in self.names], prepare=prepare)
+            yield cursor
 
 
 _NAMED_PARAM = re.compile(r"(?<![:\w]):(\w+)")

@@ -167,26 +167,34 @@ async def process_social_posts(context: JobContext, ids: list[int]) -> dict[str,
 _PHOTO_TRIES = 5
 
 
+def _photo_retries(later: type[Exception]) -> RetryStrategy:
+    """Tried again on ``later`` (a download that may work later), ``_PHOTO_TRIES`` in all."""
+    return RetryStrategy(
+        max_attempts=_PHOTO_TRIES - 1, exponential_wait=5, retry_exceptions={later}
+    )
+
+
+def _last_photo_try(context: JobContext) -> bool:
+    """This run is the last: what still fails is recorded instead of tried again."""
+    tries = context.job.attempts if context.job is not None else 0
+    return tries >= _PHOTO_TRIES - 1
+
+
 @queue.task(
     name=FETCH_POST_PHOTOS,
     queue="social",
     pass_context=True,
-    retry=RetryStrategy(
-        max_attempts=_PHOTO_TRIES - 1,
-        exponential_wait=5,
-        retry_exceptions={social_photos.PhotosLater},
-    ),
+    retry=_photo_retries(social_photos.PhotosLater),
 )
 async def fetch_post_photos(context: JobContext, post_id: int) -> str:
     """Fetch a filed social post's photos into its report (deferred when it is filed)."""
     found = resources(context)
-    tries = context.job.attempts if context.job is not None else 0
     return await social_photos.fetch_post_photos(
         found.sessionmaker,
         found.settings,
         found.photos,
         post_id,
-        last_try=tries >= _PHOTO_TRIES - 1,
+        last_try=_last_photo_try(context),
     )
 
 
@@ -194,22 +202,17 @@ async def fetch_post_photos(context: JobContext, post_id: int) -> str:
     name=FETCH_OPEN311_MEDIA,
     queue="photos",
     pass_context=True,
-    retry=RetryStrategy(
-        max_attempts=_PHOTO_TRIES - 1,
-        exponential_wait=5,
-        retry_exceptions={open311_media.MediaLater},
-    ),
+    retry=_photo_retries(open311_media.MediaLater),
 )
 async def fetch_open311_media(context: JobContext, report_id: int) -> str:
     """Fetch the photos an Open311 request named by media_url (deferred when it is filed)."""
     found = resources(context)
-    tries = context.job.attempts if context.job is not None else 0
     return await open311_media.fetch_request_media(
         found.sessionmaker,
         found.settings,
         found.photos,
         report_id,
-        last_try=tries >= _PHOTO_TRIES - 1,
+        last_try=_last_photo_try(context),
     )
 
 
@@ -217,22 +220,17 @@ async def fetch_open311_media(context: JobContext, report_id: int) -> str:
     name=FETCH_OPEN311_UPDATE_MEDIA,
     queue="photos",
     pass_context=True,
-    retry=RetryStrategy(
-        max_attempts=_PHOTO_TRIES - 1,
-        exponential_wait=5,
-        retry_exceptions={open311_media.MediaLater},
-    ),
+    retry=_photo_retries(open311_media.MediaLater),
 )
 async def fetch_open311_update_media(context: JobContext, event_id: int) -> str:
     """Fetch the photos a pushed Open311 update named by media_url onto its ticket."""
     found = resources(context)
-    tries = context.job.attempts if context.job is not None else 0
     return await open311_media.fetch_update_media(
         found.sessionmaker,
         found.settings,
         found.photos,
         event_id,
-        last_try=tries >= _PHOTO_TRIES - 1,
+        last_try=_last_photo_try(context),
     )
 
 

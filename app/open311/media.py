@@ -34,7 +34,7 @@ from app.media.service import AcceptedPhoto, PhotoPipeline
 from app.open311 import repository as sql
 from app.open311.models import MediaState
 from app.open311.params import Params, invalid
-from app.reports.service import attach_photos
+from app.reports.service import attach_photos, attach_ticket_photos
 from app.settings import Settings
 from app.tickets.events import add_event
 from app.tickets.models import EventKind
@@ -164,20 +164,7 @@ async def fetch_update_media(
     accepted, failures = await _fetch(settings, photos, row.urls, last_try=last_try)
 
     async def attach(session: AsyncSession, failure: str | None) -> None:
-        for photo in accepted:
-            await session.execute(
-                sql.INSERT_UPDATE_PHOTO,
-                {
-                    "ticket_id": row.ticket_id,
-                    "storage_key": photo.storage_key,
-                    "thumbnail_key": photo.thumbnail_key,
-                    "original_key": photo.original_key,
-                    "content_type": photo.content_type,
-                    "width": photo.width,
-                    "height": photo.height,
-                    "taken_at": photo.taken_at,
-                },
-            )
+        await attach_ticket_photos(session, int(row.ticket_id), accepted, kind="update")
         await add_event(
             session,
             int(row.ticket_id),

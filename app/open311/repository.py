@@ -46,13 +46,3 @@ UPDATE_MEDIA_DONE = text(
     "UPDATE open311_update_media SET state = :state, failure = :failure, updated_at = now()"
     " WHERE event_id = :event_id AND state = 'pending' RETURNING ticket_id"
 )
-# As the intake's photos (pending, processed by their job after the commit), of the ticket
-# rather than of a report: the update's author filed no report here.
-INSERT_UPDATE_PHOTO = text(
-    """
-    INSERT INTO photo (ticket_id, report_id, kind, status, storage_key, thumbnail_key,
-                       original_key, content_type, width, height, taken_at)
-    VALUES (:ticket_id, NULL, 'update', 'pending', :storage_key, :thumbnail_key,
-            :original_key, :content_type, :width, :height, :taken_at)
-    """
-)

@@ -306,7 +306,7 @@ INSERT_PHOTO = text(
     """
     INSERT INTO photo (ticket_id, report_id, kind, status, storage_key, thumbnail_key,
                        original_key, content_type, width, height, taken_at)
-    VALUES (:ticket_id, :report_id, 'report', 'pending', :storage_key, :thumbnail_key,
+    VALUES (:ticket_id, :report_id, :kind, 'pending', :storage_key, :thumbnail_key,
             :original_key, :content_type, :width, :height, :taken_at)
     RETURNING public_id
     """

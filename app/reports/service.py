@@ -163,7 +163,7 @@ async def submit_report(
         },
     )
     stored, verifications = await _store_contacts(session, submission, row, wants_updates, now)
-    photos = await _store_photos(session, submission.media, row)
+    photos = await _store_photos(session, submission.media, row.ticket_id, row.report_id)
     return Filed(
         report_id=int(row.report_id),
         report_public_id=row.public_id,
@@ -493,7 +493,7 @@ async def attach_photos(
     row = (await session.execute(sql.REPORT_TICKET, {"id": report_id})).first()
     if row is None or not media:
         return ()
-    photos = await _store_photos(session, media, row)
+    photos = await _store_photos(session, media, row.ticket_id, report_id)
     await add_event(
         session,
         int(row.ticket_id),
@@ -507,8 +507,21 @@ async def attach_photos(
     return photos
 
 
+async def attach_ticket_photos(
+    session: AsyncSession, ticket_id: int, media: Sequence[AcceptedPhoto], *, kind: str
+) -> tuple[FiledPhoto, ...]:
+    """Photos of the ticket itself, of no report (``update``: sent with a citizen's later
+    update): pending rows like the intake's, processed by their jobs."""
+    return await _store_photos(session, media, ticket_id, None, kind=kind)
+
+
 async def _store_photos(
-    session: AsyncSession, media: Sequence[AcceptedPhoto], row: Any
+    session: AsyncSession,
+    media: Sequence[AcceptedPhoto],
+    ticket_id: int,
+    report_id: int | None,
+    *,
+    kind: str = "report",
 ) -> tuple[FiledPhoto, ...]:
     filed = []
     for photo in media:
@@ -516,8 +529,9 @@ async def _store_photos(
             await session.execute(
                 sql.INSERT_PHOTO,
                 {
-                    "ticket_id": row.ticket_id,
-                    "report_id": row.report_id,
+                    "ticket_id": ticket_id,
+                    "report_id": report_id,
+                    "kind": kind,
                     "storage_key": photo.storage_key,
                     "thumbnail_key": photo.thumbnail_key,
                     "original_key": photo.original_key,
